@@ -1,0 +1,13 @@
+//! The wasm layer: a process-wide [`Runtime`] (engine, linker, module
+//! cache), loaded [`Plugin`]s (validated modules), and calls — each on a
+//! fresh instance with fuel, memory and output limits, every guest pointer
+//! checked before use, every failure a structured [`CallError`].
+
+mod error;
+mod plugin;
+mod runtime;
+mod store;
+
+pub use error::{CallError, CallErrorKind, CallSite, LoadError, Problem};
+pub use plugin::{FunctionInfo, Invocation, Plugin};
+pub use runtime::{Limits, Runtime, RuntimeConfig};

@@ -1,0 +1,501 @@
+//! A validated plugin module and how it is called: a fresh instance per
+//! call, the input copied in once, every guest pointer checked before use.
+
+use std::sync::Arc;
+
+use wasmtime::{ExternType, FuncType, InstancePre, Module, Store, Trap, ValType};
+use weir_abi::{
+    read_reduced, write_update_entries, CallHeader, FunctionKind, GroupsWriter, RecordBatch,
+    UpdateEntry, UpdateOutput, ABI_VERSION, EXPORT_ABI_VERSION, EXPORT_ALLOC, EXPORT_MEMORY,
+    HEADER_LEN, RESULT_AREA_LEN,
+};
+
+use super::error::{CallError, CallErrorKind, CallSite, LoadError, Problem};
+use super::runtime::{Limits, Runtime, EPOCH_TICK};
+use super::store::{CallState, MemoryLimiter};
+
+/// One weir function a module exports.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FunctionInfo {
+    /// Its kind.
+    pub kind: FunctionKind,
+    /// Its name (the export without the kind prefix).
+    pub name: String,
+}
+
+/// A compiled, validated module, shared by every plugin loaded from the
+/// same bytes.
+pub(crate) struct Compiled {
+    runtime: Runtime,
+    pre: InstancePre<CallState>,
+    hash: [u8; 32],
+    size: usize,
+    functions: Vec<FunctionInfo>,
+}
+
+fn func_sig(ty: &FuncType) -> (Vec<ValType>, Vec<ValType>) {
+    (ty.params().collect(), ty.results().collect())
+}
+
+fn is_i32s(types: &[ValType], n: usize) -> bool {
+    types.len() == n && types.iter().all(|t| matches!(t, ValType::I32))
+}
+
+impl Compiled {
+    pub(crate) fn new(
+        runtime: &Runtime,
+        module: Module,
+        hash: [u8; 32],
+        size: usize,
+        name: &Arc<str>,
+    ) -> Result<Self, LoadError> {
+        let mut problems = Vec::new();
+
+        for import in module.imports() {
+            let ok = import.module() == weir_abi::IMPORT_MODULE
+                && import.name() == weir_abi::IMPORT_LOG
+                && matches!(import.ty(), ExternType::Func(ref f) if { let (p, r) = func_sig(f); is_i32s(&p, 3) && r.is_empty() });
+            if !ok {
+                problems.push(Problem::UnsupportedImport {
+                    module: import.module().into(),
+                    name: import.name().into(),
+                });
+            }
+        }
+
+        let mut have_memory = false;
+        let mut have_version = false;
+        let mut have_alloc = false;
+        let mut functions = Vec::new();
+        for export in module.exports() {
+            let name = export.name();
+            let ty = export.ty();
+            if name == EXPORT_MEMORY {
+                have_memory = true;
+                if !matches!(ty, ExternType::Memory(ref m) if !m.is_64() && !m.is_shared()) {
+                    problems.push(Problem::BadExport {
+                        export: name.into(),
+                        expected: "a 32-bit, unshared linear memory",
+                    });
+                }
+            } else if name == EXPORT_ABI_VERSION {
+                have_version = true;
+                if !matches!(ty, ExternType::Func(ref f) if { let (p, r) = func_sig(f); p.is_empty() && is_i32s(&r, 1) })
+                {
+                    problems.push(Problem::BadExport {
+                        export: name.into(),
+                        expected: "a function () -> i32",
+                    });
+                }
+            } else if name == EXPORT_ALLOC {
+                have_alloc = true;
+                if !matches!(ty, ExternType::Func(ref f) if { let (p, r) = func_sig(f); is_i32s(&p, 1) && is_i32s(&r, 1) })
+                {
+                    problems.push(Problem::BadExport {
+                        export: name.into(),
+                        expected: "a function (i32) -> i32",
+                    });
+                }
+            } else if let Some((kind, fname)) = FunctionKind::parse_export(name) {
+                if matches!(ty, ExternType::Func(ref f) if { let (p, r) = func_sig(f); is_i32s(&p, 3) && is_i32s(&r, 1) })
+                {
+                    functions.push(FunctionInfo {
+                        kind,
+                        name: fname.into(),
+                    });
+                } else {
+                    problems.push(Problem::BadExport {
+                        export: name.into(),
+                        expected:
+                            "a function (input_ptr: i32, input_len: i32, result_ptr: i32) -> i32",
+                    });
+                }
+            }
+        }
+        if !have_memory {
+            problems.push(Problem::MissingExport {
+                export: EXPORT_MEMORY,
+                hint: "the guest's linear memory",
+            });
+        }
+        if !have_version {
+            problems.push(Problem::MissingExport {
+                export: EXPORT_ABI_VERSION,
+                hint: "() -> i32 returning the ABI version, 1",
+            });
+        }
+        if !have_alloc {
+            problems.push(Problem::MissingExport {
+                export: EXPORT_ALLOC,
+                hint: "(size: i32) -> i32 giving the host memory for the input",
+            });
+        }
+        if functions.is_empty() {
+            problems.push(Problem::NoFunctions);
+        }
+        functions.sort();
+
+        if !problems.is_empty() {
+            return Err(LoadError::NotAPlugin {
+                plugin: name.clone(),
+                problems,
+            });
+        }
+        let pre = runtime
+            .linker()
+            .instantiate_pre(&module)
+            .map_err(|source| LoadError::Compile {
+                plugin: name.clone(),
+                source,
+            })?;
+        let compiled = Compiled {
+            runtime: runtime.clone(),
+            pre,
+            hash,
+            size,
+            functions,
+        };
+        compiled.check_abi_version(name)?;
+        Ok(compiled)
+    }
+
+    fn check_abi_version(&self, name: &Arc<str>) -> Result<(), LoadError> {
+        let limits = Limits {
+            fuel: 10_000_000,
+            memory_bytes: 64 << 20,
+            ..Limits::default()
+        };
+        let fail = |problem| LoadError::NotAPlugin {
+            plugin: name.clone(),
+            problems: vec![problem],
+        };
+        let mut store = self.store(name, &limits);
+        let version = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|i| i.get_typed_func::<(), i32>(&mut store, EXPORT_ABI_VERSION))
+            .and_then(|f| f.call(&mut store, ()))
+            .map_err(|e| {
+                fail(Problem::AbiVersionFailed {
+                    reason: format!("{e:#}"),
+                })
+            })?;
+        if version != ABI_VERSION {
+            return Err(fail(Problem::WrongAbiVersion { found: version }));
+        }
+        Ok(())
+    }
+
+    fn store(&self, plugin: &Arc<str>, limits: &Limits) -> Store<CallState> {
+        let state = CallState {
+            limiter: MemoryLimiter {
+                limit: limits.memory_bytes,
+                hit: None,
+            },
+            log_left: limits.log_bytes,
+            log_truncated: false,
+            plugin: plugin.clone(),
+        };
+        let mut store = Store::new(self.runtime.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store
+            .set_fuel(limits.fuel)
+            .expect("fuel is enabled on the engine");
+        let ticks = limits.deadline.as_millis() / EPOCH_TICK.as_millis();
+        store.set_epoch_deadline(ticks.max(1) as u64);
+        store
+    }
+}
+
+/// Who is calling and with what limits: the engine fills in job, operator,
+/// batch time and partition so errors can name them.
+#[derive(Debug, Clone, Default)]
+pub struct Invocation {
+    /// Batch time and partition, handed to the guest.
+    pub header: CallHeader,
+    /// The job, for error messages.
+    pub job: Option<Arc<str>>,
+    /// The operator, for error messages.
+    pub operator: Option<Arc<str>>,
+    /// Limits of this call.
+    pub limits: Limits,
+}
+
+/// A loaded plugin: a name plus a shared compiled module.
+#[derive(Clone)]
+pub struct Plugin {
+    name: Arc<str>,
+    compiled: Arc<Compiled>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("hash", &self.hash_hex())
+            .finish()
+    }
+}
+
+impl Plugin {
+    pub(crate) fn new(name: Arc<str>, compiled: Arc<Compiled>) -> Self {
+        Plugin { name, compiled }
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// SHA-256 of the module bytes.
+    pub fn hash(&self) -> [u8; 32] {
+        self.compiled.hash
+    }
+
+    /// SHA-256 of the module bytes, as hex.
+    pub fn hash_hex(&self) -> String {
+        hex::encode(self.compiled.hash)
+    }
+
+    /// Size of the module in bytes.
+    pub fn size(&self) -> usize {
+        self.compiled.size
+    }
+
+    /// The ABI version (checked at load, so always [`ABI_VERSION`]).
+    pub fn abi_version(&self) -> i32 {
+        ABI_VERSION
+    }
+
+    /// The weir functions the module exports, sorted by kind and name.
+    pub fn functions(&self) -> &[FunctionInfo] {
+        &self.compiled.functions
+    }
+
+    /// The kinds under which `name` is exported.
+    pub fn kinds_of(&self, name: &str) -> Vec<FunctionKind> {
+        self.functions()
+            .iter()
+            .filter(|f| f.name == name)
+            .map(|f| f.kind)
+            .collect()
+    }
+
+    /// True if the module exports `kind:name`.
+    pub fn has_function(&self, kind: FunctionKind, name: &str) -> bool {
+        self.functions()
+            .iter()
+            .any(|f| f.kind == kind && f.name == name)
+    }
+
+    /// Runs a map function over a whole partition.
+    pub fn map(
+        &self,
+        function: &str,
+        inv: &Invocation,
+        input: &RecordBatch,
+    ) -> Result<RecordBatch, CallError> {
+        let out = self.call(FunctionKind::Map, function, inv, input.as_bytes())?;
+        RecordBatch::from_bytes(out)
+            .map_err(|e| self.error(FunctionKind::Map, function, inv, e.into()))
+    }
+
+    /// Runs a reduce function over groups; returns one value per group.
+    pub fn reduce(
+        &self,
+        function: &str,
+        inv: &Invocation,
+        groups: GroupsWriter,
+    ) -> Result<Vec<Vec<u8>>, CallError> {
+        let n = groups.len();
+        let out = self.call(FunctionKind::Reduce, function, inv, &groups.into_bytes())?;
+        let values = read_reduced(&out, n)
+            .map_err(|e| self.error(FunctionKind::Reduce, function, inv, e.into()))?;
+        Ok(values.into_iter().map(<[u8]>::to_vec).collect())
+    }
+
+    /// Runs an update function over keyed entries.
+    pub fn update(
+        &self,
+        function: &str,
+        inv: &Invocation,
+        entries: &[UpdateEntry<'_>],
+    ) -> Result<UpdateOutput, CallError> {
+        let out = self.call(
+            FunctionKind::Update,
+            function,
+            inv,
+            &write_update_entries(entries),
+        )?;
+        UpdateOutput::decode(&out, entries.len())
+            .map_err(|e| self.error(FunctionKind::Update, function, inv, e.into()))
+    }
+
+    fn error(
+        &self,
+        kind: FunctionKind,
+        function: &str,
+        inv: &Invocation,
+        err: CallErrorKind,
+    ) -> CallError {
+        CallError {
+            site: CallSite {
+                plugin: self.name.clone(),
+                kind,
+                function: function.into(),
+                job: inv.job.clone(),
+                operator: inv.operator.clone(),
+                batch_time_ms: inv.header.batch_time_ms,
+                partition: inv.header.partition,
+            },
+            kind: err,
+        }
+    }
+
+    /// Calls `kind:function` with `body` after the call header, in a fresh
+    /// instance, and returns the raw output bytes of a successful call.
+    pub fn call(
+        &self,
+        kind: FunctionKind,
+        function: &str,
+        inv: &Invocation,
+        body: &[u8],
+    ) -> Result<Vec<u8>, CallError> {
+        if !self.has_function(kind, function) {
+            return Err(self.error(kind, function, inv, CallErrorKind::NoSuchFunction));
+        }
+        let mut store = self.compiled.store(&self.name, &inv.limits);
+        self.call_in(&mut store, kind, function, inv, body)
+            .map_err(|e| self.error(kind, function, inv, e))
+    }
+
+    fn call_in(
+        &self,
+        store: &mut Store<CallState>,
+        kind: FunctionKind,
+        function: &str,
+        inv: &Invocation,
+        body: &[u8],
+    ) -> Result<Vec<u8>, CallErrorKind> {
+        let limits = &inv.limits;
+        let instance = self
+            .compiled
+            .pre
+            .instantiate(&mut *store)
+            .map_err(|e| classify(e, store, limits, true))?;
+        let memory = instance
+            .get_memory(&mut *store, EXPORT_MEMORY)
+            .expect("validated at load");
+        let alloc = instance
+            .get_typed_func::<u32, u32>(&mut *store, EXPORT_ALLOC)
+            .expect("validated at load");
+        let export = kind.export_name(function);
+        let func = instance
+            .get_typed_func::<(u32, u32, u32), i32>(&mut *store, &export)
+            .expect("validated at load");
+
+        let input_len = HEADER_LEN + body.len();
+        let result_off = input_len.next_multiple_of(8);
+        let total = result_off + RESULT_AREA_LEN;
+        let total_u32 = u32::try_from(total).map_err(|_| CallErrorKind::OutputTooLarge {
+            len: total as u64,
+            limit: u32::MAX as usize,
+        })?;
+        let ptr = alloc
+            .call(&mut *store, total_u32)
+            .map_err(|e| classify(e, store, limits, false))?;
+        let mem = memory.data_mut(&mut *store);
+        check_range(mem.len(), "weir_alloc result", ptr as u64, total as u64)?;
+        let base = ptr as usize;
+        mem[base..base + HEADER_LEN].copy_from_slice(&inv.header.encode());
+        mem[base + HEADER_LEN..base + input_len].copy_from_slice(body);
+        mem[base + result_off..base + total].fill(0);
+
+        let status = func
+            .call(
+                &mut *store,
+                (ptr, input_len as u32, ptr + result_off as u32),
+            )
+            .map_err(|e| classify(e, store, limits, false))?;
+
+        let mem = memory.data(&*store);
+        // The result area may have been moved by nothing but the guest; it
+        // lies where we put it, inside memory (memory never shrinks).
+        let area = &mem[base + result_off..base + total];
+        let out_ptr = u32::from_le_bytes(area[0..4].try_into().expect("4 bytes")) as u64;
+        let out_len = u32::from_le_bytes(area[4..8].try_into().expect("4 bytes")) as u64;
+        check_range(mem.len(), "output", out_ptr, out_len)?;
+        let cap = if status == weir_abi::STATUS_OK {
+            limits.output_bytes
+        } else {
+            limits.output_bytes.min(64 << 10)
+        };
+        if out_len > cap as u64 {
+            return Err(CallErrorKind::OutputTooLarge {
+                len: out_len,
+                limit: cap,
+            });
+        }
+        let bytes = &mem[out_ptr as usize..(out_ptr + out_len) as usize];
+        match status {
+            weir_abi::STATUS_OK => Ok(bytes.to_vec()),
+            weir_abi::STATUS_ERROR => match std::str::from_utf8(bytes) {
+                Ok(msg) => Err(CallErrorKind::Guest {
+                    message: msg.to_owned(),
+                }),
+                Err(_) => Err(CallErrorKind::BadMessage),
+            },
+            other => Err(CallErrorKind::BadStatus(other)),
+        }
+    }
+}
+
+fn check_range(
+    memory_size: usize,
+    what: &'static str,
+    ptr: u64,
+    len: u64,
+) -> Result<(), CallErrorKind> {
+    match ptr.checked_add(len) {
+        Some(end) if end <= memory_size as u64 => Ok(()),
+        _ => Err(CallErrorKind::BadPointer {
+            what,
+            ptr,
+            len,
+            memory_size,
+        }),
+    }
+}
+
+/// Turns a wasmtime error into the reason a user can act on.
+fn classify(
+    err: wasmtime::Error,
+    store: &Store<CallState>,
+    limits: &Limits,
+    instantiating: bool,
+) -> CallErrorKind {
+    if let Some(requested) = store.data().limiter.hit {
+        return CallErrorKind::MemoryLimit {
+            limit: limits.memory_bytes,
+            requested,
+        };
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => CallErrorKind::OutOfFuel {
+            budget: limits.fuel,
+        },
+        Some(Trap::StackOverflow) => CallErrorKind::StackOverflow,
+        Some(Trap::Interrupt) => CallErrorKind::Deadline {
+            millis: limits.deadline.as_millis(),
+        },
+        Some(trap) => CallErrorKind::Trap {
+            message: trap.to_string(),
+            source: err,
+        },
+        None if instantiating => CallErrorKind::Instantiate { source: err },
+        None => CallErrorKind::Trap {
+            message: format!("{err:#}"),
+            source: err,
+        },
+    }
+}

@@ -1,0 +1,143 @@
+//! Word count, the "hello world" of stream processing, as a weir plugin.
+//!
+//! - `map:split`: a line of text → `(word, 1)` for every whitespace-separated
+//!   word (keys are UTF-8 words, values weir's canonical `i64` count).
+//! - `reduce:sum`: adds two `i64` counts.
+//! - `update:running_count`: keeps each word's total across batches
+//!   (`update_state_by_key`) and emits `(word, total)` for words seen this
+//!   batch.
+//!
+//! Build: `cargo build -p wordcount --release --target wasm32-unknown-unknown`.
+
+use weir_sdk::{map, reduce, update, State};
+
+/// Splits a line into `(word, 1)` pairs.
+#[map]
+pub fn split(line: String) -> Vec<(String, i64)> {
+    line.split_whitespace().map(|w| (w.to_owned(), 1)).collect()
+}
+
+/// Adds two counts.
+#[reduce]
+pub fn sum(a: i64, b: i64) -> Result<i64, String> {
+    a.checked_add(b)
+        .ok_or_else(|| format!("count overflow adding {a} and {b}"))
+}
+
+/// Running total per word; emits the new total of every word that changed.
+#[update]
+pub fn running_count(
+    word: String,
+    counts: Vec<i64>,
+    total: &mut State<i64>,
+) -> Option<(String, i64)> {
+    if counts.is_empty() {
+        return None;
+    }
+    let new_total = total.get().copied().unwrap_or(0) + counts.iter().sum::<i64>();
+    total.set(new_total);
+    Some((word, new_total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_sdk::abi::{CallHeader, GroupsWriter, RecordBatch, UpdateEntry, UpdateOutput};
+
+    #[test]
+    fn split_words() {
+        assert_eq!(
+            split("  the cat  the\tend ".into()),
+            vec![
+                ("the".into(), 1),
+                ("cat".into(), 1),
+                ("the".into(), 1),
+                ("end".into(), 1)
+            ]
+        );
+        assert!(split(String::new()).is_empty());
+    }
+
+    #[test]
+    fn sum_overflow_is_an_error() {
+        assert_eq!(sum(2, 3), Ok(5));
+        assert!(sum(i64::MAX, 1).is_err());
+    }
+
+    /// The bytes the SDK produces equal the document's framing built by hand.
+    #[test]
+    fn split_through_the_abi_bytes() {
+        let mut input = CallHeader {
+            batch_time_ms: 1000,
+            partition: 0,
+            num_partitions: 1,
+        }
+        .encode()
+        .to_vec();
+        input.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, b'a', b' ', b'b']);
+        let out = weir_sdk::invoke::map_values(&input, split).unwrap();
+        let expected: Vec<u8> = [
+            &[2u8, 0, 0, 0][..],
+            &[1, 0, 0, 0, b'a', 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+            &[1, 0, 0, 0, b'b', 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+        ]
+        .concat();
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn sum_and_update_through_the_abi() {
+        let mut input = CallHeader::default().encode().to_vec();
+        let mut groups = GroupsWriter::new();
+        let (one, two) = (1i64.to_le_bytes(), 2i64.to_le_bytes());
+        groups.push(b"w", [&one[..], &two[..], &two[..]].into_iter());
+        input.extend_from_slice(&groups.into_bytes());
+        let out = weir_sdk::invoke::reduce(&input, sum).unwrap();
+        assert_eq!(
+            weir_sdk::abi::read_reduced(&out, 1).unwrap(),
+            vec![&5i64.to_le_bytes()[..]]
+        );
+
+        let mut input = CallHeader::default().encode().to_vec();
+        let ten = 10i64.to_le_bytes();
+        let entries = [
+            UpdateEntry {
+                key: b"old",
+                state: Some(&ten),
+                timed_out: false,
+                values: vec![&one],
+            },
+            UpdateEntry {
+                key: b"idle",
+                state: Some(&ten),
+                timed_out: false,
+                values: vec![],
+            },
+            UpdateEntry {
+                key: b"new",
+                state: None,
+                timed_out: false,
+                values: vec![&two],
+            },
+        ];
+        input.extend_from_slice(&weir_sdk::abi::write_update_entries(&entries));
+        let out =
+            UpdateOutput::decode(&weir_sdk::invoke::update(&input, running_count).unwrap(), 3)
+                .unwrap();
+        assert_eq!(
+            out.states,
+            vec![
+                Some(11i64.to_le_bytes().to_vec()),
+                Some(ten.to_vec()),
+                Some(2i64.to_le_bytes().to_vec())
+            ]
+        );
+        let emitted: RecordBatch = [
+            (&b"old"[..], &11i64.to_le_bytes()[..]),
+            (b"new", &2i64.to_le_bytes()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(out.emitted, emitted);
+    }
+}

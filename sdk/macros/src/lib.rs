@@ -1,0 +1,130 @@
+//! Attribute macros of `weir-sdk`. Each leaves the function as written and,
+//! when compiling for `wasm32`, adds the export `KIND:NAME` that runs it over
+//! a whole partition through the drivers in `weir_sdk::invoke`.
+//!
+//! `#[map]`, `#[reduce]` and `#[update]` take an optional
+//! `name = "exported_name"` to export under another name than the function's.
+
+use proc_macro::TokenStream;
+use quote::{format_ident, quote};
+use syn::parse::Parser;
+use syn::{parse_macro_input, DeriveInput, ItemFn, LitStr};
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Map,
+    Reduce,
+    Update,
+}
+
+fn export_name(attr: TokenStream, func: &ItemFn) -> syn::Result<String> {
+    let mut name = func.sig.ident.to_string();
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("name") {
+            name = meta.value()?.parse::<LitStr>()?.value();
+            Ok(())
+        } else {
+            Err(meta.error("unknown argument; the only one is `name = \"...\"`"))
+        }
+    });
+    parser.parse(attr)?;
+    if name.is_empty() || name.contains(':') {
+        return Err(syn::Error::new_spanned(
+            &func.sig.ident,
+            "export name must be non-empty and contain no ':'",
+        ));
+    }
+    Ok(name)
+}
+
+fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenStream {
+    let func = parse_macro_input!(item as ItemFn);
+    let name = match export_name(attr, &func) {
+        Ok(n) => n,
+        Err(e) => return e.to_compile_error().into(),
+    };
+    let ident = &func.sig.ident;
+    let arity = func.sig.inputs.len();
+    let (prefix, runner) = match (kind, arity) {
+        (Kind::Map, 1) => ("map", quote!(run_map_values)),
+        (Kind::Map, 2) => ("map", quote!(run_map)),
+        (Kind::Reduce, 2) => ("reduce", quote!(run_reduce)),
+        (Kind::Update, 3) => ("update", quote!(run_update)),
+        (Kind::Map, _) => {
+            return arity_error(&func, "a map function takes (value) or (key, value)")
+        }
+        (Kind::Reduce, _) => {
+            return arity_error(&func, "a reduce function takes (a, b) of the same type")
+        }
+        (Kind::Update, _) => {
+            return arity_error(
+                &func,
+                "an update function takes (key, values: Vec<V>, state: &mut State<S>)",
+            )
+        }
+    };
+    let export = format!("{prefix}:{name}");
+    let glue = format_ident!("__weir_export_{}_{}", prefix, ident);
+    quote! {
+        #func
+
+        #[cfg(target_arch = "wasm32")]
+        #[doc(hidden)]
+        #[export_name = #export]
+        pub extern "C" fn #glue(input: u32, len: u32, result: u32) -> i32 {
+            // SAFETY: the host passes a valid input range and result area (ABI v1).
+            unsafe { ::weir_sdk::__private::#runner(input, len, result, #ident) }
+        }
+    }
+    .into()
+}
+
+fn arity_error(func: &ItemFn, msg: &str) -> TokenStream {
+    syn::Error::new_spanned(&func.sig.inputs, msg)
+        .to_compile_error()
+        .into()
+}
+
+/// Exports a per-record function as `map:NAME`: `fn(value) -> R` or
+/// `fn(key, value) -> R`, where `R` is a pair, `Option`, `Vec`, `()` or a
+/// `Result` of those.
+#[proc_macro_attribute]
+pub fn map(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand(Kind::Map, attr, item)
+}
+
+/// Exports an associative combine `fn(V, V) -> V` (or `Result<V, E>`) as
+/// `reduce:NAME`.
+#[proc_macro_attribute]
+pub fn reduce(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand(Kind::Reduce, attr, item)
+}
+
+/// Exports a state update `fn(K, Vec<V>, &mut State<S>) -> R` as
+/// `update:NAME`; `R` is the records to emit, as for `map`.
+#[proc_macro_attribute]
+pub fn update(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand(Kind::Update, attr, item)
+}
+
+/// Makes a serde type usable as a key, value or state, encoded with bincode
+/// (`config::legacy()`).
+#[proc_macro_derive(Data)]
+pub fn derive_data(item: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(item as DeriveInput);
+    let ident = &input.ident;
+    let (impl_g, ty_g, where_g) = input.generics.split_for_impl();
+    quote! {
+        impl #impl_g ::weir_sdk::Encode for #ident #ty_g #where_g {
+            fn encode(&self, out: &mut ::std::vec::Vec<u8>) {
+                ::weir_sdk::codec::to_bincode(self, out)
+            }
+        }
+        impl #impl_g ::weir_sdk::Decode for #ident #ty_g #where_g {
+            fn decode(bytes: &[u8]) -> ::std::result::Result<Self, ::weir_sdk::DecodeError> {
+                ::weir_sdk::codec::from_bincode(bytes)
+            }
+        }
+    }
+    .into()
+}

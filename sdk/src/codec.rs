@@ -1,0 +1,232 @@
+//! How Rust types become key and value bytes.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Why bytes could not be decoded into the function's parameter type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    /// The Rust type that was expected.
+    pub type_name: &'static str,
+    /// What was wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot decode {}: {}", self.type_name, self.reason)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl DecodeError {
+    fn new<T>(reason: impl Into<String>) -> Self {
+        DecodeError {
+            type_name: std::any::type_name::<T>(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A type that can be written as a key or value.
+pub trait Encode {
+    /// Appends the encoding to `out` (without a length prefix: the framing
+    /// adds it).
+    fn encode(&self, out: &mut Vec<u8>);
+}
+
+/// A type that can be read from a key or value.
+pub trait Decode: Sized {
+    /// Decodes the whole of `bytes`.
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError>;
+}
+
+impl<T: Encode + ?Sized> Encode for &T {
+    fn encode(&self, out: &mut Vec<u8>) {
+        (**self).encode(out)
+    }
+}
+
+impl Encode for () {
+    fn encode(&self, _out: &mut Vec<u8>) {}
+}
+
+impl Decode for () {
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::new::<()>(format!(
+                "expected no bytes, found {}",
+                bytes.len()
+            )))
+        }
+    }
+}
+
+impl Encode for str {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes())
+    }
+}
+
+impl Encode for String {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes())
+    }
+}
+
+impl Decode for String {
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        String::from_utf8(bytes.to_vec()).map_err(|e| DecodeError::new::<String>(e.to_string()))
+    }
+}
+
+impl Encode for [u8] {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self)
+    }
+}
+
+impl Encode for Vec<u8> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self)
+    }
+}
+
+impl Decode for Vec<u8> {
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Ok(bytes.to_vec())
+    }
+}
+
+macro_rules! fixed_width {
+    ($($t:ty),*) => {$(
+        impl Encode for $t {
+            fn encode(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes())
+            }
+        }
+        impl Decode for $t {
+            fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+                let arr = bytes.try_into().map_err(|_| {
+                    DecodeError::new::<$t>(format!(
+                        "expected {} bytes, found {}",
+                        std::mem::size_of::<$t>(),
+                        bytes.len()
+                    ))
+                })?;
+                Ok(<$t>::from_le_bytes(arr))
+            }
+        }
+    )*};
+}
+
+fixed_width!(i8, i16, i32, i64, i128, u8, u16, u32, u64, u128, f32, f64);
+
+impl Encode for bool {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(*self as u8)
+    }
+}
+
+impl Decode for bool {
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        match bytes {
+            [0] => Ok(false),
+            [1] => Ok(true),
+            _ => Err(DecodeError::new::<bool>("expected one byte, 0 or 1")),
+        }
+    }
+}
+
+/// The bincode configuration weir uses for serde types: little-endian,
+/// fixed-width integers, `u64` length prefixes, no size limit.
+pub fn bincode_config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Fixint,
+    bincode::config::NoLimit,
+> {
+    bincode::config::legacy()
+}
+
+/// Encodes a serde value with weir's bincode configuration.
+pub fn to_bincode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    bincode::serde::encode_into_std_write(value, out, bincode_config())
+        .expect("writing to a Vec cannot fail");
+}
+
+/// Decodes a serde value with weir's bincode configuration; the whole of
+/// `bytes` must be used.
+pub fn from_bincode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let (value, used) = bincode::serde::decode_from_slice(bytes, bincode_config())
+        .map_err(|e| DecodeError::new::<T>(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(DecodeError::new::<T>(format!(
+            "{} trailing bytes",
+            bytes.len() - used
+        )));
+    }
+    Ok(value)
+}
+
+/// A serde type carried as bincode (`config::legacy()`). Use it for keys,
+/// values and state that are structs, enums, tuples or collections:
+/// `Bincode<(String, i64)>`, or derive [`Data`](crate::Data) on your own type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Bincode<T>(pub T);
+
+impl<T: Serialize> Encode for Bincode<T> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        to_bincode(&self.0, out)
+    }
+}
+
+impl<T: DeserializeOwned> Decode for Bincode<T> {
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        from_bincode(bytes).map(Bincode)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc<T: Encode>(v: T) -> Vec<u8> {
+        let mut out = Vec::new();
+        v.encode(&mut out);
+        out
+    }
+
+    #[test]
+    fn primitives_match_bincode_legacy() {
+        // Fixed-width numbers are what bincode legacy would write too.
+        for v in [0i64, 1, -1, i64::MAX] {
+            let mut b = Vec::new();
+            to_bincode(&v, &mut b);
+            assert_eq!(enc(v), b);
+        }
+        assert_eq!(enc(1i64), vec![1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(enc("hé"), "hé".as_bytes());
+        assert_eq!(i64::decode(&[1, 0, 0, 0, 0, 0, 0, 0]), Ok(1));
+        assert!(i64::decode(&[1]).is_err());
+        assert!(String::decode(&[0xff]).is_err());
+        assert!(<()>::decode(b"x").is_err());
+    }
+
+    #[test]
+    fn bincode_layout_is_documented_layout() {
+        // (String, i64) as bincode legacy: u64 length, bytes, i64.
+        let bytes = enc(Bincode(("ab".to_string(), 3i64)));
+        assert_eq!(
+            bytes,
+            vec![2, 0, 0, 0, 0, 0, 0, 0, b'a', b'b', 3, 0, 0, 0, 0, 0, 0, 0]
+        );
+        let back: Bincode<(String, i64)> = Decode::decode(&bytes).unwrap();
+        assert_eq!(back.0, ("ab".to_string(), 3));
+        assert!(<Bincode<(String, i64)>>::decode(&bytes[..5]).is_err());
+    }
+}

@@ -1,0 +1,202 @@
+//! The byte-level drivers behind the attributes: one whole call, input
+//! buffer (header + body) in, output buffer or error message out.
+//!
+//! They run natively too, so a plugin's test can feed hand-built bytes
+//! through exactly the code the wasm export runs:
+//!
+//! ```
+//! use weir_sdk::{abi::{CallHeader, RecordBatch}, invoke};
+//! fn upper(line: String) -> (String, String) { (String::new(), line.to_uppercase()) }
+//!
+//! let mut input = CallHeader::default().encode().to_vec();
+//! input.extend_from_slice([(&b""[..], &b"hi"[..])].into_iter().collect::<RecordBatch>().as_bytes());
+//! let out = invoke::map_values(&input, upper).unwrap();
+//! let out = RecordBatch::from_bytes(out).unwrap();
+//! assert_eq!(out.iter().next().unwrap().1, b"HI");
+//! ```
+
+use weir_abi::{
+    read_groups, read_update_entries, write_reduced, CallHeader, RecordBatch, UpdateOutput,
+};
+
+use crate::{Decode, Emit, Encode, Reduced, State};
+
+fn body(input: &[u8]) -> Result<&[u8], String> {
+    let (header, body) = CallHeader::split(input).map_err(|e| format!("bad call input: {e}"))?;
+    crate::set_header(header);
+    Ok(body)
+}
+
+fn records(body: &[u8]) -> Result<RecordBatch, String> {
+    RecordBatch::from_bytes(body.to_vec()).map_err(|e| format!("bad record batch from host: {e}"))
+}
+
+/// A map call where the function takes key and value.
+pub fn map<K: Decode, V: Decode, R: Emit>(
+    input: &[u8],
+    f: impl Fn(K, V) -> R,
+) -> Result<Vec<u8>, String> {
+    let batch = records(body(input)?)?;
+    let mut out = RecordBatch::with_capacity(batch.byte_len());
+    for (i, (k, v)) in batch.iter().enumerate() {
+        let k = K::decode(k).map_err(|e| format!("record {i}: key: {e}"))?;
+        let v = V::decode(v).map_err(|e| format!("record {i}: value: {e}"))?;
+        f(k, v).emit_into(&mut out)?;
+    }
+    Ok(out.as_bytes().to_vec())
+}
+
+/// A map call where the function takes only the value (the key is ignored).
+pub fn map_values<V: Decode, R: Emit>(input: &[u8], f: impl Fn(V) -> R) -> Result<Vec<u8>, String> {
+    let batch = records(body(input)?)?;
+    let mut out = RecordBatch::with_capacity(batch.byte_len());
+    for (i, (_, v)) in batch.iter().enumerate() {
+        let v = V::decode(v).map_err(|e| format!("record {i}: value: {e}"))?;
+        f(v).emit_into(&mut out)?;
+    }
+    Ok(out.as_bytes().to_vec())
+}
+
+/// A reduce call: folds every group's values left to right with `f`.
+pub fn reduce<V: Decode + Encode, R: Reduced<V>>(
+    input: &[u8],
+    f: impl Fn(V, V) -> R,
+) -> Result<Vec<u8>, String> {
+    let groups =
+        read_groups(body(input)?).map_err(|e| format!("bad reduce input from host: {e}"))?;
+    let mut encoded = Vec::with_capacity(groups.len());
+    for (i, g) in groups.iter().enumerate() {
+        let mut values = g
+            .values
+            .iter()
+            .map(|v| V::decode(v).map_err(|e| format!("group {i}: value: {e}")));
+        let first = values
+            .next()
+            .ok_or_else(|| format!("group {i} has no values"))??;
+        let acc = values.try_fold(first, |acc, v| f(acc, v?).into_value())?;
+        let mut buf = Vec::new();
+        acc.encode(&mut buf);
+        encoded.push(buf);
+    }
+    Ok(write_reduced(encoded.iter().map(Vec::as_slice)))
+}
+
+/// An update call: runs `f` once per entry with the key's new values and
+/// state, and collects the new states and emitted records.
+pub fn update<K: Decode, V: Decode, S: Decode + Encode, R: Emit>(
+    input: &[u8],
+    f: impl Fn(K, Vec<V>, &mut State<S>) -> R,
+) -> Result<Vec<u8>, String> {
+    let entries = read_update_entries(body(input)?)
+        .map_err(|e| format!("bad update input from host: {e}"))?;
+    let mut out = UpdateOutput {
+        states: Vec::with_capacity(entries.len()),
+        emitted: RecordBatch::new(),
+    };
+    for (i, e) in entries.iter().enumerate() {
+        let key = K::decode(e.key).map_err(|err| format!("entry {i}: key: {err}"))?;
+        let values = e
+            .values
+            .iter()
+            .map(|v| V::decode(v))
+            .collect::<Result<Vec<V>, _>>()
+            .map_err(|err| format!("entry {i}: value: {err}"))?;
+        let prev = e
+            .state
+            .map(S::decode)
+            .transpose()
+            .map_err(|err| format!("entry {i}: state: {err}"))?;
+        let mut state = State::new(prev, e.timed_out);
+        f(key, values, &mut state).emit_into(&mut out.emitted)?;
+        out.states.push(state.into_inner().map(|s| {
+            let mut buf = Vec::new();
+            s.encode(&mut buf);
+            buf
+        }));
+    }
+    Ok(out.encode())
+}
+
+/// Runs a driver on the input the host placed in guest memory and writes
+/// the result area. Returns the status code.
+///
+/// # Safety
+/// `input..input+len` must be readable memory and `result` must point to 8
+/// writable bytes: the host guarantees both by the ABI.
+unsafe fn run(
+    input: u32,
+    len: u32,
+    result: u32,
+    driver: impl FnOnce(&[u8]) -> Result<Vec<u8>, String>,
+) -> i32 {
+    // SAFETY: the caller guarantees the range is valid guest memory.
+    let input = unsafe { std::slice::from_raw_parts(input as usize as *const u8, len as usize) };
+    let (status, bytes) = match driver(input) {
+        Ok(out) => (weir_abi::STATUS_OK, out),
+        Err(msg) => (weir_abi::STATUS_ERROR, msg.into_bytes()),
+    };
+    let bytes = std::mem::ManuallyDrop::new(bytes.into_boxed_slice());
+    let area = result as usize as *mut u32;
+    // SAFETY: the caller guarantees 8 writable bytes at `result`.
+    unsafe {
+        area.write_unaligned((bytes.as_ptr() as usize as u32).to_le());
+        area.add(1).write_unaligned((bytes.len() as u32).to_le());
+    }
+    status
+}
+
+/// Export glue for a map function of key and value.
+///
+/// # Safety
+/// Called only from the export glue with the pointers the host passed.
+pub unsafe fn run_map<K: Decode, V: Decode, R: Emit>(
+    input: u32,
+    len: u32,
+    result: u32,
+    f: impl Fn(K, V) -> R,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe { run(input, len, result, |i| map(i, f)) }
+}
+
+/// Export glue for a map function of the value only.
+///
+/// # Safety
+/// Called only from the export glue with the pointers the host passed.
+pub unsafe fn run_map_values<V: Decode, R: Emit>(
+    input: u32,
+    len: u32,
+    result: u32,
+    f: impl Fn(V) -> R,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe { run(input, len, result, |i| map_values(i, f)) }
+}
+
+/// Export glue for a reduce function.
+///
+/// # Safety
+/// Called only from the export glue with the pointers the host passed.
+pub unsafe fn run_reduce<V: Decode + Encode, R: Reduced<V>>(
+    input: u32,
+    len: u32,
+    result: u32,
+    f: impl Fn(V, V) -> R,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe { run(input, len, result, |i| reduce(i, f)) }
+}
+
+/// Export glue for an update function.
+///
+/// # Safety
+/// Called only from the export glue with the pointers the host passed.
+pub unsafe fn run_update<K: Decode, V: Decode, S: Decode + Encode, R: Emit>(
+    input: u32,
+    len: u32,
+    result: u32,
+    f: impl Fn(K, Vec<V>, &mut State<S>) -> R,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe { run(input, len, result, |i| update(i, f)) }
+}

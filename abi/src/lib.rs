@@ -389,6 +389,11 @@ impl RecordBatch {
         &self.buf
     }
 
+    /// The wire form, count included, without copying.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+
     /// Bytes used by the wire form.
     pub fn byte_len(&self) -> usize {
         self.buf.len()

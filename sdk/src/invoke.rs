@@ -43,7 +43,7 @@ pub fn map<K: Decode, V: Decode, R: Emit>(
         let v = V::decode(v).map_err(|e| format!("record {i}: value: {e}"))?;
         f(k, v).emit_into(&mut out)?;
     }
-    Ok(out.as_bytes().to_vec())
+    Ok(out.into_bytes())
 }
 
 /// A map call where the function takes only the value (the key is ignored).
@@ -54,7 +54,7 @@ pub fn map_values<V: Decode, R: Emit>(input: &[u8], f: impl Fn(V) -> R) -> Resul
         let v = V::decode(v).map_err(|e| format!("record {i}: value: {e}"))?;
         f(v).emit_into(&mut out)?;
     }
-    Ok(out.as_bytes().to_vec())
+    Ok(out.into_bytes())
 }
 
 /// A reduce call: folds every group's values left to right with `f`.

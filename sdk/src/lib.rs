@@ -251,7 +251,9 @@ mod exports {
     /// never freed: the instance is discarded after one call.
     #[no_mangle]
     pub extern "C" fn weir_alloc(size: u32) -> *mut u8 {
-        let mut buf = std::mem::ManuallyDrop::new(Vec::<u8>::with_capacity(size.max(1) as usize));
-        buf.as_mut_ptr()
+        // u64 elements make the block 8-byte aligned, as the ABI requires.
+        let words = (size as usize).div_ceil(8).max(1);
+        let mut buf = std::mem::ManuallyDrop::new(Vec::<u64>::with_capacity(words));
+        buf.as_mut_ptr().cast()
     }
 }

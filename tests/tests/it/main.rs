@@ -1,0 +1,3 @@
+//! weir's integration tests: one binary, one module per area.
+
+mod runtime;

@@ -1,3 +1,5 @@
 //! weir's integration tests: one binary, one module per area.
 
+mod abi_edges;
+mod conformance;
 mod runtime;

@@ -19,4 +19,15 @@
 //! ```
 
 pub mod cli;
+pub mod error;
+pub mod ops;
+pub mod output;
+pub mod partition;
+pub mod receiver;
+pub mod scheduler;
+pub mod stream;
 pub mod wasm;
+
+pub use error::{BuildError, EngineError};
+pub use scheduler::{JobFailed, RunSummary};
+pub use stream::{ClockMode, SourceSpec, Stream, StreamingConfig, StreamingContext};

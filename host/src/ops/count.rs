@@ -1,0 +1,114 @@
+//! `count`, `reduce` and `count_by_value`.
+
+use indexmap::IndexMap;
+use rustc_hash::FxBuildHasher;
+use weir_abi::{canonical, put_bytes, GroupsWriter, RecordBatch};
+
+use super::{shuffle, OpContext, Partitions};
+use crate::error::EngineError;
+use crate::stream::graph::FunctionRef;
+
+/// One partition holding one record: empty key, the number of records.
+/// Like Spark, an empty batch counts 0.
+pub fn count(input: &[RecordBatch]) -> Partitions {
+    let n: usize = input.iter().map(RecordBatch::len).sum();
+    vec![[(&b""[..], &canonical::encode_count(n as i64)[..])]
+        .into_iter()
+        .collect()]
+}
+
+/// One partition holding one record (empty key) with every value of the
+/// batch combined; nothing for an empty batch. Each partition is combined
+/// in parallel, then the partial results in one more call.
+pub fn reduce(
+    ctx: &OpContext<'_>,
+    func: &FunctionRef,
+    input: &[RecordBatch],
+) -> Result<Partitions, EngineError> {
+    let n = input.len();
+    let partials = ctx.par_map(input, |p, batch| {
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        if batch.len() == 1 {
+            return Ok(batch.iter().next().map(|(_, v)| v.to_vec()));
+        }
+        let mut groups = GroupsWriter::new();
+        groups.push(
+            b"",
+            batch.iter().map(|(_, v)| v).collect::<Vec<_>>().into_iter(),
+        );
+        let mut out = func
+            .plugin
+            .reduce(&func.function, &ctx.invocation(p, n), groups)?;
+        Ok(out.pop())
+    })?;
+    let partials: Vec<Vec<u8>> = partials.into_iter().flatten().collect();
+    let value = match partials.len() {
+        0 => return Ok(vec![RecordBatch::new()]),
+        1 => partials.into_iter().next().expect("one partial"),
+        _ => {
+            let mut groups = GroupsWriter::new();
+            groups.push(
+                b"",
+                partials
+                    .iter()
+                    .map(Vec::as_slice)
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            );
+            func.plugin
+                .reduce(&func.function, &ctx.invocation(0, 1), groups)?
+                .pop()
+                .expect("one group, one value")
+        }
+    };
+    Ok(vec![[(&b""[..], &value[..])].into_iter().collect()])
+}
+
+/// The element a record stands for in `count_by_value`: the value of an
+/// unkeyed record (empty key), else key and value framed as two byte strings.
+pub fn element(key: &[u8], value: &[u8]) -> Vec<u8> {
+    if key.is_empty() {
+        value.to_vec()
+    } else {
+        let mut e = Vec::with_capacity(key.len() + value.len() + 8);
+        put_bytes(&mut e, key);
+        put_bytes(&mut e, value);
+        e
+    }
+}
+
+/// `(element, i64 count)` per distinct element: counted per partition,
+/// shuffled by element, summed.
+pub fn count_by_value(
+    ctx: &OpContext<'_>,
+    input: &[RecordBatch],
+    partitions: usize,
+) -> Result<Partitions, EngineError> {
+    let partial = ctx.par_map(input, |_, batch| {
+        let mut counts: IndexMap<Vec<u8>, i64, FxBuildHasher> = IndexMap::default();
+        for (k, v) in batch.iter() {
+            *counts.entry(element(k, v)).or_default() += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .map(|(e, c)| (e, canonical::encode_count(c)))
+            .collect::<RecordBatch>())
+    })?;
+    let shuffled = shuffle(ctx, &partial, partitions)?;
+    ctx.par_map(&shuffled, |_, batch| Ok(sum_counts(batch)))
+}
+
+/// Adds up canonical counts per key, first appearance first.
+pub fn sum_counts(batch: &RecordBatch) -> RecordBatch {
+    let mut counts: IndexMap<&[u8], i64, FxBuildHasher> = IndexMap::default();
+    for (k, v) in batch.iter() {
+        *counts.entry(k).or_default() +=
+            canonical::decode_count(v).expect("host-made counts are 8 bytes");
+    }
+    counts
+        .into_iter()
+        .map(|(k, c)| (k, canonical::encode_count(c)))
+        .collect()
+}

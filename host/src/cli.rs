@@ -3,9 +3,13 @@
 //! exit code.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::config::{Overrides, Pipeline, PipelineError};
+use crate::scheduler::{JobFailed, StopSignal};
 use crate::wasm::{LoadError, Runtime, RuntimeConfig};
 
 /// weir: micro-batch stream processing with WebAssembly plugins.
@@ -20,6 +24,39 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a pipeline file: receive, cut into batches, process, write.
+    /// Runs until interrupted (SIGINT/SIGTERM finish the current batch,
+    /// flush outputs and exit 0) or until --batches batches are done.
+    Run {
+        /// The pipeline file (TOML).
+        pipeline: PathBuf,
+        /// Stop gracefully after this many batches [default: run until interrupted].
+        #[arg(long)]
+        batches: Option<u64>,
+        /// Override the batch interval, e.g. 500ms or 2s [default: the file's, else 1s].
+        #[arg(long, value_parser = humantime::parse_duration)]
+        batch_interval: Option<Duration>,
+        /// Override the number of partitions [default: the file's, else 4].
+        #[arg(long)]
+        partitions: Option<usize>,
+        /// Override the number of worker threads [default: the file's, else the number of cores].
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Cut batches back to back on a simulated clock starting at 0 ms
+        /// instead of waiting for wall-clock time [default: off].
+        #[arg(long)]
+        simulated_clock: bool,
+        /// Append per-batch statistics to this file as JSON lines [default: the file's, else none].
+        #[arg(long)]
+        stats_file: Option<PathBuf>,
+    },
+    /// Check a pipeline file without running it: parse it, load every
+    /// plugin, check every function exists with the right kind and ABI
+    /// version; report every problem at once.
+    Validate {
+        /// The pipeline file (TOML).
+        pipeline: PathBuf,
+    },
     /// Work with plugin modules.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -45,12 +82,106 @@ pub enum CliError {
     /// A plugin failed to load.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// The pipeline file is wrong.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// A batch failed.
+    #[error(transparent)]
+    Failed(#[from] JobFailed),
 }
 
 /// Runs a parsed command line.
 pub fn execute(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Plugin(PluginCommand::Inspect { module }) => inspect(&module),
+        Command::Validate { pipeline } => validate(&pipeline),
+        Command::Run {
+            pipeline,
+            batches,
+            batch_interval,
+            partitions,
+            workers,
+            simulated_clock,
+            stats_file,
+        } => {
+            let overrides = Overrides {
+                batch_interval,
+                partitions,
+                workers,
+                simulated_clock,
+                stats_file,
+            };
+            run(&pipeline, batches, &overrides)
+        }
+    }
+}
+
+fn validate(path: &std::path::Path) -> Result<(), CliError> {
+    let pipeline = Pipeline::load(path).map_err(PipelineError::from)?;
+    pipeline.build()?;
+    println!(
+        "{}: ok ({} source(s), {} stream(s), {} output(s), {} plugin(s))",
+        path.display(),
+        pipeline.sources.len(),
+        pipeline.streams.len(),
+        pipeline.outputs.len(),
+        pipeline.plugins.len()
+    );
+    Ok(())
+}
+
+fn run(
+    path: &std::path::Path,
+    batches: Option<u64>,
+    overrides: &Overrides,
+) -> Result<(), CliError> {
+    let mut pipeline = Pipeline::load(path).map_err(PipelineError::from)?;
+    pipeline.apply(overrides);
+    let ctx = pipeline.build()?;
+    tracing::info!(
+        job = %pipeline.config.job_name,
+        batch_interval = ?pipeline.config.batch_interval,
+        partitions = pipeline.config.partitions,
+        workers = pipeline.config.workers,
+        "starting"
+    );
+    let job = ctx
+        .start(batches)
+        .map_err(|e| CliError::Pipeline(PipelineError::Build(e)))?;
+    watch_signals(job.stop_handle());
+    let summary = job.await_termination()?;
+    tracing::info!(batches = summary.batches, last_batch_ms = ?summary.last_batch_ms, "stopped");
+    Ok(())
+}
+
+/// SIGINT or SIGTERM: stop after the current batch. A second signal exits
+/// at once.
+fn watch_signals(stop: Arc<StopSignal>) {
+    let spawned = std::thread::Builder::new().name("weir-signals".into()).spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        rt.block_on(async move {
+            let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+                return;
+            };
+            for round in 0..2 {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                if round == 0 {
+                    tracing::info!("stop requested: finishing the current batch (signal again to exit now)");
+                    stop.request();
+                } else {
+                    tracing::warn!("second stop signal: exiting without finishing the batch");
+                    std::process::exit(130);
+                }
+            }
+        });
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot watch for stop signals");
     }
 }
 

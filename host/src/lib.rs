@@ -19,6 +19,7 @@
 //! ```
 
 pub mod cli;
+pub mod config;
 pub mod error;
 pub mod ops;
 pub mod output;

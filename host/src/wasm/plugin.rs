@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use wasmtime::{ExternType, FuncType, InstancePre, Module, Store, Trap, ValType};
+use wasmtime::{Engine, ExternType, FuncType, InstancePre, Module, Store, Trap, ValType};
 use weir_abi::{
     read_reduced, write_update_entries, CallHeader, FunctionKind, GroupsWriter, RecordBatch,
     UpdateEntry, UpdateOutput, ABI_VERSION, EXPORT_ABI_VERSION, EXPORT_ALLOC, EXPORT_MEMORY,
@@ -135,76 +135,98 @@ impl Compiled {
         }
         functions.sort();
 
-        if !problems.is_empty() {
-            return Err(LoadError::NotAPlugin {
+        // A module whose imports are all provided can be instantiated, so
+        // its ABI version is checked even when other problems were found:
+        // every problem is listed at once.
+        let imports_ok = !problems
+            .iter()
+            .any(|p| matches!(p, Problem::UnsupportedImport { .. }));
+        let version_callable = have_version
+            && !problems.iter().any(
+                |p| matches!(p, Problem::BadExport { export, .. } if export == EXPORT_ABI_VERSION),
+            );
+        let pre = if imports_ok {
+            Some(
+                runtime
+                    .linker()
+                    .instantiate_pre(&module)
+                    .map_err(|source| LoadError::Compile {
+                        plugin: name.clone(),
+                        source,
+                    })?,
+            )
+        } else {
+            None
+        };
+        if let (Some(pre), true) = (&pre, version_callable) {
+            if let Err(problem) = check_abi_version(runtime.engine(), pre, name) {
+                problems.push(problem);
+            }
+        }
+
+        match pre {
+            Some(pre) if problems.is_empty() => Ok(Compiled {
+                runtime: runtime.clone(),
+                pre,
+                hash,
+                size,
+                functions,
+            }),
+            _ => Err(LoadError::NotAPlugin {
                 plugin: name.clone(),
                 problems,
-            });
+            }),
         }
-        let pre = runtime
-            .linker()
-            .instantiate_pre(&module)
-            .map_err(|source| LoadError::Compile {
-                plugin: name.clone(),
-                source,
-            })?;
-        let compiled = Compiled {
-            runtime: runtime.clone(),
-            pre,
-            hash,
-            size,
-            functions,
-        };
-        compiled.check_abi_version(name)?;
-        Ok(compiled)
-    }
-
-    fn check_abi_version(&self, name: &Arc<str>) -> Result<(), LoadError> {
-        let limits = Limits {
-            fuel: 10_000_000,
-            memory_bytes: 64 << 20,
-            ..Limits::default()
-        };
-        let fail = |problem| LoadError::NotAPlugin {
-            plugin: name.clone(),
-            problems: vec![problem],
-        };
-        let mut store = self.store(name, &limits);
-        let version = self
-            .pre
-            .instantiate(&mut store)
-            .and_then(|i| i.get_typed_func::<(), i32>(&mut store, EXPORT_ABI_VERSION))
-            .and_then(|f| f.call(&mut store, ()))
-            .map_err(|e| {
-                fail(Problem::AbiVersionFailed {
-                    reason: format!("{e:#}"),
-                })
-            })?;
-        if version != ABI_VERSION {
-            return Err(fail(Problem::WrongAbiVersion { found: version }));
-        }
-        Ok(())
     }
 
     fn store(&self, plugin: &Arc<str>, limits: &Limits) -> Store<CallState> {
-        let state = CallState {
-            limiter: MemoryLimiter {
-                limit: limits.memory_bytes,
-                hit: None,
-            },
-            log_left: limits.log_bytes,
-            log_truncated: false,
-            plugin: plugin.clone(),
-        };
-        let mut store = Store::new(self.runtime.engine(), state);
-        store.limiter(|s| &mut s.limiter);
-        store
-            .set_fuel(limits.fuel)
-            .expect("fuel is enabled on the engine");
-        let ticks = limits.deadline.as_millis() / EPOCH_TICK.as_millis();
-        store.set_epoch_deadline(ticks.max(1) as u64);
-        store
+        new_store(self.runtime.engine(), plugin, limits)
     }
+}
+
+/// Instantiates the module once and calls `weir_abi_version`.
+fn check_abi_version(
+    engine: &Engine,
+    pre: &InstancePre<CallState>,
+    name: &Arc<str>,
+) -> Result<(), Problem> {
+    let limits = Limits {
+        fuel: 10_000_000,
+        memory_bytes: 64 << 20,
+        ..Limits::default()
+    };
+    let mut store = new_store(engine, name, &limits);
+    let version = pre
+        .instantiate(&mut store)
+        .and_then(|i| i.get_typed_func::<(), i32>(&mut store, EXPORT_ABI_VERSION))
+        .and_then(|f| f.call(&mut store, ()))
+        .map_err(|e| Problem::AbiVersionFailed {
+            reason: format!("{e:#}"),
+        })?;
+    if version != ABI_VERSION {
+        return Err(Problem::WrongAbiVersion { found: version });
+    }
+    Ok(())
+}
+
+fn new_store(engine: &Engine, plugin: &Arc<str>, limits: &Limits) -> Store<CallState> {
+    let state = CallState {
+        limiter: MemoryLimiter {
+            limit: limits.memory_bytes,
+            hit: None,
+        },
+        log_left: limits.log_bytes,
+        log_truncated: false,
+        plugin: plugin.clone(),
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store
+        .set_fuel(limits.fuel)
+        .expect("fuel is enabled on the engine");
+    let ticks = limits.deadline.as_millis() / EPOCH_TICK.as_millis();
+    store.set_epoch_deadline(ticks.max(1) as u64);
+    store
 }
 
 /// Who is calling and with what limits: the engine fills in job, operator,
@@ -418,6 +440,13 @@ impl Plugin {
             )
             .map_err(|e| classify(e, store, limits, false))?;
 
+        // Only statuses 0 and 1 give the result area a meaning: any other
+        // is reported as such, whatever the area holds.
+        let succeeded = match status {
+            weir_abi::STATUS_OK => true,
+            weir_abi::STATUS_ERROR => false,
+            other => return Err(CallErrorKind::BadStatus(other)),
+        };
         let mem = memory.data(&*store);
         // The result area may have been moved by nothing but the guest; it
         // lies where we put it, inside memory (memory never shrinks).
@@ -425,7 +454,7 @@ impl Plugin {
         let out_ptr = u32::from_le_bytes(area[0..4].try_into().expect("4 bytes")) as u64;
         let out_len = u32::from_le_bytes(area[4..8].try_into().expect("4 bytes")) as u64;
         check_range(mem.len(), "output", out_ptr, out_len)?;
-        let cap = if status == weir_abi::STATUS_OK {
+        let cap = if succeeded {
             limits.output_bytes
         } else {
             limits.output_bytes.min(64 << 10)
@@ -437,15 +466,14 @@ impl Plugin {
             });
         }
         let bytes = &mem[out_ptr as usize..(out_ptr + out_len) as usize];
-        match status {
-            weir_abi::STATUS_OK => Ok(bytes.to_vec()),
-            weir_abi::STATUS_ERROR => match std::str::from_utf8(bytes) {
-                Ok(msg) => Err(CallErrorKind::Guest {
-                    message: msg.to_owned(),
-                }),
-                Err(_) => Err(CallErrorKind::BadMessage),
-            },
-            other => Err(CallErrorKind::BadStatus(other)),
+        if succeeded {
+            return Ok(bytes.to_vec());
+        }
+        match std::str::from_utf8(bytes) {
+            Ok(msg) => Err(CallErrorKind::Guest {
+                message: msg.to_owned(),
+            }),
+            Err(_) => Err(CallErrorKind::BadMessage),
         }
     }
 }

@@ -12,16 +12,97 @@ pub mod guests {
 pub fn guest(built: Result<&str, &str>) -> PathBuf {
     match built {
         Ok(path) => PathBuf::from(path),
-        Err(why) => panic!("a guest plugin this test needs was not built by tests/build.rs:\n{why}"),
+        Err(why) => {
+            panic!("a guest plugin this test needs was not built by tests/build.rs:\n{why}")
+        }
     }
 }
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// A checked-in fixture under `tests/fixtures/`.
 pub fn fixture(rel: &str) -> PathBuf {
     workspace_root().join("tests").join("fixtures").join(rel)
+}
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use std::sync::OnceLock;
+
+use weir::ops::Partitions;
+use weir::wasm::{Plugin, Runtime, RuntimeConfig};
+use weir::{ClockMode, Stream, StreamingConfig, StreamingContext};
+
+/// One wasm runtime for the whole test binary, so each module is compiled
+/// once.
+pub fn runtime() -> Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| Runtime::new(&RuntimeConfig::default()).expect("wasm runtime"))
+        .clone()
+}
+
+/// A guest loaded once into the shared runtime (kept alive for the cache).
+pub fn shared_plugin(built: Result<&str, &str>) -> Plugin {
+    static LOADED: OnceLock<Mutex<Vec<Plugin>>> = OnceLock::new();
+    let path = guest(built);
+    let plugin = runtime().load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut keep = LOADED.get_or_init(Mutex::default).lock().unwrap();
+    if !keep.iter().any(|p| p.hash() == plugin.hash()) {
+        keep.push(plugin.clone());
+    }
+    plugin
+}
+
+/// A context on the shared runtime.
+pub fn context(config: StreamingConfig) -> StreamingContext {
+    StreamingContext::with_runtime(config, runtime()).expect("valid test config")
+}
+
+/// A configuration for deterministic tests: simulated clock starting at 0,
+/// 1 s batches.
+pub fn simulated_config(partitions: usize, workers: usize) -> StreamingConfig {
+    StreamingConfig {
+        job_name: "test".into(),
+        batch_interval: Duration::from_secs(1),
+        partitions,
+        workers,
+        clock: ClockMode::Simulated { start_ms: 0 },
+        ..StreamingConfig::default()
+    }
+}
+
+/// Batches a stream produced: `(batch time, partitions)`.
+pub type Collected = Arc<Mutex<Vec<(i64, Partitions)>>>;
+
+/// Collects every batch of `stream`.
+pub fn collect(stream: &Stream) -> Collected {
+    let out: Collected = Arc::default();
+    let sink = out.clone();
+    stream
+        .foreach_batch(move |t, parts| {
+            sink.lock().unwrap().push((t, parts.clone()));
+            Ok(())
+        })
+        .unwrap();
+    out
+}
+
+/// All records of one batch, partitions in order, as owned pairs.
+pub fn records(parts: &Partitions) -> Vec<(Vec<u8>, Vec<u8>)> {
+    parts
+        .iter()
+        .flat_map(|p| p.iter().map(|(k, v)| (k.to_vec(), v.to_vec())))
+        .collect()
+}
+
+/// Decodes an 8-byte canonical count.
+pub fn count(v: &[u8]) -> i64 {
+    i64::from_le_bytes(v.try_into().expect("8-byte count"))
 }

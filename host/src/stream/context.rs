@@ -250,9 +250,21 @@ impl StreamingContext {
         &self,
         batches: Vec<Vec<(K, V)>>,
     ) -> Result<Stream, BuildError> {
+        // Contiguous blocks, one per partition, so partitions read in order
+        // give the batch in its original order.
+        let p = self.config.partitions;
         let blocks = batches
             .into_iter()
-            .map(|b| vec![b.into_iter().collect::<RecordBatch>()])
+            .map(|b| {
+                let per_block = b.len().div_ceil(p).max(1);
+                b.chunks(per_block)
+                    .map(|c| {
+                        c.iter()
+                            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+                            .collect::<RecordBatch>()
+                    })
+                    .collect()
+            })
             .collect();
         self.source(None, SourceSpec::Queue(blocks))
     }

@@ -2,4 +2,6 @@
 
 mod abi_edges;
 mod conformance;
+mod engine;
+mod operators;
 mod runtime;

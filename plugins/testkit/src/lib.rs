@@ -1,0 +1,79 @@
+//! Functions the engine tests use; each is tiny and its result easy to
+//! compute independently in a test.
+
+use weir_sdk::{map, reduce, update, State};
+
+/// 1:1 — appends `!` to the value.
+#[map]
+pub fn tag(key: Vec<u8>, mut value: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
+    value.push(b'!');
+    (key, value)
+}
+
+/// Filter — keeps records whose `i64` value is even.
+#[map]
+pub fn even(key: Vec<u8>, value: i64) -> Option<(Vec<u8>, i64)> {
+    (value % 2 == 0).then_some((key, value))
+}
+
+/// Breaks map's contract: two records per input.
+#[map]
+pub fn twice(key: Vec<u8>, value: Vec<u8>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    vec![(key.clone(), value.clone()), (key, value)]
+}
+
+/// Fails on the value `boom`.
+#[map]
+pub fn fail_on_boom(key: Vec<u8>, value: String) -> Result<(Vec<u8>, String), String> {
+    if value == "boom" {
+        Err("found a boom".into())
+    } else {
+        Ok((key, value))
+    }
+}
+
+/// Value becomes `batch_time/partition/num_partitions`, from the call header.
+#[map]
+pub fn stamp(key: Vec<u8>, _value: Vec<u8>) -> (Vec<u8>, String) {
+    (
+        key,
+        format!(
+            "{}/{}/{}",
+            weir_sdk::batch_time_ms(),
+            weir_sdk::partition(),
+            weir_sdk::num_partitions()
+        ),
+    )
+}
+
+/// Associative but not commutative: shows the order values are combined in.
+#[reduce]
+pub fn concat(mut a: Vec<u8>, b: Vec<u8>) -> Vec<u8> {
+    a.extend_from_slice(&b);
+    a
+}
+
+/// Wrapping `i64` sum.
+#[reduce]
+pub fn sum(a: i64, b: i64) -> i64 {
+    a.wrapping_add(b)
+}
+
+/// Running sum of `i64` values; emits `(key, total)` for keys with values.
+#[update]
+pub fn running_sum(
+    key: Vec<u8>,
+    values: Vec<i64>,
+    state: &mut State<i64>,
+) -> Option<(Vec<u8>, i64)> {
+    if values.is_empty() {
+        return None;
+    }
+    let total = state
+        .get()
+        .copied()
+        .unwrap_or(0)
+        .wrapping_add(values.iter().sum());
+    state.set(total);
+    Some((key, total))
+}

@@ -1,0 +1,373 @@
+//! Sources, outputs and determinism, end to end through real sockets, real
+//! files and real wasm plugins.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use weir::ops::Partitions;
+use weir::{ClockMode, SourceSpec, StreamingConfig};
+use weir_tests::{context, count, guests, records, shared_plugin, simulated_config};
+
+/// Upper bound on how long a live test waits for a batch; a failure bound,
+/// not a synchronisation: tests move on as soon as the data arrives.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn live_config(partitions: usize) -> StreamingConfig {
+    StreamingConfig {
+        job_name: "live".into(),
+        batch_interval: Duration::from_millis(100),
+        block_interval: Duration::from_millis(20),
+        partitions,
+        workers: 2,
+        clock: ClockMode::System,
+        ..StreamingConfig::default()
+    }
+}
+
+fn word_counts(lines: &[String]) -> BTreeMap<String, i64> {
+    let mut m = BTreeMap::new();
+    for l in lines {
+        for w in l.split_whitespace() {
+            *m.entry(w.to_string()).or_default() += 1;
+        }
+    }
+    m
+}
+
+fn add_counts(into: &mut BTreeMap<String, i64>, parts: &Partitions) {
+    for (k, v) in records(parts) {
+        *into.entry(String::from_utf8(k).unwrap()).or_default() += count(&v);
+    }
+}
+
+/// Word count over a real TCP socket. The server sends half the lines,
+/// drops the connection, accepts the reconnect and sends the rest.
+#[test]
+fn socket_word_count_survives_a_dropped_connection() {
+    let lines: Vec<String> = (0..400)
+        .map(|i| format!("alpha beta{} gamma{}", i % 7, i % 3))
+        .collect();
+    let expected = word_counts(&lines);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let to_send = lines.clone();
+    let server = std::thread::spawn(move || {
+        for half in to_send.chunks(200) {
+            let (mut conn, _) = listener.accept().unwrap();
+            for l in half {
+                writeln!(conn, "{l}").unwrap();
+            }
+            conn.flush().unwrap();
+            // Dropping `conn` closes the connection: the receiver must reconnect.
+        }
+        listener // keep the port bound until the test ends
+    });
+
+    let ctx = context(live_config(3));
+    let wc = shared_plugin(guests::WORDCOUNT);
+    let counts = ctx
+        .socket_text_stream("127.0.0.1", port)
+        .unwrap()
+        .flat_map(&wc, "split")
+        .unwrap()
+        .reduce_by_key(&wc, "sum", None)
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    counts
+        .foreach_batch(move |_, parts| {
+            let _ = tx.send(parts.clone());
+            Ok(())
+        })
+        .unwrap();
+    let job = ctx.start(None).unwrap();
+    let mut got = BTreeMap::new();
+    let total: i64 = expected.values().sum();
+    while got.values().sum::<i64>() < total {
+        let parts = rx.recv_timeout(PATIENCE).expect("batches keep coming");
+        add_counts(&mut got, &parts);
+    }
+    job.stop();
+    let summary = job.await_termination().unwrap();
+    // Whatever batches ran after the last word arrived must add nothing.
+    while let Ok(parts) = rx.try_recv() {
+        add_counts(&mut got, &parts);
+    }
+    assert_eq!(got, expected);
+    assert!(summary.batches >= 1);
+    let _listener = server.join().unwrap();
+}
+
+fn write_atomically(dir: &Path, name: &str, lines: &[String]) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, lines.join("\n") + "\n").unwrap();
+    std::fs::rename(tmp, dir.join(name)).unwrap();
+}
+
+/// Files moved into the directory are read once each; a file still being
+/// written under a temporary (dot) name is not read until it is renamed;
+/// files present before the start are ignored.
+#[test]
+fn file_stream_reads_each_new_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("old.txt"), "ignored line\n").unwrap();
+
+    let ctx = context(live_config(2));
+    let lines = ctx.text_file_stream(dir.path()).unwrap();
+    let counted = lines.count().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let lines_seen = lines.clone();
+    let (ltx, lrx) = mpsc::channel();
+    lines_seen
+        .foreach_batch(move |_, parts| {
+            let _ = ltx.send(records(parts));
+            Ok(())
+        })
+        .unwrap();
+    counted
+        .foreach_batch(move |_, parts| {
+            let _ = tx.send(count(&records(parts)[0].1));
+            Ok(())
+        })
+        .unwrap();
+    let job = ctx.start(None).unwrap();
+    let mut seen: Vec<Vec<u8>> = Vec::new();
+    let next_batch = |seen: &mut Vec<Vec<u8>>| {
+        let n = rx.recv_timeout(PATIENCE).expect("a batch");
+        let recs = lrx.recv_timeout(PATIENCE).expect("a batch");
+        assert_eq!(n as usize, recs.len());
+        seen.extend(recs.into_iter().map(|(_, v)| v));
+        n
+    };
+
+    // A file being written under a temporary name: never read early.
+    let partial = dir.path().join(".growing.tmp");
+    std::fs::write(&partial, "first half\n").unwrap();
+    for _ in 0..3 {
+        next_batch(&mut seen);
+    }
+    assert!(seen.is_empty(), "nothing new yet: {seen:?}");
+
+    let a: Vec<String> = (0..50).map(|i| format!("a{i}")).collect();
+    let b: Vec<String> = (0..70).map(|i| format!("b{i}")).collect();
+    write_atomically(dir.path(), "a.txt", &a);
+    write_atomically(dir.path(), "b.txt", &b);
+    std::fs::write(&partial, "first half\nsecond half\n").unwrap();
+    std::fs::rename(&partial, dir.path().join("growing.txt")).unwrap();
+    let expected = a.len() + b.len() + 2;
+    while seen.len() < expected {
+        next_batch(&mut seen);
+    }
+    // Two more batches: nothing is read twice.
+    next_batch(&mut seen);
+    next_batch(&mut seen);
+    job.stop();
+    job.await_termination().unwrap();
+
+    let mut got: Vec<String> = seen
+        .into_iter()
+        .map(|v| String::from_utf8(v).unwrap())
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = a
+        .into_iter()
+        .chain(b)
+        .chain(["first half".into(), "second half".into()])
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+/// Every file under `dir`, relative path → bytes.
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for entry in walkdir(dir) {
+        out.insert(
+            entry.strip_prefix(dir).unwrap().to_path_buf(),
+            std::fs::read(&entry).unwrap(),
+        );
+    }
+    out
+}
+
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            files.extend(walkdir(&p));
+        } else {
+            files.push(p);
+        }
+    }
+    files
+}
+
+/// Runs a word-count-and-join pipeline on a fixed generator input with
+/// `workers` threads, saving text files under `out`.
+fn run_to_text(out: &Path, workers: usize) {
+    let ctx = context(StreamingConfig {
+        workers,
+        ..simulated_config(4, workers)
+    });
+    let wc = shared_plugin(guests::WORDCOUNT);
+    let tk = shared_plugin(guests::TESTKIT);
+    let gen = |seed| SourceSpec::Generator {
+        kind: weir::receiver::generator::GeneratorKind::Text,
+        rate: 3000,
+        seed,
+        words_per_line: 6,
+        vocabulary: 300,
+        limit: None,
+    };
+    let lines = ctx.source(Some("lines"), gen(1)).unwrap();
+    let other = ctx.source(Some("other"), gen(2)).unwrap();
+    let counts = lines
+        .flat_map(&wc, "split")
+        .unwrap()
+        .reduce_by_key(&wc, "sum", Some(3))
+        .unwrap();
+    let other_counts = other
+        .flat_map(&wc, "split")
+        .unwrap()
+        .reduce_by_key(&tk, "concat", None)
+        .unwrap();
+    counts
+        .save_as_text_files(out.join("counts"), Some("txt"))
+        .unwrap();
+    counts
+        .full_outer_join(&other_counts, Some(5))
+        .unwrap()
+        .save_as_text_files(out.join("joined"), None)
+        .unwrap();
+    lines
+        .count_by_value(None)
+        .unwrap()
+        .save_as_text_files(out.join("lines"), None)
+        .unwrap();
+    other
+        .flat_map(&wc, "split")
+        .unwrap()
+        .group_by_key(Some(2))
+        .unwrap()
+        .save_as_text_files(out.join("groups"), None)
+        .unwrap();
+    ctx.run(Some(3)).unwrap();
+}
+
+#[test]
+fn outputs_are_byte_identical_across_worker_counts() {
+    let one = tempfile::tempdir().unwrap();
+    let four = tempfile::tempdir().unwrap();
+    run_to_text(one.path(), 1);
+    run_to_text(four.path(), 4);
+    let a = tree(one.path());
+    let b = tree(four.path());
+    assert!(a.len() > 30, "expected many part files, got {}", a.len());
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (path, bytes) in &a {
+        assert!(
+            b[path] == *bytes,
+            "{} differs between 1 and 4 workers",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn text_files_follow_sparks_layout_and_rewrite_identically() {
+    let out = tempfile::tempdir().unwrap();
+    run_to_text(out.path(), 2);
+    let first = tree(out.path());
+    for t in [1000, 2000, 3000] {
+        let dir = out.path().join(format!("counts-{t}.txt"));
+        assert!(dir.join("_SUCCESS").exists());
+        for p in 0..3 {
+            assert!(dir.join(format!("part-{p:05}")).exists());
+        }
+        let text = std::fs::read_to_string(dir.join("part-00000")).unwrap();
+        let line = text.lines().next().unwrap();
+        assert!(
+            line.starts_with('(') && line.ends_with(')') && line.contains(','),
+            "{line}"
+        );
+    }
+    let names: Vec<String> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with('.')),
+        "no temporary directories left: {names:?}"
+    );
+    // Rewriting the same batches (as a replay does) gives the same bytes.
+    run_to_text(out.path(), 2);
+    assert_eq!(tree(out.path()), first);
+}
+
+#[test]
+fn print_shows_the_batch_header_and_first_records() {
+    use weir::output::print::Print;
+    use weir::stream::ValueKind;
+    let parts: Partitions = vec![
+        [
+            (&b"a"[..], &1i64.to_le_bytes()[..]),
+            (b"b", &2i64.to_le_bytes()),
+        ]
+        .into_iter()
+        .collect(),
+        [(&b"c"[..], &3i64.to_le_bytes()[..])].into_iter().collect(),
+    ];
+    let rule = "-------------------------------------------";
+    assert_eq!(
+        Print::format(2, ValueKind::Count, 5000, &parts),
+        format!("{rule}\nTime: 5000 ms\n{rule}\n(a,1)\n(b,2)\n...\n\n")
+    );
+    assert_eq!(
+        Print::format(10, ValueKind::Count, 5000, &parts),
+        format!("{rule}\nTime: 5000 ms\n{rule}\n(a,1)\n(b,2)\n(c,3)\n\n")
+    );
+}
+
+#[test]
+fn stats_are_recorded_per_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let stats = dir.path().join("stats.jsonl");
+    let ctx = context(StreamingConfig {
+        stats_file: Some(stats.clone()),
+        ..simulated_config(2, 2)
+    });
+    let src = ctx
+        .queue_stream(
+            vec![vec![(b"", b"x")]; 3]
+                .into_iter()
+                .map(|b| {
+                    b.into_iter()
+                        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                        .collect()
+                })
+                .collect(),
+        )
+        .unwrap();
+    src.print(1).unwrap();
+    let summary = ctx.run(Some(4)).unwrap();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&stats)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    let inputs: Vec<i64> = lines
+        .iter()
+        .map(|l| l["input_records"].as_i64().unwrap())
+        .collect();
+    assert_eq!(inputs, [1, 1, 1, 0]);
+    assert_eq!(lines[0]["batch_time_ms"], 1000);
+    for key in ["processing_ms", "scheduling_delay_ms", "total_delay_ms"] {
+        assert!(lines[0][key].as_f64().unwrap() >= 0.0);
+    }
+    assert_eq!(summary.batches, 4);
+}

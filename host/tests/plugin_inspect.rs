@@ -1,0 +1,114 @@
+//! `weir plugin inspect` through the real binary (an integration test of
+//! the crate that owns it, so cargo builds it and sets
+//! `CARGO_BIN_EXE_weir`). Uses checked-in WAT modules only.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+fn inspect(module: &PathBuf) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["plugin", "inspect"])
+        .arg(module)
+        .env("WEIR_LOG", "off")
+        .output()
+        .expect("run the weir binary")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).expect("UTF-8 output")
+}
+
+#[test]
+fn inspect_a_plugin() {
+    let module = root().join("plugins/wordcount-wat/wordcount.wat");
+    let out = inspect(&module);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let bytes = std::fs::read(&module).unwrap();
+    let hash = hex::encode(Sha256::digest(&bytes));
+    for line in [
+        "plugin:      wordcount".to_owned(),
+        format!("size:        {} bytes", bytes.len()),
+        format!("sha256:      {hash}"),
+        "abi version: 1".to_owned(),
+        "functions:".to_owned(),
+        "  map     split".to_owned(),
+        "  reduce  sum".to_owned(),
+        "  update  running_count".to_owned(),
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "no line {line:?} in:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn inspect_lists_every_problem_and_fails() {
+    let module = root().join("tests/fixtures/abi/several_problems.wat");
+    let out = inspect(&module);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    assert!(
+        stderr.contains("error: plugin `several_problems` is not a weir plugin:\n"),
+        "{stderr}"
+    );
+    let problems: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("  - "))
+        .collect();
+    assert_eq!(problems.len(), 4, "{stderr}");
+    assert!(
+        problems[0].starts_with("export `map:f` must be a function"),
+        "{stderr}"
+    );
+    assert!(
+        problems[1].starts_with("missing export `weir_alloc`"),
+        "{stderr}"
+    );
+    assert!(
+        problems[2].starts_with("exports no weir function"),
+        "{stderr}"
+    );
+    assert!(
+        problems[3].starts_with("exports ABI version 7, this host speaks version 1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn inspect_names_unsupported_imports() {
+    let out = inspect(&root().join("tests/fixtures/abi/wasi_import.wat"));
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("  - imports `wasi_snapshot_preview1.fd_write`, but a weir plugin may import only `weir.log`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("  - imports `wasi_snapshot_preview1.proc_exit`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn inspect_a_missing_file() {
+    let missing = root().join("tests/fixtures/abi/no_such_module.wasm");
+    let out = inspect(&missing);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("cannot read plugin module {}", missing.display())),
+        "{stderr}"
+    );
+}

@@ -230,7 +230,9 @@ impl BatchLoop {
         }
         let values = self.executor.run_batch(t, inputs)?;
         for (node, output) in &mut self.outputs {
-            output.write(t, &values[*node])?;
+            if let Some(parts) = &values[*node] {
+                output.write(t, parts)?;
+            }
         }
         let processing_ms = started.elapsed().as_secs_f64() * 1e3;
         let scheduling_delay_ms = (start_ms - t).max(0) as f64;

@@ -15,12 +15,15 @@ use crate::error::EngineError;
 use crate::partition::partition_of;
 use crate::wasm::{Invocation, Limits};
 
+pub mod combine;
 pub mod count;
 pub mod group_by_key;
 pub mod join;
 pub mod map;
 pub mod reduce_by_key;
 pub mod repartition;
+pub mod state;
+pub mod window;
 
 /// A batch of one stream: its partitions, in order.
 pub type Partitions = Vec<RecordBatch>;
@@ -69,6 +72,17 @@ impl OpContext<'_> {
             batch_time_ms: self.batch_time_ms,
             message,
         }
+    }
+
+    /// Runs `f` on every item with mutable access to its slot in `slots`,
+    /// in parallel on the pool, keeping order.
+    pub fn par_map_mut<T: Sync, S: Send, R: Send>(
+        &self,
+        items: &[T],
+        slots: &mut [S],
+        f: impl Fn(usize, &T, &mut S) -> Result<R, EngineError> + Sync + Send,
+    ) -> Result<Vec<R>, EngineError> {
+        self.pool.install(|| items.par_iter().zip(slots.par_iter_mut()).enumerate().map(|(i, (t, s))| f(i, t, s)).collect())
     }
 
     /// Runs `f` on every item in parallel on the pool, keeping order.

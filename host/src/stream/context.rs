@@ -12,7 +12,10 @@ use std::time::Duration;
 use weir_abi::{FunctionKind, RecordBatch};
 
 use super::executor::Executor;
-use super::graph::{FunctionRef, Graph, JoinKind, MapFlavor, NodeId, Op};
+use super::graph::{
+    Combiner, FunctionRef, Graph, JoinKind, MapFlavor, NodeId, Op, StateMode, StateSpec, WindowFilter,
+    WindowedReduce,
+};
 use crate::error::{BuildError, EngineError};
 use crate::ops::Partitions;
 use crate::output::print::Print;
@@ -83,6 +86,17 @@ impl Default for StreamingConfig {
             progress: false,
         }
     }
+}
+
+/// Options of `update_state_by_key` and `map_with_state`.
+#[derive(Debug, Clone, Default)]
+pub struct StateOptions {
+    /// State partitions [default: the stream's partitions].
+    pub partitions: Option<usize>,
+    /// Idle timeout (map_with_state only).
+    pub timeout: Option<Duration>,
+    /// Initial `(key, state)` pairs.
+    pub initial_state: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// How an input stream gets its data.
@@ -214,7 +228,8 @@ impl StreamingContext {
         let name = b.name(name, "source")?;
         let index = b.sources.len();
         b.sources.push((name.clone(), spec));
-        let id = b.graph.add(name, Op::Source(index), vec![]);
+        let interval_ms = self.config.batch_interval.as_millis().max(1) as i64;
+        let id = b.graph.add(name, Op::Source(index), vec![], interval_ms);
         Ok(Stream {
             builder: self.builder.clone(),
             id,
@@ -381,6 +396,7 @@ impl StreamingContext {
             cfg.job_name.as_str().into(),
             cfg.workers,
             cfg.partitions,
+            interval_ms,
             cfg.limits,
         )
         .map_err(|e| BuildError::Start(format!("worker pool: {e}")))?;
@@ -484,14 +500,227 @@ impl Stream {
         inputs: Vec<NodeId>,
         partitions: usize,
     ) -> Result<Stream, BuildError> {
+        self.derive_sliding(name, op, inputs, partitions, None)
+    }
+
+    /// Adds a node. Its slide is `slide_ms` (windows) or its inputs' slide,
+    /// which must agree (Spark requires the same for unions and joins).
+    fn derive_sliding(
+        &self,
+        name: Option<&str>,
+        op: Op,
+        inputs: Vec<NodeId>,
+        partitions: usize,
+        slide_ms: Option<i64>,
+    ) -> Result<Stream, BuildError> {
         let mut b = self.builder.borrow_mut();
+        let slides: Vec<(Arc<str>, i64)> =
+            inputs.iter().map(|&i| (b.graph.nodes[i].name.clone(), b.graph.nodes[i].slide_ms)).collect();
+        if let Some(((a, sa), (c, sc))) = slides.iter().zip(slides.iter().skip(1)).find(|((_, x), (_, y))| x != y) {
+            return Err(BuildError::Invalid(format!(
+                "{} combines `{a}` (a batch every {sa} ms) with `{c}` (every {sc} ms); inputs must slide together",
+                op.name()
+            )));
+        }
+        let slide = slide_ms.unwrap_or(slides[0].1);
         let name = b.name(name, op.name())?;
-        let id = b.graph.add(name, op, inputs);
+        let id = b.graph.add(name, op, inputs, slide);
         Ok(Stream {
             builder: self.builder.clone(),
             id,
             partitions,
         })
+    }
+
+    fn slide_ms(&self) -> i64 {
+        self.builder.borrow().graph.nodes[self.id].slide_ms
+    }
+
+    /// Checks window length and slide against this stream's slide.
+    fn window_params(&self, op: &str, length: Duration, slide: Duration) -> Result<(i64, i64), BuildError> {
+        let (length_ms, slide_ms, base) = (length.as_millis() as i64, slide.as_millis() as i64, self.slide_ms());
+        if length_ms <= 0 || slide_ms <= 0 || length_ms % base != 0 || slide_ms % base != 0 {
+            return Err(BuildError::Invalid(format!(
+                "{op} on `{}`: window length {length_ms} ms and slide {slide_ms} ms must both be positive multiples of \
+                 the stream's batch interval, {base} ms",
+                self.name()
+            )));
+        }
+        Ok((length_ms, slide_ms))
+    }
+
+    fn windowed(
+        &self,
+        op: &'static str,
+        input: &Stream,
+        spec: WindowedReduce,
+    ) -> Result<Stream, BuildError> {
+        let _ = op;
+        let (partitions, slide) = (spec.partitions, spec.slide_ms);
+        input.derive_sliding(None, Op::ReduceByKeyAndWindow(Box::new(spec)), vec![input.id], partitions, Some(slide))
+    }
+
+    /// The union of the batches in the last `length`, every `slide`
+    /// (Spark's `window`); the batch time is the window end.
+    pub fn window(&self, length: Duration, slide: Duration) -> Result<Stream, BuildError> {
+        let (length_ms, slide_ms) = self.window_params("window", length, slide)?;
+        self.derive_sliding(None, Op::Window { length_ms, slide_ms }, vec![self.id], self.partitions, Some(slide_ms))
+    }
+
+    /// The number of records in the window: one record, empty key, `i64`.
+    /// Incremental: per-batch counts are added and subtracted.
+    pub fn count_by_window(&self, length: Duration, slide: Duration) -> Result<Stream, BuildError> {
+        let (length_ms, slide_ms) = self.window_params("count_by_window", length, slide)?;
+        let counts = self.count()?;
+        let spec = WindowedReduce {
+            combine: Combiner::SumI64,
+            inverse: Some(Combiner::SubI64),
+            filter: None,
+            length_ms,
+            slide_ms,
+            partitions: 1,
+            counts: true,
+        };
+        self.windowed("count_by_window", &counts, spec)
+    }
+
+    /// All values in the window combined (one record, empty key).
+    pub fn reduce_by_window(&self, plugin: &Plugin, function: &str, length: Duration, slide: Duration) -> Result<Stream, BuildError> {
+        let (length_ms, slide_ms) = self.window_params("reduce_by_window", length, slide)?;
+        let func = self.function("reduce_by_window", plugin, function, FunctionKind::Reduce)?;
+        let per_batch = self.reduce(plugin, function)?;
+        let spec = WindowedReduce {
+            combine: Combiner::Plugin(func),
+            inverse: None,
+            filter: None,
+            length_ms,
+            slide_ms,
+            partitions: 1,
+            counts: false,
+        };
+        self.windowed("reduce_by_window", &per_batch, spec)
+    }
+
+    /// Values of each key combined over the window, recomputed from the
+    /// per-batch reductions at every slide.
+    pub fn reduce_by_key_and_window(
+        &self,
+        plugin: &Plugin,
+        function: &str,
+        length: Duration,
+        slide: Duration,
+        partitions: Option<usize>,
+    ) -> Result<Stream, BuildError> {
+        let (length_ms, slide_ms) = self.window_params("reduce_by_key_and_window", length, slide)?;
+        let func = self.function("reduce_by_key_and_window", plugin, function, FunctionKind::Reduce)?;
+        let spec = WindowedReduce {
+            combine: Combiner::Plugin(func),
+            inverse: None,
+            filter: None,
+            length_ms,
+            slide_ms,
+            partitions: self.shuffle_partitions(partitions)?,
+            counts: false,
+        };
+        self.windowed("reduce_by_key_and_window", self, spec)
+    }
+
+    /// Values of each key combined over the window incrementally: the
+    /// previous window, minus the batches that left (`inverse`), plus the
+    /// batches that entered. `filter` (a map function used as a filter)
+    /// drops entries, e.g. counts that fell to zero.
+    #[allow(clippy::too_many_arguments)]
+    pub fn reduce_by_key_and_window_inv(
+        &self,
+        plugin: &Plugin,
+        function: &str,
+        inverse: &str,
+        length: Duration,
+        slide: Duration,
+        partitions: Option<usize>,
+        filter: Option<&str>,
+    ) -> Result<Stream, BuildError> {
+        let op = "reduce_by_key_and_window";
+        let (length_ms, slide_ms) = self.window_params(op, length, slide)?;
+        let func = self.function(op, plugin, function, FunctionKind::Reduce)?;
+        let inv = self.function(op, plugin, inverse, FunctionKind::Reduce)?;
+        let filter = filter.map(|f| self.function(op, plugin, f, FunctionKind::Map)).transpose()?;
+        let spec = WindowedReduce {
+            combine: Combiner::Plugin(func),
+            inverse: Some(Combiner::Plugin(inv)),
+            filter: filter.map(WindowFilter::Plugin),
+            length_ms,
+            slide_ms,
+            partitions: self.shuffle_partitions(partitions)?,
+            counts: false,
+        };
+        self.windowed(op, self, spec)
+    }
+
+    /// `(element, count)` over the window, incrementally; elements whose
+    /// count falls to zero are dropped.
+    pub fn count_by_value_and_window(&self, length: Duration, slide: Duration, partitions: Option<usize>) -> Result<Stream, BuildError> {
+        let (length_ms, slide_ms) = self.window_params("count_by_value_and_window", length, slide)?;
+        let partitions = self.shuffle_partitions(partitions)?;
+        let counts = self.count_by_value(Some(partitions))?;
+        let spec = WindowedReduce {
+            combine: Combiner::SumI64,
+            inverse: Some(Combiner::SubI64),
+            filter: Some(WindowFilter::NonZeroCount),
+            length_ms,
+            slide_ms,
+            partitions,
+            counts: true,
+        };
+        self.windowed("count_by_value_and_window", &counts, spec)
+    }
+
+    fn state_op(&self, mode: StateMode, plugin: &Plugin, function: &str, options: StateOptions) -> Result<Stream, BuildError> {
+        let op = if mode == StateMode::UpdateStateByKey { "update_state_by_key" } else { "map_with_state" };
+        let func = self.function(op, plugin, function, FunctionKind::Update)?;
+        let partitions = self.shuffle_partitions(options.partitions)?;
+        if mode == StateMode::UpdateStateByKey && options.timeout.is_some() {
+            return Err(BuildError::Invalid("update_state_by_key has no timeout; use map_with_state".into()));
+        }
+        let timeout_ms = match options.timeout {
+            Some(t) if t.as_millis() == 0 => return Err(BuildError::Invalid(format!("{op}: the timeout must be above zero"))),
+            t => t.map(|t| t.as_millis() as i64),
+        };
+        let spec = StateSpec { func, mode, timeout_ms, partitions, initial: options.initial_state };
+        self.derive(None, Op::State(Box::new(spec)), vec![self.id], partitions)
+    }
+
+    /// Spark's `updateStateByKey`: every batch, every key with new values
+    /// or state is passed to the update function; the stream is the state
+    /// after the batch, `(key, state)` in key order.
+    pub fn update_state_by_key(&self, plugin: &Plugin, function: &str, options: StateOptions) -> Result<Stream, BuildError> {
+        self.state_op(StateMode::UpdateStateByKey, plugin, function, options)
+    }
+
+    /// Spark's `mapWithState`: only keys with new values — and keys idle
+    /// for `timeout`, once, with the timeout flag — are passed to the
+    /// function; the stream is the records it emits.
+    pub fn map_with_state(&self, plugin: &Plugin, function: &str, options: StateOptions) -> Result<Stream, BuildError> {
+        self.state_op(StateMode::MapWithState, plugin, function, options)
+    }
+
+    /// The state of an `update_state_by_key` / `map_with_state` stream
+    /// after every batch, as `(key, state)` (Spark's `stateSnapshots`).
+    pub fn state_snapshots(&self) -> Result<Stream, BuildError> {
+        let (is_state, partitions) = {
+            let b = self.builder.borrow();
+            match &b.graph.nodes[self.id].op {
+                Op::State(s) => (true, s.partitions),
+                _ => (false, 0),
+            }
+        };
+        if !is_state {
+            return Err(BuildError::Invalid(format!(
+                "state_snapshots: `{}` is not an update_state_by_key or map_with_state stream",
+                self.name()
+            )));
+        }
+        self.derive(None, Op::StateSnapshots { of: self.id }, vec![self.id], partitions)
     }
 
     fn same_context(&self, other: &Stream) -> Result<(), BuildError> {

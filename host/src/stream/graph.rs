@@ -97,6 +97,82 @@ pub enum Op {
     Join { kind: JoinKind, partitions: usize },
     /// Per key, the values of both sides.
     CoGroup { partitions: usize },
+    /// The union of the input's batches in `(t - length, t]`, at slide times.
+    Window { length_ms: i64, slide_ms: i64 },
+    /// Per-key values combined over a sliding window, incrementally when an
+    /// inverse is given (`reduce_by_key_and_window`, and the host-native
+    /// `count_by_window`, `reduce_by_window`, `count_by_value_and_window`).
+    ReduceByKeyAndWindow(Box<WindowedReduce>),
+    /// Keyed state updated every batch (`update_state_by_key`,
+    /// `map_with_state`).
+    State(Box<StateSpec>),
+    /// The state of a `State` node after each batch, as `(key, state)`.
+    StateSnapshots { of: NodeId },
+}
+
+/// How values of a key are combined.
+#[derive(Debug, Clone)]
+pub enum Combiner {
+    /// A plugin reduce function.
+    Plugin(FunctionRef),
+    /// Host-native `i64` addition of canonical counts.
+    SumI64,
+    /// Host-native `i64` subtraction (the inverse of [`Combiner::SumI64`]).
+    SubI64,
+}
+
+/// Which window entries survive (`reduce_by_key_and_window`'s filter).
+#[derive(Debug, Clone)]
+pub enum WindowFilter {
+    /// A plugin map function used as a filter.
+    Plugin(FunctionRef),
+    /// Drop canonical counts equal to zero.
+    NonZeroCount,
+}
+
+/// Parameters of a windowed reduction.
+#[derive(Debug, Clone)]
+pub struct WindowedReduce {
+    /// Combines values.
+    pub combine: Combiner,
+    /// Removes values that leave the window; `None` recomputes each window.
+    pub inverse: Option<Combiner>,
+    /// Drops entries from the window state (inverse form only).
+    pub filter: Option<WindowFilter>,
+    /// Window length.
+    pub length_ms: i64,
+    /// Slide.
+    pub slide_ms: i64,
+    /// Output partitions.
+    pub partitions: usize,
+    /// Values are host-made counts.
+    pub counts: bool,
+}
+
+/// Which state operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateMode {
+    /// Spark's `updateStateByKey`: every key with state or new values is
+    /// updated every batch; the stream is the state.
+    UpdateStateByKey,
+    /// Spark's `mapWithState`: only keys with new values (or whose idle
+    /// timeout expired) are called; the stream is what the function emits.
+    MapWithState,
+}
+
+/// Parameters of a state operator.
+#[derive(Debug, Clone)]
+pub struct StateSpec {
+    /// The plugin update function.
+    pub func: FunctionRef,
+    /// Which semantics.
+    pub mode: StateMode,
+    /// Idle timeout (map_with_state).
+    pub timeout_ms: Option<i64>,
+    /// State partitions.
+    pub partitions: usize,
+    /// Initial `(key, state)` pairs.
+    pub initial: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Op {
@@ -144,6 +220,11 @@ impl Op {
                 ..
             } => "full_outer_join",
             Op::CoGroup { .. } => "cogroup",
+            Op::Window { .. } => "window",
+            Op::ReduceByKeyAndWindow(_) => "reduce_by_key_and_window",
+            Op::State(s) if s.mode == StateMode::UpdateStateByKey => "update_state_by_key",
+            Op::State(_) => "map_with_state",
+            Op::StateSnapshots { .. } => "state_snapshots",
         }
     }
 
@@ -154,7 +235,8 @@ impl Op {
             Op::GroupByKey { .. } => ValueKind::List,
             Op::Join { .. } => ValueKind::Pair,
             Op::CoGroup { .. } => ValueKind::CoGroup,
-            Op::Repartition { .. } => inputs[0],
+            Op::ReduceByKeyAndWindow(w) if w.counts => ValueKind::Count,
+            Op::Repartition { .. } | Op::Window { .. } => inputs[0],
             Op::Union if inputs.iter().all(|k| *k == inputs[0]) => inputs[0],
             _ => ValueKind::Opaque,
         }
@@ -172,6 +254,9 @@ pub struct Node {
     pub inputs: Vec<NodeId>,
     /// How its values render.
     pub value_kind: ValueKind,
+    /// The node has a batch at times `zero + k·slide_ms` only (the batch
+    /// interval, or a window's slide).
+    pub slide_ms: i64,
 }
 
 /// Nodes in creation order, which is a topological order: a node can only
@@ -183,8 +268,10 @@ pub struct Graph {
 }
 
 impl Graph {
-    /// Adds a node and returns its id.
-    pub fn add(&mut self, name: Arc<str>, op: Op, inputs: Vec<NodeId>) -> NodeId {
+    /// Adds a node and returns its id. `slide_ms` is the node's slide:
+    /// the batch interval for sources, the window slide for windows, and
+    /// the inputs' slide otherwise.
+    pub fn add(&mut self, name: Arc<str>, op: Op, inputs: Vec<NodeId>, slide_ms: i64) -> NodeId {
         let kinds: Vec<ValueKind> = inputs.iter().map(|&i| self.nodes[i].value_kind).collect();
         let value_kind = op.value_kind(&kinds);
         self.nodes.push(Node {
@@ -192,6 +279,7 @@ impl Graph {
             op,
             inputs,
             value_kind,
+            slide_ms,
         });
         self.nodes.len() - 1
     }

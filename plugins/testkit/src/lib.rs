@@ -77,3 +77,41 @@ pub fn running_sum(
     state.set(total);
     Some((key, total))
 }
+
+/// Inverse of [`sum`].
+#[reduce]
+pub fn sub(a: i64, b: i64) -> i64 {
+    a.wrapping_sub(b)
+}
+
+/// Filter: keeps non-zero `i64` values.
+#[map]
+pub fn nonzero(key: Vec<u8>, value: i64) -> Option<(Vec<u8>, i64)> {
+    (value != 0).then_some((key, value))
+}
+
+/// Running sum that removes the key when the total drops below zero.
+#[update]
+pub fn bounded_sum(key: Vec<u8>, values: Vec<i64>, state: &mut State<i64>) -> Option<(Vec<u8>, i64)> {
+    let total = state.get().copied().unwrap_or(0).wrapping_add(values.iter().sum());
+    if total < 0 {
+        state.remove();
+        None
+    } else {
+        state.set(total);
+        (!values.is_empty()).then_some((key, total))
+    }
+}
+
+/// Sessions: sums values per key; when the key times out, emits
+/// `(key, -1 - total)` once (a negative marker carrying the total).
+#[update]
+pub fn session(key: Vec<u8>, values: Vec<i64>, state: &mut State<i64>) -> (Vec<u8>, i64) {
+    let total = state.get().copied().unwrap_or(0);
+    if state.is_timing_out() {
+        return (key, -1 - total);
+    }
+    let total = total.wrapping_add(values.iter().sum());
+    state.set(total);
+    (key, total)
+}

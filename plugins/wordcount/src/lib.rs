@@ -39,6 +39,18 @@ pub fn running_count(
     Some((word, new_total))
 }
 
+/// Inverse of [`sum`], for windows with an inverse function.
+#[reduce]
+pub fn subtract(a: i64, b: i64) -> Result<i64, String> {
+    a.checked_sub(b).ok_or_else(|| format!("count overflow subtracting {b} from {a}"))
+}
+
+/// Keeps words whose count is not zero (the filter of an incremental window).
+#[map]
+pub fn nonzero(word: String, count: i64) -> Option<(String, i64)> {
+    (count != 0).then_some((word, count))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

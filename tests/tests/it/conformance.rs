@@ -370,17 +370,20 @@ fn random_update_body(rng: &mut StdRng, bad: f64) -> Vec<u8> {
 
 // ---- tests ----------------------------------------------------------------
 
+/// The three core functions are in every implementation (the Rust one
+/// also has the window helpers `subtract` and `nonzero`).
 #[test]
-fn all_three_export_the_same_functions() {
-    let (_, rust) = &IMPLS[0];
-    let names: Vec<String> = rust
-        .functions()
-        .iter()
-        .map(|f| format!("{}:{}", f.kind, f.name))
-        .collect();
-    assert_eq!(names, ["map:split", "reduce:sum", "update:running_count"]);
+fn all_three_export_the_core_functions() {
+    let names = |p: &Plugin| -> Vec<String> { p.functions().iter().map(|f| format!("{}:{}", f.kind, f.name)).collect() };
+    let core = ["map:split", "reduce:sum", "update:running_count"];
     for (lang, plugin) in IMPLS.iter() {
-        assert_eq!(plugin.functions(), rust.functions(), "{lang}");
+        let have = names(plugin);
+        for f in core {
+            assert!(have.iter().any(|h| h == f), "{lang} lacks {f}: {have:?}");
+        }
+        if *lang != "rust" {
+            assert_eq!(have, core, "{lang}");
+        }
         assert_eq!(plugin.abi_version(), 1, "{lang}");
     }
 }

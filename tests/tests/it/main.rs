@@ -5,3 +5,5 @@ mod conformance;
 mod engine;
 mod operators;
 mod runtime;
+mod state;
+mod windows;

@@ -1,0 +1,59 @@
+//! Combining the values of each key: with a plugin reduce function (one
+//! crossing per partition for every key that has more than one value) or
+//! host-natively for canonical counts.
+
+use weir_abi::{canonical, GroupsWriter, RecordBatch};
+
+use super::{group, Groups, OpContext};
+use crate::error::EngineError;
+use crate::stream::graph::Combiner;
+
+fn count_of(ctx: &OpContext<'_>, v: &[u8]) -> Result<i64, EngineError> {
+    canonical::decode_count(v).ok_or_else(|| ctx.contract(format!("expected an 8-byte i64 count, found {} bytes", v.len())))
+}
+
+/// One combined value per group, in group order. Groups with a single
+/// value pass through without a call.
+pub fn combine_groups(ctx: &OpContext<'_>, combiner: &Combiner, groups: &Groups<'_>, p: usize, n: usize) -> Result<Vec<Vec<u8>>, EngineError> {
+    match combiner {
+        Combiner::Plugin(func) => {
+            let mut writer = GroupsWriter::new();
+            for (k, vs) in groups.iter().filter(|(_, vs)| vs.len() > 1) {
+                writer.push(k, vs.iter().copied());
+            }
+            let mut reduced = if writer.is_empty() {
+                Vec::new()
+            } else {
+                func.plugin.reduce(&func.function, &ctx.invocation(p, n), writer)?
+            }
+            .into_iter();
+            Ok(groups
+                .values()
+                .map(|vs| if vs.len() > 1 { reduced.next().expect("one value per multi-value group") } else { vs[0].to_vec() })
+                .collect())
+        }
+        Combiner::SumI64 | Combiner::SubI64 => groups
+            .values()
+            .map(|vs| {
+                let mut acc = count_of(ctx, vs[0])?;
+                for v in &vs[1..] {
+                    let x = count_of(ctx, v)?;
+                    acc = if matches!(combiner, Combiner::SumI64) { acc.wrapping_add(x) } else { acc.wrapping_sub(x) };
+                }
+                Ok(canonical::encode_count(acc).to_vec())
+            })
+            .collect(),
+    }
+}
+
+/// Combines every key of one partition: `(key, combined)` in
+/// first-appearance order.
+pub fn combine_partition(ctx: &OpContext<'_>, combiner: &Combiner, batch: &RecordBatch, p: usize, n: usize) -> Result<RecordBatch, EngineError> {
+    let groups = group(batch);
+    let values = combine_groups(ctx, combiner, &groups, p, n)?;
+    let mut out = RecordBatch::with_capacity(batch.byte_len() / 2);
+    for (k, v) in groups.keys().zip(&values) {
+        out.push(k, v);
+    }
+    Ok(out)
+}

@@ -145,41 +145,78 @@ fn run(
         workers = pipeline.config.workers,
         "starting"
     );
+    // Handlers go in before the job starts: a signal that arrives once
+    // batches run must stop gracefully, never kill the process.
+    let signals = StopSignals::install();
     let job = ctx
         .start(batches)
         .map_err(|e| CliError::Pipeline(PipelineError::Build(e)))?;
-    watch_signals(job.stop_handle());
+    watch_signals(signals, job.stop_handle());
     let summary = job.await_termination()?;
     tracing::info!(batches = summary.batches, last_batch_ms = ?summary.last_batch_ms, "stopped");
     Ok(())
 }
 
+/// SIGINT and SIGTERM handlers, registered but not yet acted on: a signal
+/// that arrives before [`watch_signals`] runs is kept and acted on then.
+struct StopSignals {
+    rt: tokio::runtime::Runtime,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Option<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let installed = (|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (term, int) = {
+                let _in_rt = rt.enter();
+                (
+                    signal(SignalKind::terminate())?,
+                    signal(SignalKind::interrupt())?,
+                )
+            };
+            Ok::<_, std::io::Error>(StopSignals { rt, term, int })
+        })();
+        installed
+            .map_err(|e| tracing::warn!(error = %e, "cannot watch for stop signals"))
+            .ok()
+    }
+}
+
 /// SIGINT or SIGTERM: stop after the current batch. A second signal exits
 /// at once.
-fn watch_signals(stop: Arc<StopSignal>) {
-    let spawned = std::thread::Builder::new().name("weir-signals".into()).spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-            return;
-        };
-        rt.block_on(async move {
-            let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
-                return;
-            };
-            for round in 0..2 {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+fn watch_signals(signals: Option<StopSignals>, stop: Arc<StopSignal>) {
+    let Some(StopSignals {
+        rt,
+        mut term,
+        mut int,
+    }) = signals
+    else {
+        return;
+    };
+    let spawned = std::thread::Builder::new()
+        .name("weir-signals".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                for round in 0..2 {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                    if round == 0 {
+                        tracing::info!("stop requested: finishing the current batch (signal again to exit now)");
+                        stop.request();
+                    } else {
+                        tracing::warn!("second stop signal: exiting without finishing the batch");
+                        std::process::exit(130);
+                    }
                 }
-                if round == 0 {
-                    tracing::info!("stop requested: finishing the current batch (signal again to exit now)");
-                    stop.request();
-                } else {
-                    tracing::warn!("second stop signal: exiting without finishing the batch");
-                    std::process::exit(130);
-                }
-            }
+            });
         });
-    });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot watch for stop signals");
     }

@@ -796,7 +796,21 @@ impl Pipeline {
                 Ok(st) => {
                     streams.insert(&s.name, st);
                 }
-                Err(e) => p.at(s.span.clone(), e.to_string()),
+                // The library names the operator after its input stream (the
+                // new stream has no name yet); name the stream being defined
+                // and the function as the file writes it.
+                Err(BuildError::Function { op, message, .. }) => {
+                    let written = s
+                        .function
+                        .as_ref()
+                        .map(|(alias, f)| format!(", function \"{alias}:{f}\""))
+                        .unwrap_or_default();
+                    p.at(
+                        s.span.clone(),
+                        format!("stream `{}` ({op}{written}): {message}", s.name),
+                    )
+                }
+                Err(e) => p.at(s.span.clone(), format!("stream `{}`: {e}", s.name)),
             }
         }
         if let Err(e) = p.finish(&self.path) {

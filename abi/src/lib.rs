@@ -318,14 +318,31 @@ impl RecordBatch {
 
     /// Checks that `buf` is exactly one well-formed record batch.
     pub fn from_bytes(buf: Vec<u8>) -> Result<Self, FrameError> {
-        let mut r = Reader::new(&buf);
+        let n = Self::check(&buf)?;
+        Ok(RecordBatch { buf, len: n })
+    }
+
+    /// Checks that `bytes` is exactly one well-formed record batch and
+    /// copies it (checking before copying: nothing is allocated for a
+    /// malformed buffer).
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, FrameError> {
+        let n = Self::check(bytes)?;
+        Ok(RecordBatch {
+            buf: bytes.to_vec(),
+            len: n,
+        })
+    }
+
+    /// Validates the framing of a whole batch; returns the record count.
+    fn check(buf: &[u8]) -> Result<usize, FrameError> {
+        let mut r = Reader::new(buf);
         let n = r.count(8, "record count")?;
         for _ in 0..n {
             r.bytes("record key")?;
             r.bytes("record value")?;
         }
         r.finish()?;
-        Ok(RecordBatch { buf, len: n })
+        Ok(n)
     }
 
     /// Reads a record batch from the front of a reader (used where a batch
@@ -406,6 +423,35 @@ impl RecordBatch {
             pos: 4,
             left: self.len,
         }
+    }
+}
+
+/// A record batch serializes as its wire form (a byte string) and is
+/// checked when deserialized.
+#[cfg(feature = "serde")]
+impl serde::Serialize for RecordBatch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.buf)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for RecordBatch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RecordBatch;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a framed record batch")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<RecordBatch, E> {
+                RecordBatch::from_bytes(v.to_vec()).map_err(E::custom)
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<RecordBatch, E> {
+                RecordBatch::from_bytes(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_byte_buf(V)
     }
 }
 
@@ -522,6 +568,66 @@ impl GroupsWriter {
     /// The encoded body.
     pub fn into_bytes(self) -> Vec<u8> {
         self.buf
+    }
+}
+
+/// A reduce body written in place — into a buffer of exactly
+/// [`GroupsBody::len_of`] bytes, such as guest memory — when every group's
+/// key, value count and value bytes are known before the values are:
+/// values can then arrive in any order across groups (in record order, say)
+/// and the bytes equal those of a [`GroupsWriter`] given the same groups.
+#[derive(Debug)]
+pub struct GroupsBody<'a> {
+    buf: &'a mut [u8],
+    /// Per group: where its next value goes.
+    cursors: Vec<usize>,
+}
+
+impl<'a> GroupsBody<'a> {
+    /// Length of a body of groups given as `(key length, value count,
+    /// value bytes without length prefixes)`.
+    pub fn len_of(groups: impl Iterator<Item = (usize, usize, usize)>) -> usize {
+        4 + groups
+            .map(|(key_len, values, value_bytes)| 4 + key_len + 4 + 4 * values + value_bytes)
+            .sum::<usize>()
+    }
+
+    /// Starts the body in `buf`, which must be exactly
+    /// [`len_of`](Self::len_of) the same groups long: writes the group
+    /// count and every group's key and value count, and leaves room for
+    /// the values.
+    pub fn new<'k>(
+        buf: &'a mut [u8],
+        groups: impl ExactSizeIterator<Item = (&'k [u8], usize, usize)>,
+    ) -> Self {
+        let n = u32::try_from(groups.len()).expect("too many groups");
+        buf[0..4].copy_from_slice(&n.to_le_bytes());
+        let mut at = 4;
+        let mut cursors = Vec::with_capacity(groups.len());
+        for (key, values, value_bytes) in groups {
+            let key_len = u32::try_from(key.len()).expect("byte string longer than 4 GiB");
+            buf[at..at + 4].copy_from_slice(&key_len.to_le_bytes());
+            buf[at + 4..at + 4 + key.len()].copy_from_slice(key);
+            at += 4 + key.len();
+            let m = u32::try_from(values).expect("group too large");
+            buf[at..at + 4].copy_from_slice(&m.to_le_bytes());
+            at += 4;
+            cursors.push(at);
+            at += 4 * values + value_bytes;
+        }
+        assert_eq!(at, buf.len(), "buffer length differs from GroupsBody::len_of");
+        GroupsBody { buf, cursors }
+    }
+
+    /// Appends `value` to group `group` (groups are numbered in the order
+    /// given to [`new`](Self::new)). Panics if the group has no room left.
+    #[inline]
+    pub fn push(&mut self, group: usize, value: &[u8]) {
+        let at = self.cursors[group];
+        let len = u32::try_from(value.len()).expect("byte string longer than 4 GiB");
+        self.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        self.buf[at + 4..at + 4 + value.len()].copy_from_slice(value);
+        self.cursors[group] = at + 4 + value.len();
     }
 }
 
@@ -914,6 +1020,49 @@ mod tests {
         put_bytes(&mut bad, b"k");
         put_u32(&mut bad, 0);
         assert!(read_groups(&bad).is_err());
+    }
+
+    #[test]
+    fn groups_body_in_place_equals_groups_writer() {
+        let groups: [(&[u8], &[&[u8]]); 3] = [
+            (b"k1", &[b"1", b"22", b""]),
+            (b"", &[b"x"]),
+            (b"long key", &[b"333", b"4444"]),
+        ];
+        let mut w = GroupsWriter::new();
+        for (k, vs) in groups {
+            w.push(k, vs.iter().copied());
+        }
+        let shape = || {
+            groups
+                .iter()
+                .map(|(k, vs)| (*k, vs.len(), vs.iter().map(|v| v.len()).sum::<usize>()))
+        };
+        let len = GroupsBody::len_of(shape().map(|(k, n, b)| (k.len(), n, b)));
+        let mut buf = vec![0xAA; len];
+        let mut body = GroupsBody::new(&mut buf, shape());
+        // Values interleaved across groups, each group's in order.
+        body.push(2, b"333");
+        body.push(0, b"1");
+        body.push(1, b"x");
+        body.push(0, b"22");
+        body.push(2, b"4444");
+        body.push(0, b"");
+        assert_eq!(buf, w.into_bytes());
+        assert_eq!(GroupsBody::len_of(std::iter::empty()), GroupsWriter::new().into_bytes().len());
+    }
+
+    #[test]
+    fn record_batch_from_slice_checks_and_copies() {
+        let batch: RecordBatch = [(&b"a"[..], &b"1"[..]), (b"", b"hi")].into_iter().collect();
+        assert_eq!(RecordBatch::from_slice(batch.as_bytes()).unwrap(), batch);
+        assert!(RecordBatch::from_slice(&[1, 0, 0, 0]).is_err());
+        let mut trailing = batch.as_bytes().to_vec();
+        trailing.push(0);
+        assert_eq!(
+            RecordBatch::from_slice(&trailing).unwrap_err(),
+            RecordBatch::from_bytes(trailing).unwrap_err()
+        );
     }
 
     #[test]

@@ -49,6 +49,14 @@ pub enum Command {
         /// Append per-batch statistics to this file as JSON lines [default: the file's, else none].
         #[arg(long)]
         stats_file: Option<PathBuf>,
+        /// Checkpoint directory: recover from it if it holds a checkpoint,
+        /// else start fresh and checkpoint there [default: the file's `checkpoint`, else none].
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Discard the checkpoint in the checkpoint directory and start from
+        /// scratch (needed after changing the pipeline) [default: off].
+        #[arg(long)]
+        fresh: bool,
     },
     /// Check a pipeline file without running it: parse it, load every
     /// plugin, check every function exists with the right kind and ABI
@@ -103,6 +111,8 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
             workers,
             simulated_clock,
             stats_file,
+            checkpoint,
+            fresh,
         } => {
             let overrides = Overrides {
                 batch_interval,
@@ -110,6 +120,8 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
                 workers,
                 simulated_clock,
                 stats_file,
+                checkpoint,
+                fresh,
             };
             run(&pipeline, batches, &overrides)
         }

@@ -16,9 +16,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::checkpoint::CheckpointConfig;
 use crate::error::BuildError;
 use crate::receiver::generator::GeneratorKind;
-use crate::stream::{ClockMode, JoinKind, SourceSpec, Stream, StreamingConfig, StreamingContext};
+use crate::stream::{
+    ClockMode, JoinKind, SourceSpec, StateOptions, Stream, StreamingConfig, StreamingContext,
+};
 use crate::wasm::{Limits, Plugin};
 
 #[derive(Debug, Deserialize)]
@@ -50,6 +53,10 @@ struct RawJob {
     start_ms: Option<i64>,
     stats_file: Option<String>,
     max_pending_blocks: Option<Spanned<usize>>,
+    checkpoint: Option<String>,
+    checkpoint_interval: Option<Spanned<String>>,
+    keep_checkpoints: Option<Spanned<usize>>,
+    write_ahead_log: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,6 +95,13 @@ struct RawStream {
     inputs: Option<Spanned<Vec<String>>>,
     function: Option<Spanned<String>>,
     partitions: Option<Spanned<usize>>,
+    length: Option<Spanned<String>>,
+    slide: Option<Spanned<String>>,
+    inverse: Option<Spanned<String>>,
+    filter: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    initial_state: Option<Spanned<String>>,
+    initial_state_format: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,7 +135,24 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("right_outer_join", "rightOuterJoin"),
     ("full_outer_join", "fullOuterJoin"),
     ("cogroup", "cogroup"),
+    ("window", "window"),
+    ("count_by_window", "countByWindow"),
+    ("reduce_by_window", "reduceByWindow"),
+    ("reduce_by_key_and_window", "reduceByKeyAndWindow"),
+    ("count_by_value_and_window", "countByValueAndWindow"),
+    ("update_state_by_key", "updateStateByKey"),
+    ("map_with_state", "mapWithState"),
+    ("state_snapshots", "stateSnapshots"),
 ];
+
+const WINDOW_OPS: &[&str] = &[
+    "window",
+    "count_by_window",
+    "reduce_by_window",
+    "reduce_by_key_and_window",
+    "count_by_value_and_window",
+];
+const STATE_OPS: &[&str] = &["update_state_by_key", "map_with_state"];
 
 const SOURCE_TYPES: &[&str] = &["socket", "files", "generator"];
 const OUTPUT_TYPES: &[&str] = &["print", "text_files"];
@@ -239,6 +270,16 @@ pub struct StreamDef {
     pub function: Option<(String, String)>,
     /// Partition count, where the operator takes one.
     pub partitions: Option<usize>,
+    /// Window length and slide.
+    pub window: Option<(Duration, Duration)>,
+    /// Inverse reduce function (same plugin).
+    pub inverse: Option<String>,
+    /// Filter function of an incremental window (same plugin).
+    pub filter: Option<String>,
+    /// Idle timeout of map_with_state.
+    pub timeout: Option<Duration>,
+    /// Initial state.
+    pub initial_state: Vec<(Vec<u8>, Vec<u8>)>,
     span: Range<usize>,
 }
 
@@ -290,6 +331,10 @@ pub struct Overrides {
     pub simulated_clock: bool,
     /// Statistics file.
     pub stats_file: Option<PathBuf>,
+    /// Checkpoint directory (overrides `[job] checkpoint`).
+    pub checkpoint: Option<PathBuf>,
+    /// Discard an existing checkpoint and start from scratch.
+    pub fresh: bool,
 }
 
 impl Pipeline {
@@ -390,6 +435,22 @@ impl Pipeline {
             ),
             stats_file: j.stats_file.as_deref().map(resolve),
             progress: true,
+            checkpoint: j.checkpoint.as_deref().map(|dir| {
+                // Spark's default: every max(10 s, batch interval), rounded
+                // to whole batches.
+                let every = duration(&mut p, &j.checkpoint_interval, "checkpoint_interval", Duration::from_secs(10).max(batch_interval));
+                let every_batches = (every.as_millis().div_ceil(batch_interval.as_millis().max(1)) as u64).max(1);
+                let keep = match &j.keep_checkpoints {
+                    Some(k) if *k.get_ref() < 2 => {
+                        p.at(k.span(), "`keep_checkpoints` must be at least 2, so a damaged checkpoint has a fallback");
+                        2
+                    }
+                    Some(k) => *k.get_ref(),
+                    None => 2,
+                };
+                CheckpointConfig { dir: resolve(dir), every_batches, keep, write_ahead_log: j.write_ahead_log.unwrap_or(true) }
+            }),
+            fresh_start: false,
         };
 
         let plugins: BTreeMap<String, (PathBuf, Range<usize>)> = raw
@@ -570,6 +631,10 @@ impl Pipeline {
                     | "transform"
                     | "reduce"
                     | "reduce_by_key"
+                    | "reduce_by_window"
+                    | "reduce_by_key_and_window"
+                    | "update_state_by_key"
+                    | "map_with_state"
             );
             let function = match (&s.function, needs_function) {
                 (Some(f), true) => match f.get_ref().split_once(':') {
@@ -616,6 +681,10 @@ impl Pipeline {
                     | "union"
                     | "count"
                     | "reduce"
+                    | "window"
+                    | "count_by_window"
+                    | "reduce_by_window"
+                    | "state_snapshots"
             );
             let partitions = match &s.partitions {
                 Some(n) if !takes_partitions => {
@@ -642,12 +711,18 @@ impl Pipeline {
                 }
                 None => None,
             };
+            let extra = stream_extras(&mut p, s, name, op, batch_interval, &function, &resolve);
             streams.push(StreamDef {
                 name: name.clone(),
                 op: op.to_owned(),
                 inputs,
                 function,
                 partitions,
+                window: extra.window,
+                inverse: extra.inverse,
+                filter: extra.filter,
+                timeout: extra.timeout,
+                initial_state: extra.initial_state,
                 span: span.clone(),
             });
         }
@@ -747,6 +822,28 @@ impl Pipeline {
         if let Some(s) = &o.stats_file {
             self.config.stats_file = Some(s.clone());
         }
+        if let Some(dir) = &o.checkpoint {
+            let interval = self.config.batch_interval.as_millis().max(1);
+            let every_batches = (Duration::from_secs(10)
+                .max(self.config.batch_interval)
+                .as_millis()
+                .div_ceil(interval) as u64)
+                .max(1);
+            let base = CheckpointConfig {
+                dir: dir.clone(),
+                every_batches,
+                keep: 2,
+                write_ahead_log: true,
+            };
+            self.config.checkpoint = Some(match self.config.checkpoint.take() {
+                Some(c) => CheckpointConfig {
+                    dir: dir.clone(),
+                    ..c
+                },
+                None => base,
+            });
+        }
+        self.config.fresh_start = o.fresh;
     }
 
     /// Loads the plugins and builds the job on a new context. Every plugin
@@ -757,9 +854,25 @@ impl Pipeline {
             src: &self.src,
             list: Vec::new(),
         };
+        // Recovering: run the modules the checkpoint kept, not files that
+        // may have changed since.
+        let stored = match &self.config.checkpoint {
+            Some(c) if !self.config.fresh_start => crate::checkpoint::stored_modules(&c.dir),
+            _ => BTreeMap::new(),
+        };
         let mut plugins: HashMap<&str, Plugin> = HashMap::new();
         for (alias, (path, span)) in &self.plugins {
-            match ctx.load_plugin(path) {
+            let name = path
+                .file_stem()
+                .map_or_else(|| alias.clone(), |s| s.to_string_lossy().into_owned());
+            let loaded = match stored.get(&name) {
+                Some(kept) => {
+                    tracing::info!(plugin = %name, module = %kept.display(), "using the module kept in the checkpoint");
+                    ctx.load_plugin_as(&name, kept)
+                }
+                None => ctx.load_plugin(path),
+            };
+            match loaded {
                 Ok(plugin) => {
                     plugins.insert(alias, plugin);
                 }
@@ -834,6 +947,154 @@ impl Pipeline {
     }
 }
 
+struct Extras {
+    window: Option<(Duration, Duration)>,
+    inverse: Option<String>,
+    filter: Option<String>,
+    timeout: Option<Duration>,
+    initial_state: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The window and state keys of a stream, checked against its operator.
+fn stream_extras(
+    p: &mut Problems<'_>,
+    s: &RawStream,
+    name: &str,
+    op: &str,
+    batch_interval: Duration,
+    function: &Option<(String, String)>,
+    resolve: &dyn Fn(&str) -> PathBuf,
+) -> Extras {
+    let windowed = WINDOW_OPS.contains(&op);
+    let stateful = STATE_OPS.contains(&op);
+    let not_for = |p: &mut Problems<'_>, key: &str, span: Range<usize>| {
+        p.at(span, format!("stream `{name}`: `{op}` takes no `{key}`"));
+    };
+    let window = if windowed {
+        match &s.length {
+            None => {
+                p.at(s.op.span(), format!("stream `{name}`: `{op}` needs `length` (e.g. \"30s\"); `slide` defaults to the batch interval"));
+                None
+            }
+            Some(_) => Some((
+                duration(p, &s.length, "length", batch_interval),
+                duration(p, &s.slide, "slide", batch_interval),
+            )),
+        }
+    } else {
+        for (key, v) in [("length", &s.length), ("slide", &s.slide)] {
+            if let Some(v) = v {
+                not_for(p, key, v.span());
+            }
+        }
+        None
+    };
+    let same_plugin = |p: &mut Problems<'_>, key: &str, v: &Spanned<String>| -> Option<String> {
+        let alias = function
+            .as_ref()
+            .map(|(a, _)| a.as_str())
+            .unwrap_or_default();
+        match v.get_ref().split_once(':') {
+            Some((a, f)) if a == alias && !f.is_empty() => Some(f.to_owned()),
+            _ => {
+                p.at(v.span(), format!("stream `{name}`: `{key}` must be a function of the same plugin, \"{alias}:NAME\""));
+                None
+            }
+        }
+    };
+    let (mut inverse, mut filter) = (None, None);
+    for (key, v, slot) in [
+        ("inverse", &s.inverse, &mut inverse),
+        ("filter", &s.filter, &mut filter),
+    ] {
+        if let Some(v) = v {
+            if op == "reduce_by_key_and_window" {
+                *slot = same_plugin(p, key, v);
+            } else {
+                not_for(p, key, v.span());
+            }
+        }
+    }
+    if filter.is_some() && inverse.is_none() && s.inverse.is_none() {
+        if let Some(f) = &s.filter {
+            p.at(
+                f.span(),
+                format!(
+                    "stream `{name}`: `filter` applies to the incremental form only; add `inverse`"
+                ),
+            );
+        }
+    }
+    let timeout = match &s.timeout {
+        Some(_) if op == "map_with_state" => {
+            Some(duration(p, &s.timeout, "timeout", Duration::from_secs(1)))
+        }
+        Some(t) => {
+            not_for(p, "timeout", t.span());
+            None
+        }
+        None => None,
+    };
+    let mut initial_state = Vec::new();
+    match (&s.initial_state, stateful) {
+        (Some(path), true) => {
+            let format = s
+                .initial_state_format
+                .as_ref()
+                .map_or("text", |f| f.get_ref().as_str());
+            match read_initial_state(&resolve(path.get_ref()), format) {
+                Ok(pairs) => initial_state = pairs,
+                Err(e) => p.at(path.span(), format!("stream `{name}`: initial_state: {e}")),
+            }
+        }
+        (Some(path), false) => not_for(p, "initial_state", path.span()),
+        (None, _) => {}
+    }
+    Extras {
+        window,
+        inverse,
+        filter,
+        timeout,
+        initial_state,
+    }
+}
+
+/// Reads `key<TAB>value` lines; values are `text` (raw UTF-8), `i64`
+/// (decimal, stored as the canonical 8-byte count) or `hex`.
+fn read_initial_state(path: &Path, format: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut pairs = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let (k, v) = line
+            .split_once('\t')
+            .ok_or_else(|| format!("{}:{}: expected `key<TAB>value`", path.display(), i + 1))?;
+        let value = match format {
+            "text" => v.as_bytes().to_vec(),
+            "i64" => v
+                .trim()
+                .parse::<i64>()
+                .map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?
+                .to_le_bytes()
+                .to_vec(),
+            "hex" => {
+                hex::decode(v.trim()).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?
+            }
+            other => {
+                return Err(format!(
+                    "unknown initial_state_format `{other}`; use \"text\", \"i64\" or \"hex\""
+                ))
+            }
+        };
+        pairs.push((k.as_bytes().to_vec(), value));
+    }
+    Ok(pairs)
+}
+
 fn build_stream(
     s: &StreamDef,
     inputs: &[Stream],
@@ -841,6 +1102,10 @@ fn build_stream(
 ) -> Result<Stream, BuildError> {
     let input = &inputs[0];
     let f = || func.expect("checked at parse: this operator has a function");
+    let win = || {
+        s.window
+            .expect("checked at parse: window operators have a length")
+    };
     match s.op.as_str() {
         "map" => input.map(f().0, f().1),
         "flat_map" => input.flat_map(f().0, f().1),
@@ -858,6 +1123,37 @@ fn build_stream(
         "right_outer_join" => input.join_with(JoinKind::RightOuter, &inputs[1], s.partitions),
         "full_outer_join" => input.join_with(JoinKind::FullOuter, &inputs[1], s.partitions),
         "cogroup" => input.cogroup(&inputs[1], s.partitions),
+        "window" => input.window(win().0, win().1),
+        "count_by_window" => input.count_by_window(win().0, win().1),
+        "reduce_by_window" => input.reduce_by_window(f().0, f().1, win().0, win().1),
+        "reduce_by_key_and_window" => match &s.inverse {
+            None => input.reduce_by_key_and_window(f().0, f().1, win().0, win().1, s.partitions),
+            Some(inv) => input.reduce_by_key_and_window_inv(
+                f().0,
+                f().1,
+                inv,
+                win().0,
+                win().1,
+                s.partitions,
+                s.filter.as_deref(),
+            ),
+        },
+        "count_by_value_and_window" => {
+            input.count_by_value_and_window(win().0, win().1, s.partitions)
+        }
+        "update_state_by_key" | "map_with_state" => {
+            let options = StateOptions {
+                partitions: s.partitions,
+                timeout: s.timeout,
+                initial_state: s.initial_state.clone(),
+            };
+            if s.op == "map_with_state" {
+                input.map_with_state(f().0, f().1, options)
+            } else {
+                input.update_state_by_key(f().0, f().1, options)
+            }
+        }
+        "state_snapshots" => input.state_snapshots(),
         other => Err(BuildError::Invalid(format!("unknown operator `{other}`"))),
     }
 }

@@ -29,6 +29,9 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    /// Checkpointing or recovery failed.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
     /// A receiver failed for good.
     #[error("source `{source_name}`: {message}")]
     Source {
@@ -53,6 +56,9 @@ pub enum BuildError {
     /// Anything else about the job's shape.
     #[error("{0}")]
     Invalid(String),
+    /// The checkpoint directory cannot be used (or belongs to another pipeline).
+    #[error(transparent)]
+    Checkpoint(crate::checkpoint::CheckpointError),
     /// The worker pool or wasm runtime could not start.
     #[error("cannot start: {0}")]
     Start(String),

@@ -10,6 +10,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::checkpoint::{BatchEntry, CheckpointData, CheckpointError, Checkpointer, Recovery};
 use crate::error::EngineError;
 use crate::ops::total_records;
 use crate::output::stats::{BatchStats, StatsFile};
@@ -135,7 +136,7 @@ pub struct JobFailed {
 pub struct BatchLoop {
     /// The graph executor.
     pub executor: Executor,
-    /// Sources, with the source index their node reads.
+    /// Sources, indexed like the graph's source nodes.
     pub sources: Vec<Box<dyn Source>>,
     /// Outputs, with the node they write.
     pub outputs: Vec<(NodeId, Box<dyn Output>)>,
@@ -143,7 +144,8 @@ pub struct BatchLoop {
     pub interval_ms: i64,
     /// Partitions of each input stream.
     pub partitions: usize,
-    /// Stop after this many batches.
+    /// Stop once this many batches of the job are complete (counted across
+    /// restarts when checkpointing).
     pub max_batches: Option<u64>,
     /// JSON-lines statistics file.
     pub stats_file: Option<StatsFile>,
@@ -153,82 +155,238 @@ pub struct BatchLoop {
     pub clock: Arc<dyn Clock>,
     /// Where a stop request arrives.
     pub stop: Arc<StopSignal>,
+    /// Checkpointing, with what recovery found.
+    pub checkpoint: Option<(Checkpointer, Recovery)>,
+}
+
+struct Progress {
+    enabled: bool,
+    started: Instant,
+    records: u64,
 }
 
 impl BatchLoop {
-    /// Runs batches until stopped, `max_batches` is reached, or a batch fails.
+    /// Runs batches until stopped, `max_batches` is reached, or a batch
+    /// fails. With a checkpoint directory it first recovers: restores the
+    /// newest valid checkpoint and replays every logged batch after it.
     pub fn run(mut self) -> Result<RunSummary, JobFailed> {
         let mut summary = RunSummary {
             batches: 0,
             last_batch_ms: None,
             stats: Vec::new(),
         };
-        let now = self.clock.now_ms();
-        let mut t = (now.div_euclid(self.interval_ms) + 1) * self.interval_ms;
-        let progress = self.progress && std::io::stderr().is_terminal();
-        let started = Instant::now();
-        let mut total_in = 0u64;
-        while self.max_batches.is_none_or(|m| summary.batches < m) {
+        let mut progress = Progress {
+            enabled: self.progress && std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            records: 0,
+        };
+        let checkpoint = self.checkpoint.take();
+        let result = self.run_inner(checkpoint, &mut summary, &mut progress);
+        if progress.enabled {
+            eprintln!();
+        }
+        match result {
+            Ok(()) => Ok(summary),
+            Err(error) => Err(JobFailed { error, summary }),
+        }
+    }
+
+    fn next_live_time(&self, last: Option<i64>) -> i64 {
+        let aligned = (self.clock.now_ms().div_euclid(self.interval_ms) + 1) * self.interval_ms;
+        match last {
+            Some(last) => (last + self.interval_ms).max(aligned),
+            None => aligned,
+        }
+    }
+
+    fn run_inner(
+        &mut self,
+        mut checkpoint: Option<(Checkpointer, Recovery)>,
+        summary: &mut RunSummary,
+        progress: &mut Progress,
+    ) -> Result<(), EngineError> {
+        let mut seq = 0u64;
+        let mut last_t: Option<i64> = None;
+        let mut last_checkpoint = None;
+        if let Some((ck, recovery)) = &mut checkpoint {
+            if let Some(c) = recovery.checkpoint.take() {
+                for (source, pos) in self.sources.iter_mut().zip(&c.sources) {
+                    source.restore(pos, recovery, u32::MAX);
+                }
+                self.executor.restore(c.zero_ms, c.nodes);
+                seq = c.seq;
+                last_checkpoint = Some(c.seq);
+                last_t = (c.seq > 0).then_some(c.batch_time_ms);
+                if c.seq == 0 {
+                    // Written before the first batch: only the zero time counts.
+                    last_t = Some(c.zero_ms);
+                }
+            }
+            let replay = std::mem::take(&mut recovery.replay);
+            if !replay.is_empty() {
+                tracing::info!(batches = replay.len(), "replaying logged batches");
+            }
+            for entry in replay {
+                let _span = tracing::info_span!("replay", time_ms = entry.batch_time_ms).entered();
+                self.executor.set_zero(entry.zero_ms);
+                let started = (self.clock.now_ms(), Instant::now());
+                let mut inputs = Vec::with_capacity(self.sources.len());
+                for (source, input) in self.sources.iter_mut().zip(&entry.sources) {
+                    let blocks = source.replay(input, recovery).map_err(|reason| {
+                        CheckpointError::Replay {
+                            batch_time_ms: entry.batch_time_ms,
+                            reason,
+                        }
+                    })?;
+                    inputs.push(blocks);
+                }
+                let stats = self.process(entry.batch_time_ms, inputs, started)?;
+                seq = entry.seq;
+                last_t = Some(entry.batch_time_ms);
+                self.completed(stats, summary, progress, true);
+                if seq % ck.config().every_batches == 0 {
+                    self.write_checkpoint(ck, seq, entry.batch_time_ms)?;
+                    last_checkpoint = Some(seq);
+                }
+            }
+            // Blocks logged but not in any batch go into the next one.
+            for (i, source) in self.sources.iter_mut().enumerate() {
+                let pos = source.position();
+                source.restore(&pos, recovery, i as u32);
+            }
+            recovery.blocks.clear();
+        }
+
+        let mut t = self.next_live_time(last_t);
+        if let Some((ck, _)) = &mut checkpoint {
+            if last_t.is_none() {
+                // A fresh job: record the starting positions and zero time,
+                // so a crash before the first checkpoint recovers exactly.
+                self.executor.set_zero(t - self.interval_ms);
+                self.write_checkpoint(ck, 0, t - self.interval_ms)?;
+                last_checkpoint = Some(0);
+            }
+        }
+        while self.max_batches.is_none_or(|m| seq < m) {
             if !self.clock.wait_until(t, &self.stop) {
                 break;
             }
             let _span = tracing::info_span!("batch", time_ms = t).entered();
-            match self.run_one(t) {
-                Ok(stats) => {
-                    total_in += stats.input_records;
-                    tracing::info!(
-                        batch_time_ms = t,
-                        input_records = stats.input_records,
-                        processing_ms = format_args!("{:.1}", stats.processing_ms),
-                        scheduling_delay_ms = format_args!("{:.1}", stats.scheduling_delay_ms),
-                        total_delay_ms = format_args!("{:.1}", stats.total_delay_ms),
-                        "batch completed"
-                    );
-                    if let Some(f) = &mut self.stats_file {
-                        if let Err(e) = f.append(&stats) {
-                            tracing::warn!(error = %e, "cannot write the statistics file");
-                        }
-                    }
-                    if progress {
-                        let rate = total_in as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                        eprint!(
-                            "\r\x1b[2K[weir] batches {} | {:.0} records/s | last batch {:.0} ms",
-                            summary.batches + 1,
-                            rate,
-                            stats.processing_ms
-                        );
-                        let _ = std::io::stderr().flush();
-                    }
-                    summary.batches += 1;
-                    summary.last_batch_ms = Some(t);
-                    summary.stats.push(stats);
-                }
-                Err(error) => {
-                    if progress {
-                        eprintln!();
-                    }
-                    return Err(JobFailed { error, summary });
+            let started = (self.clock.now_ms(), Instant::now());
+            let mut logged = Vec::with_capacity(self.sources.len());
+            let mut inputs = Vec::with_capacity(self.sources.len());
+            for source in &mut self.sources {
+                let (input, blocks) = source.next_batch(t)?;
+                logged.push(input);
+                inputs.push(blocks);
+            }
+            let zero_ms = *self.executor.zero_ms().get_or_insert(t - self.interval_ms);
+            if let Some((ck, _)) = &mut checkpoint {
+                let entry = BatchEntry {
+                    seq: seq + 1,
+                    batch_time_ms: t,
+                    zero_ms,
+                    sources: logged,
+                    modules: ck.modules().clone(),
+                };
+                ck.log_batch(&entry)?;
+            }
+            let stats = self.process(t, inputs, started)?;
+            seq += 1;
+            self.completed(stats, summary, progress, false);
+            if let Some((ck, _)) = &mut checkpoint {
+                if seq % ck.config().every_batches == 0 {
+                    self.write_checkpoint(ck, seq, t)?;
+                    last_checkpoint = Some(seq);
                 }
             }
+            last_t = Some(t);
             t += self.interval_ms;
         }
-        if progress {
-            eprintln!();
+        // A graceful stop leaves a checkpoint, so a restart replays nothing.
+        if let (Some((ck, _)), Some(t)) = (&mut checkpoint, last_t) {
+            if last_checkpoint != Some(seq) && seq > 0 {
+                self.write_checkpoint(ck, seq, t)?;
+            }
         }
-        Ok(summary)
+        Ok(())
     }
 
-    fn run_one(&mut self, t: i64) -> Result<BatchStats, EngineError> {
-        let start_ms = self.clock.now_ms();
+    fn write_checkpoint(&self, ck: &mut Checkpointer, seq: u64, t: i64) -> Result<(), EngineError> {
         let started = Instant::now();
-        let mut inputs = Vec::with_capacity(self.sources.len());
-        let mut input_records = 0;
-        for source in &mut self.sources {
-            let parts = blocks_to_partitions(source.next_batch(t)?, self.partitions);
-            input_records += total_records(&parts) as u64;
-            inputs.push(Some(parts));
+        let data = CheckpointData {
+            format: crate::checkpoint::FORMAT,
+            seq,
+            batch_time_ms: t,
+            zero_ms: self.executor.zero_ms().unwrap_or(t - self.interval_ms),
+            nodes: self.executor.states().to_vec(),
+            sources: self.sources.iter().map(|s| s.position()).collect(),
+        };
+        ck.write(&data)?;
+        tracing::debug!(
+            batch = seq,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "checkpoint written"
+        );
+        Ok(())
+    }
+
+    fn completed(
+        &mut self,
+        stats: BatchStats,
+        summary: &mut RunSummary,
+        progress: &mut Progress,
+        replayed: bool,
+    ) {
+        let t = stats.batch_time_ms;
+        progress.records += stats.input_records;
+        tracing::info!(
+            batch_time_ms = t,
+            input_records = stats.input_records,
+            processing_ms = format_args!("{:.1}", stats.processing_ms),
+            scheduling_delay_ms = format_args!("{:.1}", stats.scheduling_delay_ms),
+            total_delay_ms = format_args!("{:.1}", stats.total_delay_ms),
+            "{}",
+            if replayed {
+                "batch replayed"
+            } else {
+                "batch completed"
+            }
+        );
+        if let Some(f) = &mut self.stats_file {
+            if let Err(e) = f.append(&stats) {
+                tracing::warn!(error = %e, "cannot write the statistics file");
+            }
         }
-        let values = self.executor.run_batch(t, inputs)?;
+        if progress.enabled {
+            let rate = progress.records as f64 / progress.started.elapsed().as_secs_f64().max(1e-9);
+            eprint!(
+                "\r\x1b[2K[weir] batches {} | {:.0} records/s | last batch {:.0} ms",
+                summary.batches + 1,
+                rate,
+                stats.processing_ms
+            );
+            let _ = std::io::stderr().flush();
+        }
+        summary.batches += 1;
+        summary.last_batch_ms = Some(t);
+        summary.stats.push(stats);
+    }
+
+    fn process(
+        &mut self,
+        t: i64,
+        inputs: Vec<Vec<weir_abi::RecordBatch>>,
+        (start_ms, started): (i64, Instant),
+    ) -> Result<BatchStats, EngineError> {
+        let mut parts = Vec::with_capacity(inputs.len());
+        let mut input_records = 0;
+        for blocks in inputs {
+            let p = blocks_to_partitions(blocks, self.partitions);
+            input_records += total_records(&p) as u64;
+            parts.push(Some(p));
+        }
+        let values = self.executor.run_batch(t, parts)?;
         for (node, output) in &mut self.outputs {
             if let Some(parts) = &values[*node] {
                 output.write(t, parts)?;

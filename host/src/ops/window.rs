@@ -22,7 +22,7 @@ use crate::error::EngineError;
 use crate::stream::graph::{Combiner, WindowFilter, WindowedReduce};
 
 /// The parent's recent batches, for `window`.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct WindowBuffer {
     /// `(batch time, partitions)`, oldest first.
     pub batches: VecDeque<(i64, Arc<Partitions>)>,
@@ -33,7 +33,11 @@ impl WindowBuffer {
     /// window ending at or after `t` needs.
     pub fn push(&mut self, t: i64, parts: Arc<Partitions>, length_ms: i64) {
         self.batches.push_back((t, parts));
-        while self.batches.front().is_some_and(|(bt, _)| *bt <= t - length_ms) {
+        while self
+            .batches
+            .front()
+            .is_some_and(|(bt, _)| *bt <= t - length_ms)
+        {
             self.batches.pop_front();
         }
     }
@@ -41,7 +45,12 @@ impl WindowBuffer {
     /// The window ending at `t`: partition `i` is partition `i` of every
     /// batch in the window, oldest first.
     pub fn window(&self, t: i64, length_ms: i64) -> Partitions {
-        let inside: Vec<&Arc<Partitions>> = self.batches.iter().filter(|(bt, _)| *bt > t - length_ms && *bt <= t).map(|(_, p)| p).collect();
+        let inside: Vec<&Arc<Partitions>> = self
+            .batches
+            .iter()
+            .filter(|(bt, _)| *bt > t - length_ms && *bt <= t)
+            .map(|(_, p)| p)
+            .collect();
         let n = inside.iter().map(|p| p.len()).max().unwrap_or(0);
         (0..n)
             .map(|i| {
@@ -58,7 +67,7 @@ impl WindowBuffer {
 }
 
 /// What a windowed reduction keeps between batches.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct WindowedState {
     /// Per batch: its per-key reduction, in the output partitions.
     pub batches: VecDeque<(i64, Partitions)>,
@@ -70,7 +79,12 @@ pub struct WindowedState {
 
 /// Values of every key over the batches with times in `(from, to]`, per
 /// partition, oldest batch first.
-fn groups_between(batches: &VecDeque<(i64, Partitions)>, from: i64, to: i64, p: usize) -> Groups<'_> {
+fn groups_between(
+    batches: &VecDeque<(i64, Partitions)>,
+    from: i64,
+    to: i64,
+    p: usize,
+) -> Groups<'_> {
     let mut g: Groups<'_> = IndexMap::with_hasher(FxBuildHasher);
     for (t, parts) in batches {
         if *t > from && *t <= to {
@@ -85,12 +99,23 @@ fn groups_between(batches: &VecDeque<(i64, Partitions)>, from: i64, to: i64, p: 
 impl WindowedState {
     /// Ingests the parent's batch at `t` (reduced per key), and if `due`,
     /// returns the window ending at `t`.
-    pub fn step(&mut self, ctx: &OpContext<'_>, spec: &WindowedReduce, t: i64, input: &[RecordBatch], due: bool) -> Result<Option<Partitions>, EngineError> {
+    pub fn step(
+        &mut self,
+        ctx: &OpContext<'_>,
+        spec: &WindowedReduce,
+        t: i64,
+        input: &[RecordBatch],
+        due: bool,
+    ) -> Result<Option<Partitions>, EngineError> {
         let reduced = super::reduce_by_key::apply(ctx, &spec.combine, input, spec.partitions)?;
         self.batches.push_back((t, reduced));
         // The inverse form still needs the batches leaving the next window.
         let keep_after = t - spec.length_ms - spec.slide_ms;
-        while self.batches.front().is_some_and(|(bt, _)| *bt <= keep_after) {
+        while self
+            .batches
+            .front()
+            .is_some_and(|(bt, _)| *bt <= keep_after)
+        {
             self.batches.pop_front();
         }
         if !due {
@@ -104,25 +129,46 @@ impl WindowedState {
         Ok(Some(out))
     }
 
-    fn recompute(&self, ctx: &OpContext<'_>, spec: &WindowedReduce, t: i64) -> Result<Partitions, EngineError> {
+    fn recompute(
+        &self,
+        ctx: &OpContext<'_>,
+        spec: &WindowedReduce,
+        t: i64,
+    ) -> Result<Partitions, EngineError> {
         let n = spec.partitions;
         let slots: Vec<usize> = (0..n).collect();
         ctx.par_map(&slots, |_, &p| {
             let groups = groups_between(&self.batches, t - spec.length_ms, t, p);
             let values = combine_groups(ctx, &spec.combine, &groups, p, n)?;
-            Ok(groups.keys().zip(&values).map(|(k, v)| (*k, v.as_slice())).collect::<RecordBatch>())
+            Ok(groups
+                .keys()
+                .zip(&values)
+                .map(|(k, v)| (*k, v.as_slice()))
+                .collect::<RecordBatch>())
         })
     }
 
-    fn incremental(&mut self, ctx: &OpContext<'_>, spec: &WindowedReduce, inverse: &Combiner, t: i64) -> Result<Partitions, EngineError> {
+    fn incremental(
+        &mut self,
+        ctx: &OpContext<'_>,
+        spec: &WindowedReduce,
+        inverse: &Combiner,
+        t: i64,
+    ) -> Result<Partitions, EngineError> {
         let n = spec.partitions;
-        let mut current = self.current.take().unwrap_or_else(|| vec![BTreeMap::new(); n]);
+        let mut current = self
+            .current
+            .take()
+            .unwrap_or_else(|| vec![BTreeMap::new(); n]);
         let window_start = t - spec.length_ms;
         let (enter_from, leave) = match self.last_output_ms {
             // The previous window was (prev - length, prev]; what of it is
             // before this window's start leaves (all of it when the slide
             // is longer than the window).
-            Some(prev) => (prev.max(window_start), Some((prev - spec.length_ms, prev.min(window_start)))),
+            Some(prev) => (
+                prev.max(window_start),
+                Some((prev - spec.length_ms, prev.min(window_start))),
+            ),
             None => (window_start, None),
         };
         let batches = &self.batches;

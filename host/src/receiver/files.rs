@@ -15,6 +15,7 @@ use std::time::SystemTime;
 use weir_abi::RecordBatch;
 
 use super::{lines_to_blocks, Source, MAX_BLOCK_RECORDS};
+use crate::checkpoint::{Recovery, SourceInput, SourcePosition};
 use crate::error::EngineError;
 
 /// The file-stream source.
@@ -111,11 +112,39 @@ impl FileSource {
 }
 
 impl Source for FileSource {
-    fn next_batch(&mut self, _batch_time_ms: i64) -> Result<Vec<RecordBatch>, EngineError> {
+    fn next_batch(
+        &mut self,
+        _batch_time_ms: i64,
+    ) -> Result<(SourceInput, Vec<RecordBatch>), EngineError> {
         let files = self.new_files()?;
         if !files.is_empty() {
             tracing::debug!(source = %self.name, files = files.len(), "new files");
         }
-        self.read_files(&files)
+        let blocks = self.read_files(&files)?;
+        Ok((SourceInput::Files(files), blocks))
+    }
+
+    fn replay(
+        &mut self,
+        input: &SourceInput,
+        _recovery: &Recovery,
+    ) -> Result<Vec<RecordBatch>, String> {
+        let SourceInput::Files(files) = input else {
+            return Err(format!("a files source cannot replay {input:?}"));
+        };
+        self.seen.extend(files.iter().cloned());
+        self.read_files(files).map_err(|e| {
+            format!("{e} (files of a logged batch must stay until a checkpoint covers it)")
+        })
+    }
+
+    fn position(&self) -> SourcePosition {
+        SourcePosition::Files(self.seen.iter().cloned().collect())
+    }
+
+    fn restore(&mut self, position: &SourcePosition, _recovery: &Recovery, _index: u32) {
+        if let SourcePosition::Files(seen) = position {
+            self.seen = seen.iter().cloned().collect();
+        }
     }
 }

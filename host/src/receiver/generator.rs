@@ -7,6 +7,7 @@
 use weir_abi::RecordBatch;
 
 use super::{Source, MAX_BLOCK_RECORDS};
+use crate::checkpoint::{Recovery, SourceInput, SourcePosition};
 use crate::error::EngineError;
 
 /// What the generator makes.
@@ -143,16 +144,13 @@ fn word(n: usize) -> String {
     s
 }
 
-impl Source for GeneratorSource {
-    fn next_batch(&mut self, _batch_time_ms: i64) -> Result<Vec<RecordBatch>, EngineError> {
-        let mut end = self.position + self.config.batch_records;
-        if let Some(limit) = self.config.limit {
-            end = end.min(limit.max(self.position));
-        }
+impl GeneratorSource {
+    /// Records `[start, end)` as blocks.
+    fn generate(&self, start: u64, end: u64) -> Vec<RecordBatch> {
         let per_block = self.config.block_records.clamp(1, MAX_BLOCK_RECORDS) as u64;
         let mut blocks = Vec::new();
         let mut line = Vec::new();
-        let mut i = self.position;
+        let mut i = start;
         while i < end {
             let stop = (i + per_block).min(end);
             let mut block = RecordBatch::with_capacity(
@@ -164,8 +162,47 @@ impl Source for GeneratorSource {
             blocks.push(block);
             i = stop;
         }
+        blocks
+    }
+}
+
+impl Source for GeneratorSource {
+    fn next_batch(
+        &mut self,
+        _batch_time_ms: i64,
+    ) -> Result<(SourceInput, Vec<RecordBatch>), EngineError> {
+        let start = self.position;
+        let mut end = start + self.config.batch_records;
+        if let Some(limit) = self.config.limit {
+            end = end.min(limit.max(start));
+        }
         self.position = end;
-        Ok(blocks)
+        Ok((
+            SourceInput::Generator { start, end },
+            self.generate(start, end),
+        ))
+    }
+
+    fn replay(
+        &mut self,
+        input: &SourceInput,
+        _recovery: &Recovery,
+    ) -> Result<Vec<RecordBatch>, String> {
+        let SourceInput::Generator { start, end } = input else {
+            return Err(format!("a generator cannot replay {input:?}"));
+        };
+        self.position = *end;
+        Ok(self.generate(*start, *end))
+    }
+
+    fn position(&self) -> SourcePosition {
+        SourcePosition::Generator(self.position)
+    }
+
+    fn restore(&mut self, position: &SourcePosition, _recovery: &Recovery, _index: u32) {
+        if let SourcePosition::Generator(p) = position {
+            self.position = *p;
+        }
     }
 }
 
@@ -190,13 +227,16 @@ mod tests {
     #[test]
     fn deterministic_and_resumable() {
         let mut a = GeneratorSource::new(config());
-        let first = a.next_batch(0).unwrap();
-        let second = a.next_batch(1).unwrap();
+        let first = a.next_batch(0).unwrap().1;
+        let second = a.next_batch(1).unwrap().1;
         assert_eq!(first.len(), 4); // 30+30+30+10
         let mut b = GeneratorSource::new(config());
         b.seek(100);
-        assert_eq!(b.next_batch(1).unwrap(), second);
-        assert_eq!(GeneratorSource::new(config()).next_batch(0).unwrap(), first);
+        assert_eq!(b.next_batch(1).unwrap().1, second);
+        assert_eq!(
+            GeneratorSource::new(config()).next_batch(0).unwrap().1,
+            first
+        );
     }
 
     #[test]
@@ -220,9 +260,27 @@ mod tests {
             limit: Some(150),
             ..config()
         });
-        let n: usize = g.next_batch(0).unwrap().iter().map(RecordBatch::len).sum();
-        let m: usize = g.next_batch(1).unwrap().iter().map(RecordBatch::len).sum();
-        let z: usize = g.next_batch(2).unwrap().iter().map(RecordBatch::len).sum();
+        let n: usize = g
+            .next_batch(0)
+            .unwrap()
+            .1
+            .iter()
+            .map(RecordBatch::len)
+            .sum();
+        let m: usize = g
+            .next_batch(1)
+            .unwrap()
+            .1
+            .iter()
+            .map(RecordBatch::len)
+            .sum();
+        let z: usize = g
+            .next_batch(2)
+            .unwrap()
+            .1
+            .iter()
+            .map(RecordBatch::len)
+            .sum();
         assert_eq!((n, m, z), (100, 50, 0));
     }
 }

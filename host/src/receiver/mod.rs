@@ -19,6 +19,7 @@
 
 use weir_abi::RecordBatch;
 
+use crate::checkpoint::{Recovery, SourceInput, SourcePosition};
 use crate::error::EngineError;
 use crate::ops::Partitions;
 
@@ -32,8 +33,26 @@ pub const MAX_BLOCK_RECORDS: usize = 50_000;
 
 /// A source as the batch clock sees it.
 pub trait Source: Send {
-    /// The records of the batch at `batch_time_ms`, as blocks.
-    fn next_batch(&mut self, batch_time_ms: i64) -> Result<Vec<RecordBatch>, EngineError>;
+    /// Cuts the batch at `batch_time_ms`: what it is made of (logged before
+    /// the batch runs) and its records, as blocks.
+    fn next_batch(
+        &mut self,
+        batch_time_ms: i64,
+    ) -> Result<(SourceInput, Vec<RecordBatch>), EngineError>;
+
+    /// Rebuilds a logged batch exactly and moves past it.
+    fn replay(
+        &mut self,
+        input: &SourceInput,
+        recovery: &Recovery,
+    ) -> Result<Vec<RecordBatch>, String>;
+
+    /// Where the source is (saved in checkpoints).
+    fn position(&self) -> SourcePosition;
+
+    /// Continues from a checkpointed position; `recovery` holds logged
+    /// blocks not yet in any batch, which a receiver delivers first.
+    fn restore(&mut self, position: &SourcePosition, recovery: &Recovery, index: u32);
 }
 
 /// Lays blocks out over `partitions` partitions: block j → partition j mod n.

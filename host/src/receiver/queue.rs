@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use weir_abi::RecordBatch;
 
 use super::Source;
+use crate::checkpoint::{Recovery, SourceInput, SourcePosition};
 use crate::error::EngineError;
 
 /// Each batch time takes the next prepared batch; empty batches follow once
@@ -13,19 +14,55 @@ use crate::error::EngineError;
 #[derive(Debug, Default)]
 pub struct QueueSource {
     batches: VecDeque<Vec<RecordBatch>>,
+    all: Vec<Vec<RecordBatch>>,
+    next: u64,
 }
 
 impl QueueSource {
     /// A queue of batches, each given as its blocks.
     pub fn new(batches: impl IntoIterator<Item = Vec<RecordBatch>>) -> Self {
+        let all: Vec<Vec<RecordBatch>> = batches.into_iter().collect();
         QueueSource {
-            batches: batches.into_iter().collect(),
+            batches: all.clone().into(),
+            all,
+            next: 0,
         }
     }
 }
 
 impl Source for QueueSource {
-    fn next_batch(&mut self, _batch_time_ms: i64) -> Result<Vec<RecordBatch>, EngineError> {
-        Ok(self.batches.pop_front().unwrap_or_default())
+    fn next_batch(
+        &mut self,
+        _batch_time_ms: i64,
+    ) -> Result<(SourceInput, Vec<RecordBatch>), EngineError> {
+        let index = self.next;
+        self.next += 1;
+        Ok((
+            SourceInput::Queue(index),
+            self.batches.pop_front().unwrap_or_default(),
+        ))
+    }
+
+    fn replay(
+        &mut self,
+        input: &SourceInput,
+        _recovery: &Recovery,
+    ) -> Result<Vec<RecordBatch>, String> {
+        let SourceInput::Queue(index) = input else {
+            return Err(format!("a queue source cannot replay {input:?}"));
+        };
+        self.restore(&SourcePosition::Queue(index + 1), _recovery, 0);
+        Ok(self.all.get(*index as usize).cloned().unwrap_or_default())
+    }
+
+    fn position(&self) -> SourcePosition {
+        SourcePosition::Queue(self.next)
+    }
+
+    fn restore(&mut self, position: &SourcePosition, _recovery: &Recovery, _index: u32) {
+        if let SourcePosition::Queue(next) = position {
+            self.next = *next;
+            self.batches = self.all.iter().skip(*next as usize).cloned().collect();
+        }
     }
 }

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use weir_abi::RecordBatch;
 
 use super::{Source, MAX_BLOCK_RECORDS};
+use crate::checkpoint::{BlockLog, Recovery, SourceInput, SourcePosition};
 use crate::error::EngineError;
 
 /// Socket settings.
@@ -36,31 +37,106 @@ pub struct SocketConfig {
 }
 
 /// The batch-clock side: drains the blocks that arrived before the cut.
-#[derive(Debug)]
 pub struct SocketSource {
-    rx: mpsc::Receiver<RecordBatch>,
+    rx: mpsc::Receiver<(u64, RecordBatch)>,
+    /// Highest logged block id already in a batch.
+    consumed: u64,
+    /// Logged blocks recovered after a restart, delivered first.
+    pending: Vec<(u64, RecordBatch)>,
 }
 
 impl SocketSource {
     /// Spawns the receiver task on `rt` and returns the source.
-    pub fn start(name: Arc<str>, config: SocketConfig, rt: &tokio::runtime::Handle) -> Self {
+    /// With a block log, every block is logged durably before it is handed
+    /// to the batch clock (the write-ahead log).
+    pub fn start(
+        name: Arc<str>,
+        config: SocketConfig,
+        rt: &tokio::runtime::Handle,
+        log: Option<(Arc<BlockLog>, u32)>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(config.max_pending_blocks.max(1));
-        rt.spawn(receive(name, config, tx));
-        SocketSource { rx }
+        rt.spawn(receive(name, config, tx, log));
+        SocketSource {
+            rx,
+            consumed: 0,
+            pending: Vec::new(),
+        }
     }
 }
 
 impl Source for SocketSource {
-    fn next_batch(&mut self, _batch_time_ms: i64) -> Result<Vec<RecordBatch>, EngineError> {
+    fn next_batch(
+        &mut self,
+        _batch_time_ms: i64,
+    ) -> Result<(SourceInput, Vec<RecordBatch>), EngineError> {
+        let mut ids = Vec::new();
         let mut blocks = Vec::new();
-        while let Ok(block) = self.rx.try_recv() {
+        for (id, block) in std::mem::take(&mut self.pending) {
+            ids.push(id);
             blocks.push(block);
+        }
+        while let Ok((id, block)) = self.rx.try_recv() {
+            ids.push(id);
+            blocks.push(block);
+        }
+        if let Some(&max) = ids.iter().max() {
+            self.consumed = self.consumed.max(max);
+        }
+        Ok((SourceInput::Blocks(ids), blocks))
+    }
+
+    fn replay(
+        &mut self,
+        input: &SourceInput,
+        recovery: &Recovery,
+    ) -> Result<Vec<RecordBatch>, String> {
+        let SourceInput::Blocks(ids) = input else {
+            return Err(format!("a socket source cannot replay {input:?}"));
+        };
+        let mut blocks = Vec::with_capacity(ids.len());
+        for id in ids {
+            let entry = recovery
+                .blocks
+                .get(id)
+                .ok_or_else(|| format!("block {id} is missing from the write-ahead log"))?;
+            blocks.push(entry.records.clone());
+            self.consumed = self.consumed.max(*id);
         }
         Ok(blocks)
     }
+
+    fn position(&self) -> SourcePosition {
+        SourcePosition::Socket(self.consumed)
+    }
+
+    fn restore(&mut self, position: &SourcePosition, recovery: &Recovery, index: u32) {
+        if let SourcePosition::Socket(consumed) = position {
+            self.consumed = self.consumed.max(*consumed);
+        }
+        self.pending = recovery.unassigned_blocks(index, self.consumed);
+        if !self.pending.is_empty() {
+            tracing::info!(
+                blocks = self.pending.len(),
+                "logged blocks not yet in a batch go into the next batch"
+            );
+        }
+    }
 }
 
-async fn receive(name: Arc<str>, config: SocketConfig, tx: mpsc::Sender<RecordBatch>) {
+type Sink = (
+    mpsc::Sender<(u64, RecordBatch)>,
+    Option<(Arc<BlockLog>, u32)>,
+);
+
+async fn receive(
+    name: Arc<str>,
+    config: SocketConfig,
+    tx: mpsc::Sender<(u64, RecordBatch)>,
+    log: Option<(Arc<BlockLog>, u32)>,
+) {
+    let sink: Sink = (tx, log);
+    let tx = &sink.0;
     let addr = format!("{}:{}", config.host, config.port);
     let mut backoff = config.min_backoff;
     loop {
@@ -68,7 +144,7 @@ async fn receive(name: Arc<str>, config: SocketConfig, tx: mpsc::Sender<RecordBa
             Ok(stream) => {
                 tracing::info!(source = %name, %addr, "connected");
                 backoff = config.min_backoff;
-                match read_lines(stream, &config, &tx).await {
+                match read_lines(stream, &config, &sink).await {
                     Ok(()) => {
                         tracing::warn!(source = %name, %addr, "server closed the connection; reconnecting")
                     }
@@ -95,11 +171,7 @@ enum ReadEnd {
     Stopped,
 }
 
-async fn read_lines(
-    stream: TcpStream,
-    config: &SocketConfig,
-    tx: &mpsc::Sender<RecordBatch>,
-) -> Result<(), ReadEnd> {
+async fn read_lines(stream: TcpStream, config: &SocketConfig, tx: &Sink) -> Result<(), ReadEnd> {
     let mut reader = BufReader::new(stream);
     let mut block = RecordBatch::new();
     let mut line = Vec::new();
@@ -130,13 +202,23 @@ async fn read_lines(
     }
 }
 
-/// Sends the block if it has records; waits while the channel is full
-/// (backpressure), fails only if the job stopped.
-async fn seal(block: &mut RecordBatch, tx: &mpsc::Sender<RecordBatch>) -> Result<(), ReadEnd> {
+/// Logs the block (with a write-ahead log) and sends it if it has records;
+/// waits while the channel is full (backpressure), fails only if the job
+/// stopped or the log cannot be written.
+async fn seal(block: &mut RecordBatch, (tx, log): &Sink) -> Result<(), ReadEnd> {
     if block.is_empty() {
         return Ok(());
     }
-    tx.send(std::mem::take(block))
-        .await
-        .map_err(|_| ReadEnd::Stopped)
+    let block = std::mem::take(block);
+    let id = match log {
+        Some((log, source)) => match tokio::task::block_in_place(|| log.append(*source, &block)) {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot write the write-ahead log; the receiver stops");
+                return Err(ReadEnd::Stopped);
+            }
+        },
+        None => 0,
+    };
+    tx.send((id, block)).await.map_err(|_| ReadEnd::Stopped)
 }

@@ -3,6 +3,7 @@
 //! outputs; `start` / `await_termination` / `stop` run the job.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -13,9 +14,10 @@ use weir_abi::{FunctionKind, RecordBatch};
 
 use super::executor::Executor;
 use super::graph::{
-    Combiner, FunctionRef, Graph, JoinKind, MapFlavor, NodeId, Op, StateMode, StateSpec, WindowFilter,
-    WindowedReduce,
+    Combiner, FunctionRef, Graph, JoinKind, MapFlavor, NodeId, Op, StateMode, StateSpec,
+    WindowFilter, WindowedReduce,
 };
+use crate::checkpoint::{CheckpointConfig, Checkpointer};
 use crate::error::{BuildError, EngineError};
 use crate::ops::Partitions;
 use crate::output::print::Print;
@@ -69,6 +71,10 @@ pub struct StreamingConfig {
     pub stats_file: Option<PathBuf>,
     /// Show a status line on stderr when it is a terminal.
     pub progress: bool,
+    /// Checkpoint directory and policy; `None` runs without recovery.
+    pub checkpoint: Option<CheckpointConfig>,
+    /// Discard an existing checkpoint instead of recovering from it.
+    pub fresh_start: bool,
 }
 
 impl Default for StreamingConfig {
@@ -84,6 +90,8 @@ impl Default for StreamingConfig {
             max_pending_blocks: 64,
             stats_file: None,
             progress: false,
+            checkpoint: None,
+            fresh_start: false,
         }
     }
 }
@@ -97,6 +105,16 @@ pub struct StateOptions {
     pub timeout: Option<Duration>,
     /// Initial `(key, state)` pairs.
     pub initial_state: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl SourceSpec {
+    /// A one-line description (what a checkpoint records).
+    pub fn describe(&self) -> String {
+        match self {
+            SourceSpec::Queue(_) => "queue".into(),
+            other => format!("{other:?}"),
+        }
+    }
 }
 
 /// How an input stream gets its data.
@@ -175,6 +193,8 @@ pub struct StreamingContext {
     config: StreamingConfig,
     runtime: Runtime,
     builder: Rc<RefCell<Builder>>,
+    /// Loaded plugins: name → (module hash, file), for checkpoints.
+    plugins: RefCell<BTreeMap<String, (String, PathBuf)>>,
 }
 
 /// A stream of record batches: what Spark calls a DStream.
@@ -204,6 +224,7 @@ impl StreamingContext {
             config,
             runtime,
             builder: Rc::default(),
+            plugins: RefCell::default(),
         })
     }
 
@@ -219,7 +240,27 @@ impl StreamingContext {
 
     /// Loads a plugin module (compiled once per content).
     pub fn load_plugin(&self, path: impl AsRef<Path>) -> Result<Plugin, BuildError> {
-        Ok(self.runtime.load_file(path)?)
+        let plugin = self.runtime.load_file(path.as_ref())?;
+        self.plugins.borrow_mut().insert(
+            plugin.name().to_string(),
+            (plugin.hash_hex(), path.as_ref().to_owned()),
+        );
+        Ok(plugin)
+    }
+
+    /// Loads a plugin module under a given name (e.g. a module kept in a
+    /// checkpoint, under the name it had).
+    pub fn load_plugin_as(&self, name: &str, path: impl AsRef<Path>) -> Result<Plugin, BuildError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| crate::wasm::LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let plugin = self.runtime.load_bytes(name, &bytes)?;
+        self.plugins
+            .borrow_mut()
+            .insert(name.to_string(), (plugin.hash_hex(), path.to_owned()));
+        Ok(plugin)
     }
 
     /// An input stream from `spec`, named `name` (or automatically).
@@ -318,8 +359,31 @@ impl StreamingContext {
         let interval_ms = cfg.batch_interval.as_millis().max(1) as i64;
         let block_ms = cfg.block_interval.as_millis().clamp(1, interval_ms as u128) as u64;
 
+        let descriptions: Vec<String> = builder.sources.iter().map(|(_, s)| s.describe()).collect();
+        let checkpointer = match &cfg.checkpoint {
+            Some(ck) => {
+                let mut pipeline = vec![format!(
+                    "job = interval {interval_ms} ms, partitions {}",
+                    cfg.partitions
+                )];
+                pipeline.extend(builder.graph.describe(&descriptions));
+                let modules = self.plugins.borrow().clone();
+                Some(
+                    Checkpointer::open(
+                        ck.clone(),
+                        &cfg.job_name,
+                        pipeline,
+                        modules,
+                        cfg.fresh_start,
+                    )
+                    .map_err(BuildError::Checkpoint)?,
+                )
+            }
+            None => None,
+        };
+        let block_log = checkpointer.as_ref().and_then(|(c, _)| c.block_log());
         let mut sources: Vec<Box<dyn Source>> = Vec::new();
-        for (name, spec) in builder.sources {
+        for (index, (name, spec)) in builder.sources.into_iter().enumerate() {
             sources.push(match spec {
                 SourceSpec::Socket { host, port } => Box::new(SocketSource::start(
                     name,
@@ -332,6 +396,7 @@ impl StreamingContext {
                         max_backoff: Duration::from_secs(5),
                     },
                     tokio.handle(),
+                    block_log.clone().map(|l| (l, index as u32)),
                 )),
                 SourceSpec::Files {
                     dir,
@@ -416,6 +481,7 @@ impl StreamingContext {
             progress: cfg.progress,
             clock,
             stop: stop.clone(),
+            checkpoint: checkpointer,
         };
         let thread = std::thread::Builder::new()
             .name("weir-batch-clock".into())
@@ -514,9 +580,15 @@ impl Stream {
         slide_ms: Option<i64>,
     ) -> Result<Stream, BuildError> {
         let mut b = self.builder.borrow_mut();
-        let slides: Vec<(Arc<str>, i64)> =
-            inputs.iter().map(|&i| (b.graph.nodes[i].name.clone(), b.graph.nodes[i].slide_ms)).collect();
-        if let Some(((a, sa), (c, sc))) = slides.iter().zip(slides.iter().skip(1)).find(|((_, x), (_, y))| x != y) {
+        let slides: Vec<(Arc<str>, i64)> = inputs
+            .iter()
+            .map(|&i| (b.graph.nodes[i].name.clone(), b.graph.nodes[i].slide_ms))
+            .collect();
+        if let Some(((a, sa), (c, sc))) = slides
+            .iter()
+            .zip(slides.iter().skip(1))
+            .find(|((_, x), (_, y))| x != y)
+        {
             return Err(BuildError::Invalid(format!(
                 "{} combines `{a}` (a batch every {sa} ms) with `{c}` (every {sc} ms); inputs must slide together",
                 op.name()
@@ -537,8 +609,17 @@ impl Stream {
     }
 
     /// Checks window length and slide against this stream's slide.
-    fn window_params(&self, op: &str, length: Duration, slide: Duration) -> Result<(i64, i64), BuildError> {
-        let (length_ms, slide_ms, base) = (length.as_millis() as i64, slide.as_millis() as i64, self.slide_ms());
+    fn window_params(
+        &self,
+        op: &str,
+        length: Duration,
+        slide: Duration,
+    ) -> Result<(i64, i64), BuildError> {
+        let (length_ms, slide_ms, base) = (
+            length.as_millis() as i64,
+            slide.as_millis() as i64,
+            self.slide_ms(),
+        );
         if length_ms <= 0 || slide_ms <= 0 || length_ms % base != 0 || slide_ms % base != 0 {
             return Err(BuildError::Invalid(format!(
                 "{op} on `{}`: window length {length_ms} ms and slide {slide_ms} ms must both be positive multiples of \
@@ -557,14 +638,29 @@ impl Stream {
     ) -> Result<Stream, BuildError> {
         let _ = op;
         let (partitions, slide) = (spec.partitions, spec.slide_ms);
-        input.derive_sliding(None, Op::ReduceByKeyAndWindow(Box::new(spec)), vec![input.id], partitions, Some(slide))
+        input.derive_sliding(
+            None,
+            Op::ReduceByKeyAndWindow(Box::new(spec)),
+            vec![input.id],
+            partitions,
+            Some(slide),
+        )
     }
 
     /// The union of the batches in the last `length`, every `slide`
     /// (Spark's `window`); the batch time is the window end.
     pub fn window(&self, length: Duration, slide: Duration) -> Result<Stream, BuildError> {
         let (length_ms, slide_ms) = self.window_params("window", length, slide)?;
-        self.derive_sliding(None, Op::Window { length_ms, slide_ms }, vec![self.id], self.partitions, Some(slide_ms))
+        self.derive_sliding(
+            None,
+            Op::Window {
+                length_ms,
+                slide_ms,
+            },
+            vec![self.id],
+            self.partitions,
+            Some(slide_ms),
+        )
     }
 
     /// The number of records in the window: one record, empty key, `i64`.
@@ -585,7 +681,13 @@ impl Stream {
     }
 
     /// All values in the window combined (one record, empty key).
-    pub fn reduce_by_window(&self, plugin: &Plugin, function: &str, length: Duration, slide: Duration) -> Result<Stream, BuildError> {
+    pub fn reduce_by_window(
+        &self,
+        plugin: &Plugin,
+        function: &str,
+        length: Duration,
+        slide: Duration,
+    ) -> Result<Stream, BuildError> {
         let (length_ms, slide_ms) = self.window_params("reduce_by_window", length, slide)?;
         let func = self.function("reduce_by_window", plugin, function, FunctionKind::Reduce)?;
         let per_batch = self.reduce(plugin, function)?;
@@ -611,8 +713,14 @@ impl Stream {
         slide: Duration,
         partitions: Option<usize>,
     ) -> Result<Stream, BuildError> {
-        let (length_ms, slide_ms) = self.window_params("reduce_by_key_and_window", length, slide)?;
-        let func = self.function("reduce_by_key_and_window", plugin, function, FunctionKind::Reduce)?;
+        let (length_ms, slide_ms) =
+            self.window_params("reduce_by_key_and_window", length, slide)?;
+        let func = self.function(
+            "reduce_by_key_and_window",
+            plugin,
+            function,
+            FunctionKind::Reduce,
+        )?;
         let spec = WindowedReduce {
             combine: Combiner::Plugin(func),
             inverse: None,
@@ -644,7 +752,9 @@ impl Stream {
         let (length_ms, slide_ms) = self.window_params(op, length, slide)?;
         let func = self.function(op, plugin, function, FunctionKind::Reduce)?;
         let inv = self.function(op, plugin, inverse, FunctionKind::Reduce)?;
-        let filter = filter.map(|f| self.function(op, plugin, f, FunctionKind::Map)).transpose()?;
+        let filter = filter
+            .map(|f| self.function(op, plugin, f, FunctionKind::Map))
+            .transpose()?;
         let spec = WindowedReduce {
             combine: Combiner::Plugin(func),
             inverse: Some(Combiner::Plugin(inv)),
@@ -659,8 +769,14 @@ impl Stream {
 
     /// `(element, count)` over the window, incrementally; elements whose
     /// count falls to zero are dropped.
-    pub fn count_by_value_and_window(&self, length: Duration, slide: Duration, partitions: Option<usize>) -> Result<Stream, BuildError> {
-        let (length_ms, slide_ms) = self.window_params("count_by_value_and_window", length, slide)?;
+    pub fn count_by_value_and_window(
+        &self,
+        length: Duration,
+        slide: Duration,
+        partitions: Option<usize>,
+    ) -> Result<Stream, BuildError> {
+        let (length_ms, slide_ms) =
+            self.window_params("count_by_value_and_window", length, slide)?;
         let partitions = self.shuffle_partitions(partitions)?;
         let counts = self.count_by_value(Some(partitions))?;
         let spec = WindowedReduce {
@@ -675,32 +791,64 @@ impl Stream {
         self.windowed("count_by_value_and_window", &counts, spec)
     }
 
-    fn state_op(&self, mode: StateMode, plugin: &Plugin, function: &str, options: StateOptions) -> Result<Stream, BuildError> {
-        let op = if mode == StateMode::UpdateStateByKey { "update_state_by_key" } else { "map_with_state" };
+    fn state_op(
+        &self,
+        mode: StateMode,
+        plugin: &Plugin,
+        function: &str,
+        options: StateOptions,
+    ) -> Result<Stream, BuildError> {
+        let op = if mode == StateMode::UpdateStateByKey {
+            "update_state_by_key"
+        } else {
+            "map_with_state"
+        };
         let func = self.function(op, plugin, function, FunctionKind::Update)?;
         let partitions = self.shuffle_partitions(options.partitions)?;
         if mode == StateMode::UpdateStateByKey && options.timeout.is_some() {
-            return Err(BuildError::Invalid("update_state_by_key has no timeout; use map_with_state".into()));
+            return Err(BuildError::Invalid(
+                "update_state_by_key has no timeout; use map_with_state".into(),
+            ));
         }
         let timeout_ms = match options.timeout {
-            Some(t) if t.as_millis() == 0 => return Err(BuildError::Invalid(format!("{op}: the timeout must be above zero"))),
+            Some(t) if t.as_millis() == 0 => {
+                return Err(BuildError::Invalid(format!(
+                    "{op}: the timeout must be above zero"
+                )))
+            }
             t => t.map(|t| t.as_millis() as i64),
         };
-        let spec = StateSpec { func, mode, timeout_ms, partitions, initial: options.initial_state };
+        let spec = StateSpec {
+            func,
+            mode,
+            timeout_ms,
+            partitions,
+            initial: options.initial_state,
+        };
         self.derive(None, Op::State(Box::new(spec)), vec![self.id], partitions)
     }
 
     /// Spark's `updateStateByKey`: every batch, every key with new values
     /// or state is passed to the update function; the stream is the state
     /// after the batch, `(key, state)` in key order.
-    pub fn update_state_by_key(&self, plugin: &Plugin, function: &str, options: StateOptions) -> Result<Stream, BuildError> {
+    pub fn update_state_by_key(
+        &self,
+        plugin: &Plugin,
+        function: &str,
+        options: StateOptions,
+    ) -> Result<Stream, BuildError> {
         self.state_op(StateMode::UpdateStateByKey, plugin, function, options)
     }
 
     /// Spark's `mapWithState`: only keys with new values — and keys idle
     /// for `timeout`, once, with the timeout flag — are passed to the
     /// function; the stream is the records it emits.
-    pub fn map_with_state(&self, plugin: &Plugin, function: &str, options: StateOptions) -> Result<Stream, BuildError> {
+    pub fn map_with_state(
+        &self,
+        plugin: &Plugin,
+        function: &str,
+        options: StateOptions,
+    ) -> Result<Stream, BuildError> {
         self.state_op(StateMode::MapWithState, plugin, function, options)
     }
 
@@ -720,7 +868,12 @@ impl Stream {
                 self.name()
             )));
         }
-        self.derive(None, Op::StateSnapshots { of: self.id }, vec![self.id], partitions)
+        self.derive(
+            None,
+            Op::StateSnapshots { of: self.id },
+            vec![self.id],
+            partitions,
+        )
     }
 
     fn same_context(&self, other: &Stream) -> Result<(), BuildError> {

@@ -268,6 +268,65 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// One line per stream, `name = op(inputs; parameters)`: what a
+    /// checkpoint records to recognise its pipeline. `sources` describes
+    /// each source by index.
+    pub fn describe(&self, sources: &[String]) -> Vec<String> {
+        let combiner = |c: &Combiner| match c {
+            Combiner::Plugin(f) => f.label(),
+            Combiner::SumI64 => "native sum".into(),
+            Combiner::SubI64 => "native subtract".into(),
+        };
+        self.nodes
+            .iter()
+            .map(|n| {
+                let inputs: Vec<&str> = n.inputs.iter().map(|&i| &*self.nodes[i].name).collect();
+                let params = match &n.op {
+                    Op::Source(i) => sources.get(*i).cloned().unwrap_or_default(),
+                    Op::Map { func, .. } | Op::Reduce { func } => func.label(),
+                    Op::Repartition { partitions }
+                    | Op::CountByValue { partitions }
+                    | Op::GroupByKey { partitions }
+                    | Op::Join { partitions, .. }
+                    | Op::CoGroup { partitions } => format!("partitions {partitions}"),
+                    Op::ReduceByKey { func, partitions } => {
+                        format!("{}, partitions {partitions}", func.label())
+                    }
+                    Op::Union | Op::Count | Op::StateSnapshots { .. } => String::new(),
+                    Op::Window {
+                        length_ms,
+                        slide_ms,
+                    } => format!("length {length_ms} ms, slide {slide_ms} ms"),
+                    Op::ReduceByKeyAndWindow(w) => format!(
+                        "{}, inverse {}, filter {}, length {} ms, slide {} ms, partitions {}",
+                        combiner(&w.combine),
+                        w.inverse.as_ref().map_or("none".into(), combiner),
+                        match &w.filter {
+                            None => "none".into(),
+                            Some(WindowFilter::NonZeroCount) => "non-zero".into(),
+                            Some(WindowFilter::Plugin(f)) => f.label(),
+                        },
+                        w.length_ms,
+                        w.slide_ms,
+                        w.partitions
+                    ),
+                    Op::State(s) => format!(
+                        "{}, timeout {:?} ms, partitions {}",
+                        s.func.label(),
+                        s.timeout_ms,
+                        s.partitions
+                    ),
+                };
+                format!(
+                    "{} = {}({}; {params})",
+                    n.name,
+                    n.op.name(),
+                    inputs.join(", ")
+                )
+            })
+            .collect()
+    }
+
     /// Adds a node and returns its id. `slide_ms` is the node's slide:
     /// the batch interval for sources, the window slide for windows, and
     /// the inputs' slide otherwise.

@@ -6,6 +6,7 @@ pub mod executor;
 pub mod graph;
 
 pub use context::{
-    ClockMode, RunError, RunningJob, SourceSpec, StateOptions, Stream, StreamingConfig, StreamingContext,
+    ClockMode, RunError, RunningJob, SourceSpec, StateOptions, Stream, StreamingConfig,
+    StreamingContext,
 };
 pub use graph::{JoinKind, ValueKind};

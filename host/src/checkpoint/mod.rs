@@ -1,0 +1,509 @@
+//! Checkpoints, write-ahead logs and recovery.
+//!
+//! A checkpoint directory holds:
+//!
+//! ```text
+//! metadata.json                  the pipeline (one line per stream), config, module hashes
+//! modules/<sha256>.wasm          every plugin module, content-addressed
+//! wal/blocks-<first id>.log      received socket blocks, logged before they join a batch
+//! wal/batches-<first seq>.log    what each batch is made of, logged before it runs
+//! checkpoints/checkpoint-<seq>.bin   node state + source positions after batch <seq>
+//! ```
+//!
+//! Every batch is a pure function of its logged input and the state before
+//! it, so recovery loads the newest valid checkpoint and re-runs every
+//! logged batch after it — same modules, same partitioning, same state —
+//! producing the same outputs byte for byte. Logs older than the oldest
+//! checkpoint kept are deleted, so disk use stays bounded.
+
+pub mod log;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use weir_abi::RecordBatch;
+
+use self::log::{frame, read_frames, write_atomic, SegmentLog};
+use crate::stream::executor::NodeState;
+
+/// Version of the on-disk formats.
+pub const FORMAT: u32 = 1;
+
+/// Checkpoint settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointConfig {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Write a checkpoint every this many batches.
+    pub every_batches: u64,
+    /// Checkpoints to keep (at least 2, so a damaged newest one has a
+    /// fallback).
+    pub keep: usize,
+    /// Log received socket blocks before they join a batch.
+    pub write_ahead_log: bool,
+}
+
+/// A checkpoint or log could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// File system trouble.
+    #[error("checkpoint: {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The checkpoint belongs to a different pipeline.
+    #[error(
+        "the checkpoint in {} was written by a different pipeline:\n{}\nrestore the original pipeline, use another checkpoint directory, \
+         or pass --fresh to discard the checkpoint and start from scratch",
+        dir.display(),
+        changes.iter().map(|c| format!("  - {c}")).collect::<Vec<_>>().join("\n")
+    )]
+    PipelineChanged { dir: PathBuf, changes: Vec<String> },
+    /// Metadata that cannot be read.
+    #[error("checkpoint metadata {} is unreadable: {reason}", path.display())]
+    BadMetadata { path: PathBuf, reason: String },
+    /// A logged batch cannot be rebuilt.
+    #[error("cannot replay batch {batch_time_ms} ms: {reason}")]
+    Replay { batch_time_ms: i64, reason: String },
+}
+
+/// What one source contributed to one batch: enough to rebuild it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SourceInput {
+    /// Generator records `[start, end)`.
+    Generator { start: u64, end: u64 },
+    /// These files, read whole.
+    Files(Vec<PathBuf>),
+    /// Logged blocks, by id.
+    Blocks(Vec<u64>),
+    /// Queue entry `index` (the library's `queue_stream`).
+    Queue(u64),
+}
+
+/// Where a source is, to continue after a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SourcePosition {
+    /// Next generator record.
+    Generator(u64),
+    /// Files already read.
+    Files(BTreeSet<PathBuf>),
+    /// Highest block id already in a batch (0: none).
+    Socket(u64),
+    /// Next queue entry.
+    Queue(u64),
+}
+
+/// One entry of the batch log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchEntry {
+    /// Batch number, from 1.
+    pub seq: u64,
+    /// Batch time.
+    pub batch_time_ms: i64,
+    /// Time slides count from.
+    pub zero_ms: i64,
+    /// Per source, what it contributed.
+    pub sources: Vec<SourceInput>,
+    /// Plugin → module hash that ran this batch.
+    pub modules: BTreeMap<String, String>,
+}
+
+/// One entry of the block log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlockEntry {
+    /// Block id, from 1.
+    pub id: u64,
+    /// Source index.
+    pub source: u32,
+    /// The records.
+    pub records: RecordBatch,
+}
+
+/// The contents of a checkpoint file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointData {
+    /// Format version.
+    pub format: u32,
+    /// The last batch included.
+    pub seq: u64,
+    /// Its batch time.
+    pub batch_time_ms: i64,
+    /// Time slides count from.
+    pub zero_ms: i64,
+    /// Every node's state.
+    pub nodes: Vec<NodeState>,
+    /// Every source's position.
+    pub sources: Vec<SourcePosition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Metadata {
+    format: u32,
+    job: String,
+    pipeline: Vec<String>,
+    modules: BTreeMap<String, String>,
+}
+
+/// What recovery found.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// The newest valid checkpoint, if any.
+    pub checkpoint: Option<CheckpointData>,
+    /// Logged batches after it, in order.
+    pub replay: Vec<BatchEntry>,
+    /// Logged blocks by id.
+    pub blocks: HashMap<u64, BlockEntry>,
+}
+
+impl Recovery {
+    /// Logged blocks of `source` not yet in any batch, oldest first.
+    pub fn unassigned_blocks(&self, source: u32, consumed_up_to: u64) -> Vec<(u64, RecordBatch)> {
+        let mut ids: Vec<u64> = self
+            .blocks
+            .values()
+            .filter(|b| b.source == source && b.id > consumed_up_to)
+            .map(|b| b.id)
+            .collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .map(|id| (id, self.blocks[&id].records.clone()))
+            .collect()
+    }
+}
+
+/// The write-ahead log of received blocks, shared with receiver tasks.
+pub struct BlockLog {
+    log: Mutex<SegmentLog>,
+    next_id: AtomicU64,
+}
+
+impl BlockLog {
+    /// Logs a block durably and returns its id.
+    pub fn append(&self, source: u32, records: &RecordBatch) -> Result<u64, CheckpointError> {
+        let mut log = self.log.lock().expect("block log poisoned");
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        log.append(&BlockEntry {
+            id,
+            source,
+            records: records.clone(),
+        })?;
+        Ok(id)
+    }
+
+    fn rotate(&self) -> Result<(), CheckpointError> {
+        let mut log = self.log.lock().expect("block log poisoned");
+        log.rotate(self.next_id.load(Ordering::SeqCst))
+    }
+}
+
+/// Manages one checkpoint directory for a running job.
+pub struct Checkpointer {
+    config: CheckpointConfig,
+    batches: SegmentLog,
+    blocks: Arc<BlockLog>,
+    modules: BTreeMap<String, String>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl Checkpointer {
+    /// Opens (or creates) the directory for a job described by `pipeline`
+    /// (one line per stream) whose plugins are `modules` (name → (hash,
+    /// module file)). With `fresh`, an existing checkpoint is discarded.
+    /// Refuses a checkpoint written by a different pipeline.
+    pub fn open(
+        config: CheckpointConfig,
+        job: &str,
+        pipeline: Vec<String>,
+        modules: BTreeMap<String, (String, PathBuf)>,
+        fresh: bool,
+    ) -> Result<(Checkpointer, Recovery), CheckpointError> {
+        let dir = config.dir.clone();
+        if fresh {
+            for sub in ["metadata.json", "modules", "wal", "checkpoints"] {
+                let p = dir.join(sub);
+                if p.is_dir() {
+                    fs::remove_dir_all(&p).map_err(io(&p))?;
+                } else if p.exists() {
+                    fs::remove_file(&p).map_err(io(&p))?;
+                }
+            }
+        }
+        for sub in ["modules", "wal", "checkpoints"] {
+            let p = dir.join(sub);
+            fs::create_dir_all(&p).map_err(io(&p))?;
+        }
+        let hashes: BTreeMap<String, String> = modules
+            .iter()
+            .map(|(n, (h, _))| (n.clone(), h.clone()))
+            .collect();
+        let meta_path = dir.join("metadata.json");
+        let meta = Metadata {
+            format: FORMAT,
+            job: job.into(),
+            pipeline,
+            modules: hashes.clone(),
+        };
+        if meta_path.exists() {
+            let text = fs::read_to_string(&meta_path).map_err(io(&meta_path))?;
+            let old: Metadata =
+                serde_json::from_str(&text).map_err(|e| CheckpointError::BadMetadata {
+                    path: meta_path.clone(),
+                    reason: e.to_string(),
+                })?;
+            let changes = pipeline_changes(&old.pipeline, &meta.pipeline);
+            if !changes.is_empty() {
+                return Err(CheckpointError::PipelineChanged { dir, changes });
+            }
+            for (name, hash) in &hashes {
+                if old.modules.get(name).is_some_and(|h| h != hash) {
+                    tracing::warn!(plugin = %name, "plugin module differs from the one in the checkpoint; the new module runs from here on");
+                }
+            }
+        }
+        let json = serde_json::to_vec_pretty(&meta).expect("metadata serializes");
+        write_atomic(&meta_path, &json).map_err(io(&meta_path))?;
+        for (hash, path) in modules.values() {
+            let stored = dir.join("modules").join(format!("{hash}.wasm"));
+            if !stored.exists() {
+                let bytes = fs::read(path).map_err(io(path))?;
+                write_atomic(&stored, &bytes).map_err(io(&stored))?;
+            }
+        }
+
+        let batches = SegmentLog::new(dir.join("wal"), "batches", true);
+        let blocks_log = SegmentLog::new(dir.join("wal"), "blocks", true);
+        let checkpoint = newest_valid_checkpoint(&dir.join("checkpoints"))?;
+        let after = checkpoint.as_ref().map_or(0, |c| c.seq);
+        let replay: Vec<BatchEntry> = batches
+            .read_all::<BatchEntry>()?
+            .into_iter()
+            .filter(|e| e.seq > after)
+            .collect();
+        let blocks: HashMap<u64, BlockEntry> = blocks_log
+            .read_all::<BlockEntry>()?
+            .into_iter()
+            .map(|b| (b.id, b))
+            .collect();
+        let next_block = blocks.keys().max().map_or(1, |m| m + 1);
+        let next_seq = replay.last().map(|e| e.seq).unwrap_or(after) + 1;
+        let mut me = Checkpointer {
+            config,
+            batches,
+            blocks: Arc::new(BlockLog {
+                log: Mutex::new(blocks_log),
+                next_id: AtomicU64::new(next_block),
+            }),
+            modules: hashes,
+        };
+        me.batches.rotate(next_seq)?;
+        me.blocks.rotate()?;
+        Ok((
+            me,
+            Recovery {
+                checkpoint,
+                replay,
+                blocks,
+            },
+        ))
+    }
+
+    /// The block log, for receivers.
+    pub fn block_log(&self) -> Option<Arc<BlockLog>> {
+        self.config.write_ahead_log.then(|| self.blocks.clone())
+    }
+
+    /// The checkpoint settings.
+    pub fn config(&self) -> &CheckpointConfig {
+        &self.config
+    }
+
+    /// Plugin → module hash, recorded with every batch.
+    pub fn modules(&self) -> &BTreeMap<String, String> {
+        &self.modules
+    }
+
+    /// Logs a batch's contents durably, before it runs.
+    pub fn log_batch(&mut self, entry: &BatchEntry) -> Result<(), CheckpointError> {
+        self.batches.append(entry)
+    }
+
+    /// Writes a checkpoint after batch `data.seq`, keeps the newest
+    /// `keep`, and deletes log segments no kept checkpoint needs.
+    pub fn write(&mut self, data: &CheckpointData) -> Result<(), CheckpointError> {
+        let dir = self.config.dir.join("checkpoints");
+        let path = dir.join(format!("checkpoint-{:020}.bin", data.seq));
+        write_atomic(&path, &frame(data)).map_err(io(&path))?;
+        // New segments start after this checkpoint.
+        self.batches.rotate(data.seq + 1)?;
+        self.blocks.rotate()?;
+        let mut files = checkpoint_files(&dir)?;
+        while files.len() > self.config.keep.max(1) {
+            let (_, old) = files.remove(0);
+            fs::remove_file(&old).map_err(io(&old))?;
+        }
+        // Logs are needed from the oldest checkpoint kept on.
+        if let Some((_, oldest)) = files.first() {
+            if let Some(c) = read_checkpoint(oldest) {
+                self.batches.delete_through(c.seq)?;
+                let consumed = c
+                    .sources
+                    .iter()
+                    .filter_map(|s| {
+                        if let SourcePosition::Socket(id) = s {
+                            Some(*id)
+                        } else {
+                            None
+                        }
+                    })
+                    .min();
+                let has_socket = c
+                    .sources
+                    .iter()
+                    .any(|s| matches!(s, SourcePosition::Socket(_)));
+                let upto = if has_socket {
+                    consumed.unwrap_or(0)
+                } else {
+                    self.blocks.next_id.load(Ordering::SeqCst).saturating_sub(1)
+                };
+                self.blocks
+                    .log
+                    .lock()
+                    .expect("block log poisoned")
+                    .delete_through(upto)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes the logs use on disk.
+    pub fn log_bytes(&self) -> u64 {
+        self.batches.disk_bytes()
+            + self
+                .blocks
+                .log
+                .lock()
+                .expect("block log poisoned")
+                .disk_bytes()
+    }
+}
+
+/// Modules kept in a checkpoint directory: plugin name → stored module
+/// file. Recovery runs these, not files that may have changed since.
+pub fn stored_modules(dir: &Path) -> BTreeMap<String, PathBuf> {
+    let Ok(text) = fs::read_to_string(dir.join("metadata.json")) else {
+        return BTreeMap::new();
+    };
+    let Ok(meta) = serde_json::from_str::<Metadata>(&text) else {
+        return BTreeMap::new();
+    };
+    meta.modules
+        .into_iter()
+        .map(|(name, hash)| (name, dir.join("modules").join(format!("{hash}.wasm"))))
+        .filter(|(_, p)| p.exists())
+        .collect()
+}
+
+fn checkpoint_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, CheckpointError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if let Some(seq) = name
+            .strip_prefix("checkpoint-")
+            .and_then(|r| r.strip_suffix(".bin"))
+            .and_then(|s| s.parse().ok())
+        {
+            out.push((seq, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn read_checkpoint(path: &Path) -> Option<CheckpointData> {
+    let bytes = fs::read(path).ok()?;
+    let (mut values, valid) = read_frames::<CheckpointData>(&bytes);
+    (valid == bytes.len() && values.len() == 1)
+        .then(|| values.remove(0))
+        .filter(|c| c.format == FORMAT)
+}
+
+/// The newest checkpoint that reads back whole; damaged ones are reported
+/// by path and skipped.
+fn newest_valid_checkpoint(dir: &Path) -> Result<Option<CheckpointData>, CheckpointError> {
+    for (_, path) in checkpoint_files(dir)?.into_iter().rev() {
+        match read_checkpoint(&path) {
+            Some(c) => {
+                tracing::info!(path = %path.display(), batch = c.seq, batch_time_ms = c.batch_time_ms, "recovering from checkpoint");
+                return Ok(Some(c));
+            }
+            None => {
+                tracing::warn!(path = %path.display(), "checkpoint is damaged (truncated or checksum mismatch); trying the previous one")
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Differences between two pipeline descriptions, by stream name.
+fn pipeline_changes(old: &[String], new: &[String]) -> Vec<String> {
+    let key = |l: &String| {
+        l.split_once(" = ")
+            .map_or(l.clone(), |(k, _)| k.to_string())
+    };
+    let old_map: BTreeMap<String, &String> = old.iter().map(|l| (key(l), l)).collect();
+    let new_map: BTreeMap<String, &String> = new.iter().map(|l| (key(l), l)).collect();
+    let mut changes = Vec::new();
+    for (k, o) in &old_map {
+        match new_map.get(k) {
+            None => changes.push(format!("`{k}` was removed (was: {o})")),
+            Some(n) if n != o => changes.push(format!("`{k}` changed: was {o}, now {n}")),
+            _ => {}
+        }
+    }
+    for (k, n) in &new_map {
+        if !old_map.contains_key(k) {
+            changes.push(format!("`{k}` was added: {n}"));
+        }
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipeline_changes_are_named() {
+        let old = vec![
+            "job = interval 1000 ms".to_string(),
+            "a = source(x)".into(),
+            "b = map(a; f)".into(),
+        ];
+        let new = vec![
+            "job = interval 1000 ms".to_string(),
+            "a = source(x)".into(),
+            "c = map(a; f)".into(),
+        ];
+        let ch = pipeline_changes(&old, &new);
+        assert_eq!(ch.len(), 2);
+        assert!(ch[0].contains("`b` was removed"));
+        assert!(ch[1].contains("`c` was added"));
+        assert!(pipeline_changes(&old, &old).is_empty());
+    }
+}

@@ -45,16 +45,19 @@ pub trait Decode: Sized {
 }
 
 impl<T: Encode + ?Sized> Encode for &T {
+    #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         (**self).encode(out)
     }
 }
 
 impl Encode for () {
+    #[inline]
     fn encode(&self, _out: &mut Vec<u8>) {}
 }
 
 impl Decode for () {
+    #[inline]
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         if bytes.is_empty() {
             Ok(())
@@ -68,36 +71,42 @@ impl Decode for () {
 }
 
 impl Encode for str {
+    #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self.as_bytes())
     }
 }
 
 impl Encode for String {
+    #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self.as_bytes())
     }
 }
 
 impl Decode for String {
+    #[inline]
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         String::from_utf8(bytes.to_vec()).map_err(|e| DecodeError::new::<String>(e.to_string()))
     }
 }
 
 impl Encode for [u8] {
+    #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self)
     }
 }
 
 impl Encode for Vec<u8> {
+    #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self)
     }
 }
 
 impl Decode for Vec<u8> {
+    #[inline]
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         Ok(bytes.to_vec())
     }
@@ -106,11 +115,13 @@ impl Decode for Vec<u8> {
 macro_rules! fixed_width {
     ($($t:ty),*) => {$(
         impl Encode for $t {
+            #[inline]
             fn encode(&self, out: &mut Vec<u8>) {
                 out.extend_from_slice(&self.to_le_bytes())
             }
         }
         impl Decode for $t {
+            #[inline]
             fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
                 let arr = bytes.try_into().map_err(|_| {
                     DecodeError::new::<$t>(format!(
@@ -128,12 +139,14 @@ macro_rules! fixed_width {
 fixed_width!(i8, i16, i32, i64, i128, u8, u16, u32, u64, u128, f32, f64);
 
 impl Encode for bool {
+    #[inline]
     fn encode(&self, out: &mut Vec<u8>) {
         out.push(*self as u8)
     }
 }
 
 impl Decode for bool {
+    #[inline]
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         match bytes {
             [0] => Ok(false),

@@ -16,7 +16,8 @@
 //! ```
 
 use weir_abi::{
-    read_groups, read_update_entries, write_reduced, CallHeader, RecordBatch, UpdateOutput,
+    put_u32, read_groups, read_update_entries, write_prefixed, CallHeader, FrameError, Reader,
+    RecordBatch, UpdateOutput,
 };
 
 use crate::{Decode, Emit, Encode, Reduced, State};
@@ -27,8 +28,30 @@ fn body(input: &[u8]) -> Result<&[u8], String> {
     Ok(body)
 }
 
-fn records(body: &[u8]) -> Result<RecordBatch, String> {
-    RecordBatch::from_bytes(body.to_vec()).map_err(|e| format!("bad record batch from host: {e}"))
+/// The records of a map body, read where they lie. The whole batch is
+/// checked first (as `RecordBatch::from_bytes` would), so a malformed batch
+/// fails before the function sees any record.
+fn records(body: &[u8]) -> Result<impl Iterator<Item = (&[u8], &[u8])>, String> {
+    let check = |body| -> Result<usize, FrameError> {
+        let mut r = Reader::new(body);
+        let n = r.count(8, "record count")?;
+        for _ in 0..n {
+            r.bytes("record key")?;
+            r.bytes("record value")?;
+        }
+        r.finish()?;
+        Ok(n)
+    };
+    let n = check(body).map_err(|e| format!("bad record batch from host: {e}"))?;
+    let mut rest = &body[4..];
+    let mut field = move || {
+        let (len, tail) = rest.split_at(4);
+        let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+        let (bytes, tail) = tail.split_at(len);
+        rest = tail;
+        bytes
+    };
+    Ok((0..n).map(move |_| (field(), field())))
 }
 
 /// A map call where the function takes key and value.
@@ -36,9 +59,9 @@ pub fn map<K: Decode, V: Decode, R: Emit>(
     input: &[u8],
     f: impl Fn(K, V) -> R,
 ) -> Result<Vec<u8>, String> {
-    let batch = records(body(input)?)?;
-    let mut out = RecordBatch::with_capacity(batch.byte_len());
-    for (i, (k, v)) in batch.iter().enumerate() {
+    let body = body(input)?;
+    let mut out = RecordBatch::with_capacity(body.len());
+    for (i, (k, v)) in records(body)?.enumerate() {
         let k = K::decode(k).map_err(|e| format!("record {i}: key: {e}"))?;
         let v = V::decode(v).map_err(|e| format!("record {i}: value: {e}"))?;
         f(k, v).emit_into(&mut out)?;
@@ -48,9 +71,9 @@ pub fn map<K: Decode, V: Decode, R: Emit>(
 
 /// A map call where the function takes only the value (the key is ignored).
 pub fn map_values<V: Decode, R: Emit>(input: &[u8], f: impl Fn(V) -> R) -> Result<Vec<u8>, String> {
-    let batch = records(body(input)?)?;
-    let mut out = RecordBatch::with_capacity(batch.byte_len());
-    for (i, (_, v)) in batch.iter().enumerate() {
+    let body = body(input)?;
+    let mut out = RecordBatch::with_capacity(body.len());
+    for (i, (_, v)) in records(body)?.enumerate() {
         let v = V::decode(v).map_err(|e| format!("record {i}: value: {e}"))?;
         f(v).emit_into(&mut out)?;
     }
@@ -64,7 +87,13 @@ pub fn reduce<V: Decode + Encode, R: Reduced<V>>(
 ) -> Result<Vec<u8>, String> {
     let groups =
         read_groups(body(input)?).map_err(|e| format!("bad reduce input from host: {e}"))?;
-    let mut encoded = Vec::with_capacity(groups.len());
+    // The output (`u32 count`, then one byte string per group) is written
+    // directly, without a buffer per value.
+    let mut out = Vec::new();
+    put_u32(
+        &mut out,
+        u32::try_from(groups.len()).expect("too many groups"),
+    );
     for (i, g) in groups.iter().enumerate() {
         let mut values = g
             .values
@@ -74,11 +103,9 @@ pub fn reduce<V: Decode + Encode, R: Reduced<V>>(
             .next()
             .ok_or_else(|| format!("group {i} has no values"))??;
         let acc = values.try_fold(first, |acc, v| f(acc, v?).into_value())?;
-        let mut buf = Vec::new();
-        acc.encode(&mut buf);
-        encoded.push(buf);
+        write_prefixed(&mut out, |b| acc.encode(b));
     }
-    Ok(write_reduced(encoded.iter().map(Vec::as_slice)))
+    Ok(out)
 }
 
 /// An update call: runs `f` once per entry with the key's new values and
@@ -135,7 +162,9 @@ unsafe fn run(
         Ok(out) => (weir_abi::STATUS_OK, out),
         Err(msg) => (weir_abi::STATUS_ERROR, msg.into_bytes()),
     };
-    let bytes = std::mem::ManuallyDrop::new(bytes.into_boxed_slice());
+    // Never freed: the instance is discarded after the call. (Not turned
+    // into a boxed slice, which could copy the output to shrink it.)
+    let bytes = std::mem::ManuallyDrop::new(bytes);
     let area = result as usize as *mut u32;
     // SAFETY: the caller guarantees 8 writable bytes at `result`.
     unsafe {

@@ -27,6 +27,13 @@
 //! reports `e.to_string()` together with the job, operator, batch time and
 //! partition. A panic in a plugin is a trap, which the host reports too.
 //!
+//! **Memory.** On wasm32 the SDK installs a global allocator made for
+//! instances that live for one call (size-class free lists for small blocks,
+//! in-place growth for the output buffer); it is faster than the standard
+//! `dlmalloc` and touches fewer pages. To use your own `#[global_allocator]`
+//! instead, depend on `weir-sdk` with `default-features = false` (the
+//! `allocator` feature).
+//!
 //! **Native tests.** Without `target_arch = "wasm32"` the attributes only
 //! leave your function as it is, so plugin logic is tested with `cargo test`;
 //! [`invoke`] runs the exact byte-level glue natively as well.
@@ -57,6 +64,12 @@ pub use weir_abi::{CallHeader, RecordBatch};
 pub use weir_sdk_macros::{map, reduce, update, Data};
 
 pub mod codec;
+// The allocator itself is wasm-only; natively only its tests use it.
+#[cfg_attr(
+    not(all(target_arch = "wasm32", feature = "allocator")),
+    allow(dead_code)
+)]
+mod heap;
 pub mod invoke;
 
 pub use codec::{Bincode, Decode, DecodeError, Encode};

@@ -1,0 +1,487 @@
+//! Crash recovery with real processes: the `weir` binary is killed with
+//! SIGKILL at random moments and restarted from its checkpoint directory;
+//! the outputs must be byte-identical to an uninterrupted run. Also: a
+//! damaged newest checkpoint, a changed pipeline, a graceful stop, and a
+//! socket source with the write-ahead log.
+//!
+//! `WEIR_KILLS` sets the number of kills of the main test (default 20);
+//! `scripts/kill-test.sh` runs it with many more.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const PATIENCE: Duration = Duration::from_secs(120);
+
+fn wordcount() -> PathBuf {
+    weir_tests::guest(weir_tests::guests::WORDCOUNT)
+}
+
+/// A stateful, windowed job on the deterministic generator.
+fn pipeline(dir: &Path, window_length: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[job]
+name = "recovery"
+batch_interval = "1s"
+partitions = 3
+checkpoint = "ck"
+checkpoint_interval = "3s"
+
+[plugins]
+wc = "{plugin}"
+
+[[source]]
+name = "lines"
+type = "generator"
+rate = 4000
+words_per_line = 6
+vocabulary = 400
+
+[[stream]]
+name = "words"
+op = "flat_map"
+input = "lines"
+function = "wc:split"
+
+[[stream]]
+name = "win"
+op = "reduce_by_key_and_window"
+input = "words"
+function = "wc:sum"
+inverse = "wc:subtract"
+filter = "wc:nonzero"
+length = "{window_length}"
+slide = "2s"
+
+[[stream]]
+name = "totals"
+op = "update_state_by_key"
+input = "words"
+function = "wc:running_count"
+
+[[output]]
+stream = "win"
+type = "text_files"
+prefix = "out/win"
+
+[[output]]
+stream = "totals"
+type = "text_files"
+prefix = "out/totals"
+"#,
+        plugin = wordcount().display()
+    );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn weir(pipeline: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
+    cmd.arg("run")
+        .arg(pipeline)
+        .args(args)
+        .env("WEIR_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    cmd
+}
+
+fn run_to_end(pipeline: &Path, args: &[&str]) -> String {
+    let out = weir(pipeline, args)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "weir failed: {stderr}");
+    stderr
+}
+
+/// Every visible file under `dir`: relative path → bytes.
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.insert(
+                    p.strip_prefix(root).unwrap().to_owned(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Starts `weir`, forwarding stderr lines to a channel.
+fn spawn(mut cmd: Command) -> (Child, mpsc::Receiver<String>) {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Waits for `n` lines containing `needle`; false if the process ended first.
+fn wait_lines(rx: &mpsc::Receiver<String>, needle: &str, n: usize) -> bool {
+    let mut seen = 0;
+    while seen < n {
+        match rx.recv_timeout(PATIENCE) {
+            Ok(line) if line.contains(needle) => seen += 1,
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("no `{needle}` line within {PATIENCE:?}")
+            }
+        }
+    }
+    true
+}
+
+fn kills() -> usize {
+    std::env::var("WEIR_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
+
+#[test]
+fn sigkill_at_random_moments_changes_no_output_byte() {
+    const BATCHES: &str = "60";
+    let clean = tempfile::tempdir().unwrap();
+    run_to_end(
+        &pipeline(clean.path(), "5s"),
+        &["--batches", BATCHES, "--simulated-clock"],
+    );
+    let expected = tree(&clean.path().join("out"));
+    assert_eq!(
+        expected.keys().filter(|p| p.ends_with("_SUCCESS")).count(),
+        60 + 30,
+        "60 totals + 30 windows"
+    );
+
+    let crashy = tempfile::tempdir().unwrap();
+    let p = pipeline(crashy.path(), "5s");
+    let mut rng = StdRng::seed_from_u64(
+        std::env::var("WEIR_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(7),
+    );
+    let mut killed = 0;
+    let mut finished = false;
+    while killed < kills() {
+        let (mut child, rx) = spawn(weir(&p, &["--batches", BATCHES, "--simulated-clock"]));
+        // Let it complete 0-2 batches, then kill it somewhere in the next.
+        let progressed = wait_lines(&rx, "batch completed", rng.gen_range(0..=2));
+        if progressed {
+            std::thread::sleep(Duration::from_micros(rng.gen_range(0..15_000)));
+        }
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        if status.success() {
+            finished = true;
+            break;
+        }
+        killed += 1;
+    }
+    if !finished {
+        run_to_end(&p, &["--batches", BATCHES, "--simulated-clock"]);
+    }
+    eprintln!("killed weir {killed} times with SIGKILL");
+    assert!(killed >= kills().min(20), "only {killed} kills");
+    let got = tree(&crashy.path().join("out"));
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "same files"
+    );
+    for (path, bytes) in &expected {
+        assert!(
+            &got[path] == bytes,
+            "{} differs after crashes",
+            path.display()
+        );
+    }
+}
+
+fn newest_checkpoint(ck: &Path) -> PathBuf {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(ck.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files.pop().expect("a checkpoint")
+}
+
+#[test]
+fn a_damaged_newest_checkpoint_falls_back_to_the_previous_one() {
+    let clean = tempfile::tempdir().unwrap();
+    run_to_end(
+        &pipeline(clean.path(), "5s"),
+        &["--batches", "30", "--simulated-clock"],
+    );
+    let expected = tree(&clean.path().join("out"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), "5s");
+    // Truncated.
+    run_to_end(&p, &["--batches", "10", "--simulated-clock"]);
+    let newest = newest_checkpoint(&dir.path().join("ck"));
+    let len = std::fs::metadata(&newest).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let log = run_to_end(&p, &["--batches", "20", "--simulated-clock"]);
+    assert!(
+        log.contains("checkpoint is damaged") && log.contains(&newest.display().to_string()),
+        "{log}"
+    );
+    assert!(
+        log.contains("batch replayed"),
+        "batches after the previous checkpoint are replayed: {log}"
+    );
+    // A flipped byte.
+    let newest = newest_checkpoint(&dir.path().join("ck"));
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&newest, bytes).unwrap();
+    let log = run_to_end(&p, &["--batches", "30", "--simulated-clock"]);
+    assert!(log.contains("checkpoint is damaged"), "{log}");
+    assert_eq!(tree(&dir.path().join("out")), expected);
+}
+
+#[test]
+fn a_changed_pipeline_is_refused_unless_fresh() {
+    let dir = tempfile::tempdir().unwrap();
+    run_to_end(
+        &pipeline(dir.path(), "5s"),
+        &["--batches", "3", "--simulated-clock"],
+    );
+    let changed = pipeline(dir.path(), "7s");
+    let out = weir(&changed, &["--batches", "4", "--simulated-clock"])
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("written by a different pipeline")
+            && stderr.contains("`win` changed")
+            && stderr.contains("--fresh"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+    let log = run_to_end(
+        &changed,
+        &["--batches", "2", "--simulated-clock", "--fresh"],
+    );
+    assert!(!log.contains("batch replayed"), "{log}");
+}
+
+#[test]
+fn a_graceful_stop_leaves_nothing_to_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), "5s");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("batch_interval = \"1s\"", "batch_interval = \"200ms\"")
+        .replace("\"5s\"", "\"1s\"")
+        .replace("\"2s\"", "\"400ms\"");
+    std::fs::write(&p, text).unwrap();
+    let (mut child, rx) = spawn(weir(&p, &[]));
+    assert!(wait_lines(&rx, "batch completed", 2));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+    let mut rest = String::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
+        rest.push_str(&line);
+        rest.push('\n');
+    }
+    assert!(rest.contains("stopped"), "{rest}");
+    let log = run_to_end(&p, &["--batches", "1"]);
+    assert!(
+        !log.contains("batch replayed") && !log.contains("replaying"),
+        "nothing to replay after a graceful stop: {log}"
+    );
+}
+
+/// A socket source with the write-ahead log: the server sends distinct
+/// words while weir is killed and restarted. Every word that reached the
+/// log is counted exactly once; none is counted twice; words in flight
+/// inside the process at a kill may be lost, and are reported.
+#[test]
+fn socket_lines_in_the_log_are_counted_exactly_once() {
+    const WORDS: usize = 6000;
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let text = format!(
+        r#"
+[job]
+name = "wal"
+batch_interval = "100ms"
+block_interval = "20ms"
+partitions = 2
+checkpoint = "ck"
+checkpoint_interval = "500ms"
+
+[plugins]
+wc = "{plugin}"
+
+[[source]]
+name = "lines"
+type = "socket"
+host = "127.0.0.1"
+port = {port}
+
+[[stream]]
+name = "words"
+op = "flat_map"
+input = "lines"
+function = "wc:split"
+
+[[stream]]
+name = "counts"
+op = "reduce_by_key"
+input = "words"
+function = "wc:sum"
+
+[[output]]
+stream = "counts"
+type = "text_files"
+prefix = "out/counts"
+"#,
+        plugin = wordcount().display()
+    );
+    let p = dir.path().join("pipeline.toml");
+    std::fs::write(&p, text).unwrap();
+
+    let (done_tx, done_rx) = mpsc::channel();
+    let server = std::thread::spawn(move || {
+        let mut next = 0;
+        while next < WORDS {
+            let (mut conn, _) = listener.accept().unwrap();
+            while next < WORDS {
+                let chunk: String = (next..(next + 10).min(WORDS))
+                    .map(|i| format!("w{i}\n"))
+                    .collect();
+                if conn.write_all(chunk.as_bytes()).is_err() {
+                    break; // killed: these words may be lost in flight
+                }
+                next = (next + 10).min(WORDS);
+                // Pacing, so the stream spans many batches and kills.
+                std::thread::sleep(Duration::from_millis(3));
+            }
+        }
+        done_tx.send(()).unwrap();
+        // Dropping the listener closes the port: the receiver's reconnects fail.
+    });
+
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut logged: std::collections::BTreeSet<String> = Default::default();
+    let read_log = |logged: &mut std::collections::BTreeSet<String>| {
+        let log = weir::checkpoint::log::SegmentLog::new(
+            dir.path().join("ck").join("wal"),
+            "blocks",
+            false,
+        );
+        for b in log
+            .read_all::<weir::checkpoint::BlockEntry>()
+            .unwrap_or_default()
+        {
+            for (_, v) in b.records.iter() {
+                logged.insert(String::from_utf8(v.to_vec()).unwrap());
+            }
+        }
+    };
+    let mut kills = 0;
+    loop {
+        let (mut child, rx) = spawn(weir(&p, &[]));
+        if done_rx.try_recv().is_ok() || kills >= 8 {
+            // The server has sent everything (or enough kills): let this
+            // run drain the log and the socket, then stop it gracefully.
+            let _ = done_rx.recv_timeout(PATIENCE);
+            assert!(
+                wait_lines(&rx, "cannot connect", 1),
+                "the receiver notices the server is gone"
+            );
+            assert!(wait_lines(&rx, "batch completed", 3));
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(child.wait().unwrap().success());
+            break;
+        }
+        wait_lines(&rx, "batch completed", rng.gen_range(1..=4));
+        std::thread::sleep(Duration::from_micros(rng.gen_range(0..40_000)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        read_log(&mut logged);
+    }
+    server.join().unwrap();
+
+    let mut counted: BTreeMap<String, i64> = BTreeMap::new();
+    for (path, bytes) in tree(&dir.path().join("out")) {
+        if path.ends_with("_SUCCESS") {
+            continue;
+        }
+        for line in String::from_utf8(bytes).unwrap().lines() {
+            let (w, n) = line
+                .trim_start_matches('(')
+                .trim_end_matches(')')
+                .split_once(',')
+                .unwrap();
+            *counted.entry(w.to_string()).or_default() += n.parse::<i64>().unwrap();
+        }
+    }
+    let twice: Vec<_> = counted.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "counted more than once: {twice:?}");
+    let missing_logged: Vec<_> = logged
+        .iter()
+        .filter(|w| !counted.contains_key(*w))
+        .collect();
+    assert!(
+        missing_logged.is_empty(),
+        "logged but not counted: {missing_logged:?}"
+    );
+    let lost = WORDS - counted.len();
+    eprintln!("socket + WAL: {kills} kills, {} words counted once, {lost} lost in flight (never reached the log)", counted.len());
+    assert!(kills >= 3, "enough kills happened");
+    assert!(lost < WORDS / 2, "most words survive: lost {lost}");
+}

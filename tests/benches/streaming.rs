@@ -1,0 +1,706 @@
+//! End-to-end streaming benchmark: `cargo bench -p weir-tests --bench streaming [-- SECTION]`.
+//!
+//! Every configuration runs in a fresh child process (this binary re-run
+//! with `__child ...`), so its peak RSS (`VmHWM`) is its own. Jobs run on the
+//! simulated clock: batches back to back, no waiting.
+//!
+//! 1. **Word count end to end** (`wordcount`): generator text lines (10 words
+//!    per line, 10 K-word Zipf vocabulary) → `flat_map` `split` (wasm) →
+//!    `reduce_by_key` `sum` (wasm) → a `foreach_batch` that counts records;
+//!    2 workers, 4 partitions, 1 s batches of 100 K and 500 K lines (rate =
+//!    lines per batch). Sustained words/s over 5 batches after 1 warm-up,
+//!    median batch processing time, time from context creation to the
+//!    first completed batch, peak RSS.
+//! 2. **Windowed word count** (`window`): 30 s window sliding every 1 s over
+//!    1 s batches of 20 K lines, 45 batches, `reduce_by_key_and_window`
+//!    (recomputed from the per-batch reductions) against
+//!    `reduce_by_key_and_window_inv` (`subtract` inverse, `nonzero` filter).
+//! 3. **Stateful word count, 1 M keys** (`state`): a queue of 200 K-record
+//!    batches — five that each bring 200 K new keys, then three over random
+//!    existing keys — through `update_state_by_key` and `map_with_state`
+//!    with `running_count`: per-batch processing time, keys in state, and
+//!    memory per key.
+//!
+//! Environment: `WEIR_BENCH_WORKERS` (2), `WEIR_BENCH_PARTITIONS` (4),
+//! `WEIR_BENCH_WC_LINES=100000,500000`, `WEIR_BENCH_WC_BATCHES` (5 measured
+//! after 1 warm-up).
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use weir::receiver::generator::GeneratorKind;
+use weir::stream::StateOptions;
+use weir::{ClockMode, SourceSpec, StreamingConfig, StreamingContext};
+use weir_tests::{guest, guests};
+
+/// Targets from the issue.
+const TARGET_WORDS_PER_SEC_500K: f64 = 35e6;
+const TARGET_FIRST_BATCH_S: f64 = 0.5;
+const TARGET_PEAK_RSS_MB: f64 = 100.0;
+
+const SECTIONS: [&str; 3] = ["wordcount", "window", "state"];
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if args.first().map(String::as_str) == Some("__child") {
+        child(&args[1..]);
+        return;
+    }
+    let only = args.first().map(|a| match a.as_str() {
+        "1" | "wordcount" => "wordcount",
+        "2" | "window" => "window",
+        "3" | "state" => "state",
+        other => panic!("unknown section `{other}`; sections: 1|wordcount, 2|window, 3|state"),
+    });
+    println!("weir streaming benchmark");
+    println!(
+        "  {} CPU(s) available; {} worker(s), {} partition(s); simulated clock; each configuration in a fresh process",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        workers(),
+        partitions()
+    );
+    let started = Instant::now();
+    for section in SECTIONS {
+        if only.is_some_and(|o| o != section) {
+            continue;
+        }
+        match section {
+            "wordcount" => wordcount_section(),
+            "window" => window_section(),
+            _ => state_section(),
+        }
+    }
+    println!();
+    println!(
+        "total benchmark time {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: a number")))
+        .unwrap_or(default)
+}
+
+fn workers() -> usize {
+    env_usize("WEIR_BENCH_WORKERS", 2)
+}
+
+fn partitions() -> usize {
+    env_usize("WEIR_BENCH_PARTITIONS", 4)
+}
+
+fn config(name: &str) -> StreamingConfig {
+    StreamingConfig {
+        job_name: name.into(),
+        batch_interval: Duration::from_secs(1),
+        partitions: partitions(),
+        workers: workers(),
+        clock: ClockMode::Simulated { start_ms: 0 },
+        ..StreamingConfig::default()
+    }
+}
+
+fn text_source(lines_per_batch: u64, vocabulary: usize) -> SourceSpec {
+    SourceSpec::Generator {
+        kind: GeneratorKind::Text,
+        rate: lines_per_batch, // 1 s batches: rate × interval = lines per batch
+        seed: 42,
+        words_per_line: 10,
+        vocabulary,
+        limit: None,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Child processes report `key=value` pairs on one line of stdout.
+
+const RESULT: &str = "WEIR_BENCH_RESULT";
+
+fn report(pairs: &[(&str, String)]) {
+    let body: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("{RESULT} {}", body.join(" "));
+}
+
+struct Results(Vec<(String, String)>);
+
+impl Results {
+    fn get(&self, key: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("child reported no `{key}`"))
+    }
+
+    fn f64(&self, key: &str) -> f64 {
+        self.get(key).parse().expect("a number")
+    }
+
+    fn list(&self, key: &str) -> Vec<f64> {
+        self.get(key)
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().expect("a number"))
+            .collect()
+    }
+}
+
+fn run_child(args: &[&str]) -> Results {
+    let exe = std::env::current_exe().expect("current exe");
+    let out = Command::new(exe)
+        .arg("__child")
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run the child process");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "child {args:?} failed ({}):\n{stdout}",
+        out.status
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(RESULT))
+        .unwrap_or_else(|| panic!("child {args:?} reported nothing:\n{stdout}"));
+    Results(
+        line.split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+fn child(args: &[String]) {
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    match a.as_slice() {
+        ["wordcount", lines, batches] => child_wordcount(
+            lines.parse().expect("lines"),
+            batches.parse().expect("batches"),
+        ),
+        ["window", mode, lines, vocabulary, batches] => child_window(
+            *mode == "inv",
+            lines.parse().expect("lines"),
+            vocabulary.parse().expect("vocabulary"),
+            batches.parse().expect("batches"),
+        ),
+        ["state", mode] => child_state(*mode == "update"),
+        other => panic!("unknown child arguments {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Memory
+
+fn status_kb(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// Peak resident set size of this process, in MB.
+fn peak_rss_mb() -> f64 {
+    status_kb("VmHWM:") / 1024.0
+}
+
+/// Current resident set size in MB, after giving freed heap back to the
+/// system (so it reflects live memory).
+fn rss_mb() -> f64 {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: glibc's malloc_trim only releases free heap memory.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+    status_kb("VmRSS:") / 1024.0
+}
+
+// ---------------------------------------------------------------------------
+// Statistics
+
+fn median(xs: &[f64]) -> f64 {
+    let mut s = xs.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+fn join(xs: &[f64]) -> String {
+    xs.iter()
+        .map(|x| format!("{x:.3}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn fmt_rate(per_sec: f64) -> String {
+    if per_sec >= 1e6 {
+        format!("{:.1} M", per_sec / 1e6)
+    } else {
+        format!("{:.0} k", per_sec / 1e3)
+    }
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok {
+        "yes"
+    } else {
+        "NO"
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 1. Word count end to end
+
+fn wordcount_section() {
+    let lines: Vec<u64> = std::env::var("WEIR_BENCH_WC_LINES")
+        .ok()
+        .map(|s| {
+            s.split(',')
+                .map(|n| n.trim().parse().expect("WEIR_BENCH_WC_LINES"))
+                .collect()
+        })
+        .unwrap_or_else(|| vec![100_000, 500_000]);
+    let batches = env_usize("WEIR_BENCH_WC_BATCHES", 5);
+    println!();
+    println!(
+        "1. word count end to end: generator → flat_map split (wasm) → reduce_by_key sum (wasm) → foreach_batch; {batches} batches after 1 warm-up"
+    );
+    println!(
+        "  {:>12} {:>10} {:>12} {:>14} {:>12} {:>12} {:>14} {:>10}",
+        "lines/batch",
+        "words",
+        "words/s",
+        "median batch",
+        "min batch",
+        "1st batch",
+        "start→1st done",
+        "peak RSS"
+    );
+    let mut rows = Vec::new();
+    for &n in &lines {
+        let r = run_child(&["wordcount", &n.to_string(), &batches.to_string()]);
+        let times = r.list("processing_ms");
+        let measured = &times[1..];
+        let words = r.f64("words_measured");
+        let rate = words / (measured.iter().sum::<f64>() / 1e3);
+        println!(
+            "  {:>12} {:>10} {:>12} {:>11.1} ms {:>9.1} ms {:>9.1} ms {:>11.3} s {:>7.1} MB",
+            n,
+            r.get("words_per_batch"),
+            fmt_rate(rate),
+            median(measured),
+            measured.iter().copied().fold(f64::INFINITY, f64::min),
+            times[0],
+            r.f64("first_batch_done_s"),
+            r.f64("peak_rss_mb"),
+        );
+        println!(
+            "  {:>12}   start: context {:.1} ms, plugin load {:.1} ms, start {:.1} ms, first batch {:.1} ms; distinct words/batch {}",
+            "",
+            r.f64("context_ms"),
+            r.f64("load_ms"),
+            r.f64("start_ms"),
+            times[0],
+            r.get("keys_per_batch"),
+        );
+        rows.push((n, rate, r.f64("first_batch_done_s"), r.f64("peak_rss_mb")));
+    }
+    println!("  targets:");
+    for &(n, rate, first, rss) in &rows {
+        if n == 500_000 {
+            println!(
+                "    {:<44} {:>10} {:>12} {:>5}",
+                "words/s at 500 K lines per batch",
+                fmt_rate(rate),
+                format!(">= {}", fmt_rate(TARGET_WORDS_PER_SEC_500K)),
+                met(rate >= TARGET_WORDS_PER_SEC_500K)
+            );
+        }
+        println!(
+            "    {:<44} {:>8.3} s {:>12} {:>5}",
+            format!("start → first batch done, {n} lines"),
+            first,
+            format!("<= {TARGET_FIRST_BATCH_S} s"),
+            met(first <= TARGET_FIRST_BATCH_S)
+        );
+        println!(
+            "    {:<44} {:>7.1} MB {:>12} {:>5}",
+            format!("peak RSS, {n} lines"),
+            rss,
+            format!("< {TARGET_PEAK_RSS_MB:.0} MB"),
+            met(rss < TARGET_PEAK_RSS_MB)
+        );
+    }
+}
+
+fn child_wordcount(lines: u64, batches: usize) {
+    let t0 = Instant::now();
+    let ctx = StreamingContext::new(config("bench-wordcount")).expect("context");
+    let context_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let wc = ctx
+        .load_plugin(guest(guests::WORDCOUNT))
+        .expect("load wordcount");
+    let load_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let source = ctx
+        .source(Some("lines"), text_source(lines, 10_000))
+        .expect("source");
+    let words = source.flat_map(&wc, "split").expect("flat_map");
+    let counts = words
+        .reduce_by_key(&wc, "sum", None)
+        .expect("reduce_by_key");
+
+    // Words per batch (a cheap count of the flat_map output).
+    let word_counts: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let sink = word_counts.clone();
+    words
+        .foreach_batch(move |_, parts| {
+            sink.lock()
+                .unwrap()
+                .push(parts.iter().map(|p| p.len() as u64).sum());
+            Ok(())
+        })
+        .expect("output");
+    // The output proper: counts records, and checks the counts add up.
+    let first_done: Arc<OnceLock<f64>> = Arc::default();
+    let keys = Arc::new(AtomicU64::new(0));
+    let totals: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let (fd, k, tot) = (first_done.clone(), keys.clone(), totals.clone());
+    counts
+        .foreach_batch(move |_, parts| {
+            let n: u64 = parts.iter().map(|p| p.len() as u64).sum();
+            k.store(n, Ordering::Relaxed);
+            let total: i64 = parts
+                .iter()
+                .flat_map(|p| p.iter())
+                .map(|(_, v)| weir_tests::count(v))
+                .sum();
+            tot.lock().unwrap().push(total as u64);
+            fd.get_or_init(|| t0.elapsed().as_secs_f64());
+            Ok(())
+        })
+        .expect("output");
+    let job = ctx.start(Some(1 + batches as u64)).expect("start");
+    let start_ms = t.elapsed().as_secs_f64() * 1e3;
+    let summary = job.await_termination().expect("run");
+    let peak = peak_rss_mb();
+
+    let words = word_counts.lock().unwrap().clone();
+    assert_eq!(
+        words,
+        *totals.lock().unwrap(),
+        "word counts must add up to the words"
+    );
+    assert_eq!(summary.stats.len(), 1 + batches);
+    let times: Vec<f64> = summary.stats.iter().map(|s| s.processing_ms).collect();
+    report(&[
+        ("processing_ms", join(&times)),
+        ("words_measured", words[1..].iter().sum::<u64>().to_string()),
+        ("words_per_batch", words[0].to_string()),
+        ("keys_per_batch", keys.load(Ordering::Relaxed).to_string()),
+        (
+            "first_batch_done_s",
+            format!("{:.4}", first_done.get().copied().unwrap_or(f64::NAN)),
+        ),
+        ("context_ms", format!("{context_ms:.2}")),
+        ("load_ms", format!("{load_ms:.2}")),
+        ("start_ms", format!("{start_ms:.2}")),
+        ("peak_rss_mb", format!("{peak:.1}")),
+    ]);
+}
+
+// ---------------------------------------------------------------------------
+// 2. Windowed word count
+
+const WINDOW_LINES: u64 = 20_000;
+/// Distinct words: large enough that a window holds far more keys than a
+/// batch, so recomputing it costs visibly more than a batch.
+const WINDOW_VOCABULARY: usize = 1_000_000;
+const WINDOW_BATCHES: usize = 45;
+const WINDOW_SHOW: [usize; 7] = [1, 5, 10, 20, 30, 40, 45];
+
+fn window_section() {
+    println!();
+    println!(
+        "2. windowed word count: 30 s window, 1 s slide, 1 s batches of {} K lines (10 words, {} K-word Zipf vocabulary), {WINDOW_BATCHES} batches; processing time per batch",
+        WINDOW_LINES / 1000,
+        env_usize("WEIR_BENCH_WINDOW_VOCABULARY", WINDOW_VOCABULARY) / 1000
+    );
+    let plain = run_child(&[
+        "window",
+        "plain",
+        &WINDOW_LINES.to_string(),
+        &WINDOW_BATCHES.to_string(),
+    ]);
+    let inv = run_child(&[
+        "window",
+        "inv",
+        &WINDOW_LINES.to_string(),
+        &WINDOW_BATCHES.to_string(),
+    ]);
+    let (tp, ti) = (plain.list("processing_ms"), inv.list("processing_ms"));
+    let (kp, ki) = (plain.list("keys"), inv.list("keys"));
+    println!(
+        "  {:>6} {:>8} | {:>22} {:>8} | {:>26} {:>8}",
+        "batch",
+        "in window",
+        "reduce_by_key_and_window",
+        "keys",
+        "..._inv (subtract, nonzero)",
+        "keys"
+    );
+    for &b in &WINDOW_SHOW {
+        if b > tp.len() {
+            continue;
+        }
+        println!(
+            "  {:>6} {:>8} | {:>19.1} ms {:>8} | {:>23.1} ms {:>8}",
+            b,
+            b.min(30),
+            tp[b - 1],
+            kp[b - 1],
+            ti[b - 1],
+            ki[b - 1]
+        );
+    }
+    let tail = |t: &[f64]| median(&t[t.len().saturating_sub(10)..]);
+    println!(
+        "  median of the last 10 batches: plain {:.1} ms, inverse {:.1} ms ({:.1}x); total {:.2} s vs {:.2} s; peak RSS {:.0} MB vs {:.0} MB",
+        tail(&tp),
+        tail(&ti),
+        tail(&tp) / tail(&ti),
+        tp.iter().sum::<f64>() / 1e3,
+        ti.iter().sum::<f64>() / 1e3,
+        plain.f64("peak_rss_mb"),
+        inv.f64("peak_rss_mb"),
+    );
+    assert_eq!(kp, ki, "both forms must see the same keys per window");
+}
+
+fn child_window(inverse: bool, lines: u64, vocabulary: usize, batches: usize) {
+    let ctx = StreamingContext::new(config("bench-window")).expect("context");
+    let wc = ctx
+        .load_plugin(guest(guests::WORDCOUNT))
+        .expect("load wordcount");
+    let words = ctx
+        .source(Some("lines"), text_source(lines, vocabulary))
+        .and_then(|s| s.flat_map(&wc, "split"))
+        .expect("words");
+    let (length, slide) = (Duration::from_secs(30), Duration::from_secs(1));
+    let windowed = if inverse {
+        words.reduce_by_key_and_window_inv(
+            &wc,
+            "sum",
+            "subtract",
+            length,
+            slide,
+            None,
+            Some("nonzero"),
+        )
+    } else {
+        words.reduce_by_key_and_window(&wc, "sum", length, slide, None)
+    }
+    .expect("window");
+    let keys: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let sink = keys.clone();
+    windowed
+        .foreach_batch(move |_, parts| {
+            sink.lock()
+                .unwrap()
+                .push(parts.iter().map(|p| p.len()).sum::<usize>() as f64);
+            Ok(())
+        })
+        .expect("output");
+    let summary = ctx.run(Some(batches as u64)).expect("run");
+    let times: Vec<f64> = summary.stats.iter().map(|s| s.processing_ms).collect();
+    let keys = keys.lock().unwrap().clone();
+    report(&[
+        ("processing_ms", join(&times)),
+        ("keys", join(&keys)),
+        ("peak_rss_mb", format!("{:.1}", peak_rss_mb())),
+    ]);
+}
+
+// ---------------------------------------------------------------------------
+// 3. Stateful word count with 1 M keys
+
+const STATE_KEYS: u64 = 1_000_000;
+const STATE_BATCH: u64 = 200_000;
+const STATE_STEADY_BATCHES: u64 = 3;
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Batches of `(word, 1)`: first every key once, `STATE_BATCH` new keys per
+/// batch, then batches of random existing keys.
+fn state_batches() -> Vec<Vec<(Vec<u8>, [u8; 8])>> {
+    let one = 1i64.to_le_bytes();
+    let key = |n: u64| format!("key-{n}").into_bytes();
+    let mut batches = Vec::new();
+    for b in 0..STATE_KEYS / STATE_BATCH {
+        batches.push(
+            (b * STATE_BATCH..(b + 1) * STATE_BATCH)
+                .map(|n| (key(n), one))
+                .collect(),
+        );
+    }
+    for b in 0..STATE_STEADY_BATCHES {
+        batches.push(
+            (0..STATE_BATCH)
+                .map(|i| (key(splitmix(b << 32 | i) % STATE_KEYS), one))
+                .collect(),
+        );
+    }
+    batches
+}
+
+fn state_section() {
+    println!();
+    println!(
+        "3. stateful word count, {} M distinct keys: {} batches of {} K new keys, then {STATE_STEADY_BATCHES} of {} K random existing keys; running_count (String → i64)",
+        STATE_KEYS / 1_000_000,
+        STATE_KEYS / STATE_BATCH,
+        STATE_BATCH / 1000,
+        STATE_BATCH / 1000
+    );
+    let upd = run_child(&["state", "update"]);
+    let mws = run_child(&["state", "mapws"]);
+    let (tu, tm) = (upd.list("processing_ms"), mws.list("processing_ms"));
+    let (ku, km) = (upd.list("keys"), mws.list("keys"));
+    let (ru, rm) = (upd.list("rss_mb"), mws.list("rss_mb"));
+    println!(
+        "  {:>6} | {:>18} {:>9} {:>9} | {:>18} {:>9} {:>9}",
+        "batch", "update_state_by_key", "keys", "RSS MB", "map_with_state", "keys", "RSS MB"
+    );
+    for i in 0..tu.len().max(tm.len()) {
+        println!(
+            "  {:>6} | {:>15.1} ms {:>9} {:>9.0} | {:>15.1} ms {:>9} {:>9.0}",
+            i + 1,
+            tu[i],
+            ku[i],
+            ru[i],
+            tm[i],
+            km[i],
+            rm[i]
+        );
+    }
+    for (name, r, note) in [
+        (
+            "update_state_by_key",
+            &upd,
+            "keys counted from its output (the whole state)",
+        ),
+        (
+            "map_with_state",
+            &mws,
+            "keys by construction: no timeout, every key fed stays",
+        ),
+    ] {
+        let keys = *r.list("keys").last().expect("batches");
+        let growth = r.f64("rss_end_mb")
+            - (r.f64("rss_before_mb") - r.f64("queue_mb"))
+            - r.f64("live_batch_mb");
+        println!(
+            "  {name}: {:.0} keys, RSS {:.0} MB before start (incl. {:.0} MB of queued input) → {:.0} MB after the last batch (incl. {:.0} MB of that batch's buffers): {:.0} bytes per key; peak RSS {:.0} MB ({note})",
+            keys,
+            r.f64("rss_before_mb"),
+            r.f64("queue_mb"),
+            r.f64("rss_end_mb"),
+            r.f64("live_batch_mb"),
+            growth * 1024.0 * 1024.0 / keys,
+            r.f64("peak_rss_mb"),
+        );
+    }
+}
+
+fn child_state(update: bool) {
+    let ctx = StreamingContext::new(config("bench-state")).expect("context");
+    let wc = ctx
+        .load_plugin(guest(guests::WORDCOUNT))
+        .expect("load wordcount");
+    let batches = state_batches();
+    let queue_bytes: usize = batches
+        .iter()
+        .map(|b| b.iter().map(|(k, _)| 16 + k.len()).sum::<usize>())
+        .sum();
+    // Keys fed so far, batch by batch (map_with_state keeps every one).
+    let mut fed = std::collections::HashSet::new();
+    let distinct: Vec<f64> = batches
+        .iter()
+        .map(|b| {
+            fed.extend(b.iter().map(|(k, _)| k.clone()));
+            fed.len() as f64
+        })
+        .collect();
+    drop(fed);
+    let n_batches = batches.len();
+    let last_input_bytes = batches
+        .last()
+        .map_or(0, |b| b.iter().map(|(k, _)| 16 + k.len()).sum::<usize>());
+    let input = ctx.queue_stream(batches).expect("queue");
+    let out = if update {
+        input.update_state_by_key(&wc, "running_count", StateOptions::default())
+    } else {
+        input.map_with_state(&wc, "running_count", StateOptions::default())
+    }
+    .expect("state");
+    let seen: Arc<Mutex<Vec<(f64, f64, f64)>>> = Arc::default();
+    let sink = seen.clone();
+    out.foreach_batch(move |_, parts| {
+        let records = parts.iter().map(|p| p.len()).sum::<usize>() as f64;
+        let bytes = parts.iter().map(|p| p.byte_len()).sum::<usize>() as f64;
+        sink.lock().unwrap().push((records, bytes, rss_mb()));
+        Ok(())
+    })
+    .expect("output");
+    let rss_before = rss_mb();
+    let summary = ctx.run(Some(n_batches as u64)).expect("run");
+    let seen = seen.lock().unwrap().clone();
+    let times: Vec<f64> = summary.stats.iter().map(|s| s.processing_ms).collect();
+    let keys: Vec<f64> = if update {
+        seen.iter().map(|s| s.0).collect()
+    } else {
+        distinct
+    };
+    let (_, out_bytes, rss_end) = *seen.last().expect("batches");
+    let mb = |b: f64| b / (1024.0 * 1024.0);
+    report(&[
+        ("processing_ms", join(&times)),
+        ("keys", join(&keys)),
+        (
+            "rss_mb",
+            join(&seen.iter().map(|s| s.2).collect::<Vec<_>>()),
+        ),
+        ("rss_before_mb", format!("{rss_before:.2}")),
+        ("rss_end_mb", format!("{rss_end:.2}")),
+        ("queue_mb", format!("{:.2}", mb(queue_bytes as f64))),
+        (
+            "live_batch_mb",
+            format!("{:.2}", mb(out_bytes + last_input_bytes as f64)),
+        ),
+        ("peak_rss_mb", format!("{:.1}", peak_rss_mb())),
+    ]);
+}

@@ -615,7 +615,11 @@ impl<'a> GroupsBody<'a> {
             cursors.push(at);
             at += 4 * values + value_bytes;
         }
-        assert_eq!(at, buf.len(), "buffer length differs from GroupsBody::len_of");
+        assert_eq!(
+            at,
+            buf.len(),
+            "buffer length differs from GroupsBody::len_of"
+        );
         GroupsBody { buf, cursors }
     }
 
@@ -1049,7 +1053,10 @@ mod tests {
         body.push(2, b"4444");
         body.push(0, b"");
         assert_eq!(buf, w.into_bytes());
-        assert_eq!(GroupsBody::len_of(std::iter::empty()), GroupsWriter::new().into_bytes().len());
+        assert_eq!(
+            GroupsBody::len_of(std::iter::empty()),
+            GroupsWriter::new().into_bytes().len()
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! first-appearance order (input partitions in index order, records in
 //! arrival order), so outputs never depend on thread timing.
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::sync::Arc;
 
 use indexmap::IndexMap;
@@ -82,7 +83,14 @@ impl OpContext<'_> {
         slots: &mut [S],
         f: impl Fn(usize, &T, &mut S) -> Result<R, EngineError> + Sync + Send,
     ) -> Result<Vec<R>, EngineError> {
-        self.pool.install(|| items.par_iter().zip(slots.par_iter_mut()).enumerate().map(|(i, (t, s))| f(i, t, s)).collect())
+        self.pool.install(|| {
+            items
+                .par_iter()
+                .zip(slots.par_iter_mut())
+                .enumerate()
+                .map(|(i, (t, s))| f(i, t, s))
+                .collect()
+        })
     }
 
     /// Runs `f` on every item in parallel on the pool, keeping order.
@@ -93,6 +101,58 @@ impl OpContext<'_> {
     ) -> Result<Vec<R>, EngineError> {
         self.pool
             .install(|| items.par_iter().enumerate().map(|(i, t)| f(i, t)).collect())
+    }
+}
+
+/// The distinct keys of a partition, first appearance first, with each
+/// record's key number: what grouping needs, without collecting values.
+#[derive(Debug)]
+pub struct KeyIndex<'a> {
+    /// Distinct keys in first-appearance order.
+    pub keys: Vec<&'a [u8]>,
+    /// Per key: its first value.
+    pub first: Vec<&'a [u8]>,
+    /// Per key: how many records have it.
+    pub counts: Vec<u32>,
+    /// Per key: total bytes of its values (without length prefixes).
+    pub value_bytes: Vec<usize>,
+    /// Per record, in order: the number of its key.
+    pub ids: Vec<u32>,
+}
+
+impl<'a> KeyIndex<'a> {
+    /// Indexes `batch`.
+    pub fn new(batch: &'a RecordBatch) -> Self {
+        let mut map: HashMap<&[u8], u32, FxBuildHasher> =
+            HashMap::with_capacity_and_hasher(batch.len().min(1 << 12), FxBuildHasher);
+        let mut index = KeyIndex {
+            keys: Vec::new(),
+            first: Vec::new(),
+            counts: Vec::new(),
+            value_bytes: Vec::new(),
+            ids: Vec::with_capacity(batch.len()),
+        };
+        for (k, v) in batch.iter() {
+            let id = match map.entry(k) {
+                Entry::Occupied(e) => {
+                    let id = *e.get();
+                    index.counts[id as usize] += 1;
+                    index.value_bytes[id as usize] += v.len();
+                    id
+                }
+                Entry::Vacant(e) => {
+                    let id = u32::try_from(index.keys.len()).expect("fewer than 2^32 keys");
+                    e.insert(id);
+                    index.keys.push(k);
+                    index.first.push(v);
+                    index.counts.push(1);
+                    index.value_bytes.push(v.len());
+                    id
+                }
+            };
+            index.ids.push(id);
+        }
+        index
     }
 }
 

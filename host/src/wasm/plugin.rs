@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use wasmtime::{Engine, ExternType, FuncType, InstancePre, Module, Store, Trap, ValType};
+use wasmtime::{
+    Engine, Extern, ExternType, FuncType, InstancePre, Module, ModuleExport, Store, Trap, ValType,
+};
 use weir_abi::{
     read_reduced, write_update_entries, CallHeader, FunctionKind, GroupsWriter, RecordBatch,
     UpdateEntry, UpdateOutput, ABI_VERSION, EXPORT_ABI_VERSION, EXPORT_ALLOC, EXPORT_MEMORY,
@@ -31,6 +33,29 @@ pub(crate) struct Compiled {
     hash: [u8; 32],
     size: usize,
     functions: Vec<FunctionInfo>,
+    /// Exports resolved once at load, so a call looks nothing up by name.
+    exports: Exports,
+}
+
+/// Indices of the exports a call uses.
+struct Exports {
+    memory: ModuleExport,
+    alloc: ModuleExport,
+    /// One per entry of `functions`, in the same order.
+    functions: Vec<ModuleExport>,
+}
+
+impl Exports {
+    fn resolve(module: &Module, functions: &[FunctionInfo]) -> Option<Self> {
+        Some(Exports {
+            memory: module.get_export_index(EXPORT_MEMORY)?,
+            alloc: module.get_export_index(EXPORT_ALLOC)?,
+            functions: functions
+                .iter()
+                .map(|f| module.get_export_index(&f.kind.export_name(&f.name)))
+                .collect::<Option<_>>()?,
+        })
+    }
 }
 
 fn func_sig(ty: &FuncType) -> (Vec<ValType>, Vec<ValType>) {
@@ -170,6 +195,8 @@ impl Compiled {
                 pre,
                 hash,
                 size,
+                exports: Exports::resolve(&module, &functions)
+                    .expect("every export was found above"),
                 functions,
             }),
             _ => Err(LoadError::NotAPlugin {
@@ -317,9 +344,16 @@ impl Plugin {
         inv: &Invocation,
         input: &RecordBatch,
     ) -> Result<RecordBatch, CallError> {
-        let out = self.call(FunctionKind::Map, function, inv, input.as_bytes())?;
-        RecordBatch::from_bytes(out)
-            .map_err(|e| self.error(FunctionKind::Map, function, inv, e.into()))
+        let input = input.as_bytes();
+        self.call_with(
+            FunctionKind::Map,
+            function,
+            inv,
+            input.len(),
+            |buf| buf.copy_from_slice(input),
+            // Checked in guest memory, then copied out once.
+            |out| RecordBatch::from_slice(out).map_err(CallErrorKind::from),
+        )
     }
 
     /// Runs a reduce function over groups; returns one value per group.
@@ -330,10 +364,35 @@ impl Plugin {
         groups: GroupsWriter,
     ) -> Result<Vec<Vec<u8>>, CallError> {
         let n = groups.len();
-        let out = self.call(FunctionKind::Reduce, function, inv, &groups.into_bytes())?;
-        let values = read_reduced(&out, n)
-            .map_err(|e| self.error(FunctionKind::Reduce, function, inv, e.into()))?;
-        Ok(values.into_iter().map(<[u8]>::to_vec).collect())
+        let body = groups.into_bytes();
+        self.reduce_with(function, inv, n, body.len(), |buf| {
+            buf.copy_from_slice(&body)
+        })
+    }
+
+    /// Runs a reduce function over a body of `groups` groups and `body_len`
+    /// bytes that `write` writes straight into guest memory (framed as a
+    /// [`GroupsWriter`] would; see [`weir_abi::GroupsBody`]); returns one
+    /// value per group.
+    pub fn reduce_with(
+        &self,
+        function: &str,
+        inv: &Invocation,
+        groups: usize,
+        body_len: usize,
+        write: impl FnOnce(&mut [u8]),
+    ) -> Result<Vec<Vec<u8>>, CallError> {
+        self.call_with(
+            FunctionKind::Reduce,
+            function,
+            inv,
+            body_len,
+            write,
+            |out| {
+                let values = read_reduced(out, groups)?;
+                Ok(values.into_iter().map(<[u8]>::to_vec).collect())
+            },
+        )
     }
 
     /// Runs an update function over keyed entries.
@@ -343,14 +402,15 @@ impl Plugin {
         inv: &Invocation,
         entries: &[UpdateEntry<'_>],
     ) -> Result<UpdateOutput, CallError> {
-        let out = self.call(
+        let body = write_update_entries(entries);
+        self.call_with(
             FunctionKind::Update,
             function,
             inv,
-            &write_update_entries(entries),
-        )?;
-        UpdateOutput::decode(&out, entries.len())
-            .map_err(|e| self.error(FunctionKind::Update, function, inv, e.into()))
+            body.len(),
+            |buf| buf.copy_from_slice(&body),
+            |out| UpdateOutput::decode(out, entries.len()).map_err(CallErrorKind::from),
+        )
     }
 
     fn error(
@@ -383,40 +443,76 @@ impl Plugin {
         inv: &Invocation,
         body: &[u8],
     ) -> Result<Vec<u8>, CallError> {
-        if !self.has_function(kind, function) {
-            return Err(self.error(kind, function, inv, CallErrorKind::NoSuchFunction));
-        }
-        let mut store = self.compiled.store(&self.name, &inv.limits);
-        self.call_in(&mut store, kind, function, inv, body)
-            .map_err(|e| self.error(kind, function, inv, e))
+        self.call_with(
+            kind,
+            function,
+            inv,
+            body.len(),
+            |buf| buf.copy_from_slice(body),
+            |out| Ok(out.to_vec()),
+        )
     }
 
-    fn call_in(
+    /// The general call: `write` fills the `body_len` bytes after the call
+    /// header in guest memory; `read` turns the output of a successful call,
+    /// still in guest memory, into the result.
+    fn call_with<R>(
         &self,
-        store: &mut Store<CallState>,
         kind: FunctionKind,
         function: &str,
         inv: &Invocation,
-        body: &[u8],
-    ) -> Result<Vec<u8>, CallErrorKind> {
+        body_len: usize,
+        write: impl FnOnce(&mut [u8]),
+        read: impl FnOnce(&[u8]) -> Result<R, CallErrorKind>,
+    ) -> Result<R, CallError> {
+        let Some(index) = self
+            .compiled
+            .functions
+            .iter()
+            .position(|f| f.kind == kind && f.name == function)
+        else {
+            return Err(self.error(kind, function, inv, CallErrorKind::NoSuchFunction));
+        };
+        let mut store = self.compiled.store(&self.name, &inv.limits);
+        self.call_in(&mut store, index, inv, body_len, write, read)
+            .map_err(|e| self.error(kind, function, inv, e))
+    }
+
+    fn call_in<R>(
+        &self,
+        store: &mut Store<CallState>,
+        function: usize,
+        inv: &Invocation,
+        body_len: usize,
+        write: impl FnOnce(&mut [u8]),
+        read: impl FnOnce(&[u8]) -> Result<R, CallErrorKind>,
+    ) -> Result<R, CallErrorKind> {
         let limits = &inv.limits;
+        let exports = &self.compiled.exports;
         let instance = self
             .compiled
             .pre
             .instantiate(&mut *store)
             .map_err(|e| classify(e, store, limits, true))?;
-        let memory = instance
-            .get_memory(&mut *store, EXPORT_MEMORY)
-            .expect("validated at load");
-        let alloc = instance
-            .get_typed_func::<u32, u32>(&mut *store, EXPORT_ALLOC)
-            .expect("validated at load");
-        let export = kind.export_name(function);
-        let func = instance
-            .get_typed_func::<(u32, u32, u32), i32>(&mut *store, &export)
+        let Some(Extern::Memory(memory)) = instance.get_module_export(&mut *store, &exports.memory)
+        else {
+            unreachable!("validated at load")
+        };
+        let Some(Extern::Func(alloc)) = instance.get_module_export(&mut *store, &exports.alloc)
+        else {
+            unreachable!("validated at load")
+        };
+        let alloc = alloc.typed::<u32, u32>(&*store).expect("validated at load");
+        let Some(Extern::Func(func)) =
+            instance.get_module_export(&mut *store, &exports.functions[function])
+        else {
+            unreachable!("validated at load")
+        };
+        let func = func
+            .typed::<(u32, u32, u32), i32>(&*store)
             .expect("validated at load");
 
-        let input_len = HEADER_LEN + body.len();
+        let input_len = HEADER_LEN + body_len;
         let result_off = input_len.next_multiple_of(8);
         let total = result_off + RESULT_AREA_LEN;
         let total_u32 = u32::try_from(total).map_err(|_| CallErrorKind::OutputTooLarge {
@@ -430,7 +526,7 @@ impl Plugin {
         check_range(mem.len(), "weir_alloc result", ptr as u64, total as u64)?;
         let base = ptr as usize;
         mem[base..base + HEADER_LEN].copy_from_slice(&inv.header.encode());
-        mem[base + HEADER_LEN..base + input_len].copy_from_slice(body);
+        write(&mut mem[base + HEADER_LEN..base + input_len]);
         mem[base + result_off..base + total].fill(0);
 
         let status = func
@@ -467,7 +563,7 @@ impl Plugin {
         }
         let bytes = &mem[out_ptr as usize..(out_ptr + out_len) as usize];
         if succeeded {
-            return Ok(bytes.to_vec());
+            return read(bytes);
         }
         match std::str::from_utf8(bytes) {
             Ok(msg) => Err(CallErrorKind::Guest {

@@ -102,6 +102,7 @@ struct RawStream {
     timeout: Option<Spanned<String>>,
     initial_state: Option<Spanned<String>>,
     initial_state_format: Option<Spanned<String>>,
+    n: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,6 +144,7 @@ pub const OPERATORS: &[(&str, &str)] = &[
     ("update_state_by_key", "updateStateByKey"),
     ("map_with_state", "mapWithState"),
     ("state_snapshots", "stateSnapshots"),
+    ("top", "top"),
 ];
 
 const WINDOW_OPS: &[&str] = &[
@@ -280,6 +282,8 @@ pub struct StreamDef {
     pub timeout: Option<Duration>,
     /// Initial state.
     pub initial_state: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Records kept by `top`.
+    pub n: usize,
     span: Range<usize>,
 }
 
@@ -519,8 +523,9 @@ impl Pipeline {
                     {
                         None | Some(("text", _)) => GeneratorKind::Text,
                         Some(("key_value", _)) => GeneratorKind::KeyValue,
+                        Some(("tweets", _)) => GeneratorKind::Tweets,
                         Some((other, span)) => {
-                            p.at(span, format!("unknown generator output `{other}`; use \"text\" or \"key_value\""));
+                            p.at(span, format!("unknown generator output `{other}`; use \"text\", \"tweets\" or \"key_value\""));
                             GeneratorKind::Text
                         }
                     };
@@ -685,6 +690,7 @@ impl Pipeline {
                     | "count_by_window"
                     | "reduce_by_window"
                     | "state_snapshots"
+                    | "top"
             );
             let partitions = match &s.partitions {
                 Some(n) if !takes_partitions => {
@@ -723,6 +729,14 @@ impl Pipeline {
                 filter: extra.filter,
                 timeout: extra.timeout,
                 initial_state: extra.initial_state,
+                n: match &s.n {
+                    Some(n) if op != "top" => {
+                        p.at(n.span(), format!("stream `{name}`: `{op}` takes no `n`"));
+                        0
+                    }
+                    Some(n) => *n.get_ref(),
+                    None => 10,
+                },
                 span: span.clone(),
             });
         }
@@ -1154,6 +1168,7 @@ fn build_stream(
             }
         }
         "state_snapshots" => input.state_snapshots(),
+        "top" => input.top(s.n),
         other => Err(BuildError::Invalid(format!("unknown operator `{other}`"))),
     }
 }

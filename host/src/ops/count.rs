@@ -100,6 +100,18 @@ pub fn count_by_value(
     ctx.par_map(&shuffled, |_, batch| Ok(sum_counts(batch)))
 }
 
+/// The `n` records with the largest canonical counts, largest first, ties
+/// broken by key bytes; one partition.
+pub fn top(input: &[RecordBatch], n: usize) -> Partitions {
+    let mut all: Vec<(i64, &[u8], &[u8])> = input
+        .iter()
+        .flat_map(|b| b.iter())
+        .map(|(k, v)| (canonical::decode_count(v).unwrap_or(i64::MIN), k, v))
+        .collect();
+    all.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    vec![all.into_iter().take(n).map(|(_, k, v)| (k, v)).collect()]
+}
+
 /// Adds up canonical counts per key, first appearance first.
 pub fn sum_counts(batch: &RecordBatch) -> RecordBatch {
     let mut counts: IndexMap<&[u8], i64, FxBuildHasher> = IndexMap::default();

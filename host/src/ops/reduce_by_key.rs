@@ -9,9 +9,18 @@ use crate::error::EngineError;
 use crate::stream::graph::Combiner;
 
 /// Runs `reduce_by_key` into `partitions` output partitions.
-pub fn apply(ctx: &OpContext<'_>, combiner: &Combiner, input: &[RecordBatch], partitions: usize) -> Result<Partitions, EngineError> {
+pub fn apply(
+    ctx: &OpContext<'_>,
+    combiner: &Combiner,
+    input: &[RecordBatch],
+    partitions: usize,
+) -> Result<Partitions, EngineError> {
     let n = input.len();
-    let combined = ctx.par_map(input, |p, batch| combine_partition(ctx, combiner, batch, p, n))?;
+    let combined = ctx.par_map(input, |p, batch| {
+        combine_partition(ctx, combiner, batch, p, n)
+    })?;
     let shuffled = shuffle(ctx, &combined, partitions)?;
-    ctx.par_map(&shuffled, |p, batch| combine_partition(ctx, combiner, batch, p, partitions))
+    ctx.par_map(&shuffled, |p, batch| {
+        combine_partition(ctx, combiner, batch, p, partitions)
+    })
 }

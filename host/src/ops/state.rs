@@ -33,7 +33,10 @@ pub struct StateStore {
 impl StateStore {
     /// `(key, state)` records in key order.
     pub fn snapshot(&self) -> RecordBatch {
-        self.entries.iter().map(|(k, e)| (k.as_slice(), e.value.as_slice())).collect()
+        self.entries
+            .iter()
+            .map(|(k, e)| (k.as_slice(), e.value.as_slice()))
+            .collect()
     }
 }
 
@@ -41,7 +44,13 @@ impl StateStore {
 pub fn initial_stores(spec: &StateSpec, active_ms: i64) -> Vec<StateStore> {
     let mut stores = vec![StateStore::default(); spec.partitions];
     for (k, v) in &spec.initial {
-        stores[partition_of(k, spec.partitions)].entries.insert(k.clone(), StateEntry { value: v.clone(), last_active_ms: active_ms });
+        stores[partition_of(k, spec.partitions)].entries.insert(
+            k.clone(),
+            StateEntry {
+                value: v.clone(),
+                last_active_ms: active_ms,
+            },
+        );
     }
     stores
 }
@@ -63,7 +72,14 @@ pub fn update(
         // key → (state, timed out, new values), sorted by key.
         let mut calls: BTreeMap<&[u8], (Option<&[u8]>, bool, Vec<&[u8]>)> = BTreeMap::new();
         for (k, vs) in &groups {
-            calls.insert(k, (store.entries.get(*k).map(|e| e.value.as_slice()), false, vs.clone()));
+            calls.insert(
+                k,
+                (
+                    store.entries.get(*k).map(|e| e.value.as_slice()),
+                    false,
+                    vs.clone(),
+                ),
+            );
         }
         for (k, e) in &store.entries {
             if calls.contains_key(k.as_slice()) {
@@ -74,7 +90,10 @@ pub fn update(
                     calls.insert(k, (Some(&e.value), false, Vec::new()));
                 }
                 StateMode::MapWithState => {
-                    if spec.timeout_ms.is_some_and(|t| batch_time_ms - e.last_active_ms >= t) {
+                    if spec
+                        .timeout_ms
+                        .is_some_and(|t| batch_time_ms - e.last_active_ms >= t)
+                    {
                         calls.insert(k, (Some(&e.value), true, Vec::new()));
                     }
                 }
@@ -88,10 +107,21 @@ pub fn update(
         }
         let entries: Vec<UpdateEntry<'_>> = calls
             .iter()
-            .map(|(k, (state, timed_out, values))| UpdateEntry { key: k, state: *state, timed_out: *timed_out, values: values.clone() })
+            .map(|(k, (state, timed_out, values))| UpdateEntry {
+                key: k,
+                state: *state,
+                timed_out: *timed_out,
+                values: values.clone(),
+            })
             .collect();
-        let out = spec.func.plugin.update(&spec.func.function, &ctx.invocation(p, n), &entries)?;
-        let changes: Vec<(Vec<u8>, bool, bool)> = entries.iter().map(|e| (e.key.to_vec(), e.timed_out, !e.values.is_empty())).collect();
+        let out = spec
+            .func
+            .plugin
+            .update(&spec.func.function, &ctx.invocation(p, n), &entries)?;
+        let changes: Vec<(Vec<u8>, bool, bool)> = entries
+            .iter()
+            .map(|e| (e.key.to_vec(), e.timed_out, !e.values.is_empty()))
+            .collect();
         drop(entries);
         drop(calls);
         for ((key, timed_out, had_values), new_state) in changes.into_iter().zip(out.states) {
@@ -103,7 +133,13 @@ pub fn update(
                         Some(e) if !had_values => e.last_active_ms,
                         _ => batch_time_ms,
                     };
-                    store.entries.insert(key, StateEntry { value, last_active_ms });
+                    store.entries.insert(
+                        key,
+                        StateEntry {
+                            value,
+                            last_active_ms,
+                        },
+                    );
                 }
                 _ => {
                     store.entries.remove(&key);

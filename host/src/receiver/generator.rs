@@ -19,6 +19,9 @@ pub enum GeneratorKind {
     Text,
     /// Keyed records: key `key-N` (Zipf), value an `i64` in 0..1000.
     KeyValue,
+    /// Lines like short posts: words, and every fourth word a `#hashtag`
+    /// drawn from the same Zipf vocabulary.
+    Tweets,
 }
 
 /// Generator settings.
@@ -106,12 +109,15 @@ impl GeneratorSource {
     fn record(&self, i: u64, block: &mut RecordBatch, line: &mut Vec<u8>) {
         let mut state = splitmix(self.config.seed ^ splitmix(i));
         match self.config.kind {
-            GeneratorKind::Text => {
+            GeneratorKind::Text | GeneratorKind::Tweets => {
                 line.clear();
                 for w in 0..self.config.words_per_line {
                     state = splitmix(state);
                     if w > 0 {
                         line.push(b' ');
+                    }
+                    if self.config.kind == GeneratorKind::Tweets && w % 4 == 3 {
+                        line.push(b'#');
                     }
                     line.extend_from_slice(self.words[self.pick(state)].as_bytes());
                 }

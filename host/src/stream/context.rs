@@ -852,6 +852,20 @@ impl Stream {
         self.state_op(StateMode::MapWithState, plugin, function, options)
     }
 
+    /// The `n` records with the largest counts, largest first (ties by
+    /// key), in one partition: Spark's `transform(rdd => rdd.sortBy(..).take(n))`
+    /// for streams of counts (`count_by_value`, `count_by_value_and_window`).
+    pub fn top(&self, n: usize) -> Result<Stream, BuildError> {
+        let kind = self.builder.borrow().graph.nodes[self.id].value_kind;
+        if kind != super::graph::ValueKind::Count {
+            return Err(BuildError::Invalid(format!(
+                "top: `{}` does not hold counts; use it after count_by_value, count_by_value_and_window or count",
+                self.name()
+            )));
+        }
+        self.derive(None, Op::Top { n }, vec![self.id], 1)
+    }
+
     /// The state of an `update_state_by_key` / `map_with_state` stream
     /// after every batch, as `(key, state)` (Spark's `stateSnapshots`).
     pub fn state_snapshots(&self) -> Result<Stream, BuildError> {

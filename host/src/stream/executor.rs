@@ -179,6 +179,7 @@ fn eval_stateless(
             ops::repartition::union(&slices)
         }
         Op::Count => ops::count::count(inputs[0]),
+        Op::Top { n } => ops::count::top(inputs[0], *n),
         Op::Reduce { func } => ops::count::reduce(ctx, func, inputs[0])?,
         Op::CountByValue { partitions } => ops::count::count_by_value(ctx, inputs[0], *partitions)?,
         Op::ReduceByKey { func, partitions } => {

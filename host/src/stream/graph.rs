@@ -108,6 +108,8 @@ pub enum Op {
     State(Box<StateSpec>),
     /// The state of a `State` node after each batch, as `(key, state)`.
     StateSnapshots { of: NodeId },
+    /// The `n` records with the largest counts, largest first (ties by key).
+    Top { n: usize },
 }
 
 /// How values of a key are combined.
@@ -225,6 +227,7 @@ impl Op {
             Op::State(s) if s.mode == StateMode::UpdateStateByKey => "update_state_by_key",
             Op::State(_) => "map_with_state",
             Op::StateSnapshots { .. } => "state_snapshots",
+            Op::Top { .. } => "top",
         }
     }
 
@@ -236,7 +239,7 @@ impl Op {
             Op::Join { .. } => ValueKind::Pair,
             Op::CoGroup { .. } => ValueKind::CoGroup,
             Op::ReduceByKeyAndWindow(w) if w.counts => ValueKind::Count,
-            Op::Repartition { .. } | Op::Window { .. } => inputs[0],
+            Op::Repartition { .. } | Op::Window { .. } | Op::Top { .. } => inputs[0],
             Op::Union if inputs.iter().all(|k| *k == inputs[0]) => inputs[0],
             _ => ValueKind::Opaque,
         }
@@ -293,6 +296,7 @@ impl Graph {
                         format!("{}, partitions {partitions}", func.label())
                     }
                     Op::Union | Op::Count | Op::StateSnapshots { .. } => String::new(),
+                    Op::Top { n } => format!("n {n}"),
                     Op::Window {
                         length_ms,
                         slide_ms,

@@ -39,10 +39,17 @@ pub fn running_count(
     Some((word, new_total))
 }
 
+/// The hashtags of a line, as unkeyed values (`count_by_value` counts them).
+#[map]
+pub fn hashtags(line: String) -> Vec<((), String)> {
+    line.split_whitespace().filter(|w| w.len() > 1 && w.starts_with('#')).map(|w| ((), w.to_owned())).collect()
+}
+
 /// Inverse of [`sum`], for windows with an inverse function.
 #[reduce]
 pub fn subtract(a: i64, b: i64) -> Result<i64, String> {
-    a.checked_sub(b).ok_or_else(|| format!("count overflow subtracting {b} from {a}"))
+    a.checked_sub(b)
+        .ok_or_else(|| format!("count overflow subtracting {b} from {a}"))
 }
 
 /// Keeps words whose count is not zero (the filter of an incremental window).

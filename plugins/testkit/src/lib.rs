@@ -92,8 +92,16 @@ pub fn nonzero(key: Vec<u8>, value: i64) -> Option<(Vec<u8>, i64)> {
 
 /// Running sum that removes the key when the total drops below zero.
 #[update]
-pub fn bounded_sum(key: Vec<u8>, values: Vec<i64>, state: &mut State<i64>) -> Option<(Vec<u8>, i64)> {
-    let total = state.get().copied().unwrap_or(0).wrapping_add(values.iter().sum());
+pub fn bounded_sum(
+    key: Vec<u8>,
+    values: Vec<i64>,
+    state: &mut State<i64>,
+) -> Option<(Vec<u8>, i64)> {
+    let total = state
+        .get()
+        .copied()
+        .unwrap_or(0)
+        .wrapping_add(values.iter().sum());
     if total < 0 {
         state.remove();
         None

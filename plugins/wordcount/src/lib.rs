@@ -42,7 +42,10 @@ pub fn running_count(
 /// The hashtags of a line, as unkeyed values (`count_by_value` counts them).
 #[map]
 pub fn hashtags(line: String) -> Vec<((), String)> {
-    line.split_whitespace().filter(|w| w.len() > 1 && w.starts_with('#')).map(|w| ((), w.to_owned())).collect()
+    line.split_whitespace()
+        .filter(|w| w.len() > 1 && w.starts_with('#'))
+        .map(|w| ((), w.to_owned()))
+        .collect()
 }
 
 /// Inverse of [`sum`], for windows with an inverse function.

@@ -374,7 +374,12 @@ fn random_update_body(rng: &mut StdRng, bad: f64) -> Vec<u8> {
 /// also has the window helpers `subtract` and `nonzero`).
 #[test]
 fn all_three_export_the_core_functions() {
-    let names = |p: &Plugin| -> Vec<String> { p.functions().iter().map(|f| format!("{}:{}", f.kind, f.name)).collect() };
+    let names = |p: &Plugin| -> Vec<String> {
+        p.functions()
+            .iter()
+            .map(|f| format!("{}:{}", f.kind, f.name))
+            .collect()
+    };
     let core = ["map:split", "reduce:sum", "update:running_count"];
     for (lang, plugin) in IMPLS.iter() {
         let have = names(plugin);

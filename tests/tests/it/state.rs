@@ -20,7 +20,12 @@ fn input(seed: u64, batches: usize) -> Vec<Vec<Rec>> {
             }
             let base = (b / 3) as u32 * 2;
             (0..rng.gen_range(1..30))
-                .map(|_| (format!("k{}", base + rng.gen_range(0..6)).into_bytes(), rng.gen_range(-8i64..10).to_le_bytes().to_vec()))
+                .map(|_| {
+                    (
+                        format!("k{}", base + rng.gen_range(0..6)).into_bytes(),
+                        rng.gen_range(-8i64..10).to_le_bytes().to_vec(),
+                    )
+                })
                 .collect()
         })
         .collect()
@@ -44,7 +49,16 @@ fn update_state_by_key_keeps_running_totals_and_removes_keys() {
     let ctx = context(simulated_config(3, 2));
     let tk = shared_plugin(guests::TESTKIT);
     let src = ctx.queue_stream(data.clone()).unwrap();
-    let state = src.update_state_by_key(&tk, "bounded_sum", StateOptions { partitions: Some(2), ..Default::default() }).unwrap();
+    let state = src
+        .update_state_by_key(
+            &tk,
+            "bounded_sum",
+            StateOptions {
+                partitions: Some(2),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     let out = collect(&state);
     let snaps = collect(&state.state_snapshots().unwrap());
     ctx.run(Some(data.len() as u64)).unwrap();
@@ -66,13 +80,24 @@ fn update_state_by_key_keeps_running_totals_and_removes_keys() {
         }
         let got = records(&out[i].1);
         assert_eq!(map_of(&got), sim, "state after batch {i}");
-        let mut sorted_within: Vec<Vec<Rec>> = out[i].1.iter().map(|p| p.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect()).collect();
+        let mut sorted_within: Vec<Vec<Rec>> = out[i]
+            .1
+            .iter()
+            .map(|p| p.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect())
+            .collect();
         for p in &mut sorted_within {
             let keys: Vec<&Vec<u8>> = p.iter().map(|(k, _)| k).collect();
-            assert!(keys.windows(2).all(|w| w[0] < w[1]), "state is emitted in key order");
+            assert!(
+                keys.windows(2).all(|w| w[0] < w[1]),
+                "state is emitted in key order"
+            );
             p.clear();
         }
-        assert_eq!(records(&snaps[i].1), got, "snapshot equals the state stream");
+        assert_eq!(
+            records(&snaps[i].1),
+            got,
+            "snapshot equals the state stream"
+        );
     }
 }
 
@@ -83,8 +108,15 @@ fn map_with_state_emits_for_keys_with_values_and_times_out_once() {
     let ctx = context(simulated_config(2, 2));
     let tk = shared_plugin(guests::TESTKIT);
     let src = ctx.queue_stream(data.clone()).unwrap();
-    let initial = vec![(b"k0".to_vec(), 100i64.to_le_bytes().to_vec()), (b"zz".to_vec(), 7i64.to_le_bytes().to_vec())];
-    let options = StateOptions { partitions: Some(3), timeout: Some(Duration::from_secs(timeout_batches)), initial_state: initial.clone() };
+    let initial = vec![
+        (b"k0".to_vec(), 100i64.to_le_bytes().to_vec()),
+        (b"zz".to_vec(), 7i64.to_le_bytes().to_vec()),
+    ];
+    let options = StateOptions {
+        partitions: Some(3),
+        timeout: Some(Duration::from_secs(timeout_batches)),
+        initial_state: initial.clone(),
+    };
     let mapped = src.map_with_state(&tk, "session", options).unwrap();
     let out = collect(&mapped);
     let snaps = collect(&mapped.state_snapshots().unwrap());
@@ -92,7 +124,10 @@ fn map_with_state_emits_for_keys_with_values_and_times_out_once() {
 
     // Simulation: (total, last batch with values); initial keys are active
     // at the first batch.
-    let mut sim: BTreeMap<Vec<u8>, (i64, usize)> = initial.iter().map(|(k, v)| (k.clone(), (count(v), 1))).collect();
+    let mut sim: BTreeMap<Vec<u8>, (i64, usize)> = initial
+        .iter()
+        .map(|(k, v)| (k.clone(), (count(v), 1)))
+        .collect();
     let out = out.lock().unwrap();
     let snaps = snaps.lock().unwrap();
     let mut timeouts: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
@@ -100,8 +135,13 @@ fn map_with_state_emits_for_keys_with_values_and_times_out_once() {
         let b = i + 1;
         let mut want: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
         let batch_sums = sums(batch);
-        let expired: Vec<Vec<u8>> =
-            sim.iter().filter(|(k, (_, last))| !batch_sums.contains_key(*k) && b - last >= timeout_batches as usize).map(|(k, _)| k.clone()).collect();
+        let expired: Vec<Vec<u8>> = sim
+            .iter()
+            .filter(|(k, (_, last))| {
+                !batch_sums.contains_key(*k) && b - last >= timeout_batches as usize
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in expired {
             let (total, _) = sim.remove(&k).unwrap();
             want.insert(k.clone(), -1 - total);
@@ -116,9 +156,16 @@ fn map_with_state_emits_for_keys_with_values_and_times_out_once() {
         assert_eq!(map_of(&got), want, "emitted records of batch {b}");
         assert_eq!(got.len(), want.len(), "one record per called key");
         let state: BTreeMap<Vec<u8>, i64> = sim.iter().map(|(k, (t, _))| (k.clone(), *t)).collect();
-        assert_eq!(map_of(&records(&snaps[i].1)), state, "state after batch {b}");
+        assert_eq!(
+            map_of(&records(&snaps[i].1)),
+            state,
+            "state after batch {b}"
+        );
     }
-    assert!(timeouts.contains_key(&b"zz".to_vec()), "an initial key that never gets values times out");
+    assert!(
+        timeouts.contains_key(&b"zz".to_vec()),
+        "an initial key that never gets values times out"
+    );
     assert!(!timeouts.is_empty());
 }
 
@@ -129,8 +176,27 @@ fn state_output_is_identical_across_worker_counts() {
         let ctx = context(simulated_config(4, workers));
         let tk = shared_plugin(guests::TESTKIT);
         let src = ctx.queue_stream(data.clone()).unwrap();
-        let s = src.map_with_state(&tk, "session", StateOptions { timeout: Some(Duration::from_secs(3)), ..Default::default() }).unwrap();
-        let w = src.reduce_by_key_and_window_inv(&tk, "sum", "sub", Duration::from_secs(4), Duration::from_secs(2), None, Some("nonzero")).unwrap();
+        let s = src
+            .map_with_state(
+                &tk,
+                "session",
+                StateOptions {
+                    timeout: Some(Duration::from_secs(3)),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let w = src
+            .reduce_by_key_and_window_inv(
+                &tk,
+                "sum",
+                "sub",
+                Duration::from_secs(4),
+                Duration::from_secs(2),
+                None,
+                Some("nonzero"),
+            )
+            .unwrap();
         let a = collect(&s);
         let b = collect(&s.state_snapshots().unwrap());
         let c = collect(&w);
@@ -146,10 +212,38 @@ fn state_options_are_checked() {
     let ctx = context(simulated_config(2, 2));
     let tk = shared_plugin(guests::TESTKIT);
     let src = ctx.queue_stream(input(4, 1)).unwrap();
-    let err = src.update_state_by_key(&tk, "sum", StateOptions::default()).err().unwrap().to_string();
-    assert!(err.contains("update_state_by_key needs a update function") || err.contains("needs an update"), "{err}");
-    let err = src.update_state_by_key(&tk, "bounded_sum", StateOptions { timeout: Some(Duration::from_secs(1)), ..Default::default() }).err().unwrap().to_string();
+    let err = src
+        .update_state_by_key(&tk, "sum", StateOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("update_state_by_key needs a update function")
+            || err.contains("needs an update"),
+        "{err}"
+    );
+    let err = src
+        .update_state_by_key(
+            &tk,
+            "bounded_sum",
+            StateOptions {
+                timeout: Some(Duration::from_secs(1)),
+                ..Default::default()
+            },
+        )
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("map_with_state"), "{err}");
-    let err = src.count().unwrap().state_snapshots().err().unwrap().to_string();
-    assert!(err.contains("not an update_state_by_key or map_with_state"), "{err}");
+    let err = src
+        .count()
+        .unwrap()
+        .state_snapshots()
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("not an update_state_by_key or map_with_state"),
+        "{err}"
+    );
 }

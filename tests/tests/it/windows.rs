@@ -10,7 +10,9 @@ use rand::{Rng, SeedableRng};
 use weir::stream::StreamingContext;
 use weir::wasm::Plugin;
 use weir::StreamingConfig;
-use weir_tests::{collect, context, count, guests, records, shared_plugin, simulated_config, Collected};
+use weir_tests::{
+    collect, context, count, guests, records, shared_plugin, simulated_config, Collected,
+};
 
 type Rec = (Vec<u8>, Vec<u8>);
 
@@ -25,7 +27,12 @@ fn input(seed: u64, batches: usize) -> Vec<Vec<Rec>> {
             }
             let base = (b / 4) as u32 * 3;
             (0..rng.gen_range(1..40))
-                .map(|_| (format!("k{}", base + rng.gen_range(0..8)).into_bytes(), rng.gen_range(-5i64..20).to_le_bytes().to_vec()))
+                .map(|_| {
+                    (
+                        format!("k{}", base + rng.gen_range(0..8)).into_bytes(),
+                        rng.gen_range(-5i64..20).to_le_bytes().to_vec(),
+                    )
+                })
                 .collect()
         })
         .collect()
@@ -55,7 +62,10 @@ struct Run {
 }
 
 fn run(partitions: usize) -> Run {
-    Run { ctx: context(simulated_config(partitions, 2)), tk: shared_plugin(guests::TESTKIT) }
+    Run {
+        ctx: context(simulated_config(partitions, 2)),
+        tk: shared_plugin(guests::TESTKIT),
+    }
 }
 
 fn as_sums(recs: &[Rec]) -> BTreeMap<Vec<u8>, i64> {
@@ -69,8 +79,14 @@ fn as_sums(recs: &[Rec]) -> BTreeMap<Vec<u8>, i64> {
 fn check_times(out: &Collected, slide: u64) -> Vec<Vec<Rec>> {
     let got = out.lock().unwrap();
     let times: Vec<i64> = got.iter().map(|(t, _)| *t).collect();
-    let expected: Vec<i64> = slide_times(slide).iter().map(|b| *b as i64 * 1000).collect();
-    assert_eq!(times, expected, "windows are emitted at slide times, stamped with the window end");
+    let expected: Vec<i64> = slide_times(slide)
+        .iter()
+        .map(|b| *b as i64 * 1000)
+        .collect();
+    assert_eq!(
+        times, expected,
+        "windows are emitted at slide times, stamped with the window end"
+    );
     got.iter().map(|(_, p)| records(p)).collect()
 }
 
@@ -98,9 +114,21 @@ fn reduce_by_key_and_window_plain_and_inverse_match_the_oracle() {
     for &(length, slide) in SHAPES {
         let r = run(3);
         let src = r.ctx.queue_stream(data.clone()).unwrap();
-        let plain = collect(&src.reduce_by_key_and_window(&r.tk, "sum", secs(length), secs(slide), Some(2)).unwrap());
+        let plain = collect(
+            &src.reduce_by_key_and_window(&r.tk, "sum", secs(length), secs(slide), Some(2))
+                .unwrap(),
+        );
         let inv = collect(
-            &src.reduce_by_key_and_window_inv(&r.tk, "sum", "sub", secs(length), secs(slide), Some(4), Some("nonzero")).unwrap(),
+            &src.reduce_by_key_and_window_inv(
+                &r.tk,
+                "sum",
+                "sub",
+                secs(length),
+                secs(slide),
+                Some(4),
+                Some("nonzero"),
+            )
+            .unwrap(),
         );
         r.ctx.run(Some(BATCHES as u64)).unwrap();
         let plain = check_times(&plain, slide);
@@ -110,8 +138,13 @@ fn reduce_by_key_and_window_plain_and_inverse_match_the_oracle() {
             let p_map = as_sums(p);
             assert_eq!(p_map.len(), p.len(), "each key once");
             assert_eq!(p_map, oracle, "plain ({length},{slide}) at batch {end}");
-            let filtered: BTreeMap<Vec<u8>, i64> = oracle.into_iter().filter(|(_, v)| *v != 0).collect();
-            assert_eq!(as_sums(i), filtered, "inverse ({length},{slide}) at batch {end}");
+            let filtered: BTreeMap<Vec<u8>, i64> =
+                oracle.into_iter().filter(|(_, v)| *v != 0).collect();
+            assert_eq!(
+                as_sums(i),
+                filtered,
+                "inverse ({length},{slide}) at batch {end}"
+            );
         }
     }
 }
@@ -123,7 +156,10 @@ fn windowed_reduce_combines_in_time_order() {
     let data = input(3, BATCHES);
     let r = run(2);
     let src = r.ctx.queue_stream(data.clone()).unwrap();
-    let out = collect(&src.reduce_by_key_and_window(&r.tk, "concat", secs(4), secs(2), None).unwrap());
+    let out = collect(
+        &src.reduce_by_key_and_window(&r.tk, "concat", secs(4), secs(2), None)
+            .unwrap(),
+    );
     r.ctx.run(Some(BATCHES as u64)).unwrap();
     for (got, end) in check_times(&out, 2).into_iter().zip(slide_times(2)) {
         let mut want: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
@@ -141,27 +177,48 @@ fn count_and_reduce_by_window_and_count_by_value_and_window() {
         let r = run(3);
         let src = r.ctx.queue_stream(data.clone()).unwrap();
         let counts = collect(&src.count_by_window(secs(length), secs(slide)).unwrap());
-        let totals = collect(&src.reduce_by_window(&r.tk, "sum", secs(length), secs(slide)).unwrap());
-        let by_value = collect(&src.count_by_value_and_window(secs(length), secs(slide), Some(2)).unwrap());
+        let totals = collect(
+            &src.reduce_by_window(&r.tk, "sum", secs(length), secs(slide))
+                .unwrap(),
+        );
+        let by_value = collect(
+            &src.count_by_value_and_window(secs(length), secs(slide), Some(2))
+                .unwrap(),
+        );
         r.ctx.run(Some(BATCHES as u64)).unwrap();
         let counts = check_times(&counts, slide);
         let totals = check_times(&totals, slide);
         let by_value = check_times(&by_value, slide);
         for (i, end) in slide_times(slide).into_iter().enumerate() {
             let window = in_window(&data, end, length as usize);
-            assert_eq!(counts[i], vec![(vec![], (window.len() as i64).to_le_bytes().to_vec())], "count ({length},{slide}) at {end}");
+            assert_eq!(
+                counts[i],
+                vec![(vec![], (window.len() as i64).to_le_bytes().to_vec())],
+                "count ({length},{slide}) at {end}"
+            );
             let sum: i64 = window.iter().map(|(_, v)| count(v)).sum();
             if window.is_empty() {
-                assert!(totals[i].is_empty(), "reduce of an empty window has no record");
+                assert!(
+                    totals[i].is_empty(),
+                    "reduce of an empty window has no record"
+                );
             } else {
-                assert_eq!(totals[i], vec![(vec![], sum.to_le_bytes().to_vec())], "reduce ({length},{slide}) at {end}");
+                assert_eq!(
+                    totals[i],
+                    vec![(vec![], sum.to_le_bytes().to_vec())],
+                    "reduce ({length},{slide}) at {end}"
+                );
             }
             // count_by_value of keyed records: element = framed (key, value).
             let mut want: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
             for (k, v) in &window {
                 *want.entry(weir::ops::count::element(k, v)).or_default() += 1;
             }
-            assert_eq!(as_sums(&by_value[i]), want, "count_by_value_and_window ({length},{slide}) at {end}");
+            assert_eq!(
+                as_sums(&by_value[i]),
+                want,
+                "count_by_value_and_window ({length},{slide}) at {end}"
+            );
         }
     }
 }
@@ -170,9 +227,20 @@ fn count_and_reduce_by_window_and_count_by_value_and_window() {
 fn window_length_and_slide_must_be_multiples_of_the_interval() {
     let r = run(2);
     let src = r.ctx.queue_stream(input(5, 2)).unwrap();
-    let err = src.window(Duration::from_millis(2500), secs(1)).err().unwrap().to_string();
-    assert!(err.contains("2500 ms") && err.contains("1000 ms") && err.contains("multiples"), "{err}");
-    let err = src.reduce_by_key_and_window(&r.tk, "sum", secs(4), Duration::from_millis(300), None).err().unwrap().to_string();
+    let err = src
+        .window(Duration::from_millis(2500), secs(1))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("2500 ms") && err.contains("1000 ms") && err.contains("multiples"),
+        "{err}"
+    );
+    let err = src
+        .reduce_by_key_and_window(&r.tk, "sum", secs(4), Duration::from_millis(300), None)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("300 ms") && err.contains("4000 ms"), "{err}");
     // A window of a window slides with its parent.
     let w = src.window(secs(4), secs(2)).unwrap();

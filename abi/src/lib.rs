@@ -34,6 +34,12 @@ pub const ABI_VERSION: i32 = 1;
 
 /// Export that returns the module's ABI version: `() -> i32`.
 pub const EXPORT_ABI_VERSION: &str = "weir_abi_version";
+/// Optional export: the version of the state encoding the module's update
+/// functions use, `() -> i32`; absent means 0. An upgrade to a module with
+/// another state version migrates state through `migrate:state`.
+pub const EXPORT_STATE_VERSION: &str = "weir_state_version";
+/// The migration function the host calls at an upgrade.
+pub const MIGRATE_FUNCTION: &str = "state";
 /// Export the host calls to get guest memory for the input: `(i32) -> i32`.
 pub const EXPORT_ALLOC: &str = "weir_alloc";
 /// The exported linear memory.
@@ -74,14 +80,19 @@ pub enum FunctionKind {
     /// Keyed state update: key, new values and previous state in; new state
     /// (or removal) and emitted records out.
     Update,
+    /// State migration at an upgrade: a record batch of `(key, old state)`
+    /// in, `(key, new state)` out (a key left out is removed). Same call
+    /// shape as [`FunctionKind::Map`]; the host calls `migrate:state`.
+    Migrate,
 }
 
 impl FunctionKind {
     /// All kinds, in documentation order.
-    pub const ALL: [FunctionKind; 3] = [
+    pub const ALL: [FunctionKind; 4] = [
         FunctionKind::Map,
         FunctionKind::Reduce,
         FunctionKind::Update,
+        FunctionKind::Migrate,
     ];
 
     /// The prefix used in export names.
@@ -90,6 +101,7 @@ impl FunctionKind {
             FunctionKind::Map => "map",
             FunctionKind::Reduce => "reduce",
             FunctionKind::Update => "update",
+            FunctionKind::Migrate => "migrate",
         }
     }
 

@@ -216,6 +216,30 @@ pub unsafe fn run_reduce<V: Decode + Encode, R: Reduced<V>>(
     unsafe { run(input, len, result, |i| reduce(i, f)) }
 }
 
+/// A migrate call: `(key, old state)` records in, `(key, new state)` out;
+/// keys the function drops (`None`) leave the state.
+pub fn migrate<K: Decode, S1: Decode, S2: Encode>(input: &[u8], f: impl Fn(K, S1) -> Option<S2>) -> Result<Vec<u8>, String> {
+    let batch = RecordBatch::from_bytes(body(input)?.to_vec()).map_err(|e| format!("bad migrate input from host: {e}"))?;
+    let mut out = RecordBatch::with_capacity(batch.byte_len());
+    for (i, (k, v)) in batch.iter().enumerate() {
+        let key = K::decode(k).map_err(|e| format!("entry {i}: key: {e}"))?;
+        let old = S1::decode(v).map_err(|e| format!("entry {i}: old state: {e}"))?;
+        if let Some(new) = f(key, old) {
+            out.push_encoded(|b| b.extend_from_slice(k), |b| new.encode(b));
+        }
+    }
+    Ok(out.into_bytes())
+}
+
+/// Export glue for a migrate function.
+///
+/// # Safety
+/// Called only from the export glue with the pointers the host passed.
+pub unsafe fn run_migrate<K: Decode, S1: Decode, S2: Encode>(input: u32, len: u32, result: u32, f: impl Fn(K, S1) -> Option<S2>) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe { run(input, len, result, |i| migrate(i, f)) }
+}
+
 /// Export glue for an update function.
 ///
 /// # Safety

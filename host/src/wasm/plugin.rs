@@ -35,6 +35,8 @@ pub(crate) struct Compiled {
     functions: Vec<FunctionInfo>,
     /// Exports resolved once at load, so a call looks nothing up by name.
     exports: Exports,
+    /// Version of the state encoding (`weir_state_version`, default 0).
+    state_version: i32,
 }
 
 /// Indices of the exports a call uses.
@@ -170,6 +172,7 @@ impl Compiled {
             && !problems.iter().any(
                 |p| matches!(p, Problem::BadExport { export, .. } if export == EXPORT_ABI_VERSION),
             );
+        let mut state_version = 0;
         let pre = if imports_ok {
             Some(
                 runtime
@@ -184,8 +187,9 @@ impl Compiled {
             None
         };
         if let (Some(pre), true) = (&pre, version_callable) {
-            if let Err(problem) = check_abi_version(runtime.engine(), pre, name) {
-                problems.push(problem);
+            match check_abi_version(runtime.engine(), pre, name) {
+                Ok(v) => state_version = v,
+                Err(problem) => problems.push(problem),
             }
         }
 
@@ -198,6 +202,7 @@ impl Compiled {
                 exports: Exports::resolve(&module, &functions)
                     .expect("every export was found above"),
                 functions,
+                state_version,
             }),
             _ => Err(LoadError::NotAPlugin {
                 plugin: name.clone(),
@@ -216,7 +221,7 @@ fn check_abi_version(
     engine: &Engine,
     pre: &InstancePre<CallState>,
     name: &Arc<str>,
-) -> Result<(), Problem> {
+) -> Result<i32, Problem> {
     let limits = Limits {
         fuel: 10_000_000,
         memory_bytes: 64 << 20,
@@ -233,7 +238,17 @@ fn check_abi_version(
     if version != ABI_VERSION {
         return Err(Problem::WrongAbiVersion { found: version });
     }
-    Ok(())
+    // The optional state version, from the same instance's module.
+    let mut store = new_store(engine, name, &limits);
+    let state_version = match pre.instantiate(&mut store).and_then(|i| {
+        i.get_typed_func::<(), i32>(&mut store, weir_abi::EXPORT_STATE_VERSION)
+    }) {
+        Ok(f) => f.call(&mut store, ()).map_err(|e| Problem::AbiVersionFailed {
+            reason: format!("weir_state_version: {e:#}"),
+        })?,
+        Err(_) => 0,
+    };
+    Ok(state_version)
 }
 
 fn new_store(engine: &Engine, plugin: &Arc<str>, limits: &Limits) -> Store<CallState> {
@@ -309,6 +324,12 @@ impl Plugin {
     /// Size of the module in bytes.
     pub fn size(&self) -> usize {
         self.compiled.size
+    }
+
+    /// The version of the state encoding its update functions use
+    /// (`weir_state_version`, 0 when not exported).
+    pub fn state_version(&self) -> i32 {
+        self.compiled.state_version
     }
 
     /// The ABI version (checked at load, so always [`ABI_VERSION`]).

@@ -15,10 +15,11 @@ enum Kind {
     Map,
     Reduce,
     Update,
+    Migrate,
 }
 
-fn export_name(attr: TokenStream, func: &ItemFn) -> syn::Result<String> {
-    let mut name = func.sig.ident.to_string();
+fn export_name(attr: TokenStream, func: &ItemFn, default: Option<&str>) -> syn::Result<String> {
+    let mut name = default.map_or_else(|| func.sig.ident.to_string(), str::to_owned);
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("name") {
             name = meta.value()?.parse::<LitStr>()?.value();
@@ -39,7 +40,8 @@ fn export_name(attr: TokenStream, func: &ItemFn) -> syn::Result<String> {
 
 fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenStream {
     let func = parse_macro_input!(item as ItemFn);
-    let name = match export_name(attr, &func) {
+    let default = matches!(kind, Kind::Migrate).then_some("state");
+    let name = match export_name(attr, &func, default) {
         Ok(n) => n,
         Err(e) => return e.to_compile_error().into(),
     };
@@ -50,6 +52,10 @@ fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenStream {
         (Kind::Map, 2) => ("map", quote!(run_map)),
         (Kind::Reduce, 2) => ("reduce", quote!(run_reduce)),
         (Kind::Update, 3) => ("update", quote!(run_update)),
+        (Kind::Migrate, 2) => ("migrate", quote!(run_migrate)),
+        (Kind::Migrate, _) => {
+            return arity_error(&func, "a migrate function takes (key, old_state) and returns Option<new_state>")
+        }
         (Kind::Map, _) => {
             return arity_error(&func, "a map function takes (value) or (key, value)")
         }
@@ -105,6 +111,14 @@ pub fn reduce(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn update(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand(Kind::Update, attr, item)
+}
+
+/// Exports a state migration as `migrate:state` (the host calls it when a
+/// module with a new `state_version!` replaces one with an older version):
+/// `fn(key: K, old: OldState) -> Option<NewState>`; `None` drops the key.
+#[proc_macro_attribute]
+pub fn migrate(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand(Kind::Migrate, attr, item)
 }
 
 /// Makes a serde type usable as a key, value or state, encoded with bincode

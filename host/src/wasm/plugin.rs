@@ -31,7 +31,8 @@ pub(crate) struct Compiled {
     runtime: Runtime,
     pre: InstancePre<CallState>,
     hash: [u8; 32],
-    size: usize,
+    /// The module bytes (kept so a checkpoint can store the module).
+    bytes: Arc<[u8]>,
     functions: Vec<FunctionInfo>,
     /// Exports resolved once at load, so a call looks nothing up by name.
     exports: Exports,
@@ -73,7 +74,7 @@ impl Compiled {
         runtime: &Runtime,
         module: Module,
         hash: [u8; 32],
-        size: usize,
+        bytes: &[u8],
         name: &Arc<str>,
     ) -> Result<Self, LoadError> {
         let mut problems = Vec::new();
@@ -198,7 +199,7 @@ impl Compiled {
                 runtime: runtime.clone(),
                 pre,
                 hash,
-                size,
+                bytes: Arc::from(bytes),
                 exports: Exports::resolve(&module, &functions)
                     .expect("every export was found above"),
                 functions,
@@ -323,7 +324,12 @@ impl Plugin {
 
     /// Size of the module in bytes.
     pub fn size(&self) -> usize {
-        self.compiled.size
+        self.compiled.bytes.len()
+    }
+
+    /// The module bytes.
+    pub fn bytes(&self) -> &Arc<[u8]> {
+        &self.compiled.bytes
     }
 
     /// The version of the state encoding its update functions use

@@ -199,7 +199,7 @@ impl Runtime {
                         source,
                     }
                 })?;
-                let compiled = Arc::new(Compiled::new(self, module, hash, bytes.len(), &name)?);
+                let compiled = Arc::new(Compiled::new(self, module, hash, bytes, &name)?);
                 let mut cache = self.inner.cache.lock().expect("module cache poisoned");
                 cache.retain(|_, w| w.strong_count() > 0);
                 cache.insert(hash, Arc::downgrade(&compiled));

@@ -186,6 +186,10 @@ fn child(args: &[String]) {
             lines.parse().expect("lines"),
             batches.parse().expect("batches"),
         ),
+        ["source", lines, batches] => child_source(
+            lines.parse().expect("lines"),
+            batches.parse().expect("batches"),
+        ),
         ["window", mode, lines, vocabulary, batches] => child_window(
             *mode == "inv",
             lines.parse().expect("lines"),
@@ -321,6 +325,17 @@ fn wordcount_section() {
             times[0],
             r.get("keys_per_batch"),
         );
+        // The same source alone (its lines counted): the part of a batch's
+        // processing time spent generating input, on the batch thread.
+        let src = run_child(&["source", &n.to_string(), &batches.to_string()]);
+        let src_times = src.list("processing_ms");
+        let src_median = median(&src_times[1..]);
+        println!(
+            "  {:>12}   of which the generator source alone (→ count): median {:.1} ms per batch ({:.0}% of the batch)",
+            "",
+            src_median,
+            100.0 * src_median / median(measured),
+        );
         rows.push((n, rate, r.f64("first_batch_done_s"), r.f64("peak_rss_mb")));
     }
     println!("  targets:");
@@ -426,6 +441,32 @@ fn child_wordcount(lines: u64, batches: usize) {
         ("start_ms", format!("{start_ms:.2}")),
         ("peak_rss_mb", format!("{peak:.1}")),
     ]);
+}
+
+fn child_source(lines: u64, batches: usize) {
+    let ctx = StreamingContext::new(config("bench-source")).expect("context");
+    let counted = Arc::new(AtomicU64::new(0));
+    let sink = counted.clone();
+    ctx.source(Some("lines"), text_source(lines, 10_000))
+        .and_then(|s| s.count())
+        .expect("count")
+        .foreach_batch(move |_, parts| {
+            let n: i64 = parts
+                .iter()
+                .flat_map(|p| p.iter())
+                .map(|(_, v)| weir_tests::count(v))
+                .sum();
+            sink.fetch_add(n as u64, Ordering::Relaxed);
+            Ok(())
+        })
+        .expect("output");
+    let summary = ctx.run(Some(1 + batches as u64)).expect("run");
+    assert_eq!(
+        counted.load(Ordering::Relaxed),
+        lines * (1 + batches as u64)
+    );
+    let times: Vec<f64> = summary.stats.iter().map(|s| s.processing_ms).collect();
+    report(&[("processing_ms", join(&times))]);
 }
 
 // ---------------------------------------------------------------------------

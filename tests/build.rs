@@ -10,7 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Rust guest crates: (package, wasm file stem).
-const RUST_GUESTS: &[(&str, &str)] = &[("wordcount", "wordcount"), ("testkit", "testkit")];
+const RUST_GUESTS: &[(&str, &str)] = &[
+    ("wordcount", "wordcount"),
+    ("testkit", "testkit"),
+    ("tally-v1", "tally_v1"),
+    ("tally-v2", "tally_v2"),
+];
 
 /// C guests: (constant name, source file relative to the workspace root).
 const C_GUESTS: &[(&str, &str)] = &[("WORDCOUNT_C", "plugins/wordcount-c/wordcount.c")];
@@ -34,7 +39,7 @@ fn main() {
             .join(format!("{stem}.wasm"));
         emit(
             &mut code,
-            &package.to_uppercase(),
+            &package.to_uppercase().replace('-', "_"),
             rust.clone().map(|()| path.clone()),
         );
     }

@@ -57,6 +57,11 @@ pub enum Command {
         /// scratch (needed after changing the pipeline) [default: off].
         #[arg(long)]
         fresh: bool,
+        /// Hot-swap plugins: when a module file of the pipeline changes, it
+        /// is loaded, validated and swapped in at the next batch boundary
+        /// (move new modules in atomically) [default: off].
+        #[arg(long)]
+        watch_plugins: bool,
     },
     /// Check a pipeline file without running it: parse it, load every
     /// plugin, check every function exists with the right kind and ABI
@@ -68,6 +73,73 @@ pub enum Command {
     /// Work with plugin modules.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Run a long-lived host for many tenants' jobs, controlled over HTTP
+    /// (see the README's `weir serve` section). Stops every job after its
+    /// current batch on SIGINT/SIGTERM.
+    Serve {
+        /// The server configuration (TOML: bind, data_dir, [limits], [[tenant]]).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Submit a pipeline to a `weir serve` host; prints the job id. The
+    /// modules of its [plugins] are uploaded with it.
+    Submit {
+        /// The pipeline file (TOML).
+        pipeline: PathBuf,
+        /// Upload this module too (repeatable) [default: only the [plugins] modules].
+        #[arg(long = "module")]
+        modules: Vec<PathBuf>,
+        /// Upload this data file (e.g. an initial_state file) into the job's directory (repeatable).
+        #[arg(long = "file")]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        conn: crate::serve::commands::Connection,
+    },
+    /// List your jobs on a `weir serve` host.
+    Jobs {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: crate::serve::commands::Connection,
+    },
+    /// Show a job's status and recent batches (JSON).
+    Status {
+        /// Job id.
+        job: String,
+        #[command(flatten)]
+        conn: crate::serve::commands::Connection,
+    },
+    /// Replace a plugin of a running job at its next batch boundary.
+    Upgrade {
+        /// Job id.
+        job: String,
+        /// The plugin's name (its module's file stem in the pipeline).
+        #[arg(long)]
+        plugin: String,
+        /// The new module (.wasm or .wat).
+        #[arg(long)]
+        module: PathBuf,
+        #[command(flatten)]
+        conn: crate::serve::commands::Connection,
+    },
+    /// Go back to the module a plugin ran before its last upgrade.
+    Rollback {
+        /// Job id.
+        job: String,
+        /// The plugin's name.
+        #[arg(long)]
+        plugin: String,
+        #[command(flatten)]
+        conn: crate::serve::commands::Connection,
+    },
+    /// Stop a job after its current batch.
+    Stop {
+        /// Job id.
+        job: String,
+        #[command(flatten)]
+        conn: crate::serve::commands::Connection,
+    },
 }
 
 /// `weir plugin ...`
@@ -96,12 +168,36 @@ pub enum CliError {
     /// A batch failed.
     #[error(transparent)]
     Failed(#[from] JobFailed),
+    /// `weir serve` could not start or serve.
+    #[error(transparent)]
+    Serve(#[from] crate::serve::ServeError),
+    /// A request to a `weir serve` host failed.
+    #[error(transparent)]
+    Client(#[from] crate::serve::ClientError),
 }
 
 /// Runs a parsed command line.
 pub fn execute(cli: Cli) -> Result<(), CliError> {
+    use crate::serve::commands as serve;
     match cli.command {
         Command::Plugin(PluginCommand::Inspect { module }) => inspect(&module),
+        Command::Serve { config } => Ok(serve::serve(&config)?),
+        Command::Submit {
+            pipeline,
+            modules,
+            files,
+            conn,
+        } => Ok(serve::submit(&conn, &pipeline, &modules, &files)?),
+        Command::Jobs { json, conn } => Ok(serve::jobs(&conn, json)?),
+        Command::Status { job, conn } => Ok(serve::status(&conn, &job)?),
+        Command::Upgrade {
+            job,
+            plugin,
+            module,
+            conn,
+        } => Ok(serve::upgrade(&conn, &job, &plugin, &module)?),
+        Command::Rollback { job, plugin, conn } => Ok(serve::rollback(&conn, &job, &plugin)?),
+        Command::Stop { job, conn } => Ok(serve::stop(&conn, &job)?),
         Command::Validate { pipeline } => validate(&pipeline),
         Command::Run {
             pipeline,
@@ -113,6 +209,7 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
             stats_file,
             checkpoint,
             fresh,
+            watch_plugins,
         } => {
             let overrides = Overrides {
                 batch_interval,
@@ -123,7 +220,7 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
                 checkpoint,
                 fresh,
             };
-            run(&pipeline, batches, &overrides)
+            run(&pipeline, batches, &overrides, watch_plugins)
         }
     }
 }
@@ -146,6 +243,7 @@ fn run(
     path: &std::path::Path,
     batches: Option<u64>,
     overrides: &Overrides,
+    watch_plugins: bool,
 ) -> Result<(), CliError> {
     let mut pipeline = Pipeline::load(path).map_err(PipelineError::from)?;
     pipeline.apply(overrides);
@@ -164,9 +262,62 @@ fn run(
         .start(batches)
         .map_err(|e| CliError::Pipeline(PipelineError::Build(e)))?;
     watch_signals(signals, job.stop_handle());
+    if watch_plugins {
+        let files = pipeline
+            .plugins
+            .values()
+            .map(|(p, _)| {
+                (
+                    p.file_stem()
+                        .map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
+                    p.clone(),
+                )
+            })
+            .collect();
+        watch_plugin_files(files, job.control());
+    }
     let summary = job.await_termination()?;
     tracing::info!(batches = summary.batches, last_batch_ms = ?summary.last_batch_ms, "stopped");
     Ok(())
+}
+
+/// Polls the pipeline's module files; a file whose contents differ from the
+/// module running is loaded and swapped in (or refused, and reported).
+fn watch_plugin_files(files: Vec<(String, PathBuf)>, control: crate::stream::JobControl) {
+    use sha2::Digest;
+    let spawned = std::thread::Builder::new().name("weir-plugin-watch".into()).spawn(move || {
+        let mut seen: std::collections::HashMap<String, (std::time::SystemTime, u64)> = Default::default();
+        let mut tried: std::collections::HashMap<String, String> = Default::default();
+        loop {
+            let status = control.status();
+            if status.state != crate::stream::JobState::Running {
+                return;
+            }
+            for (name, path) in &files {
+                let Ok(meta) = std::fs::metadata(path) else { continue };
+                let stamp = (meta.modified().unwrap_or(std::time::UNIX_EPOCH), meta.len());
+                if seen.get(name) == Some(&stamp) {
+                    continue;
+                }
+                seen.insert(name.clone(), stamp);
+                let Ok(bytes) = std::fs::read(path) else { continue };
+                let hash = hex::encode(sha2::Sha256::digest(&bytes));
+                if status.modules.get(name) == Some(&hash) || tried.get(name) == Some(&hash) {
+                    continue;
+                }
+                tried.insert(name.clone(), hash.clone());
+                tracing::info!(plugin = %name, file = %path.display(), "module file changed; swapping it in");
+                match control.swap_module(name, &bytes) {
+                    Ok(r) => tracing::info!(plugin = %name, to = %r.to, first_batch_ms = r.first_batch_ms, migrated_keys = r.migrated_keys, "upgraded"),
+                    Err(e) => tracing::warn!(plugin = %name, error = %e, "upgrade refused; still running the previous module"),
+                }
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot watch plugin files");
+    }
 }
 
 /// SIGINT and SIGTERM handlers, registered but not yet acted on: a signal

@@ -22,7 +22,7 @@ use crate::receiver::generator::GeneratorKind;
 use crate::stream::{
     ClockMode, JoinKind, SourceSpec, StateOptions, Stream, StreamingConfig, StreamingContext,
 };
-use crate::wasm::{Limits, Plugin};
+use crate::wasm::{Limits, Plugin, Runtime};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +62,8 @@ struct RawJob {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLimits {
+    max_retries: Option<u32>,
+    max_state_mb: Option<u64>,
     fuel: Option<u64>,
     memory_mb: Option<usize>,
     output_mb: Option<usize>,
@@ -455,6 +457,8 @@ impl Pipeline {
                 CheckpointConfig { dir: resolve(dir), every_batches, keep, write_ahead_log: j.write_ahead_log.unwrap_or(true) }
             }),
             fresh_start: false,
+            max_retries: raw.limits.max_retries.unwrap_or(0),
+            max_state_bytes: raw.limits.max_state_mb.map(|m| m << 20),
         };
 
         let plugins: BTreeMap<String, (PathBuf, Range<usize>)> = raw
@@ -864,6 +868,18 @@ impl Pipeline {
     /// and function problem is reported, not only the first.
     pub fn build(&self) -> Result<StreamingContext, PipelineError> {
         let ctx = StreamingContext::new(self.config.clone()).map_err(PipelineError::Build)?;
+        self.build_on(ctx)
+    }
+
+    /// As [`Pipeline::build`], on a context sharing `runtime` (its engine and
+    /// module cache) with other jobs, as `weir serve` runs them.
+    pub fn build_with_runtime(&self, runtime: Runtime) -> Result<StreamingContext, PipelineError> {
+        let ctx = StreamingContext::with_runtime(self.config.clone(), runtime)
+            .map_err(PipelineError::Build)?;
+        self.build_on(ctx)
+    }
+
+    fn build_on(&self, ctx: StreamingContext) -> Result<StreamingContext, PipelineError> {
         let mut p = Problems {
             src: &self.src,
             list: Vec::new(),

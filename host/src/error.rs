@@ -32,6 +32,14 @@ pub enum EngineError {
     /// Checkpointing or recovery failed.
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// The job's state grew past its limit.
+    #[error("job `{job}`, batch {batch_time_ms} ms: state is {bytes} bytes, over the limit of {limit} bytes (max_state)")]
+    StateLimit {
+        job: Arc<str>,
+        batch_time_ms: i64,
+        bytes: u64,
+        limit: u64,
+    },
     /// A receiver failed for good.
     #[error("source `{source_name}`: {message}")]
     Source {

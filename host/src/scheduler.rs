@@ -17,7 +17,11 @@ use crate::output::stats::{BatchStats, StatsFile};
 use crate::output::Output;
 use crate::receiver::{blocks_to_partitions, Source};
 use crate::stream::executor::Executor;
+use crate::stream::executor::{SwapError, SwapReport};
 use crate::stream::graph::NodeId;
+use crate::wasm::{Plugin, Runtime};
+use std::collections::BTreeMap;
+use std::sync::mpsc;
 
 /// Where batch times come from. Tests and benchmarks use the simulated
 /// clock, which never sleeps.
@@ -157,6 +161,73 @@ pub struct BatchLoop {
     pub stop: Arc<StopSignal>,
     /// Checkpointing, with what recovery found.
     pub checkpoint: Option<(Checkpointer, Recovery)>,
+    /// The wasm runtime (to load modules a checkpoint recorded).
+    pub runtime: Runtime,
+    /// Swap and rollback requests, applied between batches.
+    pub control: Option<mpsc::Receiver<Control>>,
+    /// What [`JobControl`](crate::stream::JobControl) reports.
+    pub status: Arc<Mutex<JobStatus>>,
+    /// Times a failed batch is retried (from the same state) before the job fails.
+    pub max_retries: u32,
+    /// Largest state the job may hold, in bytes.
+    pub max_state_bytes: Option<u64>,
+}
+
+/// A request to the running batch loop.
+pub enum Control {
+    /// Replace plugin `plugin` with `module`.
+    Swap {
+        plugin: String,
+        module: Plugin,
+        reply: mpsc::Sender<Result<SwapReport, SwapError>>,
+    },
+    /// Go back to the plugin's previous module.
+    Rollback {
+        plugin: String,
+        reply: mpsc::Sender<Result<SwapReport, SwapError>>,
+    },
+}
+
+/// Whether a job runs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum JobState {
+    /// Running (or recovering).
+    Running,
+    /// Stopped gracefully or after its batch limit.
+    Stopped,
+    /// Stopped by a batch that failed (after retries).
+    Failed {
+        /// The error, with job, operator, plugin, batch and partition.
+        error: String,
+    },
+}
+
+/// A job's status: state, progress, recent batch statistics, modules.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct JobStatus {
+    /// Running, stopped or failed.
+    pub state: JobState,
+    /// Batches completed by this process.
+    pub batches: u64,
+    /// The last completed batch.
+    pub last_batch_ms: Option<i64>,
+    /// Statistics of the last (up to 100) batches.
+    pub recent: Vec<BatchStats>,
+    /// Plugin name → module hash running now.
+    pub modules: BTreeMap<String, String>,
+}
+
+impl Default for JobStatus {
+    fn default() -> Self {
+        JobStatus {
+            state: JobState::Running,
+            batches: 0,
+            last_batch_ms: None,
+            recent: Vec::new(),
+            modules: BTreeMap::new(),
+        }
+    }
 }
 
 struct Progress {
@@ -181,10 +252,22 @@ impl BatchLoop {
             records: 0,
         };
         let checkpoint = self.checkpoint.take();
+        self.status.lock().expect("status poisoned").modules = self
+            .executor
+            .plugins()
+            .into_iter()
+            .map(|(n, p)| (n, p.hash_hex()))
+            .collect();
         let result = self.run_inner(checkpoint, &mut summary, &mut progress);
         if progress.enabled {
             eprintln!();
         }
+        self.status.lock().expect("status poisoned").state = match &result {
+            Ok(()) => JobState::Stopped,
+            Err(e) => JobState::Failed {
+                error: e.to_string(),
+            },
+        };
         match result {
             Ok(()) => Ok(summary),
             Err(error) => Err(JobFailed { error, summary }),
@@ -214,6 +297,8 @@ impl BatchLoop {
                     source.restore(pos, recovery, u32::MAX);
                 }
                 self.executor.restore(c.zero_ms, c.nodes);
+                // The checkpoint's state is already migrated: no migration.
+                self.align_modules(ck, &c.modules, c.batch_time_ms, false)?;
                 seq = c.seq;
                 last_checkpoint = Some(c.seq);
                 last_t = (c.seq > 0).then_some(c.batch_time_ms);
@@ -229,6 +314,9 @@ impl BatchLoop {
             for entry in replay {
                 let _span = tracing::info_span!("replay", time_ms = entry.batch_time_ms).entered();
                 self.executor.set_zero(entry.zero_ms);
+                // Run every batch with the module that originally ran it,
+                // migrating at the same batch as the original swap.
+                self.align_modules(ck, &entry.modules, entry.batch_time_ms, true)?;
                 let started = (self.clock.now_ms(), Instant::now());
                 let mut inputs = Vec::with_capacity(self.sources.len());
                 for (source, input) in self.sources.iter_mut().zip(&entry.sources) {
@@ -272,6 +360,7 @@ impl BatchLoop {
                 break;
             }
             let _span = tracing::info_span!("batch", time_ms = t).entered();
+            self.apply_controls(t, checkpoint.as_mut().map(|(ck, _)| ck))?;
             let started = (self.clock.now_ms(), Instant::now());
             let mut logged = Vec::with_capacity(self.sources.len());
             let mut inputs = Vec::with_capacity(self.sources.len());
@@ -291,7 +380,7 @@ impl BatchLoop {
                 };
                 ck.log_batch(&entry)?;
             }
-            let stats = self.process(t, inputs, started)?;
+            let stats = self.process_with_retries(t, inputs, started)?;
             seq += 1;
             self.completed(stats, summary, progress, false);
             if let Some((ck, _)) = &mut checkpoint {
@@ -321,6 +410,7 @@ impl BatchLoop {
             zero_ms: self.executor.zero_ms().unwrap_or(t - self.interval_ms),
             nodes: self.executor.states().to_vec(),
             sources: self.sources.iter().map(|s| s.position()).collect(),
+            modules: ck.modules().clone(),
         };
         ck.write(&data)?;
         tracing::debug!(
@@ -329,6 +419,123 @@ impl BatchLoop {
             "checkpoint written"
         );
         Ok(())
+    }
+
+    /// Makes the executor run the modules `wanted` names (loading them from
+    /// the checkpoint), as recorded with a checkpoint or a logged batch.
+    fn align_modules(
+        &mut self,
+        ck: &mut Checkpointer,
+        wanted: &BTreeMap<String, String>,
+        t: i64,
+        migrate: bool,
+    ) -> Result<(), EngineError> {
+        let current = self.executor.plugins();
+        for (name, hash) in wanted {
+            match current.get(name) {
+                Some(p) if p.hash_hex() != *hash => {}
+                _ => continue,
+            }
+            let replay = |reason: String| CheckpointError::Replay {
+                batch_time_ms: t,
+                reason,
+            };
+            let bytes = ck.module_bytes(hash)?;
+            let plugin = self
+                .runtime
+                .load_bytes(name, &bytes)
+                .map_err(|e| replay(e.to_string()))?;
+            let report = self
+                .executor
+                .swap(name, plugin, t, migrate)
+                .map_err(|e| replay(e.to_string()))?;
+            ck.record_module(name, hash, &bytes)?;
+            tracing::info!(plugin = %name, from = %report.from, to = %report.to, "module as recorded in the checkpoint");
+        }
+        Ok(())
+    }
+
+    /// Applies pending swap and rollback requests before batch `t`: the
+    /// batch runs wholly on the new module.
+    fn apply_controls(
+        &mut self,
+        t: i64,
+        mut ck: Option<&mut Checkpointer>,
+    ) -> Result<(), EngineError> {
+        let Some(rx) = self.control.take() else {
+            return Ok(());
+        };
+        let mut failure = None;
+        while let Ok(msg) = rx.try_recv() {
+            let (result, reply) = match msg {
+                Control::Swap {
+                    plugin,
+                    module,
+                    reply,
+                } => (self.executor.swap(&plugin, module, t, true), reply),
+                Control::Rollback { plugin, reply } => (self.executor.rollback(&plugin, t), reply),
+            };
+            if let Ok(report) = &result {
+                if let Some(ck) = ck.as_deref_mut() {
+                    let module = self
+                        .executor
+                        .plugins()
+                        .remove(&report.plugin)
+                        .expect("just swapped in");
+                    if let Err(e) = ck.record_module(&report.plugin, &report.to, module.bytes()) {
+                        failure = Some(e);
+                    }
+                }
+                self.status
+                    .lock()
+                    .expect("status poisoned")
+                    .modules
+                    .insert(report.plugin.clone(), report.to.clone());
+                tracing::info!(
+                    plugin = %report.plugin,
+                    from = %report.from,
+                    to = %report.to,
+                    migrated_keys = report.migrated_keys,
+                    first_batch_ms = t,
+                    "plugin swapped"
+                );
+            } else if let Err(e) = &result {
+                tracing::warn!(error = %e, "plugin swap refused; the job keeps its module");
+            }
+            let _ = reply.send(result);
+        }
+        self.control = Some(rx);
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs a batch; a failure is retried from the same state up to
+    /// `max_retries` times (a deterministic failure fails every time).
+    fn process_with_retries(
+        &mut self,
+        t: i64,
+        inputs: Vec<Vec<weir_abi::RecordBatch>>,
+        started: (i64, Instant),
+    ) -> Result<BatchStats, EngineError> {
+        if self.max_retries == 0 {
+            return self.process(t, inputs, started);
+        }
+        let before = (self.executor.zero_ms(), self.executor.states().to_vec());
+        let mut attempt = 0;
+        loop {
+            match self.process(t, inputs.clone(), started) {
+                Ok(stats) => return Ok(stats),
+                Err(e) if attempt < self.max_retries => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, of = self.max_retries, "batch failed; retrying from the state before it");
+                    self.executor
+                        .restore(before.0.unwrap_or(t - self.interval_ms), before.1.clone());
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn completed(
@@ -368,6 +575,15 @@ impl BatchLoop {
             );
             let _ = std::io::stderr().flush();
         }
+        {
+            let mut status = self.status.lock().expect("status poisoned");
+            status.batches += 1;
+            status.last_batch_ms = Some(t);
+            if status.recent.len() >= 100 {
+                status.recent.remove(0);
+            }
+            status.recent.push(stats.clone());
+        }
         summary.batches += 1;
         summary.last_batch_ms = Some(t);
         summary.stats.push(stats);
@@ -387,6 +603,17 @@ impl BatchLoop {
             parts.push(Some(p));
         }
         let values = self.executor.run_batch(t, parts)?;
+        if let Some(limit) = self.max_state_bytes {
+            let bytes = self.executor.state_bytes();
+            if bytes > limit {
+                return Err(EngineError::StateLimit {
+                    job: self.executor.job().clone(),
+                    batch_time_ms: t,
+                    bytes,
+                    limit,
+                });
+            }
+        }
         for (node, output) in &mut self.outputs {
             if let Some(parts) = &values[*node] {
                 output.write(t, parts)?;

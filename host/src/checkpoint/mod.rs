@@ -140,6 +140,8 @@ pub struct CheckpointData {
     pub nodes: Vec<NodeState>,
     /// Every source's position.
     pub sources: Vec<SourcePosition>,
+    /// Plugin → module hash running when the checkpoint was taken.
+    pub modules: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -332,6 +334,41 @@ impl Checkpointer {
     /// Plugin → module hash, recorded with every batch.
     pub fn modules(&self) -> &BTreeMap<String, String> {
         &self.modules
+    }
+
+    /// Records that plugin `name` now runs `plugin`'s module: keeps the
+    /// module content-addressed and updates the metadata, so recovery (and
+    /// every later batch log entry) uses it.
+    pub fn record_module(
+        &mut self,
+        name: &str,
+        hash: &str,
+        bytes: &[u8],
+    ) -> Result<(), CheckpointError> {
+        let stored = self.config.dir.join("modules").join(format!("{hash}.wasm"));
+        if !stored.exists() {
+            write_atomic(&stored, bytes).map_err(io(&stored))?;
+        }
+        self.modules.insert(name.to_string(), hash.to_string());
+        let meta_path = self.config.dir.join("metadata.json");
+        let text = fs::read_to_string(&meta_path).map_err(io(&meta_path))?;
+        let mut meta: Metadata =
+            serde_json::from_str(&text).map_err(|e| CheckpointError::BadMetadata {
+                path: meta_path.clone(),
+                reason: e.to_string(),
+            })?;
+        meta.modules = self.modules.clone();
+        write_atomic(
+            &meta_path,
+            &serde_json::to_vec_pretty(&meta).expect("metadata serializes"),
+        )
+        .map_err(io(&meta_path))
+    }
+
+    /// The bytes of a module kept in the checkpoint.
+    pub fn module_bytes(&self, hash: &str) -> Result<Vec<u8>, CheckpointError> {
+        let path = self.config.dir.join("modules").join(format!("{hash}.wasm"));
+        fs::read(&path).map_err(io(&path))
     }
 
     /// Logs a batch's contents durably, before it runs.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use weir_abi::{FunctionKind, RecordBatch};
 
-use super::executor::Executor;
+use super::executor::{Executor, SwapError, SwapReport};
 use super::graph::{
     Combiner, FunctionRef, Graph, JoinKind, MapFlavor, NodeId, Op, StateMode, StateSpec,
     WindowFilter, WindowedReduce,
@@ -30,7 +30,8 @@ use crate::receiver::queue::QueueSource;
 use crate::receiver::socket::{SocketConfig, SocketSource};
 use crate::receiver::Source;
 use crate::scheduler::{
-    BatchLoop, Clock, JobFailed, RunSummary, SimulatedClock, StopSignal, SystemClock,
+    BatchLoop, Clock, Control, JobFailed, JobStatus, RunSummary, SimulatedClock, StopSignal,
+    SystemClock,
 };
 use crate::wasm::{Limits, Plugin, Runtime, RuntimeConfig};
 
@@ -75,6 +76,11 @@ pub struct StreamingConfig {
     pub checkpoint: Option<CheckpointConfig>,
     /// Discard an existing checkpoint instead of recovering from it.
     pub fresh_start: bool,
+    /// Times a failed batch is retried, from the state before it, before
+    /// the job fails.
+    pub max_retries: u32,
+    /// Largest state (keyed state and window contents) in bytes.
+    pub max_state_bytes: Option<u64>,
 }
 
 impl Default for StreamingConfig {
@@ -92,6 +98,8 @@ impl Default for StreamingConfig {
             progress: false,
             checkpoint: None,
             fresh_start: false,
+            max_retries: 0,
+            max_state_bytes: None,
         }
     }
 }
@@ -470,6 +478,8 @@ impl StreamingContext {
             ClockMode::Simulated { start_ms } => Arc::new(SimulatedClock::new(start_ms)),
         };
         let stop = Arc::new(StopSignal::default());
+        let (control_tx, control_rx) = std::sync::mpsc::channel();
+        let status = Arc::new(std::sync::Mutex::new(JobStatus::default()));
         let batch_loop = BatchLoop {
             executor,
             sources,
@@ -482,15 +492,27 @@ impl StreamingContext {
             clock,
             stop: stop.clone(),
             checkpoint: checkpointer,
+            runtime: self.runtime.clone(),
+            control: Some(control_rx),
+            status: status.clone(),
+            max_retries: cfg.max_retries,
+            max_state_bytes: cfg.max_state_bytes,
         };
         let thread = std::thread::Builder::new()
             .name("weir-batch-clock".into())
             .spawn(move || batch_loop.run())
             .map_err(|e| BuildError::Start(format!("batch thread: {e}")))?;
+        let control = JobControl {
+            tx: control_tx,
+            status,
+            stop: stop.clone(),
+            runtime: self.runtime.clone(),
+        };
         Ok(RunningJob {
             stop,
             thread: Some(thread),
             _receivers: tokio,
+            control,
         })
     }
 
@@ -518,9 +540,94 @@ pub struct RunningJob {
     stop: Arc<StopSignal>,
     thread: Option<JoinHandle<Result<RunSummary, JobFailed>>>,
     _receivers: tokio::runtime::Runtime,
+    control: JobControl,
+}
+
+/// Where the answer to a queued swap or rollback arrives.
+pub type SwapReply = std::sync::mpsc::Receiver<Result<SwapReport, SwapError>>;
+
+/// Controls a running job from any thread: status, hot swap, rollback,
+/// stop. Cheap to clone.
+#[derive(Clone)]
+pub struct JobControl {
+    tx: std::sync::mpsc::Sender<Control>,
+    status: Arc<std::sync::Mutex<JobStatus>>,
+    stop: Arc<StopSignal>,
+    runtime: Runtime,
+}
+
+impl JobControl {
+    /// A snapshot of the job's status.
+    pub fn status(&self) -> JobStatus {
+        self.status.lock().expect("status poisoned").clone()
+    }
+
+    /// Replaces the module behind plugin `name` at the next batch boundary
+    /// and waits until it is applied or refused. The new module is checked
+    /// first (ABI version at load; here the functions the job calls, their
+    /// kinds, and the state version — migrating state through the new
+    /// module's `migrate:state` when it changes). On refusal the job keeps
+    /// its module.
+    pub fn swap_plugin(&self, name: &str, new: Plugin) -> Result<SwapReport, SwapError> {
+        self.request_swap(name, new)?
+            .recv()
+            .map_err(|_| SwapError::NotRunning)?
+    }
+
+    /// Queues a swap without waiting: it applies at the next batch
+    /// boundary; the answer arrives on the returned channel.
+    pub fn request_swap(&self, name: &str, new: Plugin) -> Result<SwapReply, SwapError> {
+        let (reply, rx) = std::sync::mpsc::channel();
+        self.tx
+            .send(Control::Swap {
+                plugin: name.into(),
+                module: new,
+                reply,
+            })
+            .map_err(|_| SwapError::NotRunning)?;
+        Ok(rx)
+    }
+
+    /// Queues a rollback without waiting (see [`JobControl::request_swap`]).
+    pub fn request_rollback(&self, name: &str) -> Result<SwapReply, SwapError> {
+        let (reply, rx) = std::sync::mpsc::channel();
+        self.tx
+            .send(Control::Rollback {
+                plugin: name.into(),
+                reply,
+            })
+            .map_err(|_| SwapError::NotRunning)?;
+        Ok(rx)
+    }
+
+    /// Loads `bytes` as the new module of plugin `name` and swaps it in.
+    pub fn swap_module(&self, name: &str, bytes: &[u8]) -> Result<SwapReport, SwapError> {
+        let plugin = self
+            .runtime
+            .load_bytes(name, bytes)
+            .map_err(|e| SwapError::Load(e.to_string()))?;
+        self.swap_plugin(name, plugin)
+    }
+
+    /// Goes back to the module plugin `name` ran before its last swap.
+    pub fn rollback(&self, name: &str) -> Result<SwapReport, SwapError> {
+        self.request_rollback(name)?
+            .recv()
+            .map_err(|_| SwapError::NotRunning)?
+    }
+
+    /// Requests a graceful stop.
+    pub fn stop(&self) {
+        self.stop.request();
+    }
 }
 
 impl RunningJob {
+    /// A handle to control the job from other threads.
+    pub fn control(&self) -> JobControl {
+        self.control.clone()
+    }
+
     /// A handle that stops the job gracefully (after the current batch)
     /// from any thread, e.g. a signal handler.
     pub fn stop_handle(&self) -> Arc<StopSignal> {

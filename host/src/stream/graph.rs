@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::wasm::Plugin;
+use weir_abi::FunctionKind;
 
 /// Index of a stream in its graph.
 pub type NodeId = usize;
@@ -271,6 +272,42 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// Every plugin function the graph calls, with the kind it is called as.
+    pub fn function_refs_mut(&mut self) -> Vec<(&mut FunctionRef, FunctionKind)> {
+        let mut out = Vec::new();
+        for node in &mut self.nodes {
+            match &mut node.op {
+                Op::Map { func, .. } => out.push((func, FunctionKind::Map)),
+                Op::Reduce { func } | Op::ReduceByKey { func, .. } => {
+                    out.push((func, FunctionKind::Reduce))
+                }
+                Op::ReduceByKeyAndWindow(w) => {
+                    let w = &mut **w;
+                    if let Combiner::Plugin(f) = &mut w.combine {
+                        out.push((f, FunctionKind::Reduce));
+                    }
+                    if let Some(Combiner::Plugin(f)) = &mut w.inverse {
+                        out.push((f, FunctionKind::Reduce));
+                    }
+                    if let Some(WindowFilter::Plugin(f)) = &mut w.filter {
+                        out.push((f, FunctionKind::Map));
+                    }
+                }
+                Op::State(s) => out.push((&mut s.func, FunctionKind::Update)),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The plugins the graph runs now, by name.
+    pub fn plugins(&mut self) -> std::collections::BTreeMap<String, Plugin> {
+        self.function_refs_mut()
+            .into_iter()
+            .map(|(f, _)| (f.plugin.name().to_string(), f.plugin.clone()))
+            .collect()
+    }
+
     /// One line per stream, `name = op(inputs; parameters)`: what a
     /// checkpoint records to recognise its pipeline. `sources` describes
     /// each source by index.

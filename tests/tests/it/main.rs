@@ -3,6 +3,7 @@
 mod abi_edges;
 mod conformance;
 mod engine;
+mod hotswap;
 mod operators;
 mod runtime;
 mod state;

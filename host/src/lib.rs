@@ -27,6 +27,7 @@ pub mod output;
 pub mod partition;
 pub mod receiver;
 pub mod scheduler;
+pub mod serve;
 pub mod stream;
 pub mod wasm;
 

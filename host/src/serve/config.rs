@@ -1,0 +1,384 @@
+//! The `weir serve` configuration file (TOML): where to listen, where jobs
+//! keep their files, the tenants with their tokens, and the per-job limits.
+//! `examples/serve.toml` shows every key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::api::JobLimits;
+use super::ServeError;
+
+/// Default listening address: loopback only.
+pub const DEFAULT_BIND: &str = "127.0.0.1:7878";
+
+/// Shortest token accepted, in bytes.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    bind: Option<String>,
+    data_dir: Option<String>,
+    max_body_mb: Option<usize>,
+    max_jobs: Option<usize>,
+    max_jobs_per_tenant: Option<usize>,
+    keep_resident_kb: Option<usize>,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default, rename = "tenant")]
+    tenants: Vec<RawTenant>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    fuel: Option<u64>,
+    memory_mb: Option<u64>,
+    output_mb: Option<u64>,
+    deadline: Option<String>,
+    workers: Option<usize>,
+    partitions: Option<usize>,
+    max_retries: Option<u32>,
+    max_state_mb: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    name: String,
+    token: String,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+/// Per-job limits: each job of a tenant runs under these (a pipeline's own
+/// `[limits]` may only lower them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobLimitsConfig {
+    /// Fuel per plugin call (per operator, partition and batch). Deterministic.
+    pub fuel: u64,
+    /// Linear memory per instance, bytes. Deterministic.
+    pub memory_bytes: u64,
+    /// Output per call, bytes.
+    pub output_bytes: u64,
+    /// Wall-clock safety net per call.
+    pub deadline: Duration,
+    /// Worker threads per job: its share of the host's cores.
+    pub workers: usize,
+    /// Most partitions a job (or one of its shuffles) may have.
+    pub partitions: usize,
+    /// Retries of a failed batch before the job fails.
+    pub max_retries: u32,
+    /// Keyed and window state per job, bytes.
+    pub max_state_bytes: u64,
+}
+
+impl Default for JobLimitsConfig {
+    fn default() -> Self {
+        JobLimitsConfig {
+            fuel: 2_000_000_000,
+            memory_bytes: 128 << 20,
+            output_bytes: 64 << 20,
+            deadline: Duration::from_secs(30),
+            workers: 1,
+            partitions: 8,
+            max_retries: 2,
+            max_state_bytes: 256 << 20,
+        }
+    }
+}
+
+impl JobLimitsConfig {
+    /// As the API reports them.
+    pub fn to_api(&self, partitions: usize) -> JobLimits {
+        JobLimits {
+            fuel: self.fuel,
+            memory_bytes: self.memory_bytes,
+            output_bytes: self.output_bytes,
+            deadline_ms: self.deadline.as_millis() as u64,
+            workers: self.workers,
+            partitions,
+            max_retries: self.max_retries,
+            max_state_bytes: self.max_state_bytes,
+        }
+    }
+}
+
+/// A tenant: a name (its directory under the data directory) and the
+/// bearer token its requests carry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TenantConfig {
+    /// `[a-z0-9_-]`, 1 to 64 characters.
+    pub name: String,
+    /// Bearer token.
+    pub token: String,
+    /// Its jobs' limits.
+    pub limits: JobLimitsConfig,
+}
+
+impl std::fmt::Debug for TenantConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantConfig")
+            .field("name", &self.name)
+            .field("token", &"<redacted>")
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// A checked `weir serve` configuration.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Listening address [default: 127.0.0.1:7878].
+    pub bind: SocketAddr,
+    /// Where tenants' jobs keep their files: `<data_dir>/<tenant>/jobs/<id>/`.
+    pub data_dir: PathBuf,
+    /// Largest request body [default: 64 MiB].
+    pub max_body_bytes: usize,
+    /// Jobs running on the host at once [default: 128].
+    pub max_jobs: usize,
+    /// Jobs one tenant may have running at once [default: 32].
+    pub max_jobs_per_tenant: usize,
+    /// Bytes of each pooled wasm memory kept resident between calls
+    /// [default: 1 MiB].
+    pub keep_resident_bytes: usize,
+    /// Tenants.
+    pub tenants: Vec<TenantConfig>,
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+impl ServeConfig {
+    /// Reads and checks a configuration file; `data_dir` is relative to it.
+    pub fn load(path: &Path) -> Result<ServeConfig, ServeError> {
+        let src = std::fs::read_to_string(path).map_err(|e| ServeError::Config {
+            path: path.to_owned(),
+            message: format!("cannot read it: {e}"),
+        })?;
+        warn_if_readable_by_others(path);
+        Self::parse(path, &src)
+    }
+
+    /// Checks configuration text; `path` locates `data_dir` and messages.
+    pub fn parse(path: &Path, src: &str) -> Result<ServeConfig, ServeError> {
+        let err = |message: String| ServeError::Config {
+            path: path.to_owned(),
+            message,
+        };
+        let raw: RawConfig = toml::from_str(src).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| {
+                    let before = &src[..s.start.min(src.len())];
+                    format!("line {}: ", before.matches('\n').count() + 1)
+                })
+                .unwrap_or_default();
+            err(format!("{at}{}", e.message().trim()))
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let bind_text = raw.bind.as_deref().unwrap_or(DEFAULT_BIND);
+        let bind: SocketAddr = bind_text.parse().map_err(|e| {
+            err(format!(
+                "`bind` = {bind_text:?} is not an address (write e.g. \"127.0.0.1:7878\"): {e}"
+            ))
+        })?;
+        let data_dir = match raw.data_dir.as_deref() {
+            None => base.join("weir-serve-data"),
+            Some(d) if Path::new(d).is_absolute() => PathBuf::from(d),
+            Some(d) => base.join(d),
+        };
+        let defaults = merge_limits(&JobLimitsConfig::default(), &raw.limits)
+            .map_err(|m| err(format!("[limits]: {m}")))?;
+        if raw.tenants.is_empty() {
+            return Err(err(
+                "no [[tenant]]: add at least one, with `name` and `token`".into(),
+            ));
+        }
+        let mut tenants: Vec<TenantConfig> = Vec::new();
+        for t in &raw.tenants {
+            if !is_name(&t.name) {
+                return Err(err(format!(
+                    "tenant name {:?}: use 1 to 64 of a-z, 0-9, `_` and `-` (it names a directory)",
+                    t.name
+                )));
+            }
+            if t.token.len() < MIN_TOKEN_LEN || t.token.chars().any(|c| c.is_whitespace()) {
+                return Err(err(format!(
+                    "tenant `{}`: the token must be at least {MIN_TOKEN_LEN} characters without spaces (e.g. from `openssl rand -hex 24`)",
+                    t.name
+                )));
+            }
+            if tenants.iter().any(|o| o.name == t.name) {
+                return Err(err(format!("tenant `{}` is defined twice", t.name)));
+            }
+            if tenants.iter().any(|o| o.token == t.token) {
+                return Err(err(format!(
+                    "tenant `{}` has the same token as another tenant; tokens must be unique",
+                    t.name
+                )));
+            }
+            let limits = merge_limits(&defaults, &t.limits)
+                .map_err(|m| err(format!("tenant `{}` limits: {m}", t.name)))?;
+            tenants.push(TenantConfig {
+                name: t.name.clone(),
+                token: t.token.clone(),
+                limits,
+            });
+        }
+        let positive = |v: Option<usize>, key: &str, default: usize| match v {
+            Some(0) => Err(err(format!("`{key}` must be at least 1"))),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        };
+        Ok(ServeConfig {
+            bind,
+            data_dir,
+            max_body_bytes: positive(raw.max_body_mb, "max_body_mb", 64)? << 20,
+            max_jobs: positive(raw.max_jobs, "max_jobs", 128)?,
+            max_jobs_per_tenant: positive(raw.max_jobs_per_tenant, "max_jobs_per_tenant", 32)?,
+            keep_resident_bytes: raw.keep_resident_kb.unwrap_or(1024) << 10,
+            tenants,
+        })
+    }
+
+    /// Instances the shared wasm runtime must be able to hold at once: one
+    /// per worker of every job that may run.
+    pub fn max_instances(&self) -> u32 {
+        let most_workers = self
+            .tenants
+            .iter()
+            .map(|t| t.limits.workers)
+            .max()
+            .unwrap_or(1);
+        (self.max_jobs * most_workers + 8).min(10_000) as u32
+    }
+
+    /// The largest memory any tenant's instance may have.
+    pub fn max_memory_bytes(&self) -> u64 {
+        self.tenants
+            .iter()
+            .map(|t| t.limits.memory_bytes)
+            .max()
+            .unwrap_or(JobLimitsConfig::default().memory_bytes)
+    }
+}
+
+fn merge_limits(base: &JobLimitsConfig, raw: &RawLimits) -> Result<JobLimitsConfig, String> {
+    let nonzero = |v: Option<u64>, key: &str| match v {
+        Some(0) => Err(format!("`{key}` must be above zero")),
+        _ => Ok(v),
+    };
+    let deadline = match &raw.deadline {
+        None => base.deadline,
+        Some(d) => match humantime::parse_duration(d) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => return Err("`deadline` must be above zero".into()),
+            Err(e) => {
+                return Err(format!(
+                    "`deadline` = {d:?} is not a duration ({e}); write e.g. \"30s\""
+                ))
+            }
+        },
+    };
+    Ok(JobLimitsConfig {
+        fuel: nonzero(raw.fuel, "fuel")?.unwrap_or(base.fuel),
+        memory_bytes: nonzero(raw.memory_mb, "memory_mb")?.map_or(base.memory_bytes, |m| m << 20),
+        output_bytes: nonzero(raw.output_mb, "output_mb")?.map_or(base.output_bytes, |m| m << 20),
+        deadline,
+        workers: nonzero(raw.workers.map(|w| w as u64), "workers")?
+            .map_or(base.workers, |w| w as usize),
+        partitions: nonzero(raw.partitions.map(|w| w as u64), "partitions")?
+            .map_or(base.partitions, |w| w as usize),
+        max_retries: raw.max_retries.unwrap_or(base.max_retries),
+        max_state_bytes: nonzero(raw.max_state_mb, "max_state_mb")?
+            .map_or(base.max_state_bytes, |m| m << 20),
+    })
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                config = %path.display(),
+                "the configuration holds tenant tokens but other users may read it; `chmod 600` it"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(src: &str) -> Result<ServeConfig, String> {
+        ServeConfig::parse(Path::new("/etc/weir/serve.toml"), src).map_err(|e| e.to_string())
+    }
+
+    const T: &str = "[[tenant]]\nname = \"alice\"\ntoken = \"0123456789abcdef\"\n";
+
+    #[test]
+    fn defaults_are_loopback_and_sane() {
+        let c = parse(T).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:7878");
+        assert!(c.bind.ip().is_loopback());
+        assert_eq!(c.data_dir, Path::new("/etc/weir/weir-serve-data"));
+        assert_eq!(c.tenants[0].limits, JobLimitsConfig::default());
+        assert_eq!(c.tenants[0].limits.workers, 1);
+        assert_eq!(c.tenants[0].limits.max_retries, 2);
+    }
+
+    #[test]
+    fn tenant_limits_override_the_defaults() {
+        let c = parse(&format!(
+            "[limits]\nfuel = 1000\nmemory_mb = 16\n{T}[tenant.limits]\nworkers = 2\n"
+        ))
+        .unwrap();
+        let l = &c.tenants[0].limits;
+        assert_eq!((l.fuel, l.memory_bytes, l.workers), (1000, 16 << 20, 2));
+    }
+
+    #[test]
+    fn refuses_bad_configurations() {
+        for (src, needle) in [
+            ("", "no [[tenant]]"),
+            ("bogus = 1\n", "unknown field"),
+            (
+                "[[tenant]]\nname = \"Al/ice\"\ntoken = \"0123456789abcdef\"\n",
+                "tenant name",
+            ),
+            (
+                "[[tenant]]\nname = \"a\"\ntoken = \"short\"\n",
+                "at least 16",
+            ),
+            (
+                &format!("{T}[[tenant]]\nname = \"bob\"\ntoken = \"0123456789abcdef\"\n"),
+                "same token",
+            ),
+            (&format!("{T}{T}"), "defined twice"),
+            (&format!("bind = \"nowhere\"\n{T}"), "not an address"),
+            (&format!("[limits]\nworkers = 0\n{T}"), "above zero"),
+            (
+                &format!("[limits]\ndeadline = \"soon\"\n{T}"),
+                "not a duration",
+            ),
+        ] {
+            let e = parse(src).unwrap_err();
+            assert!(e.contains(needle), "{src:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_tokens() {
+        let c = parse(T).unwrap();
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+    }
+}

@@ -1,0 +1,173 @@
+//! `weir serve`: one long-running host, many tenants' jobs, an HTTP control
+//! API (submit, list, status, stop, upgrade, rollback) and its client.
+//!
+//! - [`config`]: the server's TOML file — bind address (loopback by
+//!   default), data directory, tenants and their bearer tokens, per-job
+//!   limits.
+//! - [`confine`]: a pipeline may only name paths inside its job's
+//!   directory, `<data_dir>/<tenant>/jobs/<id>/`, and only loopback sockets.
+//! - [`registry`]: submission, one supervisor per job, status, stop, hot
+//!   swap; a failing job is recorded, never fatal to the host.
+//! - [`server`]: the routes (axum), authentication, JSON errors.
+//! - [`client`]: the blocking client behind `weir submit / jobs / status /
+//!   upgrade / rollback / stop`.
+//! - [`api`]: the JSON bodies both sides share.
+
+pub mod api;
+pub mod client;
+pub mod commands;
+pub mod config;
+pub mod confine;
+mod engine;
+pub mod registry;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+pub use api::{JobError, JobInfo, JobList, JobState, SubmitRequest, SwapInfo};
+pub use client::{Client, ClientError};
+pub use config::{JobLimitsConfig, ServeConfig, TenantConfig};
+pub use server::{Server, ServerHandle};
+
+/// The host could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration file is wrong.
+    #[error("{}: {message}", path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The data directory cannot be created.
+    #[error("cannot create the data directory {}: {source}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The wasm runtime, the server runtime or serving failed.
+    #[error("{0}")]
+    Runtime(String),
+}
+
+/// An error answer of the API: a status and an [`api::ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status} {code}: {message}")]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable code (see [`api::ErrorDetail`]).
+    pub code: &'static str,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 401: no or unknown token.
+    pub fn unauthorized(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", m)
+    }
+
+    /// 403: another tenant's job.
+    pub fn forbidden(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", m)
+    }
+
+    /// 404.
+    pub fn not_found(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", m)
+    }
+
+    /// 400: a malformed request.
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", m)
+    }
+
+    /// 400: the pipeline is wrong or breaks a limit.
+    pub fn pipeline(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_pipeline", m)
+    }
+
+    /// 400: a module is not a usable plugin.
+    pub fn module(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_module", m)
+    }
+
+    /// 400: a path outside the tenant's directory, or a host it may not
+    /// reach.
+    pub fn outside(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "path_outside_tenant", m)
+    }
+
+    /// 409: the job is not running.
+    pub fn conflict(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", m)
+    }
+
+    /// 409: the engine refused a swap.
+    pub fn swap(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "swap_rejected", m)
+    }
+
+    /// 413.
+    pub fn too_large(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m)
+    }
+
+    /// 429: a job quota is full.
+    pub fn too_many(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_jobs", m)
+    }
+
+    /// 500.
+    pub fn internal(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = api::ErrorBody {
+            error: api::ErrorDetail {
+                code: self.code.into(),
+                message: self.message,
+            },
+        };
+        if self.status == StatusCode::UNAUTHORIZED {
+            (
+                self.status,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(body),
+            )
+                .into_response()
+        } else {
+            (self.status, Json(body)).into_response()
+        }
+    }
+}

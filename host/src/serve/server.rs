@@ -1,0 +1,355 @@
+//! The HTTP control API (axum on hyper). Every `/v1/jobs` route needs a
+//! tenant's bearer token and sees only that tenant's jobs; blocking work
+//! (writing files, compiling modules, waiting for a batch boundary) runs on
+//! tokio's blocking pool, never on the threads that serve requests.
+//!
+//! | method and path | body | answer |
+//! |-----------------|------|--------|
+//! | `GET /v1/health` | | `{"ok": true}` (no token needed) |
+//! | `POST /v1/jobs` | [`SubmitRequest`] | 201 [`JobInfo`] |
+//! | `GET /v1/jobs` | | [`JobList`] |
+//! | `GET /v1/jobs/{id}` | | [`JobInfo`] with `recent` batches |
+//! | `POST /v1/jobs/{id}/stop` | | [`JobInfo`] (200 once stopped, 202 while stopping) |
+//! | `POST /v1/jobs/{id}/upgrade` | [`UpgradeRequest`] | [`SwapInfo`] |
+//! | `POST /v1/jobs/{id}/rollback` | [`RollbackRequest`] | [`SwapInfo`] |
+//!
+//! Errors are [`ErrorBody`] with 400 (bad request, pipeline or module), 401
+//! (no or unknown token), 403 (another tenant's job), 404, 409 (job not
+//! running, swap rejected), 413 (body too large), 429 (too many jobs).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde::de::DeserializeOwned;
+
+#[allow(unused_imports)] // named in the docs above
+use super::api::{ErrorBody, JobInfo, SwapInfo};
+use super::api::{JobList, RollbackRequest, SubmitRequest, UpgradeRequest};
+use super::config::{ServeConfig, TenantConfig};
+use super::registry::Registry;
+use super::{ApiError, ServeError};
+use crate::wasm::{Runtime, RuntimeConfig};
+
+/// How long `stop` waits for the job's current batch before answering 202.
+const STOP_WAIT: Duration = Duration::from_secs(30);
+
+/// How long a shutdown waits for the jobs to finish their batches.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+struct AppState {
+    registry: Arc<Registry>,
+}
+
+/// The authenticated tenant of a request.
+struct Caller(TenantConfig);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(ApiError::unauthorized(
+                "missing `Authorization: Bearer TOKEN` header",
+            ));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be `Bearer TOKEN`")
+            })?;
+        match state.registry.authenticate(token) {
+            Some(t) => Ok(Caller(t.clone())),
+            None => Err(ApiError::unauthorized("unknown token")),
+        }
+    }
+}
+
+/// A JSON body: read within the body limit, parsed with a clear 400.
+fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let bytes = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large("the request body is larger than the server's `max_body_mb`")
+        } else {
+            ApiError::bad_request(format!("cannot read the request body: {r}"))
+        }
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid: {e}")))
+}
+
+/// Runs blocking registry work off the request threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(ApiError::internal(format!("the request failed: {e}"))))
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "ok": true }))
+}
+
+async fn submit(
+    State(s): State<AppState>,
+    Caller(tenant): Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: SubmitRequest = json_body(body)?;
+    let info = blocking(move || s.registry.submit(&tenant, req)).await?;
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+async fn list(State(s): State<AppState>, Caller(tenant): Caller) -> Json<JobList> {
+    let jobs = s.registry.list(&tenant);
+    Json(JobList {
+        jobs: jobs.iter().map(|j| j.info(false)).collect(),
+    })
+}
+
+async fn status(
+    State(s): State<AppState>,
+    Caller(tenant): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = s.registry.job(&tenant, &id)?;
+    Ok(Json(job.info(true)).into_response())
+}
+
+async fn stop(
+    State(s): State<AppState>,
+    Caller(tenant): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = s.registry.job(&tenant, &id)?;
+    let (ended, info) = blocking(move || {
+        let ended = job.stop(STOP_WAIT);
+        Ok((ended, job.info(false)))
+    })
+    .await?;
+    let code = if ended {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((code, Json(info)).into_response())
+}
+
+async fn upgrade(
+    State(s): State<AppState>,
+    Caller(tenant): Caller,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let job = s.registry.job(&tenant, &id)?;
+    let req: UpgradeRequest = json_body(body)?;
+    let module = base64::engine::general_purpose::STANDARD
+        .decode(&req.module)
+        .map_err(|e| ApiError::bad_request(format!("`module` is not valid base64: {e}")))?;
+    let info = blocking(move || s.registry.upgrade(&job, &req.plugin, &module)).await?;
+    Ok(Json(info).into_response())
+}
+
+async fn rollback(
+    State(s): State<AppState>,
+    Caller(tenant): Caller,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let job = s.registry.job(&tenant, &id)?;
+    let req: RollbackRequest = json_body(body)?;
+    let info = blocking(move || s.registry.rollback(&job, &req.plugin)).await?;
+    Ok(Json(info).into_response())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; the API lives under /v1/jobs")
+}
+
+fn router(registry: Arc<Registry>) -> Router {
+    let limit = registry.config().max_body_bytes;
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/jobs", post(submit).get(list))
+        .route("/v1/jobs/{id}", get(status))
+        .route("/v1/jobs/{id}/stop", post(stop))
+        .route("/v1/jobs/{id}/upgrade", post(upgrade))
+        .route("/v1/jobs/{id}/rollback", post(rollback))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(AppState { registry })
+}
+
+/// A bound, not yet serving, `weir serve` host.
+pub struct Server {
+    registry: Arc<Registry>,
+    listener: std::net::TcpListener,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Server {
+    /// Creates the data directory and the shared wasm runtime, and binds
+    /// the listening socket (port 0 picks a free port).
+    pub fn bind(config: ServeConfig) -> Result<Server, ServeError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| ServeError::DataDir {
+            path: config.data_dir.clone(),
+            source: e,
+        })?;
+        let runtime = Runtime::new(&RuntimeConfig {
+            max_instances: config.max_instances(),
+            max_memory_bytes: config.max_memory_bytes() as usize,
+            memory_keep_resident: config.keep_resident_bytes,
+            ..RuntimeConfig::default()
+        })
+        .map_err(|e| ServeError::Runtime(format!("{e:#}")))?;
+        let listener = std::net::TcpListener::bind(config.bind).map_err(|e| ServeError::Bind {
+            addr: config.bind,
+            source: e,
+        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| ServeError::Bind {
+                addr: config.bind,
+                source: e,
+            })?;
+        if !config.bind.ip().is_loopback() {
+            tracing::warn!(
+                bind = %config.bind,
+                "listening beyond loopback: tokens travel in clear text over plain HTTP; put a TLS proxy in front"
+            );
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("weir-serve")
+            .enable_all()
+            .build()
+            .map_err(|e| ServeError::Runtime(format!("server runtime: {e}")))?;
+        Ok(Server {
+            registry: Arc::new(Registry::new(config, runtime)),
+            listener,
+            rt,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound socket has an address")
+    }
+
+    /// The job registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Serves until `shutdown` completes, then stops every job (each
+    /// finishes its current batch) and returns.
+    pub fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let Server {
+            registry,
+            listener,
+            rt,
+        } = self;
+        let addr = listener.local_addr().ok();
+        let app = router(registry.clone());
+        let served = rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            tracing::info!(addr = ?addr, "serving the control API");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        });
+        tracing::info!("shutting down: stopping every job after its current batch");
+        registry.shutdown(SHUTDOWN_WAIT);
+        rt.shutdown_timeout(Duration::from_secs(5));
+        served.map_err(|e| ServeError::Runtime(format!("serving: {e}")))
+    }
+
+    /// Serves on a background thread; [`ServerHandle::shutdown`] stops it.
+    pub fn spawn(self) -> Result<ServerHandle, ServeError> {
+        let addr = self.local_addr();
+        let registry = self.registry.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("weir-serve-main".into())
+            .spawn(move || {
+                self.run_until(async move {
+                    let _ = rx.await;
+                })
+            })
+            .map_err(|e| ServeError::Runtime(format!("server thread: {e}")))?;
+        Ok(ServerHandle {
+            addr,
+            registry,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A server running on a background thread.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    registry: Arc<Registry>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), ServeError>>>,
+}
+
+impl ServerHandle {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The job registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Stops serving and every job, and waits for it.
+    pub fn shutdown(mut self) -> Result<(), ServeError> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Result<(), ServeError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(ServeError::Runtime("the server thread panicked".into()))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}

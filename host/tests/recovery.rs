@@ -485,3 +485,104 @@ prefix = "out/counts"
     assert!(kills >= 3, "enough kills happened");
     assert!(lost < WORDS / 2, "most words survive: lost {lost}");
 }
+
+/// `weir run --watch-plugins`: the module file is replaced while the job
+/// runs (state migrated v1 → v2), and weir is SIGKILLed around the upgrade.
+/// Afterwards a recovery from the very first checkpoint replays every batch
+/// with the module that originally ran it and writes the same bytes.
+#[test]
+fn watched_upgrade_with_sigkills_replays_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let v1 = std::fs::read(weir_tests::guest(weir_tests::guests::TALLY_V1)).unwrap();
+    let v2 = std::fs::read(weir_tests::guest(weir_tests::guests::TALLY_V2)).unwrap();
+    std::fs::write(plugins.join("tally.wasm"), &v1).unwrap();
+    let p = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &p,
+        r#"
+[job]
+name = "upgrade"
+batch_interval = "100ms"
+partitions = 2
+checkpoint = "ck"
+# Only the initial checkpoint (and a final one): every recovery replays the
+# whole log, across the upgrade.
+checkpoint_interval = "60s"
+
+[plugins]
+tally = "plugins/tally.wasm"
+
+[[source]]
+name = "lines"
+type = "generator"
+rate = 3000
+words_per_line = 4
+vocabulary = 60
+
+[[stream]]
+name = "words"
+op = "flat_map"
+input = "lines"
+function = "tally:split"
+
+[[stream]]
+name = "counts"
+op = "map_with_state"
+input = "words"
+function = "tally:count"
+
+[[output]]
+stream = "counts"
+type = "text_files"
+prefix = "out/tally"
+"#,
+    )
+    .unwrap();
+    let args = ["--batches", "60", "--watch-plugins"];
+
+    // Run 1: upgrade after a few batches, then a kill.
+    let (mut child, rx) = spawn(weir(&p, &args));
+    assert!(wait_lines(&rx, "batch completed", 5));
+    let tmp = plugins.join(".tally.wasm.tmp");
+    std::fs::write(&tmp, &v2).unwrap();
+    std::fs::rename(&tmp, plugins.join("tally.wasm")).unwrap();
+    assert!(
+        wait_lines(&rx, "upgraded", 1),
+        "the watcher swaps the new module in"
+    );
+    assert!(wait_lines(&rx, "batch completed", 2));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Run 2: recover, kill again.
+    let (mut child, rx) = spawn(weir(&p, &args));
+    assert!(wait_lines(&rx, "batch completed", 3));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Run 3: to the end.
+    run_to_end(&p, &args);
+    let first = tree(&dir.path().join("out"));
+    assert_eq!(first.keys().filter(|k| k.ends_with("_SUCCESS")).count(), 60);
+
+    // Lose every checkpoint but the initial one: all 60 batches replay,
+    // each with its recorded module, migrating where the upgrade happened.
+    for e in std::fs::read_dir(dir.path().join("ck").join("checkpoints")).unwrap() {
+        let path = e.unwrap().path();
+        if !path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .ends_with("00000000000000000000.bin")
+        {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    std::fs::remove_dir_all(dir.path().join("out")).unwrap();
+    let log = run_to_end(&p, &["--batches", "60"]);
+    assert!(
+        log.contains("module as recorded in the checkpoint"),
+        "{log}"
+    );
+    assert_eq!(tree(&dir.path().join("out")), first);
+}

@@ -123,7 +123,7 @@ pub struct KeyIndex<'a> {
 impl<'a> KeyIndex<'a> {
     /// Indexes `batch`.
     pub fn new(batch: &'a RecordBatch) -> Self {
-        let mut map: HashMap<&[u8], u32, FxBuildHasher> =
+        let mut map: HashMap<KeyBytes<'a>, u32, FxBuildHasher> =
             HashMap::with_capacity_and_hasher(batch.len().min(1 << 12), FxBuildHasher);
         let mut index = KeyIndex {
             keys: Vec::new(),
@@ -133,7 +133,7 @@ impl<'a> KeyIndex<'a> {
             ids: Vec::with_capacity(batch.len()),
         };
         for (k, v) in batch.iter() {
-            let id = match map.entry(k) {
+            let id = match map.entry(KeyBytes::new(k)) {
                 Entry::Occupied(e) => {
                     let id = *e.get();
                     index.counts[id as usize] += 1;
@@ -155,6 +155,63 @@ impl<'a> KeyIndex<'a> {
         index
     }
 }
+
+/// Key bytes as a hash-map key that carries its bytes inline: keys up to
+/// 16 bytes are hashed and compared from two words held in the table, so a
+/// lookup never follows a pointer to a stored key (in a large batch, that
+/// key sits wherever it first appeared: a cache miss per lookup).
+#[derive(Debug, Clone, Copy)]
+struct KeyBytes<'a> {
+    /// With `hi` and the length, the whole key when it has at most 16
+    /// bytes: two overlapping loads (or three bytes), so for a given length
+    /// different keys give different words.
+    lo: u64,
+    hi: u64,
+    bytes: &'a [u8],
+}
+
+impl<'a> KeyBytes<'a> {
+    #[inline]
+    fn new(bytes: &'a [u8]) -> Self {
+        let n = bytes.len();
+        let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+        let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
+        let (lo, hi) = match n {
+            0 => (0, 0),
+            1..=3 => (
+                u64::from(bytes[0]) | u64::from(bytes[n / 2]) << 8 | u64::from(bytes[n - 1]) << 16,
+                0,
+            ),
+            4..=7 => (u64::from(u32_at(0)), u64::from(u32_at(n - 4))),
+            _ => (u64_at(0), u64_at(n - 8)),
+        };
+        KeyBytes { lo, hi, bytes }
+    }
+}
+
+impl std::hash::Hash for KeyBytes<'_> {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        if self.bytes.len() <= 16 {
+            state.write_u64(self.lo ^ (self.bytes.len() as u64) << 59);
+            state.write_u64(self.hi);
+        } else {
+            state.write(self.bytes);
+        }
+    }
+}
+
+impl PartialEq for KeyBytes<'_> {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.lo == other.lo
+            && self.hi == other.hi
+            && self.bytes.len() == other.bytes.len()
+            && (self.bytes.len() <= 16 || self.bytes == other.bytes)
+    }
+}
+
+impl Eq for KeyBytes<'_> {}
 
 /// Groups a partition's records by key, first appearance first.
 pub fn group(batch: &RecordBatch) -> Groups<'_> {
@@ -194,4 +251,51 @@ pub fn shuffle(
 /// Total records over all partitions.
 pub fn total_records(parts: &[RecordBatch]) -> usize {
     parts.iter().map(RecordBatch::len).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_bytes_equality_is_slice_equality() {
+        // Every length up to past the inline cases, differing at every position.
+        for n in 0..40usize {
+            let a: Vec<u8> = (0..n as u8).collect();
+            let copy = a.clone();
+            assert!(KeyBytes::new(&a) == KeyBytes::new(&copy));
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 0x80;
+                assert!(
+                    KeyBytes::new(&a) != KeyBytes::new(&b),
+                    "length {n}, byte {i}"
+                );
+            }
+            let longer: Vec<u8> = (0..=n as u8).collect();
+            assert!(KeyBytes::new(&a) != KeyBytes::new(&longer));
+            // Shorter keys padded with zeros are other keys.
+            let padded: Vec<u8> = a.iter().copied().chain([0]).collect();
+            assert!(KeyBytes::new(&a) != KeyBytes::new(&padded));
+        }
+    }
+
+    #[test]
+    fn key_index_numbers_keys_in_first_appearance_order() {
+        let batch: RecordBatch = [
+            (&b"b"[..], &b"1"[..]),
+            (b"a", b"22"),
+            (b"b", b"333"),
+            (b"", b""),
+            (b"a", b"4"),
+        ]
+        .into_iter()
+        .collect();
+        let index = KeyIndex::new(&batch);
+        assert_eq!(index.keys, vec![&b"b"[..], b"a", b""]);
+        assert_eq!(index.first, vec![&b"1"[..], b"22", b""]);
+        assert_eq!(index.counts, vec![2, 2, 1]);
+        assert_eq!(index.value_bytes, vec![4, 3, 0]);
+        assert_eq!(index.ids, vec![0, 1, 0, 2, 1]);
+    }
 }

@@ -18,7 +18,6 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod confine;
-mod engine;
 pub mod registry;
 pub mod server;
 

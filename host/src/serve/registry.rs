@@ -16,11 +16,11 @@ use indexmap::IndexMap;
 use super::api::{DelaySummary, JobError, JobInfo, JobLimits, JobState, SubmitRequest, SwapInfo};
 use super::config::{ServeConfig, TenantConfig};
 use super::confine::{self, PIPELINE_FILE};
-use super::engine::{self, JobControl};
 use super::ApiError;
 use crate::config::{Pipeline, PipelineError};
 use crate::error::{BuildError, EngineError};
 use crate::scheduler::{RunSummary, StopSignal};
+use crate::stream::{self as engine, JobControl, RunningJob};
 use crate::wasm::{CallErrorKind, Runtime};
 
 /// How a job ended.
@@ -39,6 +39,8 @@ pub struct Job {
     batch_interval_ms: u64,
     limits: JobLimits,
     control: JobControl,
+    /// Plugin name → module hash at submission (until the engine reports).
+    submitted_modules: BTreeMap<String, String>,
     stop: Arc<StopSignal>,
     stop_requested: AtomicBool,
     outcome: Mutex<Option<(Outcome, RunSummary)>>,
@@ -110,7 +112,11 @@ impl Job {
             batches,
             last_batch_ms,
             scheduling_delay: DelaySummary::of(&status.recent),
-            modules: status.modules,
+            modules: if status.modules.is_empty() {
+                self.submitted_modules.clone()
+            } else {
+                status.modules
+            },
             limits: self.limits.clone(),
             recent: if recent { status.recent } else { Vec::new() },
         }
@@ -295,6 +301,17 @@ impl Registry {
             })?;
             files.push((name.clone(), bytes));
         }
+        // Every module must load (compiled once here; the build below finds
+        // them in the runtime's cache while these are alive).
+        let mut loaded = Vec::new();
+        for (name, bytes) in files.iter().take(req.modules.len()) {
+            let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s);
+            let plugin = self
+                .runtime
+                .load_bytes(stem, bytes)
+                .map_err(|e| ApiError::module(format!("module {name:?}: {e}")))?;
+            loaded.push(plugin);
+        }
         let _slot = self.reserve(&tenant.name)?;
 
         // 2. A fresh job directory with the pipeline and its files.
@@ -348,7 +365,16 @@ impl Registry {
             submitted_ms: now_ms(),
             batch_interval_ms: pipeline.config.batch_interval.as_millis() as u64,
             limits: tenant.limits.to_api(partitions),
-            control: engine::control(&running),
+            control: running.control(),
+            submitted_modules: pipeline
+                .plugins
+                .values()
+                .filter_map(|(path, _)| {
+                    let stem = path.file_stem()?.to_string_lossy().into_owned();
+                    let hash = loaded.iter().find(|p| **p.name() == *stem)?.hash_hex();
+                    Some((stem, hash))
+                })
+                .collect(),
             stop: running.stop_handle(),
             stop_requested: AtomicBool::new(false),
             outcome: Mutex::new(None),
@@ -367,6 +393,7 @@ impl Registry {
                 "cannot start the job's supervisor: {e}"
             )));
         }
+        drop(loaded);
         tracing::info!(tenant = %tenant.name, job = %id, name = %job.name, "job submitted");
         cleanup.0 = None; // the job keeps its directory
         self.jobs
@@ -417,7 +444,11 @@ impl Registry {
         c.limits.memory_bytes = c.limits.memory_bytes.min(l.memory_bytes as usize);
         c.limits.output_bytes = c.limits.output_bytes.min(l.output_bytes as usize);
         c.limits.deadline = c.limits.deadline.min(l.deadline);
-        engine::set_retry_limits(c, l.max_retries, l.max_state_bytes);
+        c.max_retries = l.max_retries;
+        c.max_state_bytes = Some(
+            c.max_state_bytes
+                .map_or(l.max_state_bytes, |m| m.min(l.max_state_bytes)),
+        );
         Ok(c.partitions)
     }
 
@@ -491,7 +522,7 @@ impl Registry {
 }
 
 /// Waits for the job's end and records it.
-fn supervise(job: Arc<Job>, running: crate::stream::RunningJob) {
+fn supervise(job: Arc<Job>, running: RunningJob) {
     match running.await_termination() {
         Ok(summary) => {
             tracing::info!(tenant = %job.tenant, job = %job.id, batches = summary.batches, "job stopped");
@@ -554,8 +585,10 @@ pub fn classify(e: &EngineError) -> JobError {
         EngineError::Output { .. } => out.kind = "output".into(),
         EngineError::Checkpoint(_) => out.kind = "checkpoint".into(),
         EngineError::Source { .. } => out.kind = "source".into(),
-        #[allow(unreachable_patterns)]
-        _ => {}
+        EngineError::StateLimit { batch_time_ms, .. } => {
+            out.kind = "state_limit".into();
+            out.batch_time_ms = Some(*batch_time_ms);
+        }
     }
     out
 }

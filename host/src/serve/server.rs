@@ -80,6 +80,11 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 /// A JSON body: read within the body limit, parsed with a clear 400.
+///
+/// Handlers with a body read it (within the limit) before refusing a
+/// request without a valid token: answering before the body is read would
+/// make the server close the connection while the client is still
+/// sending, and the client would see a broken connection instead of 401.
 fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let bytes = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -107,9 +112,10 @@ async fn health() -> Json<serde_json::Value> {
 
 async fn submit(
     State(s): State<AppState>,
-    Caller(tenant): Caller,
+    caller: Result<Caller, ApiError>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let Caller(tenant) = caller?;
     let req: SubmitRequest = json_body(body)?;
     let info = blocking(move || s.registry.submit(&tenant, req)).await?;
     Ok((StatusCode::CREATED, Json(info)).into_response())
@@ -152,10 +158,11 @@ async fn stop(
 
 async fn upgrade(
     State(s): State<AppState>,
-    Caller(tenant): Caller,
+    caller: Result<Caller, ApiError>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let Caller(tenant) = caller?;
     let job = s.registry.job(&tenant, &id)?;
     let req: UpgradeRequest = json_body(body)?;
     let module = base64::engine::general_purpose::STANDARD
@@ -167,10 +174,11 @@ async fn upgrade(
 
 async fn rollback(
     State(s): State<AppState>,
-    Caller(tenant): Caller,
+    caller: Result<Caller, ApiError>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let Caller(tenant) = caller?;
     let job = s.registry.job(&tenant, &id)?;
     let req: RollbackRequest = json_body(body)?;
     let info = blocking(move || s.registry.rollback(&job, &req.plugin)).await?;

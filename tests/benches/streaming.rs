@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use weir::receiver::generator::GeneratorKind;
 use weir::stream::StateOptions;
+use weir::wasm::{Runtime, RuntimeConfig};
 use weir::{ClockMode, SourceSpec, StreamingConfig, StreamingContext};
 use weir_tests::{guest, guests};
 
@@ -196,7 +197,7 @@ fn child(args: &[String]) {
             vocabulary.parse().expect("vocabulary"),
             batches.parse().expect("batches"),
         ),
-        ["state", mode] => child_state(*mode == "update"),
+        ["state", mode, memory] => child_state(*mode == "update", *memory == "default"),
         other => panic!("unknown child arguments {other:?}"),
     }
 }
@@ -473,35 +474,37 @@ fn child_source(lines: u64, batches: usize) {
 // 2. Windowed word count
 
 const WINDOW_LINES: u64 = 20_000;
-/// Distinct words: large enough that a window holds far more keys than a
-/// batch, so recomputing it costs visibly more than a batch.
-const WINDOW_VOCABULARY: usize = 1_000_000;
+/// Distinct words: the word count vocabulary (every word in every batch),
+/// and one large enough that a window holds ten times the keys of a batch.
+const WINDOW_VOCABULARIES: [usize; 2] = [10_000, 1_000_000];
 const WINDOW_BATCHES: usize = 45;
 const WINDOW_SHOW: [usize; 7] = [1, 5, 10, 20, 30, 40, 45];
 
 fn window_section() {
+    let vocabularies: Vec<usize> = std::env::var("WEIR_BENCH_WINDOW_VOCABULARY")
+        .ok()
+        .map(|v| vec![v.parse().expect("WEIR_BENCH_WINDOW_VOCABULARY")])
+        .unwrap_or_else(|| WINDOW_VOCABULARIES.to_vec());
     println!();
     println!(
-        "2. windowed word count: 30 s window, 1 s slide, 1 s batches of {} K lines (10 words, {} K-word Zipf vocabulary), {WINDOW_BATCHES} batches; processing time per batch",
+        "2. windowed word count: 30 s window, 1 s slide, 1 s batches of {} K lines (10 words, Zipf vocabulary), {WINDOW_BATCHES} batches; processing time per batch",
         WINDOW_LINES / 1000,
-        env_usize("WEIR_BENCH_WINDOW_VOCABULARY", WINDOW_VOCABULARY) / 1000
     );
-    let plain = run_child(&[
-        "window",
-        "plain",
-        &WINDOW_LINES.to_string(),
-        &WINDOW_BATCHES.to_string(),
-    ]);
-    let inv = run_child(&[
-        "window",
-        "inv",
-        &WINDOW_LINES.to_string(),
-        &WINDOW_BATCHES.to_string(),
-    ]);
+    for vocabulary in vocabularies {
+        window_table(vocabulary);
+    }
+}
+
+fn window_table(vocabulary: usize) {
+    let (lines, batches) = (WINDOW_LINES.to_string(), WINDOW_BATCHES.to_string());
+    let v = vocabulary.to_string();
+    let plain = run_child(&["window", "plain", &lines, &v, &batches]);
+    let inv = run_child(&["window", "inv", &lines, &v, &batches]);
     let (tp, ti) = (plain.list("processing_ms"), inv.list("processing_ms"));
     let (kp, ki) = (plain.list("keys"), inv.list("keys"));
+    println!("  vocabulary {} K words:", vocabulary / 1000);
     println!(
-        "  {:>6} {:>8} | {:>22} {:>8} | {:>26} {:>8}",
+        "  {:>6} {:>9} | {:>24} {:>8} | {:>27} {:>8}",
         "batch",
         "in window",
         "reduce_by_key_and_window",
@@ -514,7 +517,7 @@ fn window_section() {
             continue;
         }
         println!(
-            "  {:>6} {:>8} | {:>19.1} ms {:>8} | {:>23.1} ms {:>8}",
+            "  {:>6} {:>9} | {:>21.1} ms {:>8} | {:>24.1} ms {:>8}",
             b,
             b.min(30),
             tp[b - 1],
@@ -525,10 +528,10 @@ fn window_section() {
     }
     let tail = |t: &[f64]| median(&t[t.len().saturating_sub(10)..]);
     println!(
-        "  median of the last 10 batches: plain {:.1} ms, inverse {:.1} ms ({:.1}x); total {:.2} s vs {:.2} s; peak RSS {:.0} MB vs {:.0} MB",
+        "  median of the last 10 batches: plain {:.1} ms, inverse {:.1} ms (inverse {:.2}x the plain time); total {:.2} s vs {:.2} s; peak RSS {:.0} MB vs {:.0} MB",
         tail(&tp),
         tail(&ti),
-        tail(&tp) / tail(&ti),
+        tail(&ti) / tail(&tp),
         tp.iter().sum::<f64>() / 1e3,
         ti.iter().sum::<f64>() / 1e3,
         plain.f64("peak_rss_mb"),
@@ -627,14 +630,19 @@ fn state_section() {
         STATE_BATCH / 1000,
         STATE_BATCH / 1000
     );
-    let upd = run_child(&["state", "update"]);
-    let mws = run_child(&["state", "mapws"]);
+    // Times with the default runtime; memory from a second run whose wasm
+    // memories are given back after every call (the default keeps up to
+    // 64 MiB per pool slot resident, which would count as state).
+    let upd = run_child(&["state", "update", "default"]);
+    let mws = run_child(&["state", "mapws", "default"]);
+    let upd_mem = run_child(&["state", "update", "release"]);
+    let mws_mem = run_child(&["state", "mapws", "release"]);
     let (tu, tm) = (upd.list("processing_ms"), mws.list("processing_ms"));
     let (ku, km) = (upd.list("keys"), mws.list("keys"));
-    let (ru, rm) = (upd.list("rss_mb"), mws.list("rss_mb"));
+    let (ru, rm) = (upd_mem.list("rss_mb"), mws_mem.list("rss_mb"));
     println!(
         "  {:>6} | {:>18} {:>9} {:>9} | {:>18} {:>9} {:>9}",
-        "batch", "update_state_by_key", "keys", "RSS MB", "map_with_state", "keys", "RSS MB"
+        "batch", "update_state_by_key", "keys", "RSS MB*", "map_with_state", "keys", "RSS MB*"
     );
     for i in 0..tu.len().max(tm.len()) {
         println!(
@@ -648,24 +656,44 @@ fn state_section() {
             rm[i]
         );
     }
-    for (name, r, note) in [
+    println!("  * RSS after each batch, in the run without resident wasm memories");
+    for (name, r, timed, note) in [
         (
             "update_state_by_key",
+            &upd_mem,
             &upd,
             "keys counted from its output (the whole state)",
         ),
         (
             "map_with_state",
+            &mws_mem,
             &mws,
             "keys by construction: no timeout, every key fed stays",
         ),
     ] {
+        // Marginal: from the first batch to the last growing one, so
+        // one-time costs (threads, arenas, the first calls) do not count;
+        // corrected for the input consumed and the batch output alive.
+        let (k, rss, out) = (r.list("keys"), r.list("rss_mb"), r.list("out_mb"));
+        let last = (STATE_KEYS / STATE_BATCH) as usize - 1;
+        let per_batch_input = r.f64("queue_mb") / r.f64("batches");
+        let marginal = (rss[last] - rss[0]) + per_batch_input * last as f64 - (out[last] - out[0]);
+        println!(
+            "  {name}: {:.0} bytes per key added (RSS {:.0} → {:.0} MB from {:.0} K to {:.0} K keys, +{:.0} MB of input consumed, -{:.0} MB more output alive)",
+            marginal * 1024.0 * 1024.0 / (k[last] - k[0]),
+            rss[0],
+            rss[last],
+            k[0] / 1e3,
+            k[last] / 1e3,
+            per_batch_input * last as f64,
+            out[last] - out[0],
+        );
         let keys = *r.list("keys").last().expect("batches");
         let growth = r.f64("rss_end_mb")
             - (r.f64("rss_before_mb") - r.f64("queue_mb"))
             - r.f64("live_batch_mb");
         println!(
-            "  {name}: {:.0} keys, RSS {:.0} MB before start (incl. {:.0} MB of queued input) → {:.0} MB after the last batch (incl. {:.0} MB of that batch's buffers): {:.0} bytes per key; peak RSS {:.0} MB ({note})",
+            "  {name}: {:.0} keys, RSS {:.0} MB before start (incl. {:.0} MB of queued input) → {:.0} MB after the last batch (incl. {:.0} MB of that batch's buffers): {:.0} bytes per key overall; peak RSS {:.0} MB ({:.0} MB with the default runtime) ({note})",
             keys,
             r.f64("rss_before_mb"),
             r.f64("queue_mb"),
@@ -673,12 +701,22 @@ fn state_section() {
             r.f64("live_batch_mb"),
             growth * 1024.0 * 1024.0 / keys,
             r.f64("peak_rss_mb"),
+            timed.f64("peak_rss_mb"),
         );
     }
 }
 
-fn child_state(update: bool) {
-    let ctx = StreamingContext::new(config("bench-state")).expect("context");
+fn child_state(update: bool, keep_resident: bool) {
+    let runtime = Runtime::new(&RuntimeConfig {
+        memory_keep_resident: if keep_resident {
+            RuntimeConfig::default().memory_keep_resident
+        } else {
+            0
+        },
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime");
+    let ctx = StreamingContext::with_runtime(config("bench-state"), runtime).expect("context");
     let wc = ctx
         .load_plugin(guest(guests::WORDCOUNT))
         .expect("load wordcount");
@@ -735,6 +773,11 @@ fn child_state(update: bool) {
             "rss_mb",
             join(&seen.iter().map(|s| s.2).collect::<Vec<_>>()),
         ),
+        (
+            "out_mb",
+            join(&seen.iter().map(|s| mb(s.1)).collect::<Vec<_>>()),
+        ),
+        ("batches", n_batches.to_string()),
         ("rss_before_mb", format!("{rss_before:.2}")),
         ("rss_end_mb", format!("{rss_end:.2}")),
         ("queue_mb", format!("{:.2}", mb(queue_bytes as f64))),

@@ -15,7 +15,7 @@ pub fn apply(
     input: &[RecordBatch],
 ) -> Result<Partitions, EngineError> {
     let n = input.len();
-    ctx.par_map(input, |p, batch| {
+    ctx.par_map_batches(input, |p, batch| {
         if batch.is_empty() && flavor != MapFlavor::MapPartitions {
             return Ok(RecordBatch::new());
         }

@@ -5,7 +5,8 @@
 //! arrival order), so outputs never depend on thread timing.
 
 use std::collections::hash_map::{Entry, HashMap};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use indexmap::IndexMap;
 use rayon::prelude::*;
@@ -83,13 +84,12 @@ impl OpContext<'_> {
         slots: &mut [S],
         f: impl Fn(usize, &T, &mut S) -> Result<R, EngineError> + Sync + Send,
     ) -> Result<Vec<R>, EngineError> {
-        self.pool.install(|| {
-            items
-                .par_iter()
-                .zip(slots.par_iter_mut())
-                .enumerate()
-                .map(|(i, (t, s))| f(i, t, s))
-                .collect()
+        assert_eq!(items.len(), slots.len(), "one slot per item");
+        let slots: Vec<Mutex<&mut S>> = slots.iter_mut().map(Mutex::new).collect();
+        let order: Vec<usize> = (0..items.len()).collect();
+        self.run_dynamic(&order, |i| {
+            let mut slot = slots[i].lock().expect("each slot is taken once");
+            f(i, &items[i], &mut slot)
         })
     }
 
@@ -99,8 +99,66 @@ impl OpContext<'_> {
         items: &[T],
         f: impl Fn(usize, &T) -> Result<R, EngineError> + Sync + Send,
     ) -> Result<Vec<R>, EngineError> {
-        self.pool
-            .install(|| items.par_iter().enumerate().map(|(i, t)| f(i, t)).collect())
+        let order: Vec<usize> = (0..items.len()).collect();
+        self.run_dynamic(&order, |i| f(i, &items[i]))
+    }
+
+    /// [`par_map`](Self::par_map) over partitions, starting the largest
+    /// first: with more partitions than workers, the small ones fill in at
+    /// the end instead of one worker finishing a large one alone.
+    pub fn par_map_batches<R: Send>(
+        &self,
+        items: &[RecordBatch],
+        f: impl Fn(usize, &RecordBatch) -> Result<R, EngineError> + Sync + Send,
+    ) -> Result<Vec<R>, EngineError> {
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(items[i].byte_len()));
+        self.run_dynamic(&order, |i| f(i, &items[i]))
+    }
+
+    /// Runs `f(i)` for every index, in the given order of starting, each
+    /// worker taking the next index as soon as it is free (rayon's static
+    /// halving would give one worker the first half of the items however
+    /// long they take). Results are in index order; after a failure no new
+    /// item starts, and the error of the lowest failed index is returned.
+    fn run_dynamic<R: Send>(
+        &self,
+        order: &[usize],
+        f: impl Fn(usize) -> Result<R, EngineError> + Sync,
+    ) -> Result<Vec<R>, EngineError> {
+        let n = order.len();
+        if n <= 1 {
+            return self.pool.install(|| order.iter().map(|&i| f(i)).collect());
+        }
+        let results: Vec<Mutex<Option<Result<R, EngineError>>>> =
+            (0..n).map(|_| Mutex::new(None)).collect();
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let workers = self.pool.current_num_threads().min(n);
+        self.pool.install(|| {
+            (0..workers).into_par_iter().for_each(|_| {
+                while !failed.load(Ordering::Relaxed) {
+                    let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        break;
+                    };
+                    let result = f(i);
+                    if result.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    *results[i].lock().expect("result slot") = Some(result);
+                }
+            })
+        });
+        let mut out = Vec::with_capacity(n);
+        for slot in results {
+            match slot.into_inner().expect("result slot") {
+                Some(Ok(r)) => out.push(r),
+                Some(Err(e)) => return Err(e),
+                None => {}
+            }
+        }
+        debug_assert!(!failed.load(Ordering::Relaxed) && out.len() == n);
+        Ok(out)
     }
 }
 
@@ -230,7 +288,7 @@ pub fn shuffle(
     parts: &[RecordBatch],
     n: usize,
 ) -> Result<Partitions, EngineError> {
-    let buckets = ctx.par_map(parts, |_, batch| {
+    let buckets = ctx.par_map_batches(parts, |_, batch| {
         let mut out: Vec<RecordBatch> = (0..n)
             .map(|_| RecordBatch::with_capacity(batch.byte_len() / n))
             .collect();

@@ -16,11 +16,11 @@ pub fn apply(
     partitions: usize,
 ) -> Result<Partitions, EngineError> {
     let n = input.len();
-    let combined = ctx.par_map(input, |p, batch| {
+    let combined = ctx.par_map_batches(input, |p, batch| {
         combine_partition(ctx, combiner, batch, p, n)
     })?;
     let shuffled = shuffle(ctx, &combined, partitions)?;
-    ctx.par_map(&shuffled, |p, batch| {
+    ctx.par_map_batches(&shuffled, |p, batch| {
         combine_partition(ctx, combiner, batch, p, partitions)
     })
 }

@@ -640,6 +640,28 @@ fn auth_and_confinement_refusals_change_nothing() {
             wc.clone(),
             "invalid_pipeline",
         ),
+        // Host resources a tenant may not take: back-to-back batches, a
+        // generator filling host memory, more partitions than allowed.
+        (
+            pipeline.replace("partitions = 2", "partitions = 2\nclock = \"simulated\""),
+            wc.clone(),
+            "invalid_pipeline",
+        ),
+        (
+            pipeline.replace("rate = 200", "rate = 100000000"),
+            wc.clone(),
+            "invalid_pipeline",
+        ),
+        (
+            pipeline.replace("vocabulary = 50", "vocabulary = 1000000000"),
+            wc.clone(),
+            "invalid_pipeline",
+        ),
+        (
+            pipeline.replace("partitions = 2", "partitions = 64"),
+            wc.clone(),
+            "invalid_pipeline",
+        ),
     ] {
         match alice.submit(&p, &m, &[]) {
             Err(ClientError::Api {

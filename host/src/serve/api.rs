@@ -146,6 +146,8 @@ pub struct JobLimits {
     pub max_retries: u32,
     /// Keyed and window state, bytes.
     pub max_state_bytes: u64,
+    /// Records a generator source may make per batch.
+    pub max_batch_records: u64,
 }
 
 /// A job as `GET /v1/jobs/{id}` (and, without `recent`, `GET /v1/jobs`)

@@ -43,6 +43,7 @@ struct RawLimits {
     partitions: Option<usize>,
     max_retries: Option<u32>,
     max_state_mb: Option<u64>,
+    max_batch_records: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +75,9 @@ pub struct JobLimitsConfig {
     pub max_retries: u32,
     /// Keyed and window state per job, bytes.
     pub max_state_bytes: u64,
+    /// Records a generator source may make per batch (rate × interval):
+    /// they live in host memory.
+    pub max_batch_records: u64,
 }
 
 impl Default for JobLimitsConfig {
@@ -87,6 +91,7 @@ impl Default for JobLimitsConfig {
             partitions: 8,
             max_retries: 2,
             max_state_bytes: 256 << 20,
+            max_batch_records: 200_000,
         }
     }
 }
@@ -103,6 +108,7 @@ impl JobLimitsConfig {
             partitions,
             max_retries: self.max_retries,
             max_state_bytes: self.max_state_bytes,
+            max_batch_records: self.max_batch_records,
         }
     }
 }
@@ -300,6 +306,8 @@ fn merge_limits(base: &JobLimitsConfig, raw: &RawLimits) -> Result<JobLimitsConf
         max_retries: raw.max_retries.unwrap_or(base.max_retries),
         max_state_bytes: nonzero(raw.max_state_mb, "max_state_mb")?
             .map_or(base.max_state_bytes, |m| m << 20),
+        max_batch_records: nonzero(raw.max_batch_records, "max_batch_records")?
+            .unwrap_or(base.max_batch_records),
     })
 }
 

@@ -20,7 +20,13 @@ use super::ApiError;
 use crate::config::{Pipeline, PipelineError};
 use crate::error::{BuildError, EngineError};
 use crate::scheduler::{RunSummary, StopSignal};
-use crate::stream::{self as engine, JobControl, RunningJob};
+use crate::stream::{self as engine, ClockMode, JobControl, RunningJob, SourceSpec};
+
+/// Generator settings that size host memory, capped for every tenant.
+const MAX_WORDS_PER_LINE: usize = 100;
+const MAX_VOCABULARY: usize = 100_000;
+/// Receiver blocks a socket source may queue.
+const MAX_PENDING_BLOCKS: usize = 256;
 use crate::wasm::{CallErrorKind, Runtime};
 
 /// How a job ended.
@@ -425,6 +431,48 @@ impl Registry {
                     s.name, l.partitions
                 ));
             }
+        }
+        if pipeline.config.clock != ClockMode::System {
+            problems.push(
+                "[job] clock = \"simulated\" runs batches back to back without waiting; served jobs run on the system clock"
+                    .into(),
+            );
+        }
+        let interval_ms = pipeline.config.batch_interval.as_millis() as u64;
+        for s in &pipeline.sources {
+            if let SourceSpec::Generator {
+                rate,
+                words_per_line,
+                vocabulary,
+                ..
+            } = &s.spec
+            {
+                let per_batch = rate.saturating_mul(interval_ms) / 1000;
+                if per_batch > l.max_batch_records {
+                    problems.push(format!(
+                        "source `{}`: rate {rate} × batch interval {interval_ms} ms = {per_batch} records per batch, more than the {} allowed",
+                        s.name, l.max_batch_records
+                    ));
+                }
+                if *words_per_line > MAX_WORDS_PER_LINE {
+                    problems.push(format!(
+                        "source `{}`: words_per_line = {words_per_line}: at most {MAX_WORDS_PER_LINE} allowed",
+                        s.name
+                    ));
+                }
+                if *vocabulary > MAX_VOCABULARY {
+                    problems.push(format!(
+                        "source `{}`: vocabulary = {vocabulary}: at most {MAX_VOCABULARY} allowed",
+                        s.name
+                    ));
+                }
+            }
+        }
+        if pipeline.config.max_pending_blocks > MAX_PENDING_BLOCKS {
+            problems.push(format!(
+                "[job] max_pending_blocks = {}: at most {MAX_PENDING_BLOCKS} allowed",
+                pipeline.config.max_pending_blocks
+            ));
         }
         for o in &pipeline.outputs {
             if o.kind == "print" {

@@ -273,6 +273,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Appends a byte string (`u32` length + bytes) to `out`.
+#[inline]
 pub fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     let len = u32::try_from(bytes.len()).expect("byte string longer than 4 GiB");
     out.extend_from_slice(&len.to_le_bytes());
@@ -373,6 +374,7 @@ impl RecordBatch {
     }
 
     /// Appends a record.
+    #[inline]
     pub fn push(&mut self, key: &[u8], value: &[u8]) {
         put_bytes(&mut self.buf, key);
         put_bytes(&mut self.buf, value);
@@ -429,6 +431,7 @@ impl RecordBatch {
     }
 
     /// Iterates over `(key, value)` pairs in order.
+    #[inline]
     pub fn iter(&self) -> RecordIter<'_> {
         RecordIter {
             buf: &self.buf,
@@ -507,6 +510,7 @@ pub struct RecordIter<'a> {
 impl<'a> Iterator for RecordIter<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.left == 0 {
             return None;
@@ -642,8 +646,42 @@ impl<'a> GroupsBody<'a> {
         let at = self.cursors[group];
         let len = u32::try_from(value.len()).expect("byte string longer than 4 GiB");
         self.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
-        self.buf[at + 4..at + 4 + value.len()].copy_from_slice(value);
+        copy_small(&mut self.buf[at + 4..at + 4 + value.len()], value);
         self.cursors[group] = at + 4 + value.len();
+    }
+}
+
+/// `dst.copy_from_slice(src)` without a `memcpy` call for up to 16 bytes
+/// (values such as counts are usually 8): two overlapping fixed-size
+/// copies, which compile to plain loads and stores.
+#[inline(always)]
+fn copy_small(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    assert_eq!(dst.len(), n, "copy_small: lengths differ");
+    match n {
+        0 => {}
+        1..=3 => {
+            dst[0] = src[0];
+            dst[n / 2] = src[n / 2];
+            dst[n - 1] = src[n - 1];
+        }
+        4..=7 => {
+            let (a, b): ([u8; 4], [u8; 4]) = (
+                src[..4].try_into().expect("4 bytes"),
+                src[n - 4..].try_into().expect("4 bytes"),
+            );
+            dst[..4].copy_from_slice(&a);
+            dst[n - 4..].copy_from_slice(&b);
+        }
+        8..=16 => {
+            let (a, b): ([u8; 8], [u8; 8]) = (
+                src[..8].try_into().expect("8 bytes"),
+                src[n - 8..].try_into().expect("8 bytes"),
+            );
+            dst[..8].copy_from_slice(&a);
+            dst[n - 8..].copy_from_slice(&b);
+        }
+        _ => dst.copy_from_slice(src),
     }
 }
 
@@ -1069,6 +1107,16 @@ mod tests {
             GroupsBody::len_of(std::iter::empty()),
             GroupsWriter::new().into_bytes().len()
         );
+    }
+
+    #[test]
+    fn copy_small_copies_every_length() {
+        for n in 0..40usize {
+            let src: Vec<u8> = (1..=n as u8).collect();
+            let mut dst = vec![0u8; n];
+            copy_small(&mut dst, &src);
+            assert_eq!(dst, src, "length {n}");
+        }
     }
 
     #[test]

@@ -241,12 +241,15 @@ fn check_abi_version(
     }
     // The optional state version, from the same instance's module.
     let mut store = new_store(engine, name, &limits);
-    let state_version = match pre.instantiate(&mut store).and_then(|i| {
-        i.get_typed_func::<(), i32>(&mut store, weir_abi::EXPORT_STATE_VERSION)
-    }) {
-        Ok(f) => f.call(&mut store, ()).map_err(|e| Problem::AbiVersionFailed {
-            reason: format!("weir_state_version: {e:#}"),
-        })?,
+    let state_version = match pre
+        .instantiate(&mut store)
+        .and_then(|i| i.get_typed_func::<(), i32>(&mut store, weir_abi::EXPORT_STATE_VERSION))
+    {
+        Ok(f) => f
+            .call(&mut store, ())
+            .map_err(|e| Problem::AbiVersionFailed {
+                reason: format!("weir_state_version: {e:#}"),
+            })?,
         Err(_) => 0,
     };
     Ok(state_version)

@@ -24,6 +24,7 @@ demo: plugins
 test:
 	@scripts/setup.sh --tests
 	$(CARGO) test --workspace
+	$(CARGO) check -p weir-tests --benches
 
 bench: plugins
 	$(CARGO) bench -p weir-tests

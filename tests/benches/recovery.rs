@@ -112,6 +112,7 @@ fn checkpoint_1m() {
         zero_ms: 0,
         nodes: vec![NodeState::Keyed(Some(stores))],
         sources: vec![],
+        modules: BTreeMap::new(),
     };
     let t = Instant::now();
     ck.write(&data).unwrap();

@@ -173,6 +173,8 @@ impl WindowedState {
         };
         let batches = &self.batches;
         let result = ctx.par_map_mut(&(0..n).collect::<Vec<usize>>(), &mut current, |_, &p, values| {
+            // Keys whose value changes in this slide.
+            let mut changed: Vec<Vec<u8>> = Vec::new();
             // previous ⊖ leaving: one inverse call over [prev, l1, l2, ...].
             if let Some((from, to)) = leave {
                 let leaving = groups_between(batches, from, to, p);
@@ -189,6 +191,7 @@ impl WindowedState {
                 let reduced = combine_groups(ctx, inverse, &g, p, n)?;
                 let updates: Vec<(Vec<u8>, Vec<u8>)> = g.keys().map(|k| k.to_vec()).zip(reduced).collect();
                 for (k, v) in updates {
+                    changed.push(k.clone());
                     values.insert(k, v);
                 }
             }
@@ -204,27 +207,47 @@ impl WindowedState {
             let combined = combine_groups(ctx, &spec.combine, &g, p, n)?;
             let updates: Vec<(Vec<u8>, Vec<u8>)> = g.keys().map(|k| k.to_vec()).zip(combined).collect();
             for (k, v) in updates {
+                changed.push(k.clone());
                 values.insert(k, v);
             }
-            // The filter decides which keys stay.
+            // The filter decides which keys stay. Only changed values are
+            // looked at: an unchanged value passed the filter before (the
+            // filter must depend on the key and value only), so a slide
+            // costs the same however many keys the window holds.
+            changed.sort_unstable();
+            changed.dedup();
             match &spec.filter {
                 None => {}
-                Some(WindowFilter::NonZeroCount) => values.retain(|_, v| canonical::decode_count(v) != Some(0)),
+                Some(WindowFilter::NonZeroCount) => {
+                    for k in &changed {
+                        if values.get(k).is_some_and(|v| canonical::decode_count(v) == Some(0)) {
+                            values.remove(k);
+                        }
+                    }
+                }
                 Some(WindowFilter::Plugin(func)) => {
-                    let all: RecordBatch = values.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
-                    let kept = if all.is_empty() { all } else { func.plugin.map(&func.function, &ctx.invocation(p, n), &all)? };
-                    let before = values.len();
-                    let mut next = BTreeMap::new();
+                    let touched: RecordBatch = changed.iter().filter_map(|k| values.get(k).map(|v| (k.as_slice(), v.as_slice()))).collect();
+                    let kept = if touched.is_empty() { touched } else { func.plugin.map(&func.function, &ctx.invocation(p, n), &touched)? };
+                    let mut keep: BTreeMap<&[u8], &[u8]> = BTreeMap::new();
                     for (k, v) in kept.iter() {
-                        next.insert(k.to_vec(), v.to_vec());
+                        if changed.binary_search_by(|c| c.as_slice().cmp(k)).is_err() || !values.contains_key(k) {
+                            return Err(ctx.contract(format!(
+                                "filter `{}` returned keys that were not in the window; a filter may only drop entries",
+                                func.label()
+                            )));
+                        }
+                        keep.insert(k, v);
                     }
-                    if next.len() > before || next.keys().any(|k| !values.contains_key(k)) {
-                        return Err(ctx.contract(format!(
-                            "filter `{}` returned keys that were not in the window; a filter may only drop entries",
-                            func.label()
-                        )));
+                    for k in &changed {
+                        match keep.get(k.as_slice()) {
+                            Some(v) => {
+                                values.insert(k.clone(), v.to_vec());
+                            }
+                            None => {
+                                values.remove(k);
+                            }
+                        }
                     }
-                    *values = next;
                 }
             }
             Ok(values.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect::<RecordBatch>())

@@ -371,3 +371,93 @@ fn stats_are_recorded_per_batch() {
     }
     assert_eq!(summary.batches, 4);
 }
+
+/// When processing falls behind, the socket receiver stops reading (a
+/// bounded queue of blocks), TCP pushes back on the sender, and no line is
+/// dropped: every line written is counted once processing resumes.
+#[test]
+fn a_slow_job_pushes_back_on_the_socket_and_loses_nothing() {
+    use std::io::Write;
+    use std::net::TcpListener;
+    const LINE: &[u8] = b"0123456789012345678901234567890123456789012345678\n"; // 50 bytes
+    const UNBOUNDED: usize = 400 << 20; // a receiver that never stops reading would take this much
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let ctx = context(StreamingConfig {
+        max_pending_blocks: 2,
+        ..live_config(2)
+    });
+    let counts = ctx
+        .socket_text_stream("127.0.0.1", port)
+        .unwrap()
+        .count()
+        .unwrap();
+    let (gate_tx, gate_rx) = mpsc::channel::<()>();
+    let gate_rx = std::sync::Mutex::new(gate_rx);
+    let (tx, rx) = mpsc::channel();
+    counts
+        .foreach_batch(move |_, parts| {
+            let n = count(&records(parts)[0].1);
+            let _ = tx.send(n);
+            if n > 0 {
+                // Hold the batch thread until the test opens the gate.
+                let _ = gate_rx.lock().unwrap().recv();
+            }
+            Ok(())
+        })
+        .unwrap();
+    let job = ctx.start(None).unwrap();
+    let (mut conn, _) = listener.accept().unwrap();
+    conn.write_all(LINE).unwrap();
+    // The first batch with data is now held; write as fast as possible
+    // until the socket pushes back.
+    assert_eq!(
+        std::iter::repeat_with(|| rx.recv_timeout(PATIENCE).unwrap()).find(|n| *n > 0),
+        Some(1)
+    );
+    conn.set_nonblocking(true).unwrap();
+    let chunk = LINE.repeat(2000);
+    let mut written = 0usize;
+    let mut partial = 0usize;
+    while written < UNBOUNDED {
+        match conn.write(&chunk) {
+            Ok(n) => {
+                written += n;
+                partial = n % LINE.len();
+                if partial != 0 {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        written < UNBOUNDED,
+        "the receiver kept reading {written} bytes while processing was stalled"
+    );
+    // Finish the last line, then let processing go.
+    conn.set_nonblocking(false).unwrap();
+    if partial != 0 {
+        conn.write_all(&LINE[partial..]).unwrap();
+        written += LINE.len() - partial;
+    }
+    let lines = written / LINE.len() + 1;
+    drop(conn);
+    drop(gate_tx); // every held and later batch now passes
+    let mut counted = 1i64;
+    while counted < lines as i64 {
+        counted += rx.recv_timeout(PATIENCE).expect("the backlog drains");
+    }
+    job.stop();
+    job.await_termination().unwrap();
+    while let Ok(n) = rx.try_recv() {
+        counted += n;
+    }
+    assert_eq!(counted, lines as i64, "no line lost or counted twice");
+    eprintln!(
+        "backpressure: the sender was stopped after {} MB while the job was stalled",
+        written >> 20
+    );
+}

@@ -175,23 +175,28 @@ fn word(n: usize) -> String {
 
 impl GeneratorSource {
     /// Records `[start, end)` as blocks.
+    /// Blocks are independent (record `i` depends only on the seed and
+    /// `i`), so they are generated in parallel and collected in order.
     fn generate(&self, start: u64, end: u64) -> Vec<RecordBatch> {
+        use rayon::prelude::*;
         let per_block = self.config.block_records.clamp(1, MAX_BLOCK_RECORDS) as u64;
-        let mut blocks = Vec::new();
-        let mut line = Vec::new();
-        let mut i = start;
-        while i < end {
-            let stop = (i + per_block).min(end);
-            let mut block = RecordBatch::with_capacity(
-                ((stop - i) as usize) * (self.config.words_per_line * 6 + 8),
-            );
-            for r in i..stop {
-                self.record(r, &mut block, &mut line);
-            }
-            blocks.push(block);
-            i = stop;
-        }
-        blocks
+        let ranges: Vec<(u64, u64)> = (start..end)
+            .step_by(per_block as usize)
+            .map(|i| (i, (i + per_block).min(end)))
+            .collect();
+        ranges
+            .into_par_iter()
+            .map(|(from, to)| {
+                let mut block = RecordBatch::with_capacity(
+                    ((to - from) as usize) * (self.config.words_per_line * 6 + 8),
+                );
+                let mut line = Vec::new();
+                for r in from..to {
+                    self.record(r, &mut block, &mut line);
+                }
+                block
+            })
+            .collect()
     }
 }
 

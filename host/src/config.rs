@@ -781,6 +781,13 @@ impl Pipeline {
                     ),
                 );
             }
+            // The suffix becomes part of a directory name: it may not
+            // name another directory.
+            if let Some(suffix) = &o.suffix {
+                if suffix.is_empty() || suffix.contains(['/', '\\', '\0']) || suffix == ".." {
+                    p.at(span.clone(), format!("`suffix` = {suffix:?} must be a plain name ending, without `/` or `\\`"));
+                }
+            }
             match o.kind.get_ref().as_str() {
                 "print" => {}
                 "text_files" if o.prefix.is_none() => {

@@ -316,6 +316,17 @@ fn validate_zero_partitions() {
 }
 
 #[test]
+fn validate_suffix_that_escapes_the_output_directory() {
+    validate_fails(
+        "suffix_escapes.toml",
+        &[(
+            "6:1",
+            &["`suffix` = \"x/../../../escape\" must be a plain name ending"],
+        )],
+    );
+}
+
+#[test]
 fn validate_join_with_one_input() {
     validate_fails(
         "join_one_input.toml",

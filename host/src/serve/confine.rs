@@ -52,6 +52,17 @@ pub fn check_pipeline(src: &str) -> Vec<String> {
             }
         }
     }
+    for (i, o) in tables(&doc, "output").into_iter().enumerate() {
+        // The suffix is appended to a directory name.
+        if let Some(suffix) = o.get("suffix").and_then(toml::Value::as_str) {
+            if suffix.contains(['/', '\\']) || suffix.contains("..") {
+                problems.push(format!(
+                    "[[output]] #{} suffix = {suffix:?}: a suffix may not contain `/`, `\\` or `..`",
+                    i + 1
+                ));
+            }
+        }
+    }
     for (i, s) in tables(&doc, "source").into_iter().enumerate() {
         if let Some(host) = s.get("host").and_then(toml::Value::as_str) {
             if !is_loopback(host) {
@@ -206,9 +217,14 @@ mod tests {
             stream = "s"
             type = "text_files"
             prefix = "../../bob/jobs/x/out"
+            [[output]]
+            stream = "s"
+            type = "text_files"
+            prefix = "out/x"
+            suffix = "/../../../../escape"
         "#;
         let p = check_pipeline(src);
-        assert_eq!(p.len(), 7, "{p:#?}");
+        assert_eq!(p.len(), 8, "{p:#?}");
         for needle in [
             "plugins.wc",
             "[job] checkpoint",
@@ -217,6 +233,7 @@ mod tests {
             "[[source]] #2 host",
             "[[stream]] #1 initial_state",
             "[[output]] #1 prefix",
+            "[[output]] #2 suffix",
         ] {
             assert!(p.iter().any(|x| x.starts_with(needle)), "{needle}: {p:#?}");
         }

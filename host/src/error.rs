@@ -55,9 +55,10 @@ pub enum BuildError {
     #[error(transparent)]
     Load(#[from] LoadError),
     /// A referenced function does not exist with the needed kind.
-    #[error("operator `{operator}` ({op}): {message}")]
+    #[error("{op} on stream `{input}`: {message}")]
     Function {
-        operator: Arc<str>,
+        /// The stream the operator would read.
+        input: Arc<str>,
         op: &'static str,
         message: String,
     },

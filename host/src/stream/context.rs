@@ -1049,7 +1049,7 @@ impl Stream {
             )
         };
         Err(BuildError::Function {
-            operator,
+            input: operator,
             op,
             message,
         })

@@ -586,3 +586,36 @@ prefix = "out/tally"
     );
     assert_eq!(tree(&dir.path().join("out")), first);
 }
+
+/// When every kept checkpoint is damaged and the logs before them are gone,
+/// recovery refuses (it must not replay a log suffix onto empty state).
+#[test]
+fn all_checkpoints_damaged_is_refused_not_replayed_wrongly() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), "5s");
+    run_to_end(&p, &["--batches", "20", "--simulated-clock"]);
+    for e in std::fs::read_dir(dir.path().join("ck").join("checkpoints")).unwrap() {
+        let path = e.unwrap().path();
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len / 3)
+            .unwrap();
+    }
+    let out = weir(&p, &["--batches", "25", "--simulated-clock"])
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("cannot recover") && stderr.contains("--fresh"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("batch replayed"),
+        "{stderr}"
+    );
+}

@@ -68,6 +68,9 @@ pub enum CheckpointError {
     /// Metadata that cannot be read.
     #[error("checkpoint metadata {} is unreadable: {reason}", path.display())]
     BadMetadata { path: PathBuf, reason: String },
+    /// The checkpoint and logs left cannot reproduce the job's state.
+    #[error("cannot recover from {}: {reason}; start from scratch with --fresh", dir.display())]
+    Unrecoverable { dir: PathBuf, reason: String },
     /// A logged batch cannot be rebuilt.
     #[error("cannot replay batch {batch_time_ms} ms: {reason}")]
     Replay { batch_time_ms: i64, reason: String },
@@ -293,6 +296,23 @@ impl Checkpointer {
             .into_iter()
             .filter(|e| e.seq > after)
             .collect();
+        // The logged batches must continue the checkpoint without a gap;
+        // otherwise (every checkpoint that covered the gap is damaged and
+        // its logs are gone) replaying would compute from the wrong state.
+        let mut expected = after + 1;
+        for e in &replay {
+            if e.seq != expected {
+                return Err(CheckpointError::Unrecoverable {
+                    dir,
+                    reason: format!(
+                        "the newest usable checkpoint ends at batch {after} but the log continues at batch {} \
+                         (the checkpoints in between are damaged or missing)",
+                        e.seq
+                    ),
+                });
+            }
+            expected += 1;
+        }
         let blocks: HashMap<u64, BlockEntry> = blocks_log
             .read_all::<BlockEntry>()?
             .into_iter()

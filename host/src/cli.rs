@@ -226,8 +226,7 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
 }
 
 fn validate(path: &std::path::Path) -> Result<(), CliError> {
-    let pipeline = Pipeline::load(path).map_err(PipelineError::from)?;
-    pipeline.build()?;
+    let pipeline = Pipeline::validate(path)?;
     println!(
         "{}: ok ({} source(s), {} stream(s), {} output(s), {} plugin(s))",
         path.display(),

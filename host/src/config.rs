@@ -355,6 +355,41 @@ impl Pipeline {
 
     /// Checks pipeline text; `path` locates relative paths and messages.
     pub fn parse(path: &Path, src: &str) -> Result<Pipeline, ConfigErrors> {
+        let (pipeline, problems) = Pipeline::parse_lenient(path, src)?;
+        Problems {
+            src,
+            list: problems,
+        }
+        .finish(path)?;
+        Ok(pipeline)
+    }
+
+    /// Checks a pipeline file completely without running it: the file's own
+    /// problems and those of its plugins and functions (load failures,
+    /// missing functions, wrong kinds), all in one report.
+    pub fn validate(path: &Path) -> Result<Pipeline, PipelineError> {
+        let src = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            path: path.to_owned(),
+            problems: vec![format!("0:0: cannot read the pipeline file: {e}")],
+        })?;
+        let (pipeline, problems) = Pipeline::parse_lenient(path, &src)?;
+        let ctx = StreamingContext::new(pipeline.config.clone()).map_err(PipelineError::Build)?;
+        let mut p = Problems {
+            src: &src,
+            list: problems,
+        };
+        pipeline.build_into(ctx, &mut p)?;
+        p.finish(path)?;
+        Ok(pipeline)
+    }
+
+    /// Parses as far as possible: fails only when the text is not a
+    /// pipeline at all (TOML syntax, unknown keys); other problems are
+    /// returned next to the parts of the pipeline that are sound.
+    fn parse_lenient(
+        path: &Path,
+        src: &str,
+    ) -> Result<(Pipeline, Vec<(usize, String)>), ConfigErrors> {
         let mut p = Problems {
             src,
             list: Vec::new(),
@@ -818,8 +853,7 @@ impl Pipeline {
             p.at(0..0, "the pipeline has no [[source]]");
         }
 
-        p.finish(path)?;
-        Ok(Pipeline {
+        let pipeline = Pipeline {
             path: path.to_owned(),
             src: src.to_owned(),
             config,
@@ -827,7 +861,8 @@ impl Pipeline {
             sources,
             streams,
             outputs,
-        })
+        };
+        Ok((pipeline, p.list))
     }
 
     /// Applies command-line overrides.
@@ -891,6 +926,19 @@ impl Pipeline {
             src: &self.src,
             list: Vec::new(),
         };
+        let ctx = self.build_into(ctx, &mut p)?;
+        p.finish(&self.path)?;
+        Ok(ctx)
+    }
+
+    /// Loads the plugins and builds the streams and outputs on `ctx`,
+    /// adding every plugin and function problem to `p`. Parts that depend
+    /// on something broken are skipped (their problem is reported already).
+    fn build_into(
+        &self,
+        ctx: StreamingContext,
+        p: &mut Problems<'_>,
+    ) -> Result<StreamingContext, PipelineError> {
         // Recovering: run the modules the checkpoint kept, not files that
         // may have changed since.
         let stored = match &self.config.checkpoint {
@@ -963,15 +1011,16 @@ impl Pipeline {
                 Err(e) => p.at(s.span.clone(), format!("stream `{}`: {e}", s.name)),
             }
         }
-        if let Err(e) = p.finish(&self.path) {
-            return Err(PipelineError::Config(e));
-        }
         for o in &self.outputs {
-            let st = &streams[o.stream.as_str()];
+            let Some(st) = streams.get(o.stream.as_str()) else {
+                continue;
+            };
             let r = match o.kind.as_str() {
                 "print" => st.print(o.num),
                 _ => {
-                    let prefix = o.prefix.clone().expect("checked at parse");
+                    let Some(prefix) = o.prefix.clone() else {
+                        continue;
+                    };
                     match &o.name {
                         Some(n) => st.save_as_text_files_named(n, prefix, o.suffix.as_deref()),
                         None => st.save_as_text_files(prefix, o.suffix.as_deref()),

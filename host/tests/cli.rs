@@ -367,6 +367,20 @@ fn validate_reports_several_problems_in_one_run() {
 }
 
 #[test]
+fn validate_reports_file_and_plugin_problems_together() {
+    validate_fails(
+        "file_and_plugin_problems.toml",
+        &[
+            ("3:14", &["`partitions` must be at least 1"]),
+            (
+                "12:1",
+                &["stream `words`", "has no function `splitt`", "split"],
+            ),
+        ],
+    );
+}
+
+#[test]
 fn validate_a_missing_pipeline_file() {
     let path = fixture("no_such_pipeline.toml");
     let out = validate(&path);

@@ -218,8 +218,12 @@ pub unsafe fn run_reduce<V: Decode + Encode, R: Reduced<V>>(
 
 /// A migrate call: `(key, old state)` records in, `(key, new state)` out;
 /// keys the function drops (`None`) leave the state.
-pub fn migrate<K: Decode, S1: Decode, S2: Encode>(input: &[u8], f: impl Fn(K, S1) -> Option<S2>) -> Result<Vec<u8>, String> {
-    let batch = RecordBatch::from_bytes(body(input)?.to_vec()).map_err(|e| format!("bad migrate input from host: {e}"))?;
+pub fn migrate<K: Decode, S1: Decode, S2: Encode>(
+    input: &[u8],
+    f: impl Fn(K, S1) -> Option<S2>,
+) -> Result<Vec<u8>, String> {
+    let batch = RecordBatch::from_bytes(body(input)?.to_vec())
+        .map_err(|e| format!("bad migrate input from host: {e}"))?;
     let mut out = RecordBatch::with_capacity(batch.byte_len());
     for (i, (k, v)) in batch.iter().enumerate() {
         let key = K::decode(k).map_err(|e| format!("entry {i}: key: {e}"))?;
@@ -235,7 +239,12 @@ pub fn migrate<K: Decode, S1: Decode, S2: Encode>(input: &[u8], f: impl Fn(K, S1
 ///
 /// # Safety
 /// Called only from the export glue with the pointers the host passed.
-pub unsafe fn run_migrate<K: Decode, S1: Decode, S2: Encode>(input: u32, len: u32, result: u32, f: impl Fn(K, S1) -> Option<S2>) -> i32 {
+pub unsafe fn run_migrate<K: Decode, S1: Decode, S2: Encode>(
+    input: u32,
+    len: u32,
+    result: u32,
+    f: impl Fn(K, S1) -> Option<S2>,
+) -> i32 {
     // SAFETY: forwarded from the caller.
     unsafe { run(input, len, result, |i| migrate(i, f)) }
 }

@@ -54,7 +54,10 @@ fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenStream {
         (Kind::Update, 3) => ("update", quote!(run_update)),
         (Kind::Migrate, 2) => ("migrate", quote!(run_migrate)),
         (Kind::Migrate, _) => {
-            return arity_error(&func, "a migrate function takes (key, old_state) and returns Option<new_state>")
+            return arity_error(
+                &func,
+                "a migrate function takes (key, old_state) and returns Option<new_state>",
+            )
         }
         (Kind::Map, _) => {
             return arity_error(&func, "a map function takes (value) or (key, value)")

@@ -619,3 +619,40 @@ fn all_checkpoints_damaged_is_refused_not_replayed_wrongly() {
         "{stderr}"
     );
 }
+
+/// Logs older than the oldest kept checkpoint are deleted: a long run keeps
+/// a bounded number of checkpoints and log segments.
+#[test]
+fn disk_use_stays_bounded_in_a_long_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), "5s");
+    let count = |sub: &str, prefix: &str| {
+        std::fs::read_dir(dir.path().join("ck").join(sub))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(prefix)
+            })
+            .count()
+    };
+    run_to_end(&p, &["--batches", "15", "--simulated-clock"]);
+    let after_15 = (
+        count("checkpoints", "checkpoint-"),
+        count("wal", "batches-"),
+    );
+    run_to_end(&p, &["--batches", "90", "--simulated-clock"]);
+    let after_90 = (
+        count("checkpoints", "checkpoint-"),
+        count("wal", "batches-"),
+    );
+    // A checkpoint every 3 batches, 2 kept: the same small number of files
+    // after 90 batches as after 15.
+    assert_eq!(after_90.0, 2, "checkpoints kept");
+    assert!(
+        after_90.1 <= 3 && after_90.1 <= after_15.1.max(3),
+        "batch log segments: {after_15:?} then {after_90:?}"
+    );
+}

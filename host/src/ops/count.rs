@@ -4,9 +4,10 @@ use indexmap::IndexMap;
 use rustc_hash::FxBuildHasher;
 use weir_abi::{canonical, put_bytes, GroupsWriter, RecordBatch};
 
+use super::combine::combine_partition;
 use super::{shuffle, OpContext, Partitions};
 use crate::error::EngineError;
-use crate::stream::graph::FunctionRef;
+use crate::stream::graph::{Combiner, FunctionRef};
 
 /// One partition holding one record: empty key, the number of records.
 /// Like Spark, an empty batch counts 0.
@@ -97,7 +98,9 @@ pub fn count_by_value(
             .collect::<RecordBatch>())
     })?;
     let shuffled = shuffle(ctx, &partial, partitions)?;
-    ctx.par_map(&shuffled, |_, batch| Ok(sum_counts(batch)))
+    ctx.par_map(&shuffled, |p, batch| {
+        combine_partition(ctx, &Combiner::SumI64, batch, p, partitions)
+    })
 }
 
 /// The `n` records with the largest canonical counts, largest first, ties
@@ -110,17 +113,4 @@ pub fn top(input: &[RecordBatch], n: usize) -> Partitions {
         .collect();
     all.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
     vec![all.into_iter().take(n).map(|(_, k, v)| (k, v)).collect()]
-}
-
-/// Adds up canonical counts per key, first appearance first.
-pub fn sum_counts(batch: &RecordBatch) -> RecordBatch {
-    let mut counts: IndexMap<&[u8], i64, FxBuildHasher> = IndexMap::default();
-    for (k, v) in batch.iter() {
-        *counts.entry(k).or_default() +=
-            canonical::decode_count(v).expect("host-made counts are 8 bytes");
-    }
-    counts
-        .into_iter()
-        .map(|(k, c)| (k, canonical::encode_count(c)))
-        .collect()
 }

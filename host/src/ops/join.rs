@@ -25,13 +25,24 @@ fn cogroup_partition<'a>(left: &'a RecordBatch, right: &'a RecordBatch) -> Sides
     sides
 }
 
-fn co_partition(
+/// Shuffles both sides into the same `n` partitions and runs `per_key` on
+/// every partition's keys (left keys first, then right-only keys).
+fn per_partition(
     ctx: &OpContext<'_>,
     left: &[RecordBatch],
     right: &[RecordBatch],
     n: usize,
-) -> Result<(Partitions, Partitions), EngineError> {
-    Ok((shuffle(ctx, left, n)?, shuffle(ctx, right, n)?))
+    per_key: impl Fn(&mut RecordBatch, &[u8], Vec<&[u8]>, Vec<&[u8]>) + Sync + Send,
+) -> Result<Partitions, EngineError> {
+    let (l, r) = (shuffle(ctx, left, n)?, shuffle(ctx, right, n)?);
+    let pairs: Vec<(RecordBatch, RecordBatch)> = l.into_iter().zip(r).collect();
+    ctx.par_map(&pairs, |_, (l, r)| {
+        let mut out = RecordBatch::new();
+        for (k, (ls, rs)) in cogroup_partition(l, r) {
+            per_key(&mut out, k, ls, rs);
+        }
+        Ok(out)
+    })
 }
 
 /// Joins: for each key, every (left, right) pair of its values, left-major.
@@ -43,33 +54,27 @@ pub fn join(
     right: &[RecordBatch],
     n: usize,
 ) -> Result<Partitions, EngineError> {
-    let (l, r) = co_partition(ctx, left, right, n)?;
-    let pairs: Vec<(RecordBatch, RecordBatch)> = l.into_iter().zip(r).collect();
-    ctx.par_map(&pairs, |_, (l, r)| {
-        let mut out = RecordBatch::new();
-        for (k, (ls, rs)) in cogroup_partition(l, r) {
-            match (ls.is_empty(), rs.is_empty()) {
-                (false, false) => {
-                    for lv in &ls {
-                        for rv in &rs {
-                            out.push(k, &canonical::encode_pair(Some(lv), Some(rv)));
-                        }
-                    }
-                }
-                (false, true) if matches!(kind, JoinKind::LeftOuter | JoinKind::FullOuter) => {
-                    for lv in &ls {
-                        out.push(k, &canonical::encode_pair(Some(lv), None));
-                    }
-                }
-                (true, false) if matches!(kind, JoinKind::RightOuter | JoinKind::FullOuter) => {
+    per_partition(ctx, left, right, n, |out, k, ls, rs| {
+        match (ls.is_empty(), rs.is_empty()) {
+            (false, false) => {
+                for lv in &ls {
                     for rv in &rs {
-                        out.push(k, &canonical::encode_pair(None, Some(rv)));
+                        out.push(k, &canonical::encode_pair(Some(lv), Some(rv)));
                     }
                 }
-                _ => {}
             }
+            (false, true) if matches!(kind, JoinKind::LeftOuter | JoinKind::FullOuter) => {
+                for lv in &ls {
+                    out.push(k, &canonical::encode_pair(Some(lv), None));
+                }
+            }
+            (true, false) if matches!(kind, JoinKind::RightOuter | JoinKind::FullOuter) => {
+                for rv in &rs {
+                    out.push(k, &canonical::encode_pair(None, Some(rv)));
+                }
+            }
+            _ => {}
         }
-        Ok(out)
     })
 }
 
@@ -80,12 +85,10 @@ pub fn cogroup(
     right: &[RecordBatch],
     n: usize,
 ) -> Result<Partitions, EngineError> {
-    let (l, r) = co_partition(ctx, left, right, n)?;
-    let pairs: Vec<(RecordBatch, RecordBatch)> = l.into_iter().zip(r).collect();
-    ctx.par_map(&pairs, |_, (l, r)| {
-        Ok(cogroup_partition(l, r)
-            .into_iter()
-            .map(|(k, (ls, rs))| (k, canonical::encode_cogroup(ls.into_iter(), rs.into_iter())))
-            .collect::<RecordBatch>())
+    per_partition(ctx, left, right, n, |out, k, ls, rs| {
+        out.push(
+            k,
+            &canonical::encode_cogroup(ls.into_iter(), rs.into_iter()),
+        )
     })
 }

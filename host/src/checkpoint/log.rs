@@ -201,18 +201,6 @@ impl SegmentLog {
         }
         Ok(deleted)
     }
-
-    /// Bytes on disk in all segments.
-    pub fn disk_bytes(&self) -> u64 {
-        self.segments()
-            .map(|s| {
-                s.iter()
-                    .filter_map(|(_, p)| fs::metadata(p).ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0)
-    }
 }
 
 #[cfg(test)]

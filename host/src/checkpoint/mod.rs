@@ -443,17 +443,6 @@ impl Checkpointer {
         }
         Ok(())
     }
-
-    /// Bytes the logs use on disk.
-    pub fn log_bytes(&self) -> u64 {
-        self.batches.disk_bytes()
-            + self
-                .blocks
-                .log
-                .lock()
-                .expect("block log poisoned")
-                .disk_bytes()
-    }
 }
 
 /// Modules kept in a checkpoint directory: plugin name → stored module

@@ -132,11 +132,6 @@ impl Executor {
         &self.job
     }
 
-    /// The graph.
-    pub fn graph(&self) -> &Arc<Graph> {
-        &self.graph
-    }
-
     /// The state of every node.
     pub fn states(&self) -> &[NodeState] {
         &self.states

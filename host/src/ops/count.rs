@@ -1,5 +1,7 @@
 //! `count`, `reduce` and `count_by_value`.
 
+use std::borrow::Cow;
+
 use indexmap::IndexMap;
 use rustc_hash::FxBuildHasher;
 use weir_abi::{canonical, put_bytes, GroupsWriter, RecordBatch};
@@ -69,14 +71,15 @@ pub fn reduce(
 
 /// The element a record stands for in `count_by_value`: the value of an
 /// unkeyed record (empty key), else key and value framed as two byte strings.
-pub fn element(key: &[u8], value: &[u8]) -> Vec<u8> {
+/// Borrowed when it is just the value (no allocation per record).
+pub fn element<'a>(key: &[u8], value: &'a [u8]) -> Cow<'a, [u8]> {
     if key.is_empty() {
-        value.to_vec()
+        Cow::Borrowed(value)
     } else {
         let mut e = Vec::with_capacity(key.len() + value.len() + 8);
         put_bytes(&mut e, key);
         put_bytes(&mut e, value);
-        e
+        Cow::Owned(e)
     }
 }
 
@@ -88,7 +91,7 @@ pub fn count_by_value(
     partitions: usize,
 ) -> Result<Partitions, EngineError> {
     let partial = ctx.par_map(input, |_, batch| {
-        let mut counts: IndexMap<Vec<u8>, i64, FxBuildHasher> = IndexMap::default();
+        let mut counts: IndexMap<Cow<'_, [u8]>, i64, FxBuildHasher> = IndexMap::default();
         for (k, v) in batch.iter() {
             *counts.entry(element(k, v)).or_default() += 1;
         }

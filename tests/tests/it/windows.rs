@@ -212,7 +212,9 @@ fn count_and_reduce_by_window_and_count_by_value_and_window() {
             // count_by_value of keyed records: element = framed (key, value).
             let mut want: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
             for (k, v) in &window {
-                *want.entry(weir::ops::count::element(k, v)).or_default() += 1;
+                *want
+                    .entry(weir::ops::count::element(k, v).into_owned())
+                    .or_default() += 1;
             }
             assert_eq!(
                 as_sums(&by_value[i]),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Overrides, Pipeline, PipelineError};
-use crate::scheduler::{JobFailed, StopSignal};
+use crate::job::{JobFailed, StopSignal};
 use crate::wasm::{LoadError, Runtime, RuntimeConfig};
 
 /// weir: micro-batch stream processing with WebAssembly plugins.
@@ -265,11 +265,12 @@ fn run(
         let files = pipeline
             .plugins
             .values()
-            .map(|(p, _)| {
+            .map(|def| {
                 (
-                    p.file_stem()
+                    def.path
+                        .file_stem()
                         .map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
-                    p.clone(),
+                    def.path.clone(),
                 )
             })
             .collect();
@@ -282,14 +283,14 @@ fn run(
 
 /// Polls the pipeline's module files; a file whose contents differ from the
 /// module running is loaded and swapped in (or refused, and reported).
-fn watch_plugin_files(files: Vec<(String, PathBuf)>, control: crate::stream::JobControl) {
+fn watch_plugin_files(files: Vec<(String, PathBuf)>, control: crate::job::JobControl) {
     use sha2::Digest;
     let spawned = std::thread::Builder::new().name("weir-plugin-watch".into()).spawn(move || {
         let mut seen: std::collections::HashMap<String, (std::time::SystemTime, u64)> = Default::default();
         let mut tried: std::collections::HashMap<String, String> = Default::default();
         loop {
             let status = control.status();
-            if status.state != crate::stream::JobState::Running {
+            if status.state != crate::job::JobState::Running {
                 return;
             }
             for (name, path) in &files {

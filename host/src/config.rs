@@ -1,9 +1,17 @@
 //! The pipeline file: a TOML description of a job that maps onto the
-//! library API one to one. Parsing turns raw text into a [`Pipeline`]
-//! (checked for shape: known keys, known operators, defined streams, no
-//! cycles); [`Pipeline::build`] loads the plugins and builds the job on a
-//! [`StreamingContext`], checking every function's kind. Every problem is
-//! reported with `file:line:col`, all of them at once.
+//! library API one to one.
+//!
+//! Parsing goes raw → validated, as ripgrep turns flags into its config:
+//! serde reads the text into raw tables, then one parser per section
+//! (`[job]` and `[limits]`, `[plugins]`, `[[source]]`, `[[stream]]`,
+//! `[[output]]`) turns them into typed definitions — [`SourceSpec`]s,
+//! [`StreamDef`]s naming their operator's description from the registry
+//! with typed arguments, [`OutputKind`]s — checking shape on the way:
+//! known keys, known operators, parameter types, defined streams, no
+//! cycles. Parsing reads no file. [`Pipeline::build`] then loads the
+//! plugins and builds the job on a [`StreamingContext`], checking every
+//! function's kind. Every problem is reported with `file:line:col`, all of
+//! them at once.
 //!
 //! See the README's pipeline reference for every key and its default.
 
@@ -18,10 +26,11 @@ use toml::Spanned;
 
 use crate::checkpoint::CheckpointConfig;
 use crate::error::BuildError;
+use crate::job::{ClockMode, SourceSpec, Stream, StreamingConfig, StreamingContext};
+use crate::ops::registry;
+use crate::ops::spec::ArgValue;
+use crate::ops::{FunctionRef, OpDesc, ParamKind};
 use crate::receiver::generator::GeneratorKind;
-use crate::stream::{
-    ClockMode, JoinKind, SourceSpec, StateOptions, Stream, StreamingConfig, StreamingContext,
-};
 use crate::wasm::{Limits, Plugin, Runtime};
 
 #[derive(Debug, Deserialize)]
@@ -88,24 +97,9 @@ struct RawSource {
     limit: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStream {
-    name: Spanned<String>,
-    op: Spanned<String>,
-    input: Option<Spanned<String>>,
-    inputs: Option<Spanned<Vec<String>>>,
-    function: Option<Spanned<String>>,
-    partitions: Option<Spanned<usize>>,
-    length: Option<Spanned<String>>,
-    slide: Option<Spanned<String>>,
-    inverse: Option<Spanned<String>>,
-    filter: Option<Spanned<String>>,
-    timeout: Option<Spanned<String>>,
-    initial_state: Option<Spanned<String>>,
-    initial_state_format: Option<Spanned<String>>,
-    n: Option<Spanned<usize>>,
-}
+/// A `[[stream]]` table as written: its keys are `name`, `op`, `input`
+/// or `inputs`, and the parameters the operator's description defines.
+type RawStream = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,47 +113,10 @@ struct RawOutput {
     suffix: Option<String>,
 }
 
-/// Every operator the pipeline file knows, with its Spark name.
-pub const OPERATORS: &[(&str, &str)] = &[
-    ("map", "map"),
-    ("flat_map", "flatMap"),
-    ("filter", "filter"),
-    ("map_partitions", "mapPartitions"),
-    ("transform", "transform"),
-    ("repartition", "repartition"),
-    ("union", "union"),
-    ("count", "count"),
-    ("reduce", "reduce"),
-    ("count_by_value", "countByValue"),
-    ("reduce_by_key", "reduceByKey"),
-    ("group_by_key", "groupByKey"),
-    ("join", "join"),
-    ("left_outer_join", "leftOuterJoin"),
-    ("right_outer_join", "rightOuterJoin"),
-    ("full_outer_join", "fullOuterJoin"),
-    ("cogroup", "cogroup"),
-    ("window", "window"),
-    ("count_by_window", "countByWindow"),
-    ("reduce_by_window", "reduceByWindow"),
-    ("reduce_by_key_and_window", "reduceByKeyAndWindow"),
-    ("count_by_value_and_window", "countByValueAndWindow"),
-    ("update_state_by_key", "updateStateByKey"),
-    ("map_with_state", "mapWithState"),
-    ("state_snapshots", "stateSnapshots"),
-    ("top", "top"),
-];
-
-const WINDOW_OPS: &[&str] = &[
-    "window",
-    "count_by_window",
-    "reduce_by_window",
-    "reduce_by_key_and_window",
-    "count_by_value_and_window",
-];
-const STATE_OPS: &[&str] = &["update_state_by_key", "map_with_state"];
-
 const SOURCE_TYPES: &[&str] = &["socket", "files", "generator"];
 const OUTPUT_TYPES: &[&str] = &["print", "text_files"];
+/// Keys every `[[stream]]` has, whatever its operator.
+const STREAM_KEYS: &[&str] = &["name", "op", "input", "inputs"];
 
 /// Problems found in a pipeline file, each with its location.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -261,32 +218,91 @@ pub struct SourceDef {
     pub spec: SourceSpec,
 }
 
+/// An operator argument as the file writes it.
+#[derive(Debug, Clone)]
+pub enum StreamArg {
+    /// `"PLUGIN:FUNCTION"` (resolved when the plugins are loaded).
+    Function {
+        /// The plugin's alias in `[plugins]`.
+        alias: String,
+        /// The function name.
+        function: String,
+    },
+    /// A file of `key<TAB>value` lines (read when the job is built) and
+    /// the format of its values.
+    StateFile {
+        /// As written, relative to the pipeline file.
+        written: String,
+        /// Resolved.
+        path: PathBuf,
+    },
+    /// A number, duration or word.
+    Value(ArgValueDef),
+}
+
+/// A typed value of a parameter.
+#[derive(Debug, Clone)]
+pub enum ArgValueDef {
+    /// A partition count or a number.
+    Number(usize),
+    /// A duration.
+    Duration(Duration),
+    /// A word of a choice.
+    Choice(String),
+}
+
 /// A derived stream as the pipeline describes it.
 #[derive(Debug, Clone)]
 pub struct StreamDef {
     /// Stream name.
     pub name: String,
-    /// Operator name (one of [`OPERATORS`]).
-    pub op: String,
+    /// The operator's description.
+    pub op: &'static OpDesc,
     /// Input stream names.
     pub inputs: Vec<String>,
-    /// `(plugin alias, function)`.
-    pub function: Option<(String, String)>,
-    /// Partition count, where the operator takes one.
-    pub partitions: Option<usize>,
-    /// Window length and slide.
-    pub window: Option<(Duration, Duration)>,
-    /// Inverse reduce function (same plugin).
-    pub inverse: Option<String>,
-    /// Filter function of an incremental window (same plugin).
-    pub filter: Option<String>,
-    /// Idle timeout of map_with_state.
-    pub timeout: Option<Duration>,
-    /// Initial state.
-    pub initial_state: Vec<(Vec<u8>, Vec<u8>)>,
-    /// Records kept by `top`.
-    pub n: usize,
+    /// Parameter key → value, as the operator's description types them.
+    pub args: BTreeMap<&'static str, StreamArg>,
+    /// Its arguments had no problem (otherwise it is not built: its
+    /// problems are reported already).
+    sound: bool,
     span: Range<usize>,
+}
+
+impl StreamDef {
+    /// The `partitions` argument, if given.
+    pub fn partitions(&self) -> Option<usize> {
+        match self.args.get("partitions") {
+            Some(StreamArg::Value(ArgValueDef::Number(n))) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// `alias:function` of the `function` argument, as written.
+    fn function_written(&self) -> Option<String> {
+        match self.args.get("function") {
+            Some(StreamArg::Function { alias, function }) => Some(format!("{alias}:{function}")),
+            _ => None,
+        }
+    }
+}
+
+/// What an output does.
+#[derive(Debug, Clone)]
+pub enum OutputKind {
+    /// Spark's `print` of the first `num` records.
+    Print {
+        /// Records shown.
+        num: usize,
+    },
+    /// Spark's `saveAsTextFiles`.
+    TextFiles {
+        /// As written, relative to the pipeline file.
+        written: String,
+        /// Resolved against the pipeline file's directory.
+        prefix: PathBuf,
+        /// Directory name ending.
+        suffix: Option<String>,
+    },
 }
 
 /// An output as the pipeline describes it.
@@ -296,14 +312,18 @@ pub struct OutputDef {
     pub name: Option<String>,
     /// The stream it writes.
     pub stream: String,
-    /// `print` or `text_files`.
-    pub kind: String,
-    /// Records to print.
-    pub num: usize,
-    /// Text-files prefix (resolved against the pipeline file's directory).
-    pub prefix: Option<PathBuf>,
-    /// Text-files suffix.
-    pub suffix: Option<String>,
+    /// What it does.
+    pub kind: OutputKind,
+}
+
+/// A plugin of `[plugins]`.
+#[derive(Debug, Clone)]
+pub struct PluginDef {
+    /// The module path as written.
+    pub written: String,
+    /// Resolved against the pipeline file's directory.
+    pub path: PathBuf,
+    span: Range<usize>,
 }
 
 /// A parsed, shape-checked pipeline file.
@@ -314,8 +334,10 @@ pub struct Pipeline {
     src: String,
     /// Job configuration.
     pub config: StreamingConfig,
-    /// Plugin alias → module path (resolved against the file's directory).
-    pub plugins: BTreeMap<String, (PathBuf, Range<usize>)>,
+    /// Paths of `[job]` as written: `(key, path)`.
+    job_paths: Vec<(&'static str, String)>,
+    /// Plugin alias → module.
+    pub plugins: BTreeMap<String, PluginDef>,
     /// Sources.
     pub sources: Vec<SourceDef>,
     /// Derived streams, in an order where inputs come first.
@@ -343,6 +365,747 @@ pub struct Overrides {
     pub fresh: bool,
 }
 
+/// Resolves paths written in the file against its directory.
+struct Resolver {
+    base: PathBuf,
+}
+
+impl Resolver {
+    fn resolve(&self, s: &str) -> PathBuf {
+        if Path::new(s).is_absolute() {
+            PathBuf::from(s)
+        } else {
+            self.base.join(s)
+        }
+    }
+}
+
+fn positive(p: &mut Problems<'_>, v: &Option<Spanned<usize>>, key: &str, default: usize) -> usize {
+    match v {
+        Some(s) if *s.get_ref() == 0 => {
+            p.at(s.span(), format!("`{key}` must be at least 1"));
+            default
+        }
+        Some(s) => *s.get_ref(),
+        None => default,
+    }
+}
+
+/// `[job]` and `[limits]`: the job's configuration and the paths it names.
+fn parse_job(
+    p: &mut Problems<'_>,
+    path: &Path,
+    j: &RawJob,
+    l: &RawLimits,
+    r: &Resolver,
+) -> (StreamingConfig, Vec<(&'static str, String)>) {
+    let d = StreamingConfig::default();
+    let batch_interval = duration(p, &j.batch_interval, "batch_interval", d.batch_interval);
+    let block_interval = duration(p, &j.block_interval, "block_interval", d.block_interval);
+    let clock = match j.clock.as_ref().map(|c| (c.get_ref().as_str(), c.span())) {
+        None | Some(("system", _)) => ClockMode::System,
+        Some(("simulated", _)) => ClockMode::Simulated {
+            start_ms: j.start_ms.unwrap_or(0),
+        },
+        Some((other, span)) => {
+            p.at(
+                span,
+                format!("unknown clock `{other}`; use \"system\" or \"simulated\""),
+            );
+            ClockMode::System
+        }
+    };
+    let dl = Limits::default();
+    let limits = Limits {
+        fuel: l.fuel.unwrap_or(dl.fuel),
+        memory_bytes: l.memory_mb.map_or(dl.memory_bytes, |m| m << 20),
+        output_bytes: l.output_mb.map_or(dl.output_bytes, |m| m << 20),
+        deadline: duration(p, &l.deadline, "deadline", dl.deadline),
+        log_bytes: dl.log_bytes,
+    };
+    let checkpoint = j.checkpoint.as_deref().map(|dir| {
+        // Spark's default: every max(10 s, batch interval), rounded to
+        // whole batches.
+        let every = duration(
+            p,
+            &j.checkpoint_interval,
+            "checkpoint_interval",
+            Duration::from_secs(10).max(batch_interval),
+        );
+        let every_batches = (every
+            .as_millis()
+            .div_ceil(batch_interval.as_millis().max(1)) as u64)
+            .max(1);
+        let keep = match &j.keep_checkpoints {
+            Some(k) if *k.get_ref() < 2 => {
+                p.at(
+                    k.span(),
+                    "`keep_checkpoints` must be at least 2, so a damaged checkpoint has a fallback",
+                );
+                2
+            }
+            Some(k) => *k.get_ref(),
+            None => 2,
+        };
+        CheckpointConfig {
+            dir: r.resolve(dir),
+            every_batches,
+            keep,
+            write_ahead_log: j.write_ahead_log.unwrap_or(true),
+        }
+    });
+    let config = StreamingConfig {
+        job_name: j.name.clone().unwrap_or_else(|| {
+            path.file_stem()
+                .map_or_else(|| "weir".into(), |s| s.to_string_lossy().into_owned())
+        }),
+        batch_interval,
+        block_interval,
+        partitions: positive(p, &j.partitions, "partitions", d.partitions),
+        workers: positive(p, &j.workers, "workers", d.workers),
+        limits,
+        clock,
+        max_pending_blocks: positive(
+            p,
+            &j.max_pending_blocks,
+            "max_pending_blocks",
+            d.max_pending_blocks,
+        ),
+        stats_file: j.stats_file.as_deref().map(|f| r.resolve(f)),
+        progress: true,
+        checkpoint,
+        fresh_start: false,
+        max_retries: l.max_retries.unwrap_or(0),
+        max_state_bytes: l.max_state_mb.map(|m| m << 20),
+    };
+    let paths = [("stats_file", &j.stats_file), ("checkpoint", &j.checkpoint)]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v.clone()?)))
+        .collect();
+    (config, paths)
+}
+
+/// Stream names must be unique across sources and streams.
+#[derive(Default)]
+struct Names {
+    defined: HashMap<String, Range<usize>>,
+}
+
+impl Names {
+    fn define(&mut self, p: &mut Problems<'_>, name: &str, span: Range<usize>) {
+        if let Some(first) = self.defined.get(name) {
+            let (l, c) = p.location(first.start);
+            p.at(
+                span,
+                format!("stream `{name}` is defined twice (first at {l}:{c})"),
+            );
+        } else {
+            self.defined.insert(name.to_owned(), span);
+        }
+    }
+
+    fn known(&self) -> String {
+        let mut known: Vec<&str> = self.defined.keys().map(String::as_str).collect();
+        known.sort();
+        known.join(", ")
+    }
+}
+
+/// `[[source]]` tables.
+fn parse_sources(
+    p: &mut Problems<'_>,
+    raw: &[Spanned<RawSource>],
+    names: &mut Names,
+    r: &Resolver,
+) -> Vec<SourceDef> {
+    let mut sources = Vec::new();
+    for s in raw {
+        let span = s.span();
+        let s = s.get_ref();
+        let name = s.name.get_ref();
+        names.define(p, name, s.name.span());
+        let spec = match s.kind.get_ref().as_str() {
+            "socket" => match (&s.host, s.port) {
+                (Some(host), Some(port)) => Some(SourceSpec::Socket {
+                    host: host.clone(),
+                    port,
+                }),
+                _ => {
+                    p.at(
+                        span.clone(),
+                        format!("source `{name}`: a socket source needs `host` and `port`"),
+                    );
+                    None
+                }
+            },
+            "files" => match &s.dir {
+                Some(dir) => Some(SourceSpec::Files {
+                    dir: r.resolve(dir),
+                    include_existing: s.include_existing.unwrap_or(false),
+                }),
+                None => {
+                    p.at(
+                        span.clone(),
+                        format!("source `{name}`: a files source needs `dir`"),
+                    );
+                    None
+                }
+            },
+            "generator" => {
+                let kind = match s
+                    .generate
+                    .as_ref()
+                    .map(|g| (g.get_ref().as_str(), g.span()))
+                {
+                    None | Some(("text", _)) => GeneratorKind::Text,
+                    Some(("key_value", _)) => GeneratorKind::KeyValue,
+                    Some(("tweets", _)) => GeneratorKind::Tweets,
+                    Some((other, span)) => {
+                        p.at(span, format!("unknown generator output `{other}`; use \"text\", \"tweets\" or \"key_value\""));
+                        GeneratorKind::Text
+                    }
+                };
+                Some(SourceSpec::Generator {
+                    kind,
+                    rate: s.rate.unwrap_or(1000),
+                    seed: s.seed.unwrap_or(42),
+                    words_per_line: s.words_per_line.unwrap_or(10),
+                    vocabulary: s.vocabulary.unwrap_or(10_000),
+                    limit: s.limit,
+                })
+            }
+            other => {
+                p.at(
+                    s.kind.span(),
+                    format!(
+                        "unknown source type `{other}`; known types: {}",
+                        SOURCE_TYPES.join(", ")
+                    ),
+                );
+                None
+            }
+        };
+        if let Some(spec) = spec {
+            sources.push(SourceDef {
+                name: name.clone(),
+                spec,
+            });
+        }
+    }
+    sources
+}
+
+/// A `[[stream]]` key's string value, or a problem.
+fn string_of<'a>(
+    p: &mut Problems<'_>,
+    stream: &str,
+    key: &str,
+    v: &'a Spanned<toml::Value>,
+) -> Option<&'a str> {
+    match v.get_ref().as_str() {
+        Some(s) => Some(s),
+        None => {
+            p.at(
+                v.span(),
+                format!("stream `{stream}`: `{key}` must be a string"),
+            );
+            None
+        }
+    }
+}
+
+/// `[[stream]]` tables: each against its operator's description.
+fn parse_streams(
+    p: &mut Problems<'_>,
+    raw: &[Spanned<RawStream>],
+    names: &mut Names,
+    plugins: &BTreeMap<String, PluginDef>,
+    r: &Resolver,
+) -> Vec<StreamDef> {
+    let mut streams = Vec::new();
+    for table in raw {
+        let span = table.span();
+        let get = |key: &str| table.get_ref().iter().find(|(k, _)| k.get_ref() == key);
+        // Keys no operator takes are refused first, as serde would.
+        let all_keys: Vec<&str> = STREAM_KEYS
+            .iter()
+            .copied()
+            .chain(registry::all_param_keys())
+            .collect();
+        if let Some(name) = get("name").and_then(|(_, v)| v.get_ref().as_str()) {
+            names.define(p, name, span.clone());
+        }
+        let mut unknown = false;
+        for k in table.get_ref().keys() {
+            if !all_keys.contains(&k.get_ref().as_str()) {
+                p.at(
+                    k.span(),
+                    format!(
+                        "unknown field `{}`, expected one of {}",
+                        k.get_ref(),
+                        all_keys
+                            .iter()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                unknown = true;
+            }
+        }
+        if unknown {
+            continue;
+        }
+        let Some((_, name)) = get("name") else {
+            p.at(span, "a [[stream]] needs `name`");
+            continue;
+        };
+        let Some(name) = string_of(p, "?", "name", name) else {
+            continue;
+        };
+        let Some((_, op_value)) = get("op") else {
+            p.at(
+                span,
+                format!("stream `{name}`: missing `op` (the operator)"),
+            );
+            continue;
+        };
+        let Some(op_name) = string_of(p, name, "op", op_value) else {
+            continue;
+        };
+        let Some(op) = registry::find(op_name).filter(|d| d.in_pipelines) else {
+            let hint = registry::find_spark(op_name)
+                .filter(|d| d.in_pipelines)
+                .map(|d| format!(" (did you mean `{}`?)", d.name))
+                .or_else(|| {
+                    registry::find(op_name)
+                        .map(|d| format!(" (`{}` is available in the library API only)", d.name))
+                });
+            let known: Vec<&str> = registry::OPERATORS
+                .iter()
+                .filter(|d| d.in_pipelines)
+                .map(|d| d.name)
+                .collect();
+            p.at(
+                op_value.span(),
+                format!(
+                    "stream `{name}`: unknown operator `{op_name}`{}; known operators: {}",
+                    hint.unwrap_or_default(),
+                    known.join(", ")
+                ),
+            );
+            continue;
+        };
+        let inputs: Vec<String> = match (get("input"), get("inputs")) {
+            (Some((_, i)), None) => match string_of(p, name, "input", i) {
+                Some(i) => vec![i.to_owned()],
+                None => continue,
+            },
+            (None, Some((_, is))) => match is.get_ref().as_array().and_then(|a| {
+                a.iter()
+                    .map(|v| v.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+            }) {
+                Some(is) => is,
+                None => {
+                    p.at(
+                        is.span(),
+                        format!("stream `{name}`: `inputs` must be a list of stream names"),
+                    );
+                    continue;
+                }
+            },
+            (Some(_), Some((_, is))) => {
+                p.at(
+                    is.span(),
+                    format!("stream `{name}`: give either `input` or `inputs`, not both"),
+                );
+                continue;
+            }
+            (None, None) => {
+                p.at(
+                    span.clone(),
+                    format!("stream `{name}`: missing `input` (the stream it reads)"),
+                );
+                continue;
+            }
+        };
+        if !op.arity.accepts(inputs.len()) {
+            p.at(
+                span.clone(),
+                format!(
+                    "stream `{name}`: `{}` reads {} input streams, {} given",
+                    op.name,
+                    op.arity.describe(),
+                    inputs.len()
+                ),
+            );
+            continue;
+        }
+        let (args, sound) = parse_args(p, name, op, table.get_ref(), span.clone(), plugins, r);
+        streams.push(StreamDef {
+            name: name.to_owned(),
+            op,
+            inputs,
+            args,
+            sound,
+            span: span.clone(),
+        });
+    }
+    streams
+}
+
+/// The parameters of one stream, typed by its operator's description.
+fn parse_args(
+    p: &mut Problems<'_>,
+    name: &str,
+    op: &'static OpDesc,
+    table: &RawStream,
+    span: Range<usize>,
+    plugins: &BTreeMap<String, PluginDef>,
+    r: &Resolver,
+) -> (BTreeMap<&'static str, StreamArg>, bool) {
+    let before = p.list.len();
+    let mut args = BTreeMap::new();
+    let mut function_alias: Option<String> = None;
+    // `function` first: the same-plugin parameters refer to it.
+    let mut entries: Vec<(&Spanned<String>, &Spanned<toml::Value>)> = table
+        .iter()
+        .filter(|(k, _)| !STREAM_KEYS.contains(&k.get_ref().as_str()))
+        .collect();
+    entries.sort_by_key(|(k, _)| k.get_ref() != "function");
+    for (key, value) in entries {
+        let Some(param) = op.param(key.get_ref()) else {
+            let takers = registry::takers_of(key.get_ref());
+            p.at(
+                key.span(),
+                format!(
+                    "stream `{name}`: `{}` takes no `{}`{}",
+                    op.name,
+                    key.get_ref(),
+                    if takers.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (operators that take it: {})", takers.join(", "))
+                    }
+                ),
+            );
+            continue;
+        };
+        let k = param.key;
+        let v = value.get_ref();
+        let arg = match param.kind {
+            ParamKind::Function(_) => {
+                let Some(f) = string_of(p, name, k, value) else {
+                    continue;
+                };
+                match f.split_once(':') {
+                    Some((alias, func)) if !alias.is_empty() && !func.is_empty() => {
+                        if !plugins.contains_key(alias) {
+                            p.at(
+                                value.span(),
+                                format!(
+                                    "stream `{name}`: unknown plugin `{alias}`; plugins declared in [plugins]: {}",
+                                    if plugins.is_empty() { "(none)".into() } else { plugins.keys().cloned().collect::<Vec<_>>().join(", ") }
+                                ),
+                            );
+                        }
+                        function_alias = Some(alias.to_owned());
+                        StreamArg::Function {
+                            alias: alias.to_owned(),
+                            function: func.to_owned(),
+                        }
+                    }
+                    _ => {
+                        p.at(value.span(), format!("stream `{name}`: `{k}` must be \"PLUGIN:FUNCTION\", e.g. \"wc:split\""));
+                        continue;
+                    }
+                }
+            }
+            ParamKind::SameFunction(_) => {
+                let Some(f) = string_of(p, name, k, value) else {
+                    continue;
+                };
+                let alias = function_alias.clone().unwrap_or_default();
+                match f.split_once(':') {
+                    Some((a, func)) if a == alias && !func.is_empty() => StreamArg::Function {
+                        alias,
+                        function: func.to_owned(),
+                    },
+                    _ => {
+                        p.at(value.span(), format!("stream `{name}`: `{k}` must be a function of the same plugin, \"{alias}:NAME\""));
+                        continue;
+                    }
+                }
+            }
+            ParamKind::Partitions | ParamKind::Count => match v.as_integer() {
+                Some(0) if param.kind == ParamKind::Partitions => {
+                    p.at(
+                        value.span(),
+                        format!("stream `{name}`: `{k}` must be at least 1"),
+                    );
+                    continue;
+                }
+                Some(n) if n >= 0 => StreamArg::Value(ArgValueDef::Number(n as usize)),
+                _ => {
+                    p.at(
+                        value.span(),
+                        format!("stream `{name}`: `{k}` must be a whole number"),
+                    );
+                    continue;
+                }
+            },
+            ParamKind::Duration => {
+                let Some(text) = string_of(p, name, k, value) else {
+                    continue;
+                };
+                match humantime::parse_duration(text) {
+                    Ok(d) if !d.is_zero() => StreamArg::Value(ArgValueDef::Duration(d)),
+                    Ok(_) => {
+                        p.at(value.span(), format!("`{k}` must be above zero"));
+                        continue;
+                    }
+                    Err(e) => {
+                        p.at(value.span(), format!("`{k}` = {text:?} is not a duration ({e}); write e.g. \"1s\" or \"200ms\""));
+                        continue;
+                    }
+                }
+            }
+            ParamKind::StateFile => {
+                let Some(text) = string_of(p, name, k, value) else {
+                    continue;
+                };
+                StreamArg::StateFile {
+                    written: text.to_owned(),
+                    path: r.resolve(text),
+                }
+            }
+            ParamKind::Choice(words) => {
+                let Some(text) = string_of(p, name, k, value) else {
+                    continue;
+                };
+                if !words.contains(&text) {
+                    p.at(
+                        value.span(),
+                        format!(
+                            "stream `{name}`: `{k}` = {text:?}: use one of {}",
+                            words.join(", ")
+                        ),
+                    );
+                    continue;
+                }
+                StreamArg::Value(ArgValueDef::Choice(text.to_owned()))
+            }
+        };
+        args.insert(k, arg);
+    }
+    for param in op.params.iter().filter(|q| q.required) {
+        if !args.contains_key(param.key) && p.list.len() == before {
+            let how = match param.kind {
+                ParamKind::Function(_) => format!("`{} = \"PLUGIN:FUNCTION\"`", param.key),
+                ParamKind::Duration => format!("`{}` (e.g. \"30s\")", param.key),
+                _ => format!("`{}`", param.key),
+            };
+            p.at(
+                span.clone(),
+                format!("stream `{name}`: `{}` needs {how}", op.name),
+            );
+        }
+    }
+    if args.contains_key("filter") && !args.contains_key("inverse") {
+        if let Some((k, _)) = table.iter().find(|(k, _)| k.get_ref() == "filter") {
+            p.at(
+                k.span(),
+                format!(
+                    "stream `{name}`: `filter` applies to the incremental form only; add `inverse`"
+                ),
+            );
+        }
+    }
+    let sound = p.list.len() == before;
+    (args, sound)
+}
+
+/// `[[output]]` tables.
+fn parse_outputs(
+    p: &mut Problems<'_>,
+    raw: &[Spanned<RawOutput>],
+    names: &Names,
+    r: &Resolver,
+) -> Vec<OutputDef> {
+    let mut outputs = Vec::new();
+    for o in raw {
+        let span = o.span();
+        let o = o.get_ref();
+        if !names.defined.contains_key(o.stream.get_ref()) {
+            p.at(
+                o.stream.span(),
+                format!(
+                    "output writes stream `{}`, which is not defined",
+                    o.stream.get_ref()
+                ),
+            );
+        }
+        // The suffix becomes part of a directory name: it may not name
+        // another directory.
+        if let Some(suffix) = &o.suffix {
+            if suffix.is_empty() || suffix.contains(['/', '\\', '\0']) || suffix == ".." {
+                p.at(
+                    span.clone(),
+                    format!(
+                        "`suffix` = {suffix:?} must be a plain name ending, without `/` or `\\`"
+                    ),
+                );
+            }
+        }
+        let kind = match (o.kind.get_ref().as_str(), &o.prefix) {
+            ("print", _) => OutputKind::Print {
+                num: o.num.unwrap_or(10),
+            },
+            ("text_files", Some(prefix)) => OutputKind::TextFiles {
+                written: prefix.get_ref().clone(),
+                prefix: r.resolve(prefix.get_ref()),
+                suffix: o.suffix.clone(),
+            },
+            ("text_files", None) => {
+                p.at(span.clone(), "a text_files output needs `prefix`");
+                continue;
+            }
+            (other, _) => {
+                p.at(
+                    o.kind.span(),
+                    format!(
+                        "unknown output type `{other}`; known types: {}",
+                        OUTPUT_TYPES.join(", ")
+                    ),
+                );
+                continue;
+            }
+        };
+        outputs.push(OutputDef {
+            name: o.name.clone(),
+            stream: o.stream.get_ref().clone(),
+            kind,
+        });
+    }
+    outputs
+}
+
+/// Every stream's inputs must be defined.
+fn check_inputs(p: &mut Problems<'_>, streams: &[StreamDef], names: &Names) {
+    for s in streams {
+        for i in &s.inputs {
+            if !names.defined.contains_key(i) {
+                p.at(
+                    s.span.clone(),
+                    format!(
+                        "stream `{}` reads `{i}`, which is not defined; defined streams: {}",
+                        s.name,
+                        names.known()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Reads `key<TAB>value` lines; values are `text` (raw UTF-8), `i64`
+/// (decimal, stored as the canonical 8-byte count) or `hex`.
+fn read_initial_state(path: &Path, format: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut pairs = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let (k, v) = line
+            .split_once('\t')
+            .ok_or_else(|| format!("{}:{}: expected `key<TAB>value`", path.display(), i + 1))?;
+        let value = match format {
+            "text" => v.as_bytes().to_vec(),
+            "i64" => v
+                .trim()
+                .parse::<i64>()
+                .map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?
+                .to_le_bytes()
+                .to_vec(),
+            "hex" => {
+                hex::decode(v.trim()).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?
+            }
+            other => {
+                return Err(format!(
+                    "unknown initial_state_format `{other}`; use \"text\", \"i64\" or \"hex\""
+                ))
+            }
+        };
+        pairs.push((k.as_bytes().to_vec(), value));
+    }
+    Ok(pairs)
+}
+
+/// Orders streams so every stream comes after its inputs; reports cycles
+/// by the streams that form them.
+fn order_streams(p: &mut Problems<'_>, streams: Vec<StreamDef>) -> Vec<StreamDef> {
+    let index: HashMap<&str, usize> = streams
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    let mut state = vec![0u8; streams.len()]; // 0 new, 1 on path, 2 done
+    let mut order = Vec::with_capacity(streams.len());
+    fn visit(
+        i: usize,
+        streams: &[StreamDef],
+        index: &HashMap<&str, usize>,
+        state: &mut [u8],
+        order: &mut Vec<usize>,
+        path: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
+        match state[i] {
+            2 => return None,
+            1 => {
+                let start = path.iter().position(|&x| x == i).expect("on path");
+                return Some(path[start..].to_vec());
+            }
+            _ => {}
+        }
+        state[i] = 1;
+        path.push(i);
+        for input in &streams[i].inputs {
+            if let Some(&j) = index.get(input.as_str()) {
+                if let Some(cycle) = visit(j, streams, index, state, order, path) {
+                    return Some(cycle);
+                }
+            }
+        }
+        path.pop();
+        state[i] = 2;
+        order.push(i);
+        None
+    }
+    for i in 0..streams.len() {
+        if let Some(cycle) = visit(i, &streams, &index, &mut state, &mut order, &mut Vec::new()) {
+            let names: Vec<&str> = cycle
+                .iter()
+                .chain(cycle.first())
+                .map(|&c| streams[c].name.as_str())
+                .collect();
+            p.at(
+                streams[cycle[0]].span.clone(),
+                format!("streams form a cycle: {}", names.join(" → ")),
+            );
+            return streams;
+        }
+    }
+    let mut slots: Vec<Option<StreamDef>> = streams.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .map(|i| slots[i].take().expect("each stream once"))
+        .collect()
+}
+
 impl Pipeline {
     /// Reads and checks a pipeline file.
     pub fn load(path: &Path) -> Result<Pipeline, ConfigErrors> {
@@ -354,6 +1117,7 @@ impl Pipeline {
     }
 
     /// Checks pipeline text; `path` locates relative paths and messages.
+    /// Reads no file.
     pub fn parse(path: &Path, src: &str) -> Result<Pipeline, ConfigErrors> {
         let (pipeline, problems) = Pipeline::parse_lenient(path, src)?;
         Problems {
@@ -399,470 +1163,87 @@ impl Pipeline {
             Err(e) => {
                 let msg = e.message().trim().to_owned();
                 p.at(e.span().unwrap_or(0..0), msg);
-                p.finish(path)?;
-                unreachable!("a parse error was recorded");
+                return Err(p.finish(path).expect_err("a parse error was recorded"));
             }
         };
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let resolve = |s: &str| {
-            if Path::new(s).is_absolute() {
-                PathBuf::from(s)
-            } else {
-                base.join(s)
-            }
+        let r = Resolver {
+            base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         };
-
-        // [job] and [limits]
-        let d = StreamingConfig::default();
-        let j = &raw.job;
-        let positive =
-            |p: &mut Problems<'_>, v: &Option<Spanned<usize>>, key: &str, default: usize| match v {
-                Some(s) if *s.get_ref() == 0 => {
-                    p.at(s.span(), format!("`{key}` must be at least 1"));
-                    default
-                }
-                Some(s) => *s.get_ref(),
-                None => default,
-            };
-        let batch_interval = duration(
-            &mut p,
-            &j.batch_interval,
-            "batch_interval",
-            d.batch_interval,
-        );
-        let block_interval = duration(
-            &mut p,
-            &j.block_interval,
-            "block_interval",
-            d.block_interval,
-        );
-        let clock = match j.clock.as_ref().map(|c| (c.get_ref().as_str(), c.span())) {
-            None | Some(("system", _)) => ClockMode::System,
-            Some(("simulated", _)) => ClockMode::Simulated {
-                start_ms: j.start_ms.unwrap_or(0),
-            },
-            Some((other, span)) => {
-                p.at(
-                    span,
-                    format!("unknown clock `{other}`; use \"system\" or \"simulated\""),
-                );
-                ClockMode::System
-            }
-        };
-        let dl = Limits::default();
-        let limits = Limits {
-            fuel: raw.limits.fuel.unwrap_or(dl.fuel),
-            memory_bytes: raw.limits.memory_mb.map_or(dl.memory_bytes, |m| m << 20),
-            output_bytes: raw.limits.output_mb.map_or(dl.output_bytes, |m| m << 20),
-            deadline: duration(&mut p, &raw.limits.deadline, "deadline", dl.deadline),
-            log_bytes: dl.log_bytes,
-        };
-        let config = StreamingConfig {
-            job_name: j.name.clone().unwrap_or_else(|| {
-                path.file_stem()
-                    .map_or_else(|| "weir".into(), |s| s.to_string_lossy().into_owned())
-            }),
-            batch_interval,
-            block_interval,
-            partitions: positive(&mut p, &j.partitions, "partitions", d.partitions),
-            workers: positive(&mut p, &j.workers, "workers", d.workers),
-            limits,
-            clock,
-            max_pending_blocks: positive(
-                &mut p,
-                &j.max_pending_blocks,
-                "max_pending_blocks",
-                d.max_pending_blocks,
-            ),
-            stats_file: j.stats_file.as_deref().map(resolve),
-            progress: true,
-            checkpoint: j.checkpoint.as_deref().map(|dir| {
-                // Spark's default: every max(10 s, batch interval), rounded
-                // to whole batches.
-                let every = duration(&mut p, &j.checkpoint_interval, "checkpoint_interval", Duration::from_secs(10).max(batch_interval));
-                let every_batches = (every.as_millis().div_ceil(batch_interval.as_millis().max(1)) as u64).max(1);
-                let keep = match &j.keep_checkpoints {
-                    Some(k) if *k.get_ref() < 2 => {
-                        p.at(k.span(), "`keep_checkpoints` must be at least 2, so a damaged checkpoint has a fallback");
-                        2
-                    }
-                    Some(k) => *k.get_ref(),
-                    None => 2,
-                };
-                CheckpointConfig { dir: resolve(dir), every_batches, keep, write_ahead_log: j.write_ahead_log.unwrap_or(true) }
-            }),
-            fresh_start: false,
-            max_retries: raw.limits.max_retries.unwrap_or(0),
-            max_state_bytes: raw.limits.max_state_mb.map(|m| m << 20),
-        };
-
-        let plugins: BTreeMap<String, (PathBuf, Range<usize>)> = raw
+        let (config, job_paths) = parse_job(&mut p, path, &raw.job, &raw.limits, &r);
+        let plugins: BTreeMap<String, PluginDef> = raw
             .plugins
             .iter()
-            .map(|(alias, path)| (alias.clone(), (resolve(path.get_ref()), path.span())))
-            .collect();
-
-        // Names must be unique across sources and streams.
-        let mut defined: HashMap<String, Range<usize>> = HashMap::new();
-        let mut define = |p: &mut Problems<'_>, name: &Spanned<String>| {
-            if let Some(first) = defined.get(name.get_ref()) {
-                let (l, c) = p.location(first.start);
-                p.at(
-                    name.span(),
-                    format!(
-                        "stream `{}` is defined twice (first at {l}:{c})",
-                        name.get_ref()
-                    ),
-                );
-            } else {
-                defined.insert(name.get_ref().clone(), name.span());
-            }
-        };
-
-        let mut sources = Vec::new();
-        for s in &raw.sources {
-            let span = s.span();
-            let s = s.get_ref();
-            define(&mut p, &s.name);
-            let spec = match s.kind.get_ref().as_str() {
-                "socket" => match (&s.host, s.port) {
-                    (Some(host), Some(port)) => Some(SourceSpec::Socket {
-                        host: host.clone(),
-                        port,
-                    }),
-                    _ => {
-                        p.at(
-                            span.clone(),
-                            format!(
-                                "source `{}`: a socket source needs `host` and `port`",
-                                s.name.get_ref()
-                            ),
-                        );
-                        None
-                    }
-                },
-                "files" => match &s.dir {
-                    Some(dir) => Some(SourceSpec::Files {
-                        dir: resolve(dir),
-                        include_existing: s.include_existing.unwrap_or(false),
-                    }),
-                    None => {
-                        p.at(
-                            span.clone(),
-                            format!("source `{}`: a files source needs `dir`", s.name.get_ref()),
-                        );
-                        None
-                    }
-                },
-                "generator" => {
-                    let kind = match s
-                        .generate
-                        .as_ref()
-                        .map(|g| (g.get_ref().as_str(), g.span()))
-                    {
-                        None | Some(("text", _)) => GeneratorKind::Text,
-                        Some(("key_value", _)) => GeneratorKind::KeyValue,
-                        Some(("tweets", _)) => GeneratorKind::Tweets,
-                        Some((other, span)) => {
-                            p.at(span, format!("unknown generator output `{other}`; use \"text\", \"tweets\" or \"key_value\""));
-                            GeneratorKind::Text
-                        }
-                    };
-                    Some(SourceSpec::Generator {
-                        kind,
-                        rate: s.rate.unwrap_or(1000),
-                        seed: s.seed.unwrap_or(42),
-                        words_per_line: s.words_per_line.unwrap_or(10),
-                        vocabulary: s.vocabulary.unwrap_or(10_000),
-                        limit: s.limit,
-                    })
-                }
-                other => {
-                    p.at(
-                        s.kind.span(),
-                        format!(
-                            "unknown source type `{other}`; known types: {}",
-                            SOURCE_TYPES.join(", ")
-                        ),
-                    );
-                    None
-                }
-            };
-            if let Some(spec) = spec {
-                sources.push(SourceDef {
-                    name: s.name.get_ref().clone(),
-                    spec,
-                });
-            }
-        }
-
-        let mut streams = Vec::new();
-        for s in &raw.streams {
-            let span = s.span();
-            let s = s.get_ref();
-            define(&mut p, &s.name);
-            let name = s.name.get_ref();
-            let op = s.op.get_ref().as_str();
-            if !OPERATORS.iter().any(|(o, _)| *o == op) {
-                let hint = OPERATORS
-                    .iter()
-                    .find(|(_, spark)| spark.eq_ignore_ascii_case(op))
-                    .map(|(o, _)| format!(" (did you mean `{o}`?)"));
-                p.at(
-                    s.op.span(),
-                    format!(
-                        "stream `{name}`: unknown operator `{op}`{}; known operators: {}",
-                        hint.unwrap_or_default(),
-                        OPERATORS
-                            .iter()
-                            .map(|(o, _)| *o)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                );
-                continue;
-            }
-            let two_inputs = matches!(
-                op,
-                "join" | "left_outer_join" | "right_outer_join" | "full_outer_join" | "cogroup"
-            );
-            let inputs: Vec<String> = match (&s.input, &s.inputs) {
-                (Some(i), None) => vec![i.get_ref().clone()],
-                (None, Some(is)) => is.get_ref().clone(),
-                (Some(_), Some(is)) => {
-                    p.at(
-                        is.span(),
-                        format!("stream `{name}`: give either `input` or `inputs`, not both"),
-                    );
-                    continue;
-                }
-                (None, None) => {
-                    p.at(
-                        span.clone(),
-                        format!("stream `{name}`: missing `input` (the stream it reads)"),
-                    );
-                    continue;
-                }
-            };
-            let arity_ok = match op {
-                "union" => !inputs.is_empty(),
-                _ if two_inputs => inputs.len() == 2,
-                _ => inputs.len() == 1,
-            };
-            if !arity_ok {
-                let want = if op == "union" {
-                    "one or more"
-                } else if two_inputs {
-                    "exactly two (left, right)"
-                } else {
-                    "exactly one"
+            .map(|(alias, path)| {
+                let def = PluginDef {
+                    written: path.get_ref().clone(),
+                    path: r.resolve(path.get_ref()),
+                    span: path.span(),
                 };
-                p.at(
-                    span.clone(),
-                    format!(
-                        "stream `{name}`: `{op}` reads {want} input streams, {} given",
-                        inputs.len()
-                    ),
-                );
-                continue;
-            }
-            let needs_function = matches!(
-                op,
-                "map"
-                    | "flat_map"
-                    | "filter"
-                    | "map_partitions"
-                    | "transform"
-                    | "reduce"
-                    | "reduce_by_key"
-                    | "reduce_by_window"
-                    | "reduce_by_key_and_window"
-                    | "update_state_by_key"
-                    | "map_with_state"
-            );
-            let function = match (&s.function, needs_function) {
-                (Some(f), true) => match f.get_ref().split_once(':') {
-                    Some((alias, func)) if !alias.is_empty() && !func.is_empty() => {
-                        if !plugins.contains_key(alias) {
-                            p.at(
-                                f.span(),
-                                format!(
-                                    "stream `{name}`: unknown plugin `{alias}`; plugins declared in [plugins]: {}",
-                                    if plugins.is_empty() { "(none)".into() } else { plugins.keys().cloned().collect::<Vec<_>>().join(", ") }
-                                ),
-                            );
-                        }
-                        Some((alias.to_owned(), func.to_owned()))
-                    }
-                    _ => {
-                        p.at(f.span(), format!("stream `{name}`: `function` must be \"PLUGIN:FUNCTION\", e.g. \"wc:split\""));
-                        None
-                    }
-                },
-                (None, true) => {
-                    p.at(
-                        span.clone(),
-                        format!("stream `{name}`: `{op}` needs `function = \"PLUGIN:FUNCTION\"`"),
-                    );
-                    None
-                }
-                (Some(f), false) => {
-                    p.at(
-                        f.span(),
-                        format!("stream `{name}`: `{op}` takes no `function`"),
-                    );
-                    None
-                }
-                (None, false) => None,
-            };
-            let takes_partitions = !matches!(
-                op,
-                "map"
-                    | "flat_map"
-                    | "filter"
-                    | "map_partitions"
-                    | "transform"
-                    | "union"
-                    | "count"
-                    | "reduce"
-                    | "window"
-                    | "count_by_window"
-                    | "reduce_by_window"
-                    | "state_snapshots"
-                    | "top"
-            );
-            let partitions = match &s.partitions {
-                Some(n) if !takes_partitions => {
-                    p.at(
-                        n.span(),
-                        format!("stream `{name}`: `{op}` takes no `partitions`"),
-                    );
-                    None
-                }
-                Some(n) if *n.get_ref() == 0 => {
-                    p.at(
-                        n.span(),
-                        format!("stream `{name}`: `partitions` must be at least 1"),
-                    );
-                    None
-                }
-                Some(n) => Some(*n.get_ref()),
-                None if op == "repartition" => {
-                    p.at(
-                        span.clone(),
-                        format!("stream `{name}`: `repartition` needs `partitions`"),
-                    );
-                    None
-                }
-                None => None,
-            };
-            let extra = stream_extras(&mut p, s, name, op, batch_interval, &function, &resolve);
-            streams.push(StreamDef {
-                name: name.clone(),
-                op: op.to_owned(),
-                inputs,
-                function,
-                partitions,
-                window: extra.window,
-                inverse: extra.inverse,
-                filter: extra.filter,
-                timeout: extra.timeout,
-                initial_state: extra.initial_state,
-                n: match &s.n {
-                    Some(n) if op != "top" => {
-                        p.at(n.span(), format!("stream `{name}`: `{op}` takes no `n`"));
-                        0
-                    }
-                    Some(n) => *n.get_ref(),
-                    None => 10,
-                },
-                span: span.clone(),
-            });
-        }
-
-        // Every input must be defined; order streams so inputs come first.
-        for s in &streams {
-            for i in &s.inputs {
-                if !defined.contains_key(i) {
-                    let mut known: Vec<&String> = defined.keys().collect();
-                    known.sort();
-                    p.at(
-                        s.span.clone(),
-                        format!(
-                            "stream `{}` reads `{i}`, which is not defined; defined streams: {}",
-                            s.name,
-                            known
-                                .iter()
-                                .map(|k| k.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    );
-                }
-            }
-        }
+                (alias.clone(), def)
+            })
+            .collect();
+        let mut names = Names::default();
+        let sources = parse_sources(&mut p, &raw.sources, &mut names, &r);
+        let streams = parse_streams(&mut p, &raw.streams, &mut names, &plugins, &r);
+        check_inputs(&mut p, &streams, &names);
         let streams = order_streams(&mut p, streams);
-
-        let mut outputs = Vec::new();
-        for o in &raw.outputs {
-            let span = o.span();
-            let o = o.get_ref();
-            if !defined.contains_key(o.stream.get_ref()) {
-                p.at(
-                    o.stream.span(),
-                    format!(
-                        "output writes stream `{}`, which is not defined",
-                        o.stream.get_ref()
-                    ),
-                );
-            }
-            // The suffix becomes part of a directory name: it may not
-            // name another directory.
-            if let Some(suffix) = &o.suffix {
-                if suffix.is_empty() || suffix.contains(['/', '\\', '\0']) || suffix == ".." {
-                    p.at(span.clone(), format!("`suffix` = {suffix:?} must be a plain name ending, without `/` or `\\`"));
-                }
-            }
-            match o.kind.get_ref().as_str() {
-                "print" => {}
-                "text_files" if o.prefix.is_none() => {
-                    p.at(span.clone(), "a text_files output needs `prefix`")
-                }
-                "text_files" => {}
-                other => p.at(
-                    o.kind.span(),
-                    format!(
-                        "unknown output type `{other}`; known types: {}",
-                        OUTPUT_TYPES.join(", ")
-                    ),
-                ),
-            }
-            outputs.push(OutputDef {
-                name: o.name.clone(),
-                stream: o.stream.get_ref().clone(),
-                kind: o.kind.get_ref().clone(),
-                num: o.num.unwrap_or(10),
-                prefix: o.prefix.as_ref().map(|s| resolve(s.get_ref())),
-                suffix: o.suffix.clone(),
-            });
-        }
+        let outputs = parse_outputs(&mut p, &raw.outputs, &names, &r);
         if raw.outputs.is_empty() {
             p.at(0..0, "the pipeline has no [[output]]: add one, e.g. { stream = \"...\", type = \"print\" }");
         }
         if raw.sources.is_empty() {
             p.at(0..0, "the pipeline has no [[source]]");
         }
-
         let pipeline = Pipeline {
             path: path.to_owned(),
             src: src.to_owned(),
             config,
+            job_paths,
             plugins,
             sources,
             streams,
             outputs,
         };
         Ok((pipeline, p.list))
+    }
+
+    /// Every file or directory path the pipeline names, as written, with
+    /// where: what `weir serve` confines to a job's directory. Read from
+    /// the typed definitions, so a new path option is covered when its
+    /// type is.
+    pub fn paths(&self) -> Vec<(String, &str)> {
+        let mut out: Vec<(String, &str)> = self
+            .job_paths
+            .iter()
+            .map(|(k, v)| (format!("[job] {k}"), v.as_str()))
+            .collect();
+        for (alias, def) in &self.plugins {
+            out.push((format!("plugins.{alias}"), &def.written));
+        }
+        for s in &self.sources {
+            if let SourceSpec::Files { dir, .. } = &s.spec {
+                out.push((
+                    format!("source `{}` dir", s.name),
+                    dir.strip_prefix(self.path.parent().unwrap_or(Path::new("")))
+                        .ok()
+                        .and_then(Path::to_str)
+                        .unwrap_or_else(|| dir.to_str().unwrap_or("")),
+                ));
+            }
+        }
+        for s in &self.streams {
+            for (k, arg) in &s.args {
+                if let StreamArg::StateFile { written, .. } = arg {
+                    out.push((format!("stream `{}` {k}", s.name), written));
+                }
+            }
+        }
+        for o in &self.outputs {
+            if let OutputKind::TextFiles { written, .. } = &o.kind {
+                out.push((format!("output of `{}` prefix", o.stream), written));
+            }
+        }
+        out
     }
 
     /// Applies command-line overrides.
@@ -946,8 +1327,9 @@ impl Pipeline {
             _ => BTreeMap::new(),
         };
         let mut plugins: HashMap<&str, Plugin> = HashMap::new();
-        for (alias, (path, span)) in &self.plugins {
-            let name = path
+        for (alias, def) in &self.plugins {
+            let name = def
+                .path
                 .file_stem()
                 .map_or_else(|| alias.clone(), |s| s.to_string_lossy().into_owned());
             let loaded = match stored.get(&name) {
@@ -955,25 +1337,23 @@ impl Pipeline {
                     tracing::info!(plugin = %name, module = %kept.display(), "using the module kept in the checkpoint");
                     ctx.load_plugin_as(&name, kept)
                 }
-                None => ctx.load_plugin(path),
+                None => ctx.load_plugin(&def.path),
             };
             match loaded {
                 Ok(plugin) => {
                     plugins.insert(alias, plugin);
                 }
-                Err(e) => p.at(span.clone(), format!("plugin `{alias}`: {e}")),
+                Err(e) => p.at(def.span.clone(), format!("plugin `{alias}`: {e}")),
             }
         }
         let mut streams: HashMap<&str, Stream> = HashMap::new();
         for s in &self.sources {
-            match ctx.source(Some(&s.name), s.spec.clone()) {
-                Ok(st) => {
-                    streams.insert(&s.name, st);
-                }
-                Err(e) => return Err(PipelineError::Build(e)),
-            }
+            let st = ctx
+                .source(Some(&s.name), s.spec.clone())
+                .map_err(PipelineError::Build)?;
+            streams.insert(&s.name, st);
         }
-        for s in &self.streams {
+        'streams: for s in self.streams.iter().filter(|s| s.sound) {
             let Some(inputs) = s
                 .inputs
                 .iter()
@@ -982,14 +1362,42 @@ impl Pipeline {
             else {
                 continue; // an input failed to build; its problem is already reported
             };
-            let func = s
-                .function
-                .as_ref()
-                .and_then(|(alias, f)| plugins.get(alias.as_str()).map(|pl| (pl, f.as_str())));
-            if s.function.is_some() && func.is_none() {
-                continue; // its plugin failed to load
+            let mut args = BTreeMap::new();
+            for (key, arg) in &s.args {
+                let value = match arg {
+                    StreamArg::Function { alias, function } => {
+                        let Some(plugin) = plugins.get(alias.as_str()) else {
+                            continue 'streams; // its plugin failed to load
+                        };
+                        ArgValue::Function(FunctionRef {
+                            plugin: plugin.clone(),
+                            function: function.as_str().into(),
+                        })
+                    }
+                    StreamArg::StateFile { path, .. } => {
+                        let format = match s.args.get("initial_state_format") {
+                            Some(StreamArg::Value(ArgValueDef::Choice(f))) => f.as_str(),
+                            _ => "text",
+                        };
+                        match read_initial_state(path, format) {
+                            Ok(pairs) => ArgValue::Pairs(pairs),
+                            Err(e) => {
+                                p.at(s.span.clone(), format!("stream `{}`: {key}: {e}", s.name));
+                                continue 'streams;
+                            }
+                        }
+                    }
+                    // Read with the state file.
+                    StreamArg::Value(ArgValueDef::Choice(_)) => continue,
+                    StreamArg::Value(ArgValueDef::Number(n)) => ArgValue::Number(*n),
+                    StreamArg::Value(ArgValueDef::Duration(d)) => ArgValue::Duration(*d),
+                };
+                args.insert(*key, value);
             }
-            let result = build_stream(s, &inputs, func).and_then(|st| st.named(&s.name));
+            let others: Vec<&Stream> = inputs[1..].iter().collect();
+            let result = inputs[0]
+                .apply_named(s.op, &others, args)
+                .and_then(|st| st.named(&s.name));
             match result {
                 Ok(st) => {
                     streams.insert(&s.name, st);
@@ -999,9 +1407,8 @@ impl Pipeline {
                 // and the function as the file writes it.
                 Err(BuildError::Function { op, message, .. }) => {
                     let written = s
-                        .function
-                        .as_ref()
-                        .map(|(alias, f)| format!(", function \"{alias}:{f}\""))
+                        .function_written()
+                        .map(|f| format!(", function \"{f}\""))
                         .unwrap_or_default();
                     p.at(
                         s.span.clone(),
@@ -1015,295 +1422,17 @@ impl Pipeline {
             let Some(st) = streams.get(o.stream.as_str()) else {
                 continue;
             };
-            let r = match o.kind.as_str() {
-                "print" => st.print(o.num),
-                _ => {
-                    let Some(prefix) = o.prefix.clone() else {
-                        continue;
-                    };
-                    match &o.name {
-                        Some(n) => st.save_as_text_files_named(n, prefix, o.suffix.as_deref()),
-                        None => st.save_as_text_files(prefix, o.suffix.as_deref()),
-                    }
-                }
+            let r = match &o.kind {
+                OutputKind::Print { num } => st.print(*num),
+                OutputKind::TextFiles { prefix, suffix, .. } => match &o.name {
+                    Some(n) => st.save_as_text_files_named(n, prefix, suffix.as_deref()),
+                    None => st.save_as_text_files(prefix, suffix.as_deref()),
+                },
             };
             r.map_err(PipelineError::Build)?;
         }
         Ok(ctx)
     }
-}
-
-struct Extras {
-    window: Option<(Duration, Duration)>,
-    inverse: Option<String>,
-    filter: Option<String>,
-    timeout: Option<Duration>,
-    initial_state: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-/// The window and state keys of a stream, checked against its operator.
-fn stream_extras(
-    p: &mut Problems<'_>,
-    s: &RawStream,
-    name: &str,
-    op: &str,
-    batch_interval: Duration,
-    function: &Option<(String, String)>,
-    resolve: &dyn Fn(&str) -> PathBuf,
-) -> Extras {
-    let windowed = WINDOW_OPS.contains(&op);
-    let stateful = STATE_OPS.contains(&op);
-    let not_for = |p: &mut Problems<'_>, key: &str, span: Range<usize>| {
-        p.at(span, format!("stream `{name}`: `{op}` takes no `{key}`"));
-    };
-    let window = if windowed {
-        match &s.length {
-            None => {
-                p.at(s.op.span(), format!("stream `{name}`: `{op}` needs `length` (e.g. \"30s\"); `slide` defaults to the batch interval"));
-                None
-            }
-            Some(_) => Some((
-                duration(p, &s.length, "length", batch_interval),
-                duration(p, &s.slide, "slide", batch_interval),
-            )),
-        }
-    } else {
-        for (key, v) in [("length", &s.length), ("slide", &s.slide)] {
-            if let Some(v) = v {
-                not_for(p, key, v.span());
-            }
-        }
-        None
-    };
-    let same_plugin = |p: &mut Problems<'_>, key: &str, v: &Spanned<String>| -> Option<String> {
-        let alias = function
-            .as_ref()
-            .map(|(a, _)| a.as_str())
-            .unwrap_or_default();
-        match v.get_ref().split_once(':') {
-            Some((a, f)) if a == alias && !f.is_empty() => Some(f.to_owned()),
-            _ => {
-                p.at(v.span(), format!("stream `{name}`: `{key}` must be a function of the same plugin, \"{alias}:NAME\""));
-                None
-            }
-        }
-    };
-    let (mut inverse, mut filter) = (None, None);
-    for (key, v, slot) in [
-        ("inverse", &s.inverse, &mut inverse),
-        ("filter", &s.filter, &mut filter),
-    ] {
-        if let Some(v) = v {
-            if op == "reduce_by_key_and_window" {
-                *slot = same_plugin(p, key, v);
-            } else {
-                not_for(p, key, v.span());
-            }
-        }
-    }
-    if filter.is_some() && inverse.is_none() && s.inverse.is_none() {
-        if let Some(f) = &s.filter {
-            p.at(
-                f.span(),
-                format!(
-                    "stream `{name}`: `filter` applies to the incremental form only; add `inverse`"
-                ),
-            );
-        }
-    }
-    let timeout = match &s.timeout {
-        Some(_) if op == "map_with_state" => {
-            Some(duration(p, &s.timeout, "timeout", Duration::from_secs(1)))
-        }
-        Some(t) => {
-            not_for(p, "timeout", t.span());
-            None
-        }
-        None => None,
-    };
-    let mut initial_state = Vec::new();
-    match (&s.initial_state, stateful) {
-        (Some(path), true) => {
-            let format = s
-                .initial_state_format
-                .as_ref()
-                .map_or("text", |f| f.get_ref().as_str());
-            match read_initial_state(&resolve(path.get_ref()), format) {
-                Ok(pairs) => initial_state = pairs,
-                Err(e) => p.at(path.span(), format!("stream `{name}`: initial_state: {e}")),
-            }
-        }
-        (Some(path), false) => not_for(p, "initial_state", path.span()),
-        (None, _) => {}
-    }
-    Extras {
-        window,
-        inverse,
-        filter,
-        timeout,
-        initial_state,
-    }
-}
-
-/// Reads `key<TAB>value` lines; values are `text` (raw UTF-8), `i64`
-/// (decimal, stored as the canonical 8-byte count) or `hex`.
-fn read_initial_state(path: &Path, format: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut pairs = Vec::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let (k, v) = line
-            .split_once('\t')
-            .ok_or_else(|| format!("{}:{}: expected `key<TAB>value`", path.display(), i + 1))?;
-        let value = match format {
-            "text" => v.as_bytes().to_vec(),
-            "i64" => v
-                .trim()
-                .parse::<i64>()
-                .map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?
-                .to_le_bytes()
-                .to_vec(),
-            "hex" => {
-                hex::decode(v.trim()).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?
-            }
-            other => {
-                return Err(format!(
-                    "unknown initial_state_format `{other}`; use \"text\", \"i64\" or \"hex\""
-                ))
-            }
-        };
-        pairs.push((k.as_bytes().to_vec(), value));
-    }
-    Ok(pairs)
-}
-
-fn build_stream(
-    s: &StreamDef,
-    inputs: &[Stream],
-    func: Option<(&Plugin, &str)>,
-) -> Result<Stream, BuildError> {
-    let input = &inputs[0];
-    let f = || func.expect("checked at parse: this operator has a function");
-    let win = || {
-        s.window
-            .expect("checked at parse: window operators have a length")
-    };
-    match s.op.as_str() {
-        "map" => input.map(f().0, f().1),
-        "flat_map" => input.flat_map(f().0, f().1),
-        "filter" => input.filter(f().0, f().1),
-        "map_partitions" | "transform" => input.map_partitions(f().0, f().1),
-        "repartition" => input.repartition(s.partitions.unwrap_or(1)),
-        "union" => input.union(&inputs[1..].iter().collect::<Vec<_>>()),
-        "count" => input.count(),
-        "reduce" => input.reduce(f().0, f().1),
-        "count_by_value" => input.count_by_value(s.partitions),
-        "reduce_by_key" => input.reduce_by_key(f().0, f().1, s.partitions),
-        "group_by_key" => input.group_by_key(s.partitions),
-        "join" => input.join_with(JoinKind::Inner, &inputs[1], s.partitions),
-        "left_outer_join" => input.join_with(JoinKind::LeftOuter, &inputs[1], s.partitions),
-        "right_outer_join" => input.join_with(JoinKind::RightOuter, &inputs[1], s.partitions),
-        "full_outer_join" => input.join_with(JoinKind::FullOuter, &inputs[1], s.partitions),
-        "cogroup" => input.cogroup(&inputs[1], s.partitions),
-        "window" => input.window(win().0, win().1),
-        "count_by_window" => input.count_by_window(win().0, win().1),
-        "reduce_by_window" => input.reduce_by_window(f().0, f().1, win().0, win().1),
-        "reduce_by_key_and_window" => match &s.inverse {
-            None => input.reduce_by_key_and_window(f().0, f().1, win().0, win().1, s.partitions),
-            Some(inv) => input.reduce_by_key_and_window_inv(
-                f().0,
-                f().1,
-                inv,
-                win().0,
-                win().1,
-                s.partitions,
-                s.filter.as_deref(),
-            ),
-        },
-        "count_by_value_and_window" => {
-            input.count_by_value_and_window(win().0, win().1, s.partitions)
-        }
-        "update_state_by_key" | "map_with_state" => {
-            let options = StateOptions {
-                partitions: s.partitions,
-                timeout: s.timeout,
-                initial_state: s.initial_state.clone(),
-            };
-            if s.op == "map_with_state" {
-                input.map_with_state(f().0, f().1, options)
-            } else {
-                input.update_state_by_key(f().0, f().1, options)
-            }
-        }
-        "state_snapshots" => input.state_snapshots(),
-        "top" => input.top(s.n),
-        other => Err(BuildError::Invalid(format!("unknown operator `{other}`"))),
-    }
-}
-
-/// Orders streams so every stream comes after its inputs; reports cycles
-/// by the streams that form them.
-fn order_streams(p: &mut Problems<'_>, streams: Vec<StreamDef>) -> Vec<StreamDef> {
-    let index: HashMap<&str, usize> = streams
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.as_str(), i))
-        .collect();
-    let mut state = vec![0u8; streams.len()]; // 0 new, 1 on path, 2 done
-    let mut order = Vec::with_capacity(streams.len());
-    fn visit(
-        i: usize,
-        streams: &[StreamDef],
-        index: &HashMap<&str, usize>,
-        state: &mut [u8],
-        order: &mut Vec<usize>,
-        path: &mut Vec<usize>,
-    ) -> Option<Vec<usize>> {
-        match state[i] {
-            2 => return None,
-            1 => {
-                let start = path.iter().position(|&x| x == i).expect("on path");
-                return Some(path[start..].to_vec());
-            }
-            _ => {}
-        }
-        state[i] = 1;
-        path.push(i);
-        for input in &streams[i].inputs {
-            if let Some(&j) = index.get(input.as_str()) {
-                if let Some(cycle) = visit(j, streams, index, state, order, path) {
-                    return Some(cycle);
-                }
-            }
-        }
-        path.pop();
-        state[i] = 2;
-        order.push(i);
-        None
-    }
-    for i in 0..streams.len() {
-        if let Some(cycle) = visit(i, &streams, &index, &mut state, &mut order, &mut Vec::new()) {
-            let names: Vec<&str> = cycle
-                .iter()
-                .chain(cycle.first())
-                .map(|&c| streams[c].name.as_str())
-                .collect();
-            p.at(
-                streams[cycle[0]].span.clone(),
-                format!("streams form a cycle: {}", names.join(" → ")),
-            );
-            return streams;
-        }
-    }
-    let mut slots: Vec<Option<StreamDef>> = streams.into_iter().map(Some).collect();
-    order
-        .into_iter()
-        .map(|i| slots[i].take().expect("each stream once"))
-        .collect()
 }
 
 /// A pipeline could not be built.

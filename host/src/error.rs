@@ -62,13 +62,92 @@ pub enum BuildError {
         op: &'static str,
         message: String,
     },
-    /// Anything else about the job's shape.
-    #[error("{0}")]
-    Invalid(String),
+    /// An operator was given the wrong number of inputs.
+    #[error("`{op}` reads {want} input streams, {given} given")]
+    Arity {
+        op: &'static str,
+        want: &'static str,
+        given: usize,
+    },
+    /// A parameter the operator does not take.
+    #[error("`{op}` takes no `{key}`{}", if takers.is_empty() { String::new() } else { format!(" (operators that take it: {})", takers.join(", ")) })]
+    UnknownParam {
+        op: &'static str,
+        key: &'static str,
+        takers: Vec<&'static str>,
+    },
+    /// A required parameter is missing.
+    #[error("`{op}` needs `{key}`")]
+    MissingParam { op: &'static str, key: &'static str },
+    /// A partition count of zero.
+    #[error("{op}: a shuffle needs at least one partition")]
+    ZeroPartitions { op: &'static str },
+    /// A duration of zero.
+    #[error("{op}: `{key}` must be above zero")]
+    ZeroDuration { op: &'static str, key: &'static str },
+    /// A window that does not fit its input's batches.
+    #[error(
+        "{op} on `{input}`: window length {length_ms} ms and slide {slide_ms} ms must both be positive multiples of \
+         the stream's batch interval, {base_ms} ms"
+    )]
+    WindowNotMultiple {
+        op: &'static str,
+        input: Arc<str>,
+        length_ms: i64,
+        slide_ms: i64,
+        base_ms: i64,
+    },
+    /// Inputs that do not have batches at the same times.
+    #[error("{op} combines `{a}` (a batch every {a_ms} ms) with `{b}` (every {b_ms} ms); inputs must slide together")]
+    SlidesDiffer {
+        op: &'static str,
+        a: Arc<str>,
+        a_ms: i64,
+        b: Arc<str>,
+        b_ms: i64,
+    },
+    /// An operator that needs a certain kind of input stream.
+    #[error("{op}: `{input}` {requirement}")]
+    WrongInput {
+        op: &'static str,
+        input: Arc<str>,
+        requirement: &'static str,
+    },
+    /// An operator that exists in the library API only.
+    #[error("`{op}` is available in the library API only")]
+    LibraryOnly { op: &'static str },
+    /// Two streams with one name.
+    #[error("two streams are named `{name}`; stream names must be unique")]
+    DuplicateName { name: Arc<str> },
+    /// A stream or output defined after the job started.
+    #[error("the context has already started: define every stream and output before start")]
+    AlreadyStarted,
+    /// A job without outputs.
+    #[error("the job has no output: add print, save_as_text_files or foreach_batch to a stream")]
+    NoOutput,
+    /// Streams of two contexts combined.
+    #[error("cannot combine streams of different contexts")]
+    DifferentContexts,
+    /// A job configuration value out of range.
+    #[error("`{key}` must be above zero")]
+    ZeroSetting { key: &'static str },
     /// The checkpoint directory cannot be used (or belongs to another pipeline).
     #[error(transparent)]
     Checkpoint(crate::checkpoint::CheckpointError),
-    /// The worker pool or wasm runtime could not start.
-    #[error("cannot start: {0}")]
-    Start(String),
+    /// A source could not start.
+    #[error(transparent)]
+    Receiver(EngineError),
+    /// The wasm runtime could not be created.
+    #[error("cannot start the wasm runtime: {source}")]
+    WasmRuntime {
+        #[source]
+        source: wasmtime::Error,
+    },
+    /// A resource the job needs could not be set up.
+    #[error("cannot start: {what}: {source}")]
+    Start {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -22,15 +22,19 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub(crate) mod graph;
+pub mod job;
 pub mod ops;
 pub mod output;
 pub mod partition;
 pub mod receiver;
-pub mod scheduler;
 pub mod serve;
-pub mod stream;
 pub mod wasm;
 
+/// The library API under its earlier name.
+pub use job as stream;
+
 pub use error::{BuildError, EngineError};
-pub use scheduler::{JobFailed, RunSummary};
-pub use stream::{ClockMode, SourceSpec, Stream, StreamingConfig, StreamingContext};
+pub use job::{
+    ClockMode, JobFailed, RunSummary, SourceSpec, Stream, StreamingConfig, StreamingContext,
+};

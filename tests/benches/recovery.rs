@@ -14,10 +14,8 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use weir::checkpoint::{CheckpointConfig, CheckpointData, Checkpointer, FORMAT};
-use weir::ops::state::{StateEntry, StateStore};
+use weir::checkpoint::{CheckpointConfig, CheckpointData, Checkpointer, Snapshot, FORMAT};
 use weir::receiver::generator::GeneratorKind;
-use weir::stream::executor::NodeState;
 use weir::{ClockMode, SourceSpec, StreamingConfig};
 use weir_tests::{context, count, guests, records, shared_plugin};
 
@@ -93,25 +91,25 @@ fn checkpoint_1m() {
         false,
     )
     .unwrap();
-    let mut stores = vec![StateStore::default(); 4];
+    // Keyed state as its snapshot encodes it: per partition, key → (state,
+    // last active time).
+    let mut stores: Vec<BTreeMap<Vec<u8>, (Vec<u8>, i64)>> = vec![BTreeMap::new(); 4];
     for i in 0..1_000_000u64 {
         let key = format!("key-{i:07}").into_bytes();
         let p = weir::partition::partition_of(&key, 4);
-        stores[p].entries.insert(
-            key,
-            StateEntry {
-                value: (i as i64).to_le_bytes().to_vec(),
-                last_active_ms: 1000,
-            },
-        );
+        stores[p].insert(key, ((i as i64).to_le_bytes().to_vec(), 1000));
     }
     let data = CheckpointData {
         format: FORMAT,
         seq: 1,
         batch_time_ms: 1000,
         zero_ms: 0,
-        nodes: vec![NodeState::Keyed(Some(stores))],
+        nodes: vec![(
+            "state".into(),
+            Snapshot::encode("keyed_state", 1, &Some(stores)),
+        )],
         sources: vec![],
+        blocks_consumed: None,
         modules: BTreeMap::new(),
     };
     let t = Instant::now();

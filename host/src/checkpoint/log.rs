@@ -37,6 +37,20 @@ pub fn frame<T: Serialize>(value: &T) -> Vec<u8> {
 /// Reads the frames of `bytes`: the decoded values and the length of the
 /// valid prefix (shorter than `bytes` when the tail is damaged).
 pub fn read_frames<T: DeserializeOwned>(bytes: &[u8]) -> (Vec<T>, usize) {
+    read_frames_with(bytes, |payload| decode(payload))
+}
+
+/// A whole frame payload decoded as `T`, if it is exactly one `T`.
+pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Option<T> {
+    match bincode::serde::decode_from_slice::<T, _>(payload, bincode_config()) {
+        Ok((v, used)) if used == payload.len() => Some(v),
+        _ => None,
+    }
+}
+
+/// As [`read_frames`], with the payload decoder given (to read several
+/// versions of a record).
+pub fn read_frames_with<T>(bytes: &[u8], decode: impl Fn(&[u8]) -> Option<T>) -> (Vec<T>, usize) {
     let mut values = Vec::new();
     let mut pos = 0;
     while bytes.len() - pos >= 8 {
@@ -48,9 +62,9 @@ pub fn read_frames<T: DeserializeOwned>(bytes: &[u8]) -> (Vec<T>, usize) {
         if crc32fast::hash(payload) != crc {
             break;
         }
-        match bincode::serde::decode_from_slice::<T, _>(payload, bincode_config()) {
-            Ok((v, used)) if used == payload.len() => values.push(v),
-            _ => break,
+        match decode(payload) {
+            Some(v) => values.push(v),
+            None => break,
         }
         pos += 8 + len;
     }
@@ -131,13 +145,21 @@ impl SegmentLog {
     /// Reads every record of every segment in order. A damaged tail is cut
     /// off the segment (and reported) so later appends follow valid data.
     pub fn read_all<T: DeserializeOwned>(&self) -> Result<Vec<T>, CheckpointError> {
+        self.read_all_with(|payload| decode(payload))
+    }
+
+    /// As [`SegmentLog::read_all`], with the payload decoder given.
+    pub fn read_all_with<T>(
+        &self,
+        decode: impl Fn(&[u8]) -> Option<T>,
+    ) -> Result<Vec<T>, CheckpointError> {
         let mut all = Vec::new();
         for (_, path) in self.segments()? {
             let mut bytes = Vec::new();
             File::open(&path)
                 .and_then(|mut f| f.read_to_end(&mut bytes))
                 .map_err(|e| self.err(&path, e))?;
-            let (values, valid) = read_frames::<T>(&bytes);
+            let (values, valid) = read_frames_with(&bytes, &decode);
             if valid < bytes.len() {
                 tracing::warn!(
                     path = %path.display(),

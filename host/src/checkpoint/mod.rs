@@ -10,6 +10,13 @@
 //! checkpoints/checkpoint-<seq>.bin   node state + source positions after batch <seq>
 //! ```
 //!
+//! Operator state and source positions are stored as [`Snapshot`]s: bytes
+//! tagged with the kind and version of the encoding their owner wrote. This
+//! module stores them without interpreting them; each operator and source
+//! reads its own. Checkpoints written by format 1 (which stored the
+//! executor's structures directly) are read through [`v1`], which converts
+//! them to snapshots.
+//!
 //! Every batch is a pure function of its logged input and the state before
 //! it, so recovery loads the newest valid checkpoint and re-runs every
 //! logged batch after it — same modules, same partitioning, same state —
@@ -17,8 +24,9 @@
 //! checkpoint kept are deleted, so disk use stays bounded.
 
 pub mod log;
+pub(crate) mod v1;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,10 +36,52 @@ use serde::{Deserialize, Serialize};
 use weir_abi::RecordBatch;
 
 use self::log::{frame, read_frames, write_atomic, SegmentLog};
-use crate::stream::executor::NodeState;
 
-/// Version of the on-disk formats.
-pub const FORMAT: u32 = 1;
+/// Version of the on-disk formats. Format 1 is still read.
+pub const FORMAT: u32 = 2;
+
+/// A versioned, self-describing piece of state: the kind and version of
+/// its encoding, and the bytes, which only the owner interprets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// What wrote it (`keyed_state`, `window`, `source_position`, ...).
+    pub kind: String,
+    /// Version of that encoding.
+    pub version: u32,
+    /// The encoded state.
+    pub bytes: Vec<u8>,
+}
+
+impl Snapshot {
+    /// `value` encoded (bincode, legacy configuration) as `kind` `version`.
+    pub fn encode<T: Serialize + ?Sized>(kind: &str, version: u32, value: &T) -> Snapshot {
+        Snapshot {
+            kind: kind.into(),
+            version,
+            bytes: bincode::serde::encode_to_vec(value, bincode::config::legacy())
+                .expect("in-memory encoding cannot fail"),
+        }
+    }
+
+    /// The value back, if the snapshot is `kind` at most `version`.
+    pub fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        version: u32,
+    ) -> Result<T, String> {
+        if self.kind != kind || self.version > version {
+            return Err(format!(
+                "a `{}` snapshot of version {} where `{kind}` up to version {version} was expected",
+                self.kind, self.version
+            ));
+        }
+        match bincode::serde::decode_from_slice(&self.bytes, bincode::config::legacy()) {
+            Ok((v, used)) if used == self.bytes.len() => Ok(v),
+            Ok(_) => Err(format!("`{kind}` snapshot has trailing bytes")),
+            Err(e) => Err(format!("`{kind}` snapshot is malformed: {e}")),
+        }
+    }
+}
 
 /// Checkpoint settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,43 +126,23 @@ pub enum CheckpointError {
     Replay { batch_time_ms: i64, reason: String },
 }
 
-/// What one source contributed to one batch: enough to rebuild it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SourceInput {
-    /// Generator records `[start, end)`.
-    Generator { start: u64, end: u64 },
-    /// These files, read whole.
-    Files(Vec<PathBuf>),
-    /// Logged blocks, by id.
-    Blocks(Vec<u64>),
-    /// Queue entry `index` (the library's `queue_stream`).
-    Queue(u64),
-}
-
-/// Where a source is, to continue after a checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SourcePosition {
-    /// Next generator record.
-    Generator(u64),
-    /// Files already read.
-    Files(BTreeSet<PathBuf>),
-    /// Highest block id already in a batch (0: none).
-    Socket(u64),
-    /// Next queue entry.
-    Queue(u64),
-}
+/// Marks a format-2 batch-log entry (format 1 began with the batch number,
+/// which never reaches this value).
+pub(crate) const BATCH_ENTRY_MAGIC: u64 = 0x5745_4952_4c4f_4702;
 
 /// One entry of the batch log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchEntry {
+    /// [`BATCH_ENTRY_MAGIC`].
+    pub magic: u64,
     /// Batch number, from 1.
     pub seq: u64,
     /// Batch time.
     pub batch_time_ms: i64,
     /// Time slides count from.
     pub zero_ms: i64,
-    /// Per source, what it contributed.
-    pub sources: Vec<SourceInput>,
+    /// Per source, what it contributed (the source's snapshot of it).
+    pub sources: Vec<Snapshot>,
     /// Plugin → module hash that ran this batch.
     pub modules: BTreeMap<String, String>,
 }
@@ -139,10 +169,13 @@ pub struct CheckpointData {
     pub batch_time_ms: i64,
     /// Time slides count from.
     pub zero_ms: i64,
-    /// Every node's state.
-    pub nodes: Vec<NodeState>,
+    /// The state of every stateful node, by stream name.
+    pub nodes: Vec<(String, Snapshot)>,
     /// Every source's position.
-    pub sources: Vec<SourcePosition>,
+    pub sources: Vec<Snapshot>,
+    /// The highest logged block id already in a batch, for every source
+    /// that logs blocks (the block log is kept from there on).
+    pub blocks_consumed: Option<u64>,
     /// Plugin → module hash running when the checkpoint was taken.
     pub modules: BTreeMap<String, String>,
 }
@@ -292,7 +325,11 @@ impl Checkpointer {
         let checkpoint = newest_valid_checkpoint(&dir.join("checkpoints"))?;
         let after = checkpoint.as_ref().map_or(0, |c| c.seq);
         let replay: Vec<BatchEntry> = batches
-            .read_all::<BatchEntry>()?
+            .read_all_with(|payload| {
+                log::decode::<BatchEntry>(payload)
+                    .filter(|e| e.magic == BATCH_ENTRY_MAGIC)
+                    .or_else(|| v1::decode_batch_entry(payload))
+            })?
             .into_iter()
             .filter(|e| e.seq > after)
             .collect();
@@ -414,26 +451,9 @@ impl Checkpointer {
         if let Some((_, oldest)) = files.first() {
             if let Some(c) = read_checkpoint(oldest) {
                 self.batches.delete_through(c.seq)?;
-                let consumed = c
-                    .sources
-                    .iter()
-                    .filter_map(|s| {
-                        if let SourcePosition::Socket(id) = s {
-                            Some(*id)
-                        } else {
-                            None
-                        }
-                    })
-                    .min();
-                let has_socket = c
-                    .sources
-                    .iter()
-                    .any(|s| matches!(s, SourcePosition::Socket(_)));
-                let upto = if has_socket {
-                    consumed.unwrap_or(0)
-                } else {
+                let upto = c.blocks_consumed.unwrap_or_else(|| {
                     self.blocks.next_id.load(Ordering::SeqCst).saturating_sub(1)
-                };
+                });
                 self.blocks
                     .log
                     .lock()
@@ -484,9 +504,10 @@ fn checkpoint_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, CheckpointError> 
 fn read_checkpoint(path: &Path) -> Option<CheckpointData> {
     let bytes = fs::read(path).ok()?;
     let (mut values, valid) = read_frames::<CheckpointData>(&bytes);
-    (valid == bytes.len() && values.len() == 1)
-        .then(|| values.remove(0))
-        .filter(|c| c.format == FORMAT)
+    if valid == bytes.len() && values.len() == 1 && values[0].format == FORMAT {
+        return Some(values.remove(0));
+    }
+    v1::read_checkpoint(&bytes)
 }
 
 /// The newest checkpoint that reads back whole; damaged ones are reported

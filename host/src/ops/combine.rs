@@ -4,9 +4,8 @@
 
 use weir_abi::{canonical, GroupsBody, GroupsWriter, RecordBatch};
 
-use super::{group, Groups, KeyIndex, OpContext};
+use super::{group, Combiner, Groups, KeyIndex, OpContext};
 use crate::error::EngineError;
-use crate::stream::graph::Combiner;
 
 fn count_of(ctx: &OpContext<'_>, v: &[u8]) -> Result<i64, EngineError> {
     canonical::decode_count(v).ok_or_else(|| {
@@ -19,7 +18,7 @@ fn count_of(ctx: &OpContext<'_>, v: &[u8]) -> Result<i64, EngineError> {
 
 /// One combined value per group, in group order. Groups with a single
 /// value pass through without a call.
-pub fn combine_groups(
+pub(crate) fn combine_groups(
     ctx: &OpContext<'_>,
     combiner: &Combiner,
     groups: &Groups<'_>,
@@ -70,7 +69,7 @@ pub fn combine_groups(
 
 /// Combines every key of one partition: `(key, combined)` in
 /// first-appearance order.
-pub fn combine_partition(
+pub(crate) fn combine_partition(
     ctx: &OpContext<'_>,
     combiner: &Combiner,
     batch: &RecordBatch,

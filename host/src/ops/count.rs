@@ -6,15 +6,159 @@ use indexmap::IndexMap;
 use rustc_hash::FxBuildHasher;
 use weir_abi::{canonical, put_bytes, GroupsWriter, RecordBatch};
 
-use super::combine::combine_partition;
-use super::{shuffle, OpContext, Partitions};
-use crate::error::EngineError;
-use crate::stream::graph::{Combiner, FunctionRef};
+use weir_abi::FunctionKind;
 
-/// One partition holding one record: empty key, the number of records.
+use super::combine::combine_partition;
+use super::spec::{function, Arity, OpDesc, Stage, PARTITIONS};
+use super::{
+    shuffle, Combiner, FunctionRef, Inputs, OpContext, OpState, Operator, Partitions, Step,
+    ValueKind,
+};
+use crate::error::EngineError;
+
+pub(crate) static COUNT: OpDesc = OpDesc {
+    name: "count",
+    spark: "count",
+    arity: Arity::One,
+    params: &[],
+    shuffles: false,
+    windowed: false,
+    stateful: false,
+    in_pipelines: true,
+    result: "one record: empty key, `i64` count (also for empty batches)",
+    build: |_| Ok(vec![Stage::new(Count { skip_empty: false }, 1)]),
+};
+
+pub(crate) static REDUCE: OpDesc = OpDesc {
+    name: "reduce",
+    spark: "reduce",
+    arity: Arity::One,
+    params: &[function(FunctionKind::Reduce)],
+    shuffles: false,
+    windowed: false,
+    stateful: false,
+    in_pipelines: true,
+    result: "one record: all values combined (none for an empty batch)",
+    build: |args| {
+        let op = Reduce {
+            func: args.the_function(),
+        };
+        Ok(vec![Stage::new(op, 1)])
+    },
+};
+
+pub(crate) static COUNT_BY_VALUE: OpDesc = OpDesc {
+    name: "count_by_value",
+    spark: "countByValue",
+    arity: Arity::One,
+    params: &[PARTITIONS],
+    shuffles: true,
+    windowed: false,
+    stateful: false,
+    in_pipelines: true,
+    result: "`(element, i64 count)`; the element of an unkeyed record is its value, of a keyed record its key and value framed",
+    build: |args| {
+        let partitions = args.shuffle_partitions();
+        Ok(vec![Stage::new(CountByValue { partitions }, partitions)])
+    },
+};
+
+/// `count`; with `skip_empty`, an empty batch gives no record (the first
+/// stage of `count_by_window`, as Spark's `map(_ => 1L)` before its
+/// windowed reduce).
+#[derive(Debug)]
+pub(crate) struct Count {
+    pub skip_empty: bool,
+}
+
+impl Operator for Count {
+    fn desc(&self) -> &'static OpDesc {
+        &COUNT
+    }
+
+    fn describe(&self) -> String {
+        String::new()
+    }
+
+    fn value_kind(&self, _: &[ValueKind]) -> ValueKind {
+        ValueKind::Count
+    }
+
+    fn run(
+        &self,
+        _: &OpContext<'_>,
+        inputs: &Inputs<'_>,
+        _: Option<&dyn OpState>,
+    ) -> Result<Step, EngineError> {
+        let n: usize = inputs.batches[0].iter().map(RecordBatch::len).sum();
+        if n == 0 && self.skip_empty {
+            return Ok(Step::output(vec![RecordBatch::new()]));
+        }
+        Ok(Step::output(count(n)))
+    }
+}
+
+/// `reduce`.
+#[derive(Debug)]
+pub(crate) struct Reduce {
+    pub func: FunctionRef,
+}
+
+impl Operator for Reduce {
+    fn desc(&self) -> &'static OpDesc {
+        &REDUCE
+    }
+
+    fn describe(&self) -> String {
+        self.func.label()
+    }
+
+    fn functions_mut(&mut self) -> Vec<(&mut FunctionRef, FunctionKind)> {
+        vec![(&mut self.func, FunctionKind::Reduce)]
+    }
+
+    fn run(
+        &self,
+        cx: &OpContext<'_>,
+        inputs: &Inputs<'_>,
+        _: Option<&dyn OpState>,
+    ) -> Result<Step, EngineError> {
+        reduce(cx, &self.func, inputs.batches[0]).map(Step::output)
+    }
+}
+
+/// `count_by_value`.
+#[derive(Debug)]
+pub(crate) struct CountByValue {
+    pub partitions: usize,
+}
+
+impl Operator for CountByValue {
+    fn desc(&self) -> &'static OpDesc {
+        &COUNT_BY_VALUE
+    }
+
+    fn describe(&self) -> String {
+        format!("partitions {}", self.partitions)
+    }
+
+    fn value_kind(&self, _: &[ValueKind]) -> ValueKind {
+        ValueKind::Count
+    }
+
+    fn run(
+        &self,
+        cx: &OpContext<'_>,
+        inputs: &Inputs<'_>,
+        _: Option<&dyn OpState>,
+    ) -> Result<Step, EngineError> {
+        count_by_value(cx, inputs.batches[0], self.partitions).map(Step::output)
+    }
+}
+
+/// One partition holding one record: empty key, the count `n`.
 /// Like Spark, an empty batch counts 0.
-pub fn count(input: &[RecordBatch]) -> Partitions {
-    let n: usize = input.iter().map(RecordBatch::len).sum();
+fn count(n: usize) -> Partitions {
     vec![[(&b""[..], &canonical::encode_count(n as i64)[..])]
         .into_iter()
         .collect()]
@@ -23,7 +167,7 @@ pub fn count(input: &[RecordBatch]) -> Partitions {
 /// One partition holding one record (empty key) with every value of the
 /// batch combined; nothing for an empty batch. Each partition is combined
 /// in parallel, then the partial results in one more call.
-pub fn reduce(
+pub(crate) fn reduce(
     ctx: &OpContext<'_>,
     func: &FunctionRef,
     input: &[RecordBatch],
@@ -85,7 +229,7 @@ pub fn element<'a>(key: &[u8], value: &'a [u8]) -> Cow<'a, [u8]> {
 
 /// `(element, i64 count)` per distinct element: counted per partition,
 /// shuffled by element, summed.
-pub fn count_by_value(
+pub(crate) fn count_by_value(
     ctx: &OpContext<'_>,
     input: &[RecordBatch],
     partitions: usize,
@@ -104,16 +248,4 @@ pub fn count_by_value(
     ctx.par_map(&shuffled, |p, batch| {
         combine_partition(ctx, &Combiner::SumI64, batch, p, partitions)
     })
-}
-
-/// The `n` records with the largest canonical counts, largest first, ties
-/// broken by key bytes; one partition.
-pub fn top(input: &[RecordBatch], n: usize) -> Partitions {
-    let mut all: Vec<(i64, &[u8], &[u8])> = input
-        .iter()
-        .flat_map(|b| b.iter())
-        .map(|(k, v)| (canonical::decode_count(v).unwrap_or(i64::MIN), k, v))
-        .collect();
-    all.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
-    vec![all.into_iter().take(n).map(|(_, k, v)| (k, v)).collect()]
 }

@@ -6,9 +6,128 @@ use indexmap::IndexMap;
 use rustc_hash::FxBuildHasher;
 use weir_abi::{canonical, RecordBatch};
 
-use super::{shuffle, OpContext, Partitions};
+use super::spec::{Arity, OpDesc, Stage, PARTITIONS};
+use super::{shuffle, Inputs, OpContext, OpState, Operator, Partitions, Step, ValueKind};
 use crate::error::EngineError;
-use crate::stream::graph::JoinKind;
+
+/// The four joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// Keys on both sides.
+    Inner,
+    /// Every left key.
+    LeftOuter,
+    /// Every right key.
+    RightOuter,
+    /// Every key of either side.
+    FullOuter,
+}
+
+macro_rules! join_desc {
+    ($name:ident, $op:literal, $spark:literal, $kind:expr, $result:literal) => {
+        pub(crate) static $name: OpDesc = OpDesc {
+            name: $op,
+            spark: $spark,
+            arity: Arity::Two,
+            params: &[PARTITIONS],
+            shuffles: true,
+            windowed: false,
+            stateful: false,
+            in_pipelines: true,
+            result: $result,
+            build: |args| {
+                let partitions = args.shuffle_partitions();
+                Ok(vec![Stage::new(
+                    Join {
+                        kind: $kind,
+                        partitions,
+                    },
+                    partitions,
+                )])
+            },
+        };
+    };
+}
+
+join_desc!(
+    JOIN,
+    "join",
+    "join",
+    Some(JoinKind::Inner),
+    "`(key, (left, right))` for every matching pair"
+);
+join_desc!(
+    LEFT_OUTER_JOIN,
+    "left_outer_join",
+    "leftOuterJoin",
+    Some(JoinKind::LeftOuter),
+    "as `join`, plus `(key, (left, None))`"
+);
+join_desc!(
+    RIGHT_OUTER_JOIN,
+    "right_outer_join",
+    "rightOuterJoin",
+    Some(JoinKind::RightOuter),
+    "as `join`, plus `(key, (None, right))`"
+);
+join_desc!(
+    FULL_OUTER_JOIN,
+    "full_outer_join",
+    "fullOuterJoin",
+    Some(JoinKind::FullOuter),
+    "both of the above"
+);
+join_desc!(
+    COGROUP,
+    "cogroup",
+    "cogroup",
+    None,
+    "`(key, (left values, right values))`"
+);
+
+/// A join (`kind`) or, without a kind, `cogroup`.
+#[derive(Debug)]
+pub(crate) struct Join {
+    kind: Option<JoinKind>,
+    partitions: usize,
+}
+
+impl Operator for Join {
+    fn desc(&self) -> &'static OpDesc {
+        match self.kind {
+            Some(JoinKind::Inner) => &JOIN,
+            Some(JoinKind::LeftOuter) => &LEFT_OUTER_JOIN,
+            Some(JoinKind::RightOuter) => &RIGHT_OUTER_JOIN,
+            Some(JoinKind::FullOuter) => &FULL_OUTER_JOIN,
+            None => &COGROUP,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("partitions {}", self.partitions)
+    }
+
+    fn value_kind(&self, _: &[ValueKind]) -> ValueKind {
+        match self.kind {
+            Some(_) => ValueKind::Pair,
+            None => ValueKind::CoGroup,
+        }
+    }
+
+    fn run(
+        &self,
+        cx: &OpContext<'_>,
+        inputs: &Inputs<'_>,
+        _: Option<&dyn OpState>,
+    ) -> Result<Step, EngineError> {
+        let (l, r) = (inputs.batches[0], inputs.batches[1]);
+        match self.kind {
+            Some(kind) => join(cx, kind, l, r, self.partitions),
+            None => cogroup(cx, l, r, self.partitions),
+        }
+        .map(Step::output)
+    }
+}
 
 type Sides<'a> = IndexMap<&'a [u8], (Vec<&'a [u8]>, Vec<&'a [u8]>), FxBuildHasher>;
 
@@ -47,7 +166,7 @@ fn per_partition(
 
 /// Joins: for each key, every (left, right) pair of its values, left-major.
 /// Outer joins pair an unmatched side with "absent".
-pub fn join(
+pub(crate) fn join(
     ctx: &OpContext<'_>,
     kind: JoinKind,
     left: &[RecordBatch],
@@ -79,7 +198,7 @@ pub fn join(
 }
 
 /// Cogroup: one record per key of either side, value = (left list, right list).
-pub fn cogroup(
+pub(crate) fn cogroup(
     ctx: &OpContext<'_>,
     left: &[RecordBatch],
     right: &[RecordBatch],

@@ -1,8 +1,16 @@
-//! Operators, one file each. Every operator takes a batch's input
-//! partitions and returns its output partitions; partition-level work runs
-//! on the executor's worker pool, and every grouped operator emits keys in
-//! first-appearance order (input partitions in index order, records in
-//! arrival order), so outputs never depend on thread timing.
+//! Operators, one file each. Every operator file owns everything about
+//! its operator: its [`OpDesc`] (pipeline name, Spark name, inputs,
+//! typed parameters, whether it shuffles, windows or keeps state), how it
+//! is built from validated [`Args`], how it runs one batch, and its state
+//! with the snapshot of that state. The pipeline parser, the library API,
+//! validation, checkpoints and the documentation tables all read the
+//! descriptions in [`registry::OPERATORS`]; adding an operator is one file
+//! and one line there.
+//!
+//! Partition-level work runs on the worker pool, and every grouped
+//! operator emits keys in first-appearance order (input partitions in
+//! index order, records in arrival order), so outputs never depend on
+//! thread timing.
 
 use std::collections::hash_map::{Entry, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -11,27 +19,202 @@ use std::sync::{Arc, Mutex};
 use indexmap::IndexMap;
 use rayon::prelude::*;
 use rustc_hash::FxBuildHasher;
-use weir_abi::{CallHeader, RecordBatch};
+use weir_abi::{CallHeader, FunctionKind, RecordBatch};
 
 use crate::error::EngineError;
 use crate::partition::partition_of;
-use crate::wasm::{Invocation, Limits};
+use crate::wasm::{Invocation, Limits, Plugin};
 
-pub mod combine;
-pub mod count;
-pub mod group_by_key;
-pub mod join;
-pub mod map;
-pub mod reduce_by_key;
-pub mod repartition;
-pub mod state;
-pub mod window;
+pub(crate) mod combine;
+pub(crate) mod count;
+pub(crate) mod glom;
+pub(crate) mod group_by_key;
+pub(crate) mod join;
+pub(crate) mod map;
+pub(crate) mod reduce_by_key;
+pub(crate) mod registry;
+pub(crate) mod repartition;
+pub(crate) mod slice;
+pub(crate) mod spec;
+pub(crate) mod state;
+pub(crate) mod state_snapshots;
+pub(crate) mod top;
+pub(crate) mod transform;
+pub(crate) mod window;
+pub(crate) mod windowed_reduce;
+
+pub use count::element;
+pub use registry::markdown_table as operator_table;
+pub use spec::{Args, Arity, OpDesc, Param, ParamKind};
 
 /// A batch of one stream: its partitions, in order.
 pub type Partitions = Vec<RecordBatch>;
 
 /// Keys with their values in first-appearance order.
-pub type Groups<'a> = IndexMap<&'a [u8], Vec<&'a [u8]>, FxBuildHasher>;
+pub(crate) type Groups<'a> = IndexMap<&'a [u8], Vec<&'a [u8]>, FxBuildHasher>;
+
+/// A plugin function an operator calls: the loaded plugin and the function
+/// name (without its kind prefix).
+#[derive(Debug, Clone)]
+pub struct FunctionRef {
+    /// The plugin.
+    pub plugin: Plugin,
+    /// Function name (without kind prefix).
+    pub function: Arc<str>,
+}
+
+impl FunctionRef {
+    /// `plugin:function`, for messages.
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.plugin.name(), self.function)
+    }
+}
+
+/// How values of a key are combined.
+#[derive(Debug, Clone)]
+pub(crate) enum Combiner {
+    /// A plugin reduce function.
+    Plugin(FunctionRef),
+    /// Host-native `i64` addition of canonical counts.
+    SumI64,
+    /// Host-native `i64` subtraction (the inverse of [`Combiner::SumI64`]).
+    SubI64,
+}
+
+impl Combiner {
+    /// For the pipeline description.
+    pub(crate) fn label(&self) -> String {
+        match self {
+            Combiner::Plugin(f) => f.label(),
+            Combiner::SumI64 => "native sum".into(),
+            Combiner::SubI64 => "native subtract".into(),
+        }
+    }
+}
+
+/// How the host renders a stream's values (keys are always opaque bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    /// Bytes from a source or a plugin.
+    Opaque,
+    /// A canonical `i64` count.
+    Count,
+    /// A canonical list (`group_by_key`, `glom`).
+    List,
+    /// A canonical join pair.
+    Pair,
+    /// Two canonical lists (`cogroup`).
+    CoGroup,
+}
+
+/// What one run of an operator gives: its output (`None` when it has no
+/// batch at this time, between window slides) and the state it wants after
+/// the batch, staged: the executor commits it only once the whole batch
+/// succeeded, so a failed or retried batch leaves the state as it was.
+#[derive(Debug, Default)]
+pub(crate) struct Step {
+    /// The operator's batch.
+    pub out: Option<Arc<Partitions>>,
+    /// Changes to its state, for [`OpState::commit`].
+    pub staged: Option<Staged>,
+}
+
+impl Step {
+    /// A batch and no state change.
+    pub(crate) fn output(out: Partitions) -> Self {
+        Step {
+            out: Some(Arc::new(out)),
+            staged: None,
+        }
+    }
+}
+
+/// Staged state changes of one operator: only its own state type reads them.
+pub(crate) type Staged = Box<dyn std::any::Any + Send>;
+
+/// A versioned, self-describing snapshot of an operator's (or a source's)
+/// state, as checkpoints store it without interpreting it.
+pub use crate::checkpoint::Snapshot;
+
+/// An operator's state between batches.
+pub(crate) trait OpState: Send + Sync + std::fmt::Debug + std::any::Any {
+    /// Applies what a successful batch staged.
+    fn commit(&mut self, staged: Staged);
+    /// Bytes of keys and values held (for the state limit).
+    fn bytes(&self) -> u64;
+    /// The state as a checkpoint keeps it.
+    fn snapshot(&self) -> Snapshot;
+    /// The state back from a snapshot this operator wrote (any version it
+    /// still reads).
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), String>;
+    /// For operators that read another operator's state.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+/// What an operator sees of one batch.
+pub(crate) struct Inputs<'a> {
+    /// Each input's batch, in declaration order.
+    pub batches: Vec<&'a Arc<Partitions>>,
+    /// Each input's state before this batch, when it keeps one.
+    pub states: Vec<Option<&'a dyn OpState>>,
+    /// What each input staged for its state in this batch.
+    pub staged: Vec<Option<&'a Staged>>,
+    /// Whether the operator emits at this time (its slide is due).
+    pub due: bool,
+}
+
+/// An operator of the graph, as it runs.
+pub(crate) trait Operator: Send + Sync + std::fmt::Debug {
+    /// Its description.
+    fn desc(&self) -> &'static OpDesc;
+    /// Its parameters in one line, part of the pipeline's identity in a
+    /// checkpoint (a changed parameter makes the checkpoint another job's).
+    fn describe(&self) -> String;
+    /// The kind of the values it emits, given its inputs'.
+    fn value_kind(&self, inputs: &[ValueKind]) -> ValueKind {
+        let _ = inputs;
+        ValueKind::Opaque
+    }
+    /// Every plugin function it calls, with the kind it is called as.
+    fn functions_mut(&mut self) -> Vec<(&mut FunctionRef, FunctionKind)> {
+        Vec::new()
+    }
+    /// Fresh state, for operators that keep one.
+    fn new_state(&self) -> Option<Box<dyn OpState>> {
+        None
+    }
+    /// Whether its state holds values of plugin `name` that a migration
+    /// would have to rewrite but cannot (window contents).
+    fn holds_unmigratable_values_of(&self, name: &str) -> bool {
+        let _ = name;
+        false
+    }
+    /// Its state migrated through `new`'s `migrate:state`, when it keeps
+    /// state encoded by plugin `name` (state operators): the new state and
+    /// the number of keys migrated. `invocation(p, n)` is the call context
+    /// of partition `p` of `n`. Nothing changes on error.
+    fn migrate_state(
+        &self,
+        state: &dyn OpState,
+        name: &str,
+        new: &Plugin,
+        invocation: &dyn Fn(usize, usize) -> Invocation,
+    ) -> Option<Result<(Box<dyn OpState>, u64), String>> {
+        let _ = (state, name, new, invocation);
+        None
+    }
+    /// The batches it remembers, for `slice`.
+    fn slicer(&self) -> Option<slice::Slicer> {
+        None
+    }
+    /// Runs one batch.
+    fn run(
+        &self,
+        cx: &OpContext<'_>,
+        inputs: &Inputs<'_>,
+        state: Option<&dyn OpState>,
+    ) -> Result<Step, EngineError>;
+}
 
 /// What an operator needs to know about the batch it runs in.
 #[derive(Debug, Clone)]

@@ -4,12 +4,72 @@
 use weir_abi::RecordBatch;
 
 use super::combine::combine_partition;
-use super::{shuffle, OpContext, Partitions};
+use weir_abi::FunctionKind;
+
+use super::spec::{function, Arity, OpDesc, Stage, PARTITIONS};
+use super::{
+    shuffle, Combiner, FunctionRef, Inputs, OpContext, OpState, Operator, Partitions, Step,
+};
 use crate::error::EngineError;
-use crate::stream::graph::Combiner;
+
+pub(crate) static REDUCE_BY_KEY: OpDesc = OpDesc {
+    name: "reduce_by_key",
+    spark: "reduceByKey",
+    arity: Arity::One,
+    params: &[function(FunctionKind::Reduce), PARTITIONS],
+    shuffles: true,
+    windowed: false,
+    stateful: false,
+    in_pipelines: true,
+    result: "`(key, combined value)`; combines within partitions before the shuffle",
+    build: |args| {
+        let partitions = args.shuffle_partitions();
+        let op = ReduceByKey {
+            func: args.the_function(),
+            partitions,
+        };
+        Ok(vec![Stage::new(op, partitions)])
+    },
+};
+
+/// `reduce_by_key`.
+#[derive(Debug)]
+pub(crate) struct ReduceByKey {
+    func: FunctionRef,
+    partitions: usize,
+}
+
+impl Operator for ReduceByKey {
+    fn desc(&self) -> &'static OpDesc {
+        &REDUCE_BY_KEY
+    }
+
+    fn describe(&self) -> String {
+        format!("{}, partitions {}", self.func.label(), self.partitions)
+    }
+
+    fn functions_mut(&mut self) -> Vec<(&mut FunctionRef, FunctionKind)> {
+        vec![(&mut self.func, FunctionKind::Reduce)]
+    }
+
+    fn run(
+        &self,
+        cx: &OpContext<'_>,
+        inputs: &Inputs<'_>,
+        _: Option<&dyn OpState>,
+    ) -> Result<Step, EngineError> {
+        apply(
+            cx,
+            &Combiner::Plugin(self.func.clone()),
+            inputs.batches[0],
+            self.partitions,
+        )
+        .map(Step::output)
+    }
+}
 
 /// Runs `reduce_by_key` into `partitions` output partitions.
-pub fn apply(
+pub(crate) fn apply(
     ctx: &OpContext<'_>,
     combiner: &Combiner,
     input: &[RecordBatch],

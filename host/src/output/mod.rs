@@ -9,7 +9,7 @@ use weir_abi::{canonical, RecordBatch};
 
 use crate::error::EngineError;
 use crate::ops::Partitions;
-use crate::stream::graph::ValueKind;
+use crate::ops::ValueKind;
 
 pub mod print;
 pub mod stats;

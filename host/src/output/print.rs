@@ -6,7 +6,7 @@ use std::io::Write;
 use super::{render_record, Output};
 use crate::error::EngineError;
 use crate::ops::Partitions;
-use crate::stream::graph::ValueKind;
+use crate::ops::ValueKind;
 
 /// Prints to a writer (stdout by default).
 pub struct Print {

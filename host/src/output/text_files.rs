@@ -13,7 +13,7 @@ use std::sync::Arc;
 use super::{render_partition, Output};
 use crate::error::EngineError;
 use crate::ops::Partitions;
-use crate::stream::graph::ValueKind;
+use crate::ops::ValueKind;
 
 /// The text-files output.
 pub struct TextFiles {

@@ -15,7 +15,8 @@ use std::time::SystemTime;
 use weir_abi::RecordBatch;
 
 use super::{lines_to_blocks, Source, MAX_BLOCK_RECORDS};
-use crate::checkpoint::{Recovery, SourceInput, SourcePosition};
+use super::{SourceInput, SourcePosition};
+use crate::checkpoint::Recovery;
 use crate::error::EngineError;
 
 /// The file-stream source.

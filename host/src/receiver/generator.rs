@@ -7,7 +7,8 @@
 use weir_abi::RecordBatch;
 
 use super::{Source, MAX_BLOCK_RECORDS};
-use crate::checkpoint::{Recovery, SourceInput, SourcePosition};
+use super::{SourceInput, SourcePosition};
+use crate::checkpoint::Recovery;
 use crate::error::EngineError;
 
 /// What the generator makes.

@@ -17,11 +17,68 @@
 //!   and i.
 //! - [`queue`]: prepared batches, one per batch time.
 
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
 use weir_abi::RecordBatch;
 
-use crate::checkpoint::{Recovery, SourceInput, SourcePosition};
+use crate::checkpoint::{Recovery, Snapshot};
 use crate::error::EngineError;
 use crate::ops::Partitions;
+
+/// What one source contributed to one batch: enough to rebuild it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SourceInput {
+    /// Generator records `[start, end)`.
+    Generator { start: u64, end: u64 },
+    /// These files, read whole.
+    Files(Vec<PathBuf>),
+    /// Logged blocks, by id.
+    Blocks(Vec<u64>),
+    /// Queue entry `index` (the library's `queue_stream`).
+    Queue(u64),
+}
+
+/// Where a source is, to continue after a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SourcePosition {
+    /// Next generator record.
+    Generator(u64),
+    /// Files already read.
+    Files(BTreeSet<PathBuf>),
+    /// Highest block id already in a batch (0: none).
+    Socket(u64),
+    /// Next queue entry.
+    Queue(u64),
+}
+
+const INPUT_SNAPSHOT: (&str, u32) = crate::checkpoint::v1::SOURCE_INPUT;
+const POSITION_SNAPSHOT: (&str, u32) = crate::checkpoint::v1::SOURCE_POSITION;
+
+impl SourceInput {
+    /// As the batch log keeps it.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::encode(INPUT_SNAPSHOT.0, INPUT_SNAPSHOT.1, self)
+    }
+
+    /// Back from the batch log.
+    pub fn from_snapshot(s: &Snapshot) -> Result<Self, String> {
+        s.decode(INPUT_SNAPSHOT.0, INPUT_SNAPSHOT.1)
+    }
+}
+
+impl SourcePosition {
+    /// As a checkpoint keeps it.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::encode(POSITION_SNAPSHOT.0, POSITION_SNAPSHOT.1, self)
+    }
+
+    /// Back from a checkpoint.
+    pub fn from_snapshot(s: &Snapshot) -> Result<Self, String> {
+        s.decode(POSITION_SNAPSHOT.0, POSITION_SNAPSHOT.1)
+    }
+}
 
 pub mod files;
 pub mod generator;

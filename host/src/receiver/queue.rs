@@ -6,7 +6,8 @@ use std::collections::VecDeque;
 use weir_abi::RecordBatch;
 
 use super::Source;
-use crate::checkpoint::{Recovery, SourceInput, SourcePosition};
+use super::{SourceInput, SourcePosition};
+use crate::checkpoint::Recovery;
 use crate::error::EngineError;
 
 /// Each batch time takes the next prepared batch; empty batches follow once

@@ -16,7 +16,8 @@ use tokio::sync::mpsc;
 use weir_abi::RecordBatch;
 
 use super::{Source, MAX_BLOCK_RECORDS};
-use crate::checkpoint::{BlockLog, Recovery, SourceInput, SourcePosition};
+use super::{SourceInput, SourcePosition};
+use crate::checkpoint::{BlockLog, Recovery};
 use crate::error::EngineError;
 
 /// Socket settings.

@@ -19,8 +19,8 @@ use super::confine::{self, PIPELINE_FILE};
 use super::ApiError;
 use crate::config::{Pipeline, PipelineError};
 use crate::error::{BuildError, EngineError};
-use crate::scheduler::{RunSummary, StopSignal};
-use crate::stream::{self as engine, ClockMode, JobControl, RunningJob, SourceSpec};
+use crate::job::{self as engine, ClockMode, JobControl, RunningJob, SourceSpec};
+use crate::job::{RunSummary, StopSignal};
 
 /// Generator settings that size host memory, capped for every tenant.
 const MAX_WORDS_PER_LINE: usize = 100;
@@ -360,7 +360,9 @@ impl Registry {
                 e => ApiError::pipeline(hide(e.to_string())),
             })?;
         let running = ctx.start(None).map_err(|e| match e {
-            BuildError::Start(m) => ApiError::internal(format!("cannot start the job: {m}")),
+            e @ (BuildError::Start { .. } | BuildError::WasmRuntime { .. }) => {
+                ApiError::internal(format!("cannot start the job: {e}"))
+            }
             e => ApiError::pipeline(hide(e.to_string())),
         })?;
         let job = Arc::new(Job {
@@ -375,8 +377,8 @@ impl Registry {
             submitted_modules: pipeline
                 .plugins
                 .values()
-                .filter_map(|(path, _)| {
-                    let stem = path.file_stem()?.to_string_lossy().into_owned();
+                .filter_map(|def| {
+                    let stem = def.path.file_stem()?.to_string_lossy().into_owned();
                     let hash = loaded.iter().find(|p| **p.name() == *stem)?.hash_hex();
                     Some((stem, hash))
                 })
@@ -425,7 +427,7 @@ impl Registry {
             ));
         }
         for s in &pipeline.streams {
-            if let Some(n) = s.partitions.filter(|&n| n > l.partitions) {
+            if let Some(n) = s.partitions().filter(|&n| n > l.partitions) {
                 problems.push(format!(
                     "stream `{}`: partitions = {n}: at most {} allowed",
                     s.name, l.partitions
@@ -475,7 +477,7 @@ impl Registry {
             ));
         }
         for o in &pipeline.outputs {
-            if o.kind == "print" {
+            if matches!(o.kind, crate::config::OutputKind::Print { .. }) {
                 problems.push(format!(
                     "output of stream `{}`: `print` would write to the host's console; use `text_files`",
                     o.stream
@@ -641,7 +643,7 @@ pub fn classify(e: &EngineError) -> JobError {
     out
 }
 
-fn swap_info(r: engine::SwapReport) -> SwapInfo {
+fn swap_info(r: crate::graph::executor::SwapReport) -> SwapInfo {
     SwapInfo {
         plugin: r.plugin,
         from: r.from,

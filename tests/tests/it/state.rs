@@ -138,7 +138,9 @@ fn map_with_state_emits_for_keys_with_values_and_times_out_once() {
         let expired: Vec<Vec<u8>> = sim
             .iter()
             .filter(|(k, (_, last))| {
-                !batch_sums.contains_key(*k) && b - last >= timeout_batches as usize
+                // As Spark: timed out once the last update is strictly
+                // earlier than batch time - timeout.
+                !batch_sums.contains_key(*k) && b - last > timeout_batches as usize
             })
             .map(|(k, _)| k.clone())
             .collect();

@@ -213,7 +213,7 @@ fn count_and_reduce_by_window_and_count_by_value_and_window() {
             let mut want: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
             for (k, v) in &window {
                 *want
-                    .entry(weir::ops::count::element(k, v).into_owned())
+                    .entry(weir::ops::element(k, v).into_owned())
                     .or_default() += 1;
             }
             assert_eq!(

@@ -12,13 +12,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::checkpoint::{BatchEntry, CheckpointData, CheckpointError, Checkpointer, Recovery};
 use crate::error::EngineError;
-use crate::ops::total_records;
+use crate::graph::executor::Executor;
+use crate::graph::executor::{SwapError, SwapReport};
+use crate::graph::NodeId;
+use crate::ops::{total_records, Partitions};
 use crate::output::stats::{BatchStats, StatsFile};
 use crate::output::Output;
-use crate::receiver::{blocks_to_partitions, Source};
-use crate::stream::executor::Executor;
-use crate::stream::executor::{SwapError, SwapReport};
-use crate::stream::graph::NodeId;
+use crate::receiver::{blocks_to_partitions, Source, SourceInput, SourcePosition};
 use crate::wasm::{Plugin, Runtime};
 use std::collections::BTreeMap;
 use std::sync::mpsc;
@@ -137,7 +137,7 @@ pub struct JobFailed {
 }
 
 /// Everything the batch loop drives.
-pub struct BatchLoop {
+pub(crate) struct BatchLoop {
     /// The graph executor.
     pub executor: Executor,
     /// Sources, indexed like the graph's source nodes.
@@ -165,7 +165,7 @@ pub struct BatchLoop {
     pub runtime: Runtime,
     /// Swap and rollback requests, applied between batches.
     pub control: Option<mpsc::Receiver<Control>>,
-    /// What [`JobControl`](crate::stream::JobControl) reports.
+    /// What [`JobControl`](crate::job::JobControl) reports.
     pub status: Arc<Mutex<JobStatus>>,
     /// Times a failed batch is retried (from the same state) before the job fails.
     pub max_retries: u32,
@@ -174,7 +174,7 @@ pub struct BatchLoop {
 }
 
 /// A request to the running batch loop.
-pub enum Control {
+pub(crate) enum Control {
     /// Replace plugin `plugin` with `module`.
     Swap {
         plugin: String,
@@ -293,10 +293,17 @@ impl BatchLoop {
         let mut last_checkpoint = None;
         if let Some((ck, recovery)) = &mut checkpoint {
             if let Some(c) = recovery.checkpoint.take() {
+                let unreadable = |reason: String| CheckpointError::Unrecoverable {
+                    dir: ck.config().dir.clone(),
+                    reason,
+                };
                 for (source, pos) in self.sources.iter_mut().zip(&c.sources) {
-                    source.restore(pos, recovery, u32::MAX);
+                    let pos = SourcePosition::from_snapshot(pos).map_err(unreadable)?;
+                    source.restore(&pos, recovery, u32::MAX);
                 }
-                self.executor.restore(c.zero_ms, c.nodes);
+                self.executor
+                    .restore(c.zero_ms, &c.nodes)
+                    .map_err(unreadable)?;
                 // The checkpoint's state is already migrated: no migration.
                 self.align_modules(ck, &c.modules, c.batch_time_ms, false)?;
                 seq = c.seq;
@@ -320,15 +327,16 @@ impl BatchLoop {
                 let started = (self.clock.now_ms(), Instant::now());
                 let mut inputs = Vec::with_capacity(self.sources.len());
                 for (source, input) in self.sources.iter_mut().zip(&entry.sources) {
-                    let blocks = source.replay(input, recovery).map_err(|reason| {
-                        CheckpointError::Replay {
-                            batch_time_ms: entry.batch_time_ms,
-                            reason,
-                        }
-                    })?;
+                    let replay = |reason: String| CheckpointError::Replay {
+                        batch_time_ms: entry.batch_time_ms,
+                        reason,
+                    };
+                    let input = SourceInput::from_snapshot(input).map_err(replay)?;
+                    let blocks = source.replay(&input, recovery).map_err(replay)?;
                     inputs.push(blocks);
                 }
-                let stats = self.process(entry.batch_time_ms, inputs, started)?;
+                let inputs = self.partition(inputs);
+                let stats = self.process(entry.batch_time_ms, &inputs, started)?;
                 seq = entry.seq;
                 last_t = Some(entry.batch_time_ms);
                 self.completed(stats, summary, progress, true);
@@ -366,12 +374,13 @@ impl BatchLoop {
             let mut inputs = Vec::with_capacity(self.sources.len());
             for source in &mut self.sources {
                 let (input, blocks) = source.next_batch(t)?;
-                logged.push(input);
+                logged.push(input.snapshot());
                 inputs.push(blocks);
             }
             let zero_ms = *self.executor.zero_ms().get_or_insert(t - self.interval_ms);
             if let Some((ck, _)) = &mut checkpoint {
                 let entry = BatchEntry {
+                    magic: crate::checkpoint::BATCH_ENTRY_MAGIC,
                     seq: seq + 1,
                     batch_time_ms: t,
                     zero_ms,
@@ -380,7 +389,8 @@ impl BatchLoop {
                 };
                 ck.log_batch(&entry)?;
             }
-            let stats = self.process_with_retries(t, inputs, started)?;
+            let inputs = self.partition(inputs);
+            let stats = self.process_with_retries(t, &inputs, started)?;
             seq += 1;
             self.completed(stats, summary, progress, false);
             if let Some((ck, _)) = &mut checkpoint {
@@ -403,13 +413,22 @@ impl BatchLoop {
 
     fn write_checkpoint(&self, ck: &mut Checkpointer, seq: u64, t: i64) -> Result<(), EngineError> {
         let started = Instant::now();
+        let positions: Vec<SourcePosition> = self.sources.iter().map(|s| s.position()).collect();
+        let blocks_consumed = positions
+            .iter()
+            .filter_map(|p| match p {
+                SourcePosition::Socket(id) => Some(*id),
+                _ => None,
+            })
+            .min();
         let data = CheckpointData {
             format: crate::checkpoint::FORMAT,
             seq,
             batch_time_ms: t,
             zero_ms: self.executor.zero_ms().unwrap_or(t - self.interval_ms),
-            nodes: self.executor.states().to_vec(),
-            sources: self.sources.iter().map(|s| s.position()).collect(),
+            nodes: self.executor.snapshots(),
+            sources: positions.iter().map(SourcePosition::snapshot).collect(),
+            blocks_consumed,
             modules: ck.modules().clone(),
         };
         ck.write(&data)?;
@@ -511,27 +530,31 @@ impl BatchLoop {
         }
     }
 
-    /// Runs a batch; a failure is retried from the same state up to
-    /// `max_retries` times (a deterministic failure fails every time).
+    /// Lays each source's blocks out over the input partitions.
+    fn partition(&self, inputs: Vec<Vec<weir_abi::RecordBatch>>) -> Vec<Option<Arc<Partitions>>> {
+        inputs
+            .into_iter()
+            .map(|blocks| Some(Arc::new(blocks_to_partitions(blocks, self.partitions))))
+            .collect()
+    }
+
+    /// Runs a batch; a failure is retried up to `max_retries` times (a
+    /// deterministic failure fails every time). A failed batch commits no
+    /// state, so a retry starts from the state before it without a copy.
     fn process_with_retries(
         &mut self,
         t: i64,
-        inputs: Vec<Vec<weir_abi::RecordBatch>>,
+        inputs: &[Option<Arc<Partitions>>],
         started: (i64, Instant),
     ) -> Result<BatchStats, EngineError> {
-        if self.max_retries == 0 {
-            return self.process(t, inputs, started);
-        }
-        let before = (self.executor.zero_ms(), self.executor.states().to_vec());
         let mut attempt = 0;
         loop {
-            match self.process(t, inputs.clone(), started) {
+            match self.process(t, inputs, started) {
                 Ok(stats) => return Ok(stats),
+                Err(e @ EngineError::StateLimit { .. }) => return Err(e),
                 Err(e) if attempt < self.max_retries => {
                     attempt += 1;
                     tracing::warn!(error = %e, attempt, of = self.max_retries, "batch failed; retrying from the state before it");
-                    self.executor
-                        .restore(before.0.unwrap_or(t - self.interval_ms), before.1.clone());
                 }
                 Err(e) => return Err(e),
             }
@@ -589,20 +612,27 @@ impl BatchLoop {
         summary.stats.push(stats);
     }
 
+    /// Runs batch `t`: computes every node, writes the outputs, then
+    /// commits the state changes (only then: a batch that fails anywhere
+    /// before leaves the state as it was).
     fn process(
         &mut self,
         t: i64,
-        inputs: Vec<Vec<weir_abi::RecordBatch>>,
+        inputs: &[Option<Arc<Partitions>>],
         (start_ms, started): (i64, Instant),
     ) -> Result<BatchStats, EngineError> {
-        let mut parts = Vec::with_capacity(inputs.len());
-        let mut input_records = 0;
-        for blocks in inputs {
-            let p = blocks_to_partitions(blocks, self.partitions);
-            input_records += total_records(&p) as u64;
-            parts.push(Some(p));
+        let input_records = inputs
+            .iter()
+            .flatten()
+            .map(|p| total_records(p) as u64)
+            .sum();
+        let values = self.executor.run_batch(t, inputs)?;
+        for (node, output) in &mut self.outputs {
+            if let Some(parts) = &values[*node] {
+                output.write(t, parts)?;
+            }
         }
-        let values = self.executor.run_batch(t, parts)?;
+        self.executor.commit();
         if let Some(limit) = self.max_state_bytes {
             let bytes = self.executor.state_bytes();
             if bytes > limit {
@@ -612,11 +642,6 @@ impl BatchLoop {
                     bytes,
                     limit,
                 });
-            }
-        }
-        for (node, output) in &mut self.outputs {
-            if let Some(parts) = &values[*node] {
-                output.write(t, parts)?;
             }
         }
         let processing_ms = started.elapsed().as_secs_f64() * 1e3;

@@ -10,16 +10,21 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use weir_abi::{FunctionKind, RecordBatch};
+use weir_abi::RecordBatch;
 
-use super::executor::{Executor, SwapError, SwapReport};
-use super::graph::{
-    Combiner, FunctionRef, Graph, JoinKind, MapFlavor, NodeId, Op, StateMode, StateSpec,
-    WindowFilter, WindowedReduce,
+use super::scheduler::{
+    BatchLoop, Clock, Control, JobFailed, JobStatus, RunSummary, SimulatedClock, StopSignal,
+    SystemClock,
 };
 use crate::checkpoint::{CheckpointConfig, Checkpointer};
 use crate::error::{BuildError, EngineError};
-use crate::ops::Partitions;
+use crate::graph::executor::{Executor, SwapError, SwapReport};
+use crate::graph::{Graph, NodeId, NodeKind};
+use crate::ops::join::JoinKind;
+use crate::ops::registry;
+use crate::ops::slice::Slicer;
+use crate::ops::spec::{ArgValue, Args, InputInfo};
+use crate::ops::{FunctionRef, OpDesc, Partitions, ValueKind};
 use crate::output::print::Print;
 use crate::output::stats::StatsFile;
 use crate::output::text_files::TextFiles;
@@ -29,10 +34,6 @@ use crate::receiver::generator::{GeneratorConfig, GeneratorKind, GeneratorSource
 use crate::receiver::queue::QueueSource;
 use crate::receiver::socket::{SocketConfig, SocketSource};
 use crate::receiver::Source;
-use crate::scheduler::{
-    BatchLoop, Clock, Control, JobFailed, JobStatus, RunSummary, SimulatedClock, StopSignal,
-    SystemClock,
-};
 use crate::wasm::{Limits, Plugin, Runtime, RuntimeConfig};
 
 /// Which clock cuts batches.
@@ -172,10 +173,7 @@ struct Builder {
 impl Builder {
     fn name(&mut self, wanted: Option<&str>, op: &str) -> Result<Arc<str>, BuildError> {
         if self.started {
-            return Err(BuildError::Invalid(
-                "the context has already started: define every stream and output before start"
-                    .into(),
-            ));
+            return Err(BuildError::AlreadyStarted);
         }
         let name: Arc<str> = match wanted {
             Some(n) => n.into(),
@@ -188,9 +186,7 @@ impl Builder {
             },
         };
         if !self.names.insert(name.clone()) {
-            return Err(BuildError::Invalid(format!(
-                "two streams are named `{name}`; stream names must be unique"
-            )));
+            return Err(BuildError::DuplicateName { name });
         }
         Ok(name)
     }
@@ -210,23 +206,26 @@ pub struct StreamingContext {
 pub struct Stream {
     builder: Rc<RefCell<Builder>>,
     id: NodeId,
-    partitions: usize,
 }
 
 impl StreamingContext {
     /// A context with its own wasm runtime.
     pub fn new(config: StreamingConfig) -> Result<Self, BuildError> {
         let runtime = Runtime::new(&RuntimeConfig::default())
-            .map_err(|e| BuildError::Start(format!("wasm runtime: {e:#}")))?;
+            .map_err(|source| BuildError::WasmRuntime { source })?;
         Self::with_runtime(config, runtime)
     }
 
     /// A context sharing an existing runtime (and its module cache).
     pub fn with_runtime(config: StreamingConfig, runtime: Runtime) -> Result<Self, BuildError> {
-        if config.batch_interval.is_zero() || config.partitions == 0 || config.workers == 0 {
-            return Err(BuildError::Invalid(
-                "batch interval, partitions and workers must all be above zero".into(),
-            ));
+        for (key, zero) in [
+            ("batch_interval", config.batch_interval.is_zero()),
+            ("partitions", config.partitions == 0),
+            ("workers", config.workers == 0),
+        ] {
+            if zero {
+                return Err(BuildError::ZeroSetting { key });
+            }
         }
         Ok(StreamingContext {
             config,
@@ -278,11 +277,16 @@ impl StreamingContext {
         let index = b.sources.len();
         b.sources.push((name.clone(), spec));
         let interval_ms = self.config.batch_interval.as_millis().max(1) as i64;
-        let id = b.graph.add(name, Op::Source(index), vec![], interval_ms);
+        let id = b.graph.add(
+            name,
+            NodeKind::Source(index),
+            vec![],
+            interval_ms,
+            self.config.partitions,
+        );
         Ok(Stream {
             builder: self.builder.clone(),
             id,
-            partitions: self.config.partitions,
         })
     }
 
@@ -339,31 +343,26 @@ impl StreamingContext {
         let builder = {
             let mut b = self.builder.borrow_mut();
             if b.outputs.is_empty() {
-                return Err(BuildError::Invalid(
-                    "the job has no output: add print, save_as_text_files or foreach_batch to a stream".into(),
-                ));
+                return Err(BuildError::NoOutput);
             }
             b.started = true;
             Builder {
-                graph: b.graph.clone(),
+                graph: std::mem::take(&mut b.graph),
                 sources: std::mem::take(&mut b.sources),
                 outputs: std::mem::take(&mut b.outputs),
                 ..Builder::default()
             }
         };
-        if builder.outputs.is_empty() {
-            return Err(BuildError::Invalid(
-                "the job has no output: add print, save_as_text_files or foreach_batch to a stream"
-                    .into(),
-            ));
-        }
         let cfg = &self.config;
         let tokio = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("weir-receiver")
             .enable_all()
             .build()
-            .map_err(|e| BuildError::Start(format!("receiver runtime: {e}")))?;
+            .map_err(|source| BuildError::Start {
+                what: "receiver runtime".into(),
+                source,
+            })?;
         let interval_ms = cfg.batch_interval.as_millis().max(1) as i64;
         let block_ms = cfg.block_interval.as_millis().clamp(1, interval_ms as u128) as u64;
 
@@ -411,7 +410,7 @@ impl StreamingContext {
                     include_existing,
                 } => Box::new(
                     FileSource::new(name, dir, include_existing, 50_000)
-                        .map_err(|e| BuildError::Start(e.to_string()))?,
+                        .map_err(BuildError::Receiver)?,
                 ),
                 SourceSpec::Generator {
                     kind,
@@ -457,22 +456,25 @@ impl StreamingContext {
             ));
         }
 
-        let stats_file =
-            match &cfg.stats_file {
-                Some(p) => Some(StatsFile::open(p).map_err(|e| {
-                    BuildError::Start(format!("statistics file {}: {e}", p.display()))
-                })?),
-                None => None,
-            };
+        let stats_file = match &cfg.stats_file {
+            Some(p) => Some(StatsFile::open(p).map_err(|source| BuildError::Start {
+                what: format!("statistics file {}", p.display()),
+                source,
+            })?),
+            None => None,
+        };
         let executor = Executor::new(
-            Arc::new(builder.graph),
+            builder.graph,
             cfg.job_name.as_str().into(),
             cfg.workers,
             cfg.partitions,
             interval_ms,
             cfg.limits,
         )
-        .map_err(|e| BuildError::Start(format!("worker pool: {e}")))?;
+        .map_err(|e| BuildError::Start {
+            what: "worker pool".into(),
+            source: std::io::Error::other(e),
+        })?;
         let clock: Arc<dyn Clock> = match cfg.clock {
             ClockMode::System => Arc::new(SystemClock),
             ClockMode::Simulated { start_ms } => Arc::new(SimulatedClock::new(start_ms)),
@@ -501,7 +503,10 @@ impl StreamingContext {
         let thread = std::thread::Builder::new()
             .name("weir-batch-clock".into())
             .spawn(move || batch_loop.run())
-            .map_err(|e| BuildError::Start(format!("batch thread: {e}")))?;
+            .map_err(|source| BuildError::Start {
+                what: "batch thread".into(),
+                source,
+            })?;
         let control = JobControl {
             tx: control_tx,
             status,
@@ -665,394 +670,162 @@ impl RunningJob {
     }
 }
 
-impl Stream {
-    fn derive(
-        &self,
-        name: Option<&str>,
-        op: Op,
-        inputs: Vec<NodeId>,
-        partitions: usize,
-    ) -> Result<Stream, BuildError> {
-        self.derive_sliding(name, op, inputs, partitions, None)
+/// Arguments of an operator as the library API gives them: parameter key →
+/// value, functions by plugin and name.
+#[derive(Default)]
+struct ApiArgs(std::collections::BTreeMap<&'static str, ArgValue>);
+
+impl ApiArgs {
+    fn function(mut self, key: &'static str, plugin: &Plugin, name: &str) -> Self {
+        self.0.insert(
+            key,
+            ArgValue::Function(FunctionRef {
+                plugin: plugin.clone(),
+                function: name.into(),
+            }),
+        );
+        self
     }
 
-    /// Adds a node. Its slide is `slide_ms` (windows) or its inputs' slide,
-    /// which must agree (Spark requires the same for unions and joins).
-    fn derive_sliding(
-        &self,
-        name: Option<&str>,
-        op: Op,
-        inputs: Vec<NodeId>,
-        partitions: usize,
-        slide_ms: Option<i64>,
-    ) -> Result<Stream, BuildError> {
-        let mut b = self.builder.borrow_mut();
-        let slides: Vec<(Arc<str>, i64)> = inputs
-            .iter()
-            .map(|&i| (b.graph.nodes[i].name.clone(), b.graph.nodes[i].slide_ms))
-            .collect();
-        if let Some(((a, sa), (c, sc))) = slides
-            .iter()
-            .zip(slides.iter().skip(1))
-            .find(|((_, x), (_, y))| x != y)
-        {
-            return Err(BuildError::Invalid(format!(
-                "{} combines `{a}` (a batch every {sa} ms) with `{c}` (every {sc} ms); inputs must slide together",
-                op.name()
-            )));
+    fn partitions(mut self, p: Option<usize>) -> Self {
+        if let Some(p) = p {
+            self.0.insert("partitions", ArgValue::Number(p));
         }
-        let slide = slide_ms.unwrap_or(slides[0].1);
-        let name = b.name(name, op.name())?;
-        let id = b.graph.add(name, op, inputs, slide);
+        self
+    }
+
+    fn number(mut self, key: &'static str, n: usize) -> Self {
+        self.0.insert(key, ArgValue::Number(n));
+        self
+    }
+
+    fn duration(mut self, key: &'static str, d: Option<Duration>) -> Self {
+        if let Some(d) = d {
+            self.0.insert(key, ArgValue::Duration(d));
+        }
+        self
+    }
+
+    fn window(self, length: Duration, slide: Duration) -> Self {
+        self.duration("length", Some(length))
+            .duration("slide", Some(slide))
+    }
+
+    fn state(mut self, options: StateOptions) -> Self {
+        if !options.initial_state.is_empty() {
+            self.0
+                .insert("initial_state", ArgValue::Pairs(options.initial_state));
+        }
+        self.partitions(options.partitions)
+            .duration("timeout", options.timeout)
+    }
+}
+
+impl Stream {
+    /// Adds operator `desc` reading `inputs` (this stream first) with
+    /// `args`, checked against the operator's description: what every API
+    /// method and every pipeline `[[stream]]` goes through.
+    fn apply(
+        &self,
+        desc: &'static OpDesc,
+        others: &[&Stream],
+        args: std::collections::BTreeMap<&'static str, ArgValue>,
+    ) -> Result<Stream, BuildError> {
+        for o in others {
+            self.same_context(o)?;
+        }
+        let ids: Vec<NodeId> = std::iter::once(self.id)
+            .chain(others.iter().map(|o| o.id))
+            .collect();
+        let stages = {
+            let b = self.builder.borrow();
+            if b.started {
+                return Err(BuildError::AlreadyStarted);
+            }
+            let inputs: Vec<InputInfo> = ids
+                .iter()
+                .map(|&i| {
+                    let n = &b.graph.nodes[i];
+                    InputInfo {
+                        name: n.name.clone(),
+                        partitions: n.partitions,
+                        slide_ms: n.slide_ms,
+                        value_kind: n.value_kind,
+                        state_partitions: n
+                            .op()
+                            .filter(|op| op.desc().stateful)
+                            .map(|_| n.partitions),
+                    }
+                })
+                .collect();
+            if let Some((a, c)) = inputs
+                .iter()
+                .zip(inputs.iter().skip(1))
+                .find(|(a, c)| a.slide_ms != c.slide_ms)
+            {
+                return Err(BuildError::SlidesDiffer {
+                    op: desc.name,
+                    a: a.name.clone(),
+                    a_ms: a.slide_ms,
+                    b: c.name.clone(),
+                    b_ms: c.slide_ms,
+                });
+            }
+            let args = Args::check(desc, args, inputs)?;
+            (desc.build)(&args)?
+        };
+        let mut b = self.builder.borrow_mut();
+        let mut inputs = ids;
+        let mut last = None;
+        for stage in stages {
+            let slide = stage.slide_ms.unwrap_or(b.graph.nodes[inputs[0]].slide_ms);
+            let name = b.name(None, stage.op.desc().name)?;
+            let id = b.graph.add(
+                name,
+                NodeKind::Op(stage.op),
+                std::mem::take(&mut inputs),
+                slide,
+                stage.partitions,
+            );
+            inputs = vec![id];
+            last = Some(id);
+        }
+        let id = last.expect("an operator has at least one stage");
         Ok(Stream {
             builder: self.builder.clone(),
             id,
-            partitions,
         })
     }
 
-    fn slide_ms(&self) -> i64 {
-        self.builder.borrow().graph.nodes[self.id].slide_ms
-    }
-
-    /// Checks window length and slide against this stream's slide.
-    fn window_params(
+    /// Adds operator `name` of the registry reading this stream and
+    /// `others`: the pipeline file's way in.
+    pub(crate) fn apply_named(
         &self,
-        op: &str,
-        length: Duration,
-        slide: Duration,
-    ) -> Result<(i64, i64), BuildError> {
-        let (length_ms, slide_ms, base) = (
-            length.as_millis() as i64,
-            slide.as_millis() as i64,
-            self.slide_ms(),
-        );
-        if length_ms <= 0 || slide_ms <= 0 || length_ms % base != 0 || slide_ms % base != 0 {
-            return Err(BuildError::Invalid(format!(
-                "{op} on `{}`: window length {length_ms} ms and slide {slide_ms} ms must both be positive multiples of \
-                 the stream's batch interval, {base} ms",
-                self.name()
-            )));
+        desc: &'static OpDesc,
+        others: &[&Stream],
+        args: std::collections::BTreeMap<&'static str, ArgValue>,
+    ) -> Result<Stream, BuildError> {
+        if !desc.in_pipelines {
+            return Err(BuildError::LibraryOnly { op: desc.name });
         }
-        Ok((length_ms, slide_ms))
+        self.apply(desc, others, args)
     }
 
-    fn windowed(
-        &self,
-        op: &'static str,
-        input: &Stream,
-        spec: WindowedReduce,
-    ) -> Result<Stream, BuildError> {
-        let _ = op;
-        let (partitions, slide) = (spec.partitions, spec.slide_ms);
-        input.derive_sliding(
-            None,
-            Op::ReduceByKeyAndWindow(Box::new(spec)),
-            vec![input.id],
-            partitions,
-            Some(slide),
-        )
+    fn op(&self, name: &str, args: ApiArgs) -> Result<Stream, BuildError> {
+        self.op_with(name, &[], args)
     }
 
-    /// The union of the batches in the last `length`, every `slide`
-    /// (Spark's `window`); the batch time is the window end.
-    pub fn window(&self, length: Duration, slide: Duration) -> Result<Stream, BuildError> {
-        let (length_ms, slide_ms) = self.window_params("window", length, slide)?;
-        self.derive_sliding(
-            None,
-            Op::Window {
-                length_ms,
-                slide_ms,
-            },
-            vec![self.id],
-            self.partitions,
-            Some(slide_ms),
-        )
-    }
-
-    /// The number of records in the window: one record, empty key, `i64`.
-    /// Incremental: per-batch counts are added and subtracted.
-    pub fn count_by_window(&self, length: Duration, slide: Duration) -> Result<Stream, BuildError> {
-        let (length_ms, slide_ms) = self.window_params("count_by_window", length, slide)?;
-        let counts = self.count()?;
-        let spec = WindowedReduce {
-            combine: Combiner::SumI64,
-            inverse: Some(Combiner::SubI64),
-            filter: None,
-            length_ms,
-            slide_ms,
-            partitions: 1,
-            counts: true,
-        };
-        self.windowed("count_by_window", &counts, spec)
-    }
-
-    /// All values in the window combined (one record, empty key).
-    pub fn reduce_by_window(
-        &self,
-        plugin: &Plugin,
-        function: &str,
-        length: Duration,
-        slide: Duration,
-    ) -> Result<Stream, BuildError> {
-        let (length_ms, slide_ms) = self.window_params("reduce_by_window", length, slide)?;
-        let func = self.function("reduce_by_window", plugin, function, FunctionKind::Reduce)?;
-        let per_batch = self.reduce(plugin, function)?;
-        let spec = WindowedReduce {
-            combine: Combiner::Plugin(func),
-            inverse: None,
-            filter: None,
-            length_ms,
-            slide_ms,
-            partitions: 1,
-            counts: false,
-        };
-        self.windowed("reduce_by_window", &per_batch, spec)
-    }
-
-    /// Values of each key combined over the window, recomputed from the
-    /// per-batch reductions at every slide.
-    pub fn reduce_by_key_and_window(
-        &self,
-        plugin: &Plugin,
-        function: &str,
-        length: Duration,
-        slide: Duration,
-        partitions: Option<usize>,
-    ) -> Result<Stream, BuildError> {
-        let (length_ms, slide_ms) =
-            self.window_params("reduce_by_key_and_window", length, slide)?;
-        let func = self.function(
-            "reduce_by_key_and_window",
-            plugin,
-            function,
-            FunctionKind::Reduce,
-        )?;
-        let spec = WindowedReduce {
-            combine: Combiner::Plugin(func),
-            inverse: None,
-            filter: None,
-            length_ms,
-            slide_ms,
-            partitions: self.shuffle_partitions(partitions)?,
-            counts: false,
-        };
-        self.windowed("reduce_by_key_and_window", self, spec)
-    }
-
-    /// Values of each key combined over the window incrementally: the
-    /// previous window, minus the batches that left (`inverse`), plus the
-    /// batches that entered. `filter` (a map function used as a filter)
-    /// drops entries, e.g. counts that fell to zero.
-    #[allow(clippy::too_many_arguments)]
-    pub fn reduce_by_key_and_window_inv(
-        &self,
-        plugin: &Plugin,
-        function: &str,
-        inverse: &str,
-        length: Duration,
-        slide: Duration,
-        partitions: Option<usize>,
-        filter: Option<&str>,
-    ) -> Result<Stream, BuildError> {
-        let op = "reduce_by_key_and_window";
-        let (length_ms, slide_ms) = self.window_params(op, length, slide)?;
-        let func = self.function(op, plugin, function, FunctionKind::Reduce)?;
-        let inv = self.function(op, plugin, inverse, FunctionKind::Reduce)?;
-        let filter = filter
-            .map(|f| self.function(op, plugin, f, FunctionKind::Map))
-            .transpose()?;
-        let spec = WindowedReduce {
-            combine: Combiner::Plugin(func),
-            inverse: Some(Combiner::Plugin(inv)),
-            filter: filter.map(WindowFilter::Plugin),
-            length_ms,
-            slide_ms,
-            partitions: self.shuffle_partitions(partitions)?,
-            counts: false,
-        };
-        self.windowed(op, self, spec)
-    }
-
-    /// `(element, count)` over the window, incrementally; elements whose
-    /// count falls to zero are dropped.
-    pub fn count_by_value_and_window(
-        &self,
-        length: Duration,
-        slide: Duration,
-        partitions: Option<usize>,
-    ) -> Result<Stream, BuildError> {
-        let (length_ms, slide_ms) =
-            self.window_params("count_by_value_and_window", length, slide)?;
-        let partitions = self.shuffle_partitions(partitions)?;
-        let counts = self.count_by_value(Some(partitions))?;
-        let spec = WindowedReduce {
-            combine: Combiner::SumI64,
-            inverse: Some(Combiner::SubI64),
-            filter: Some(WindowFilter::NonZeroCount),
-            length_ms,
-            slide_ms,
-            partitions,
-            counts: true,
-        };
-        self.windowed("count_by_value_and_window", &counts, spec)
-    }
-
-    fn state_op(
-        &self,
-        mode: StateMode,
-        plugin: &Plugin,
-        function: &str,
-        options: StateOptions,
-    ) -> Result<Stream, BuildError> {
-        let op = if mode == StateMode::UpdateStateByKey {
-            "update_state_by_key"
-        } else {
-            "map_with_state"
-        };
-        let func = self.function(op, plugin, function, FunctionKind::Update)?;
-        let partitions = self.shuffle_partitions(options.partitions)?;
-        if mode == StateMode::UpdateStateByKey && options.timeout.is_some() {
-            return Err(BuildError::Invalid(
-                "update_state_by_key has no timeout; use map_with_state".into(),
-            ));
-        }
-        let timeout_ms = match options.timeout {
-            Some(t) if t.as_millis() == 0 => {
-                return Err(BuildError::Invalid(format!(
-                    "{op}: the timeout must be above zero"
-                )))
-            }
-            t => t.map(|t| t.as_millis() as i64),
-        };
-        let spec = StateSpec {
-            func,
-            mode,
-            timeout_ms,
-            partitions,
-            initial: options.initial_state,
-        };
-        self.derive(None, Op::State(Box::new(spec)), vec![self.id], partitions)
-    }
-
-    /// Spark's `updateStateByKey`: every batch, every key with new values
-    /// or state is passed to the update function; the stream is the state
-    /// after the batch, `(key, state)` in key order.
-    pub fn update_state_by_key(
-        &self,
-        plugin: &Plugin,
-        function: &str,
-        options: StateOptions,
-    ) -> Result<Stream, BuildError> {
-        self.state_op(StateMode::UpdateStateByKey, plugin, function, options)
-    }
-
-    /// Spark's `mapWithState`: only keys with new values — and keys idle
-    /// for `timeout`, once, with the timeout flag — are passed to the
-    /// function; the stream is the records it emits.
-    pub fn map_with_state(
-        &self,
-        plugin: &Plugin,
-        function: &str,
-        options: StateOptions,
-    ) -> Result<Stream, BuildError> {
-        self.state_op(StateMode::MapWithState, plugin, function, options)
-    }
-
-    /// The `n` records with the largest counts, largest first (ties by
-    /// key), in one partition: Spark's `transform(rdd => rdd.sortBy(..).take(n))`
-    /// for streams of counts (`count_by_value`, `count_by_value_and_window`).
-    pub fn top(&self, n: usize) -> Result<Stream, BuildError> {
-        let kind = self.builder.borrow().graph.nodes[self.id].value_kind;
-        if kind != super::graph::ValueKind::Count {
-            return Err(BuildError::Invalid(format!(
-                "top: `{}` does not hold counts; use it after count_by_value, count_by_value_and_window or count",
-                self.name()
-            )));
-        }
-        self.derive(None, Op::Top { n }, vec![self.id], 1)
-    }
-
-    /// The state of an `update_state_by_key` / `map_with_state` stream
-    /// after every batch, as `(key, state)` (Spark's `stateSnapshots`).
-    pub fn state_snapshots(&self) -> Result<Stream, BuildError> {
-        let (is_state, partitions) = {
-            let b = self.builder.borrow();
-            match &b.graph.nodes[self.id].op {
-                Op::State(s) => (true, s.partitions),
-                _ => (false, 0),
-            }
-        };
-        if !is_state {
-            return Err(BuildError::Invalid(format!(
-                "state_snapshots: `{}` is not an update_state_by_key or map_with_state stream",
-                self.name()
-            )));
-        }
-        self.derive(
-            None,
-            Op::StateSnapshots { of: self.id },
-            vec![self.id],
-            partitions,
-        )
+    fn op_with(&self, name: &str, others: &[&Stream], args: ApiArgs) -> Result<Stream, BuildError> {
+        let desc = registry::find(name).expect("the API names registered operators");
+        self.apply(desc, others, args.0)
     }
 
     fn same_context(&self, other: &Stream) -> Result<(), BuildError> {
         if Rc::ptr_eq(&self.builder, &other.builder) {
             Ok(())
         } else {
-            Err(BuildError::Invalid(
-                "cannot combine streams of different contexts".into(),
-            ))
+            Err(BuildError::DifferentContexts)
         }
-    }
-
-    fn function(
-        &self,
-        op: &'static str,
-        plugin: &Plugin,
-        function: &str,
-        kind: FunctionKind,
-    ) -> Result<FunctionRef, BuildError> {
-        if plugin.has_function(kind, function) {
-            return Ok(FunctionRef {
-                plugin: plugin.clone(),
-                function: function.into(),
-            });
-        }
-        let operator = self.builder.borrow().graph.nodes[self.id].name.clone();
-        let have = plugin.kinds_of(function);
-        let available: Vec<String> = plugin
-            .functions()
-            .iter()
-            .filter(|f| f.kind == kind)
-            .map(|f| f.name.clone())
-            .collect();
-        let message = if have.is_empty() {
-            format!(
-                "plugin `{}` has no function `{function}`; its {kind} functions are: {}",
-                plugin.name(),
-                if available.is_empty() {
-                    "(none)".into()
-                } else {
-                    available.join(", ")
-                }
-            )
-        } else {
-            format!(
-                "`{}:{function}` is a {} function, but {op} needs a {kind} function",
-                plugin.name(),
-                have.iter()
-                    .map(|k| k.to_string())
-                    .collect::<Vec<_>>()
-                    .join("/")
-            )
-        };
-        Err(BuildError::Function {
-            input: operator,
-            op,
-            message,
-        })
     }
 
     /// The stream's name.
@@ -1065,15 +838,18 @@ impl Stream {
         self.id
     }
 
+    /// How the host renders this stream's values.
+    pub fn value_kind(&self) -> ValueKind {
+        self.builder.borrow().graph.nodes[self.id].value_kind
+    }
+
     /// Renames the most recent stream (`lines.flat_map(...)?.named("words")`).
     pub fn named(self, name: &str) -> Result<Stream, BuildError> {
         let mut b = self.builder.borrow_mut();
         let old = b.graph.nodes[self.id].name.clone();
         if &*old != name {
             if b.names.contains(name) {
-                return Err(BuildError::Invalid(format!(
-                    "two streams are named `{name}`; stream names must be unique"
-                )));
+                return Err(BuildError::DuplicateName { name: name.into() });
             }
             b.names.remove(&old);
             b.names.insert(name.into());
@@ -1083,100 +859,124 @@ impl Stream {
         Ok(self)
     }
 
-    fn map_like(
-        &self,
-        flavor: MapFlavor,
-        op: &'static str,
-        plugin: &Plugin,
-        function: &str,
-    ) -> Result<Stream, BuildError> {
-        let func = self.function(op, plugin, function, FunctionKind::Map)?;
-        self.derive(
-            None,
-            Op::Map { flavor, func },
-            vec![self.id],
-            self.partitions,
-        )
-    }
-
     /// One record out per record in.
     pub fn map(&self, plugin: &Plugin, function: &str) -> Result<Stream, BuildError> {
-        self.map_like(MapFlavor::Map, "map", plugin, function)
+        self.op(
+            "map",
+            ApiArgs::default().function("function", plugin, function),
+        )
     }
 
     /// Zero or more records out per record in.
     pub fn flat_map(&self, plugin: &Plugin, function: &str) -> Result<Stream, BuildError> {
-        self.map_like(MapFlavor::FlatMap, "flat_map", plugin, function)
+        self.op(
+            "flat_map",
+            ApiArgs::default().function("function", plugin, function),
+        )
     }
 
     /// The records the function keeps (it returns at most one per record).
     pub fn filter(&self, plugin: &Plugin, function: &str) -> Result<Stream, BuildError> {
-        self.map_like(MapFlavor::Filter, "filter", plugin, function)
+        self.op(
+            "filter",
+            ApiArgs::default().function("function", plugin, function),
+        )
     }
 
     /// The function sees whole partitions, even empty ones (Spark's
     /// `mapPartitions` / `transform`).
     pub fn map_partitions(&self, plugin: &Plugin, function: &str) -> Result<Stream, BuildError> {
-        self.map_like(MapFlavor::MapPartitions, "map_partitions", plugin, function)
+        self.op(
+            "map_partitions",
+            ApiArgs::default().function("function", plugin, function),
+        )
+    }
+
+    /// Spark's `transform` over this stream and `others`: the function is
+    /// called with partition `p` of every stream's batch at once, each
+    /// value prefixed with its stream's number (`u32` little-endian, this
+    /// stream 0). With no others, the same as [`Stream::map_partitions`].
+    pub fn transform(
+        &self,
+        others: &[&Stream],
+        plugin: &Plugin,
+        function: &str,
+    ) -> Result<Stream, BuildError> {
+        self.op_with(
+            "transform",
+            others,
+            ApiArgs::default().function("function", plugin, function),
+        )
+    }
+
+    /// Spark's `transformWith`: a function over partition `p` of this
+    /// stream's and `other`'s batches, values tagged 0 and 1.
+    pub fn transform_with(
+        &self,
+        other: &Stream,
+        plugin: &Plugin,
+        function: &str,
+    ) -> Result<Stream, BuildError> {
+        self.op_with(
+            "transform_with",
+            &[other],
+            ApiArgs::default().function("function", plugin, function),
+        )
+    }
+
+    /// Spark's `glom`: one record per partition holding the canonical list
+    /// of its elements.
+    pub fn glom(&self) -> Result<Stream, BuildError> {
+        self.op("glom", ApiArgs::default())
+    }
+
+    /// Keeps this stream's batches of the last `duration` for
+    /// [`Slicer::slice`] (Spark's `remember` and `slice`). The returned
+    /// stream is this one, unchanged.
+    pub fn remember(&self, duration: Duration) -> Result<(Stream, Slicer), BuildError> {
+        let stream = self.op(
+            "slice",
+            ApiArgs::default().duration("remember", Some(duration)),
+        )?;
+        let slicer = {
+            let b = self.builder.borrow();
+            b.graph.nodes[stream.id]
+                .op()
+                .and_then(|op| op.slicer())
+                .expect("slice remembers")
+        };
+        Ok((stream, slicer))
     }
 
     /// Same records spread evenly over `partitions` partitions.
     pub fn repartition(&self, partitions: usize) -> Result<Stream, BuildError> {
-        if partitions == 0 {
-            return Err(BuildError::Invalid(
-                "repartition needs at least one partition".into(),
-            ));
-        }
-        self.derive(
-            None,
-            Op::Repartition { partitions },
-            vec![self.id],
-            partitions,
+        self.op(
+            "repartition",
+            ApiArgs::default().partitions(Some(partitions)),
         )
     }
 
     /// The records of this stream and of `others`.
     pub fn union(&self, others: &[&Stream]) -> Result<Stream, BuildError> {
-        let mut inputs = vec![self.id];
-        let mut partitions = self.partitions;
-        for o in others {
-            self.same_context(o)?;
-            inputs.push(o.id);
-            partitions += o.partitions;
-        }
-        self.derive(None, Op::Union, inputs, partitions)
+        self.op_with("union", others, ApiArgs::default())
     }
 
     /// One record per batch: the number of records (`i64`).
     pub fn count(&self) -> Result<Stream, BuildError> {
-        self.derive(None, Op::Count, vec![self.id], 1)
+        self.op("count", ApiArgs::default())
     }
 
     /// One record per non-empty batch: all values combined.
     pub fn reduce(&self, plugin: &Plugin, function: &str) -> Result<Stream, BuildError> {
-        let func = self.function("reduce", plugin, function, FunctionKind::Reduce)?;
-        self.derive(None, Op::Reduce { func }, vec![self.id], 1)
+        self.op(
+            "reduce",
+            ApiArgs::default().function("function", plugin, function),
+        )
     }
 
     /// `(element, count)` for every distinct element.
     pub fn count_by_value(&self, partitions: Option<usize>) -> Result<Stream, BuildError> {
-        let partitions = self.shuffle_partitions(partitions)?;
-        self.derive(
-            None,
-            Op::CountByValue { partitions },
-            vec![self.id],
-            partitions,
-        )
-    }
-
-    fn shuffle_partitions(&self, p: Option<usize>) -> Result<usize, BuildError> {
-        match p {
-            Some(0) => Err(BuildError::Invalid(
-                "a shuffle needs at least one partition".into(),
-            )),
-            Some(p) => Ok(p),
-            None => Ok(self.partitions),
-        }
+        self.op("count_by_value", ApiArgs::default().partitions(partitions))
     }
 
     /// Values of each key combined with an associative reduce function.
@@ -1186,25 +986,17 @@ impl Stream {
         function: &str,
         partitions: Option<usize>,
     ) -> Result<Stream, BuildError> {
-        let func = self.function("reduce_by_key", plugin, function, FunctionKind::Reduce)?;
-        let partitions = self.shuffle_partitions(partitions)?;
-        self.derive(
-            None,
-            Op::ReduceByKey { func, partitions },
-            vec![self.id],
-            partitions,
+        self.op(
+            "reduce_by_key",
+            ApiArgs::default()
+                .function("function", plugin, function)
+                .partitions(partitions),
         )
     }
 
     /// Values of each key as a list.
     pub fn group_by_key(&self, partitions: Option<usize>) -> Result<Stream, BuildError> {
-        let partitions = self.shuffle_partitions(partitions)?;
-        self.derive(
-            None,
-            Op::GroupByKey { partitions },
-            vec![self.id],
-            partitions,
-        )
+        self.op("group_by_key", ApiArgs::default().partitions(partitions))
     }
 
     /// Joins with `other` by key.
@@ -1214,17 +1006,13 @@ impl Stream {
         other: &Stream,
         partitions: Option<usize>,
     ) -> Result<Stream, BuildError> {
-        self.same_context(other)?;
-        let partitions = match partitions {
-            None => self.partitions.max(other.partitions),
-            p => self.shuffle_partitions(p)?,
+        let name = match kind {
+            JoinKind::Inner => "join",
+            JoinKind::LeftOuter => "left_outer_join",
+            JoinKind::RightOuter => "right_outer_join",
+            JoinKind::FullOuter => "full_outer_join",
         };
-        self.derive(
-            None,
-            Op::Join { kind, partitions },
-            vec![self.id, other.id],
-            partitions,
-        )
+        self.op_with(name, &[other], ApiArgs::default().partitions(partitions))
     }
 
     /// Inner join.
@@ -1261,26 +1049,155 @@ impl Stream {
 
     /// Per key, the values of both streams.
     pub fn cogroup(&self, other: &Stream, partitions: Option<usize>) -> Result<Stream, BuildError> {
-        self.same_context(other)?;
-        let partitions = match partitions {
-            None => self.partitions.max(other.partitions),
-            p => self.shuffle_partitions(p)?,
-        };
-        self.derive(
-            None,
-            Op::CoGroup { partitions },
-            vec![self.id, other.id],
-            partitions,
+        self.op_with(
+            "cogroup",
+            &[other],
+            ApiArgs::default().partitions(partitions),
         )
+    }
+
+    /// The union of the batches in the last `length`, every `slide`
+    /// (Spark's `window`); the batch time is the window end.
+    pub fn window(&self, length: Duration, slide: Duration) -> Result<Stream, BuildError> {
+        self.op("window", ApiArgs::default().window(length, slide))
+    }
+
+    /// The number of records in the window: one record, empty key, `i64`.
+    /// Incremental; as in Spark, nothing is emitted before the first record
+    /// arrives, and an empty window gives 0 after that.
+    pub fn count_by_window(&self, length: Duration, slide: Duration) -> Result<Stream, BuildError> {
+        self.op("count_by_window", ApiArgs::default().window(length, slide))
+    }
+
+    /// All values in the window combined (one record, empty key).
+    pub fn reduce_by_window(
+        &self,
+        plugin: &Plugin,
+        function: &str,
+        length: Duration,
+        slide: Duration,
+    ) -> Result<Stream, BuildError> {
+        self.op(
+            "reduce_by_window",
+            ApiArgs::default()
+                .function("function", plugin, function)
+                .window(length, slide),
+        )
+    }
+
+    /// Values of each key combined over the window, recomputed from the
+    /// per-batch reductions at every slide.
+    pub fn reduce_by_key_and_window(
+        &self,
+        plugin: &Plugin,
+        function: &str,
+        length: Duration,
+        slide: Duration,
+        partitions: Option<usize>,
+    ) -> Result<Stream, BuildError> {
+        self.op(
+            "reduce_by_key_and_window",
+            ApiArgs::default()
+                .function("function", plugin, function)
+                .window(length, slide)
+                .partitions(partitions),
+        )
+    }
+
+    /// Values of each key combined over the window incrementally: the
+    /// previous window, minus the batches that left (`inverse`), plus the
+    /// batches that entered. `filter` (a map function used as a filter)
+    /// drops entries, e.g. counts that fell to zero.
+    #[allow(clippy::too_many_arguments)]
+    pub fn reduce_by_key_and_window_inv(
+        &self,
+        plugin: &Plugin,
+        function: &str,
+        inverse: &str,
+        length: Duration,
+        slide: Duration,
+        partitions: Option<usize>,
+        filter: Option<&str>,
+    ) -> Result<Stream, BuildError> {
+        let mut args = ApiArgs::default()
+            .function("function", plugin, function)
+            .function("inverse", plugin, inverse)
+            .window(length, slide)
+            .partitions(partitions);
+        if let Some(f) = filter {
+            args = args.function("filter", plugin, f);
+        }
+        self.op("reduce_by_key_and_window", args)
+    }
+
+    /// `(element, count)` over the window, incrementally; elements whose
+    /// count falls to zero are dropped.
+    pub fn count_by_value_and_window(
+        &self,
+        length: Duration,
+        slide: Duration,
+        partitions: Option<usize>,
+    ) -> Result<Stream, BuildError> {
+        self.op(
+            "count_by_value_and_window",
+            ApiArgs::default()
+                .window(length, slide)
+                .partitions(partitions),
+        )
+    }
+
+    /// Spark's `updateStateByKey`: every batch, every key with new values
+    /// or state is passed to the update function; the stream is the state
+    /// after the batch, `(key, state)` in key order.
+    pub fn update_state_by_key(
+        &self,
+        plugin: &Plugin,
+        function: &str,
+        options: StateOptions,
+    ) -> Result<Stream, BuildError> {
+        self.op(
+            "update_state_by_key",
+            ApiArgs::default()
+                .function("function", plugin, function)
+                .state(options),
+        )
+    }
+
+    /// Spark's `mapWithState`: only keys with new values — and keys idle
+    /// longer than `timeout` (last update strictly before batch time −
+    /// timeout, as Spark), once, with the timeout flag — are passed to the
+    /// function; the stream is the records it emits.
+    pub fn map_with_state(
+        &self,
+        plugin: &Plugin,
+        function: &str,
+        options: StateOptions,
+    ) -> Result<Stream, BuildError> {
+        self.op(
+            "map_with_state",
+            ApiArgs::default()
+                .function("function", plugin, function)
+                .state(options),
+        )
+    }
+
+    /// The `n` records with the largest counts, largest first (ties by
+    /// key), in one partition: Spark's `transform(rdd => rdd.sortBy(..).take(n))`
+    /// for streams of counts (`count_by_value`, `count_by_value_and_window`).
+    pub fn top(&self, n: usize) -> Result<Stream, BuildError> {
+        self.op("top", ApiArgs::default().number("n", n))
+    }
+
+    /// The state of an `update_state_by_key` / `map_with_state` stream
+    /// after every batch, as `(key, state)` (Spark's `stateSnapshots`).
+    pub fn state_snapshots(&self) -> Result<Stream, BuildError> {
+        self.op("state_snapshots", ApiArgs::default())
     }
 
     fn output(&self, name: Option<&str>, spec: OutputSpec) -> Result<(), BuildError> {
         let mut b = self.builder.borrow_mut();
         if b.started {
-            return Err(BuildError::Invalid(
-                "the context has already started: define every stream and output before start"
-                    .into(),
-            ));
+            return Err(BuildError::AlreadyStarted);
         }
         let name: Arc<str> = name.map_or_else(
             || format!("output-{}", b.outputs.len() + 1).into(),

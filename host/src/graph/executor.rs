@@ -1,0 +1,384 @@
+//! Runs one batch through the graph: every node once, in topological order,
+//! each operator's partitions in parallel on the worker pool. Nodes with a
+//! slide (windows and what follows them) have a batch only at their slide
+//! times. Stateful operators keep their state here between batches; a
+//! batch stages its state changes, which [`Executor::commit`] applies once
+//! the batch's outputs are written, so a failed batch is retried from the
+//! state before it without a copy.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use weir_abi::FunctionKind;
+
+use super::{Graph, NodeKind};
+use crate::checkpoint::Snapshot;
+use crate::error::EngineError;
+use crate::ops::{Inputs, OpContext, OpState, Partitions, Staged};
+use crate::wasm::{Invocation, Limits, Plugin};
+
+/// Why a plugin swap was refused (the job keeps running the old module).
+#[derive(Debug, thiserror::Error)]
+pub enum SwapError {
+    /// The job runs no plugin of that name.
+    #[error("the job runs no plugin named `{plugin}`; it runs: {known}")]
+    UnknownPlugin { plugin: String, known: String },
+    /// The new module lacks functions the job calls.
+    #[error("the new module for `{plugin}` lacks functions the job calls: {missing}")]
+    MissingFunctions { plugin: String, missing: String },
+    /// The state encoding changed and the new module cannot migrate it.
+    #[error(
+        "`{plugin}` changes its state version from {from} to {to} but exports no `migrate:state` function; \
+         add a #[migrate] function (or keep the state version)"
+    )]
+    NoMigration { plugin: String, from: i32, to: i32 },
+    /// Window contents would need a migration, which weir does not do.
+    #[error("`{plugin}` changes its state version from {from} to {to}, but windows hold its values, which cannot be migrated")]
+    WindowValues { plugin: String, from: i32, to: i32 },
+    /// The migration function failed (nothing was changed).
+    #[error("migrating the state of `{plugin}` failed: {message}")]
+    MigrationFailed { plugin: String, message: String },
+    /// Nothing to roll back to.
+    #[error("`{plugin}` has no previous version to roll back to")]
+    NoPrevious { plugin: String },
+    /// The job has ended.
+    #[error("the job is not running")]
+    NotRunning,
+    /// The new module does not load.
+    #[error("{0}")]
+    Load(String),
+}
+
+/// What a swap did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SwapReport {
+    /// Plugin name.
+    pub plugin: String,
+    /// Module hash before.
+    pub from: String,
+    /// Module hash after.
+    pub to: String,
+    /// Keys whose state went through `migrate:state`.
+    pub migrated_keys: u64,
+    /// The first batch that runs on the new module.
+    pub first_batch_ms: i64,
+}
+
+/// Evaluates a graph batch after batch.
+pub(crate) struct Executor {
+    graph: Graph,
+    pool: rayon::ThreadPool,
+    job: Arc<str>,
+    limits: Limits,
+    partitions: usize,
+    interval_ms: i64,
+    /// Time before the first batch: slides count from here (Spark's zero time).
+    zero_ms: Option<i64>,
+    /// Per node, its state (stateful operators only).
+    states: Vec<Option<Box<dyn OpState>>>,
+    /// What the last batch staged, per node, until it is committed.
+    pending: Vec<Option<Staged>>,
+    /// The module each swapped plugin ran before its last swap.
+    previous: HashMap<String, Plugin>,
+}
+
+impl Executor {
+    /// An executor with `workers` threads.
+    pub(crate) fn new(
+        graph: Graph,
+        job: Arc<str>,
+        workers: usize,
+        partitions: usize,
+        interval_ms: i64,
+        limits: Limits,
+    ) -> Result<Self, rayon::ThreadPoolBuildError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(workers.max(1))
+            .thread_name(|i| format!("weir-worker-{i}"))
+            .build()?;
+        let states = graph
+            .nodes
+            .iter()
+            .map(|n| n.op().and_then(|op| op.new_state()))
+            .collect();
+        Ok(Executor {
+            pending: graph.nodes.iter().map(|_| None).collect(),
+            graph,
+            pool,
+            job,
+            limits,
+            partitions,
+            interval_ms,
+            zero_ms: None,
+            states,
+            previous: Default::default(),
+        })
+    }
+
+    /// The job's name.
+    pub(crate) fn job(&self) -> &Arc<str> {
+        &self.job
+    }
+
+    /// Replaces the module behind plugin `name` with `new`, between batches.
+    /// The new module must export every function the job calls with the
+    /// same kinds; if its state version differs, every key's state of the
+    /// state operators it serves is migrated through its `migrate:state`
+    /// (with `migrate` false, as when restoring a checkpoint already
+    /// migrated, state is left as is). All or nothing: on error nothing
+    /// changes.
+    pub(crate) fn swap(
+        &mut self,
+        name: &str,
+        new: Plugin,
+        batch_time_ms: i64,
+        migrate: bool,
+    ) -> Result<SwapReport, SwapError> {
+        let current = self.graph.plugins();
+        let Some(old) = current.get(name).cloned() else {
+            return Err(SwapError::UnknownPlugin {
+                plugin: name.into(),
+                known: current.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        };
+        let used: Vec<(FunctionKind, String)> = self
+            .graph
+            .function_refs_mut()
+            .into_iter()
+            .filter(|(f, _)| &**f.plugin.name() == name)
+            .map(|(f, k)| (k, f.function.to_string()))
+            .collect();
+        let missing: Vec<String> = used
+            .iter()
+            .filter(|(k, f)| !new.has_function(*k, f))
+            .map(|(k, f)| format!("{k}:{f}"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(SwapError::MissingFunctions {
+                plugin: name.into(),
+                missing: missing.join(", "),
+            });
+        }
+        let (from, to) = (old.state_version(), new.state_version());
+        let mut migrated: Vec<(usize, Box<dyn OpState>)> = Vec::new();
+        let mut migrated_keys = 0;
+        if migrate && from != to {
+            if self
+                .graph
+                .nodes
+                .iter()
+                .filter_map(|n| n.op())
+                .any(|op| op.holds_unmigratable_values_of(name))
+            {
+                return Err(SwapError::WindowValues {
+                    plugin: name.into(),
+                    from,
+                    to,
+                });
+            }
+            if !new.has_function(FunctionKind::Migrate, weir_abi::MIGRATE_FUNCTION) {
+                return Err(SwapError::NoMigration {
+                    plugin: name.into(),
+                    from,
+                    to,
+                });
+            }
+            for (id, node) in self.graph.nodes.iter().enumerate() {
+                let (Some(op), Some(state)) = (node.op(), self.states[id].as_deref()) else {
+                    continue;
+                };
+                let invocation = |p: usize, n: usize| Invocation {
+                    header: weir_abi::CallHeader {
+                        batch_time_ms,
+                        partition: p as u32,
+                        num_partitions: n as u32,
+                    },
+                    job: Some(self.job.clone()),
+                    operator: Some(node.name.clone()),
+                    limits: self.limits,
+                };
+                match op.migrate_state(state, name, &new, &invocation) {
+                    None => {}
+                    Some(Ok((state, keys))) => {
+                        migrated_keys += keys;
+                        migrated.push((id, state));
+                    }
+                    Some(Err(message)) => {
+                        return Err(SwapError::MigrationFailed {
+                            plugin: name.into(),
+                            message,
+                        })
+                    }
+                }
+            }
+        }
+        for (id, state) in migrated {
+            self.states[id] = Some(state);
+        }
+        for (f, _) in self.graph.function_refs_mut() {
+            if &**f.plugin.name() == name {
+                f.plugin = new.clone();
+            }
+        }
+        self.previous.insert(name.to_string(), old.clone());
+        Ok(SwapReport {
+            plugin: name.into(),
+            from: old.hash_hex(),
+            to: new.hash_hex(),
+            migrated_keys,
+            first_batch_ms: batch_time_ms,
+        })
+    }
+
+    /// Swaps plugin `name` back to the module it ran before its last swap.
+    pub(crate) fn rollback(
+        &mut self,
+        name: &str,
+        batch_time_ms: i64,
+    ) -> Result<SwapReport, SwapError> {
+        let previous = self
+            .previous
+            .get(name)
+            .cloned()
+            .ok_or_else(|| SwapError::NoPrevious {
+                plugin: name.into(),
+            })?;
+        self.swap(name, previous, batch_time_ms, true)
+    }
+
+    /// The plugins the job runs now, by name.
+    pub(crate) fn plugins(&mut self) -> std::collections::BTreeMap<String, Plugin> {
+        self.graph.plugins()
+    }
+
+    /// Total bytes of keys and values held as state (keyed state, window
+    /// contents), for the state-size limit.
+    pub(crate) fn state_bytes(&self) -> u64 {
+        self.states.iter().flatten().map(|s| s.bytes()).sum()
+    }
+
+    /// The time slides count from, once the first batch ran.
+    pub(crate) fn zero_ms(&self) -> Option<i64> {
+        self.zero_ms
+    }
+
+    /// Every stateful node's state, by stream name.
+    pub(crate) fn snapshots(&self) -> Vec<(String, Snapshot)> {
+        self.graph
+            .nodes
+            .iter()
+            .zip(&self.states)
+            .filter_map(|(n, s)| Some((n.name.to_string(), s.as_ref()?.snapshot())))
+            .collect()
+    }
+
+    /// Restores node state and zero time from a checkpoint. A snapshot is
+    /// found by its stream's name (or `#index`, as format-1 checkpoints
+    /// name nodes).
+    pub(crate) fn restore(
+        &mut self,
+        zero_ms: i64,
+        snapshots: &[(String, Snapshot)],
+    ) -> Result<(), String> {
+        for (id, node) in self.graph.nodes.iter().enumerate() {
+            let Some(state) = self.states[id].as_mut() else {
+                continue;
+            };
+            let by_index = format!("#{id}");
+            let Some((_, snapshot)) = snapshots
+                .iter()
+                .find(|(name, _)| **name == *node.name || *name == by_index)
+            else {
+                return Err(format!("the checkpoint has no state for `{}`", node.name));
+            };
+            state
+                .restore(snapshot)
+                .map_err(|e| format!("state of `{}`: {e}", node.name))?;
+        }
+        self.zero_ms = Some(zero_ms);
+        Ok(())
+    }
+
+    /// Sets the zero time (replaying from the first batch).
+    pub(crate) fn set_zero(&mut self, zero_ms: i64) {
+        self.zero_ms.get_or_insert(zero_ms);
+    }
+
+    /// Applies the state changes of the last batch.
+    pub(crate) fn commit(&mut self) {
+        for (state, staged) in self.states.iter_mut().zip(&mut self.pending) {
+            if let (Some(state), Some(staged)) = (state, staged.take()) {
+                state.commit(staged);
+            }
+        }
+    }
+
+    /// Drops the state changes of the last batch (it failed).
+    pub(crate) fn discard(&mut self) {
+        self.pending.iter_mut().for_each(|p| *p = None);
+    }
+
+    /// Computes every node for the batch at `batch_time_ms`, given each
+    /// source's partitions (indexed like the job's sources). A node has
+    /// `None` when it has no batch at this time (between window slides).
+    /// State changes are staged until [`Executor::commit`].
+    pub(crate) fn run_batch(
+        &mut self,
+        batch_time_ms: i64,
+        sources: &[Option<Arc<Partitions>>],
+    ) -> Result<Vec<Option<Arc<Partitions>>>, EngineError> {
+        let t = batch_time_ms;
+        let zero = *self.zero_ms.get_or_insert(t - self.interval_ms);
+        self.discard();
+        let mut values: Vec<Option<Arc<Partitions>>> = Vec::with_capacity(self.graph.nodes.len());
+        for (id, node) in self.graph.nodes.iter().enumerate() {
+            let op = match &node.kind {
+                NodeKind::Source(s) => {
+                    values.push(Some(sources.get(*s).cloned().flatten().unwrap_or_else(
+                        || Arc::new(vec![Default::default(); self.partitions]),
+                    )));
+                    continue;
+                }
+                NodeKind::Op(op) => op,
+            };
+            let _span =
+                tracing::debug_span!("operator", name = %node.name, op = node.op_name()).entered();
+            let Some(batches) = node
+                .inputs
+                .iter()
+                .map(|&i| values[i].as_ref())
+                .collect::<Option<Vec<_>>>()
+            else {
+                values.push(None);
+                continue;
+            };
+            let inputs = Inputs {
+                batches,
+                states: node
+                    .inputs
+                    .iter()
+                    .map(|&i| self.states[i].as_deref())
+                    .collect(),
+                staged: node
+                    .inputs
+                    .iter()
+                    .map(|&i| self.pending[i].as_ref())
+                    .collect(),
+                due: (t - zero) % node.slide_ms == 0,
+            };
+            let cx = OpContext {
+                pool: &self.pool,
+                job: self.job.clone(),
+                operator: node.name.clone(),
+                op: node.op_name(),
+                batch_time_ms: t,
+                limits: self.limits,
+            };
+            let step = op.run(&cx, &inputs, self.states[id].as_deref())?;
+            drop(inputs);
+            self.pending[id] = step.staged;
+            values.push(step.out);
+        }
+        Ok(values)
+    }
+}

@@ -1,0 +1,16 @@
+//! A running job: the library API ([`StreamingContext`], [`Stream`],
+//! [`JobControl`]) that builds the graph, and the batch clock and
+//! scheduler that drive the executor batch after batch.
+
+pub mod context;
+pub(crate) mod scheduler;
+
+pub use crate::graph::executor::{SwapError, SwapReport};
+pub use crate::ops::join::JoinKind;
+pub use crate::ops::slice::Slicer;
+pub use crate::ops::ValueKind;
+pub use context::{
+    ClockMode, JobControl, RunError, RunningJob, SourceSpec, StateOptions, Stream, StreamingConfig,
+    StreamingContext, SwapReply,
+};
+pub use scheduler::{JobFailed, JobState, JobStatus, RunSummary, StopSignal};

@@ -6,5 +6,6 @@ mod engine;
 mod hotswap;
 mod operators;
 mod runtime;
+mod spark_ops;
 mod state;
 mod windows;

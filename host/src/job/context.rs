@@ -771,7 +771,14 @@ impl Stream {
                     b_ms: c.slide_ms,
                 });
             }
-            let args = Args::check(desc, args, inputs)?;
+            let args = Args::check(desc, args, inputs).map_err(|e| match e {
+                BuildError::UnknownParam { op, key, .. } => BuildError::UnknownParam {
+                    op,
+                    key,
+                    takers: registry::takers_of(key),
+                },
+                e => e,
+            })?;
             (desc.build)(&args)?
         };
         let mut b = self.builder.borrow_mut();

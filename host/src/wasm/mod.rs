@@ -3,11 +3,13 @@
 //! fresh instance with fuel, memory and output limits, every guest pointer
 //! checked before use, every failure a structured [`CallError`].
 
+mod engine;
 mod error;
 mod plugin;
 mod runtime;
 mod store;
 
+pub use engine::{Limits, RuntimeConfig};
 pub use error::{CallError, CallErrorKind, CallSite, LoadError, Problem};
 pub use plugin::{FunctionInfo, Invocation, Plugin};
-pub use runtime::{Limits, Runtime, RuntimeConfig};
+pub use runtime::Runtime;

@@ -12,8 +12,8 @@ use weir_abi::{
     HEADER_LEN, RESULT_AREA_LEN,
 };
 
+use super::engine::{Limits, SharedEngine, EPOCH_TICK};
 use super::error::{CallError, CallErrorKind, CallSite, LoadError, Problem};
-use super::runtime::{Limits, Runtime, EPOCH_TICK};
 use super::store::{CallState, MemoryLimiter};
 
 /// One weir function a module exports.
@@ -28,7 +28,7 @@ pub struct FunctionInfo {
 /// A compiled, validated module, shared by every plugin loaded from the
 /// same bytes.
 pub(crate) struct Compiled {
-    runtime: Runtime,
+    engine: SharedEngine,
     pre: InstancePre<CallState>,
     hash: [u8; 32],
     /// The module bytes (kept so a checkpoint can store the module).
@@ -71,7 +71,7 @@ fn is_i32s(types: &[ValType], n: usize) -> bool {
 
 impl Compiled {
     pub(crate) fn new(
-        runtime: &Runtime,
+        engine: &SharedEngine,
         module: Module,
         hash: [u8; 32],
         bytes: &[u8],
@@ -174,21 +174,19 @@ impl Compiled {
                 |p| matches!(p, Problem::BadExport { export, .. } if export == EXPORT_ABI_VERSION),
             );
         let mut state_version = 0;
-        let pre = if imports_ok {
-            Some(
-                runtime
-                    .linker()
-                    .instantiate_pre(&module)
-                    .map_err(|source| LoadError::Compile {
+        let pre =
+            if imports_ok {
+                Some(engine.linker().instantiate_pre(&module).map_err(|source| {
+                    LoadError::Compile {
                         plugin: name.clone(),
                         source,
-                    })?,
-            )
-        } else {
-            None
-        };
+                    }
+                })?)
+            } else {
+                None
+            };
         if let (Some(pre), true) = (&pre, version_callable) {
-            match check_abi_version(runtime.engine(), pre, name) {
+            match check_abi_version(engine.engine(), pre, name) {
                 Ok(v) => state_version = v,
                 Err(problem) => problems.push(problem),
             }
@@ -196,7 +194,7 @@ impl Compiled {
 
         match pre {
             Some(pre) if problems.is_empty() => Ok(Compiled {
-                runtime: runtime.clone(),
+                engine: engine.clone(),
                 pre,
                 hash,
                 bytes: Arc::from(bytes),
@@ -213,7 +211,7 @@ impl Compiled {
     }
 
     fn store(&self, plugin: &Arc<str>, limits: &Limits) -> Store<CallState> {
-        new_store(self.runtime.engine(), plugin, limits)
+        new_store(self.engine.engine(), plugin, limits)
     }
 }
 

@@ -66,21 +66,94 @@ impl Snapshot {
     /// The value back, if the snapshot is `kind` at most `version`.
     pub fn decode<T: serde::de::DeserializeOwned>(
         &self,
-        kind: &str,
+        kind: &'static str,
         version: u32,
-    ) -> Result<T, String> {
+    ) -> Result<T, SnapshotError> {
         if self.kind != kind || self.version > version {
-            return Err(format!(
-                "a `{}` snapshot of version {} where `{kind}` up to version {version} was expected",
-                self.kind, self.version
-            ));
+            return Err(SnapshotError::Unexpected {
+                found: self.kind.clone(),
+                found_version: self.version,
+                kind,
+                version,
+            });
         }
         match bincode::serde::decode_from_slice(&self.bytes, bincode::config::legacy()) {
             Ok((v, used)) if used == self.bytes.len() => Ok(v),
-            Ok(_) => Err(format!("`{kind}` snapshot has trailing bytes")),
-            Err(e) => Err(format!("`{kind}` snapshot is malformed: {e}")),
+            Ok((_, used)) => Err(SnapshotError::TrailingBytes {
+                kind,
+                extra: self.bytes.len() - used,
+            }),
+            Err(source) => Err(SnapshotError::Malformed { kind, source }),
         }
     }
+}
+
+/// Why a checkpoint's state could not be given back to its owners.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// A stateful operator or a source has no snapshot.
+    #[error("the checkpoint has no state for `{owner}`")]
+    Missing { owner: String },
+    /// A snapshot its owner cannot read.
+    #[error("state of `{owner}`: {source}")]
+    Snapshot {
+        owner: String,
+        #[source]
+        source: SnapshotError,
+    },
+}
+
+/// Why a logged batch could not be rebuilt.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The log holds another source's kind of input.
+    #[error("a {source_kind} source cannot replay {input}")]
+    WrongInput {
+        source_kind: &'static str,
+        input: String,
+    },
+    /// The batch's files cannot be read any more.
+    #[error("{source} (files of a logged batch must stay until a checkpoint covers it)")]
+    FilesGone {
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A logged block is gone.
+    #[error("block {id} is missing from the write-ahead log")]
+    BlockMissing { id: u64 },
+    /// The logged input does not decode.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// The module that ran the batch cannot run it again.
+    #[error("plugin `{plugin}`: {source}")]
+    Module {
+        plugin: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// A snapshot its reader cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// Another kind, or a newer version, than the reader knows.
+    #[error("a `{found}` snapshot of version {found_version} where `{kind}` up to version {version} was expected")]
+    Unexpected {
+        found: String,
+        found_version: u32,
+        kind: &'static str,
+        version: u32,
+    },
+    /// Bytes that do not decode.
+    #[error("the `{kind}` snapshot is malformed: {source}")]
+    Malformed {
+        kind: &'static str,
+        #[source]
+        source: bincode::error::DecodeError,
+    },
+    /// Bytes left over after the value.
+    #[error("the `{kind}` snapshot has {extra} bytes after its value")]
+    TrailingBytes { kind: &'static str, extra: usize },
 }
 
 /// Checkpoint settings.
@@ -118,12 +191,27 @@ pub enum CheckpointError {
     /// Metadata that cannot be read.
     #[error("checkpoint metadata {} is unreadable: {reason}", path.display())]
     BadMetadata { path: PathBuf, reason: String },
-    /// The checkpoint and logs left cannot reproduce the job's state.
-    #[error("cannot recover from {}: {reason}; start from scratch with --fresh", dir.display())]
-    Unrecoverable { dir: PathBuf, reason: String },
+    /// The logged batches do not continue the newest usable checkpoint.
+    #[error(
+        "cannot recover from {}: the newest usable checkpoint ends at batch {after} but the log continues at batch {next} \
+         (the checkpoints in between are damaged or missing); start from scratch with --fresh",
+        dir.display()
+    )]
+    Gap { dir: PathBuf, after: u64, next: u64 },
+    /// The checkpoint's state cannot be given back to the job.
+    #[error("cannot recover from {}: {source}; start from scratch with --fresh", dir.display())]
+    Restore {
+        dir: PathBuf,
+        #[source]
+        source: RestoreError,
+    },
     /// A logged batch cannot be rebuilt.
-    #[error("cannot replay batch {batch_time_ms} ms: {reason}")]
-    Replay { batch_time_ms: i64, reason: String },
+    #[error("cannot replay batch {batch_time_ms} ms: {source}")]
+    Replay {
+        batch_time_ms: i64,
+        #[source]
+        source: ReplayError,
+    },
 }
 
 /// Marks a format-2 batch-log entry (format 1 began with the batch number,
@@ -339,13 +427,10 @@ impl Checkpointer {
         let mut expected = after + 1;
         for e in &replay {
             if e.seq != expected {
-                return Err(CheckpointError::Unrecoverable {
+                return Err(CheckpointError::Gap {
                     dir,
-                    reason: format!(
-                        "the newest usable checkpoint ends at batch {after} but the log continues at batch {} \
-                         (the checkpoints in between are damaged or missing)",
-                        e.seq
-                    ),
+                    after,
+                    next: e.seq,
                 });
             }
             expected += 1;

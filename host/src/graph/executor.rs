@@ -12,9 +12,9 @@ use std::sync::Arc;
 use weir_abi::FunctionKind;
 
 use super::{Graph, NodeKind};
-use crate::checkpoint::Snapshot;
+use crate::checkpoint::{RestoreError, Snapshot};
 use crate::error::EngineError;
-use crate::ops::{Inputs, OpContext, OpState, Partitions, Staged};
+use crate::ops::{Inputs, MigrationError, OpContext, OpState, Partitions, Staged};
 use crate::wasm::{Invocation, Limits, Plugin};
 
 /// Why a plugin swap was refused (the job keeps running the old module).
@@ -36,8 +36,12 @@ pub enum SwapError {
     #[error("`{plugin}` changes its state version from {from} to {to}, but windows hold its values, which cannot be migrated")]
     WindowValues { plugin: String, from: i32, to: i32 },
     /// The migration function failed (nothing was changed).
-    #[error("migrating the state of `{plugin}` failed: {message}")]
-    MigrationFailed { plugin: String, message: String },
+    #[error("migrating the state of `{plugin}` failed: {source}")]
+    MigrationFailed {
+        plugin: String,
+        #[source]
+        source: MigrationError,
+    },
     /// Nothing to roll back to.
     #[error("`{plugin}` has no previous version to roll back to")]
     NoPrevious { plugin: String },
@@ -45,8 +49,8 @@ pub enum SwapError {
     #[error("the job is not running")]
     NotRunning,
     /// The new module does not load.
-    #[error("{0}")]
-    Load(String),
+    #[error(transparent)]
+    Load(#[from] crate::wasm::LoadError),
 }
 
 /// What a swap did.
@@ -203,10 +207,10 @@ impl Executor {
                         migrated_keys += keys;
                         migrated.push((id, state));
                     }
-                    Some(Err(message)) => {
+                    Some(Err(source)) => {
                         return Err(SwapError::MigrationFailed {
                             plugin: name.into(),
-                            message,
+                            source,
                         })
                     }
                 }
@@ -279,7 +283,7 @@ impl Executor {
         &mut self,
         zero_ms: i64,
         snapshots: &[(String, Snapshot)],
-    ) -> Result<(), String> {
+    ) -> Result<(), RestoreError> {
         for (id, node) in self.graph.nodes.iter().enumerate() {
             let Some(state) = self.states[id].as_mut() else {
                 continue;
@@ -289,11 +293,16 @@ impl Executor {
                 .iter()
                 .find(|(name, _)| **name == *node.name || *name == by_index)
             else {
-                return Err(format!("the checkpoint has no state for `{}`", node.name));
+                return Err(RestoreError::Missing {
+                    owner: node.name.to_string(),
+                });
             };
             state
                 .restore(snapshot)
-                .map_err(|e| format!("state of `{}`: {e}", node.name))?;
+                .map_err(|source| RestoreError::Snapshot {
+                    owner: node.name.to_string(),
+                    source,
+                })?;
         }
         self.zero_ms = Some(zero_ms);
         Ok(())

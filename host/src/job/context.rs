@@ -607,10 +607,7 @@ impl JobControl {
 
     /// Loads `bytes` as the new module of plugin `name` and swaps it in.
     pub fn swap_module(&self, name: &str, bytes: &[u8]) -> Result<SwapReport, SwapError> {
-        let plugin = self
-            .runtime
-            .load_bytes(name, bytes)
-            .map_err(|e| SwapError::Load(e.to_string()))?;
+        let plugin = self.runtime.load_bytes(name, bytes)?;
         self.swap_plugin(name, plugin)
     }
 

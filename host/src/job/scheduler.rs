@@ -10,7 +10,9 @@ use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::checkpoint::{BatchEntry, CheckpointData, CheckpointError, Checkpointer, Recovery};
+use crate::checkpoint::{
+    BatchEntry, CheckpointData, CheckpointError, Checkpointer, Recovery, ReplayError, RestoreError,
+};
 use crate::error::EngineError;
 use crate::graph::executor::Executor;
 use crate::graph::executor::{SwapError, SwapReport};
@@ -293,12 +295,17 @@ impl BatchLoop {
         let mut last_checkpoint = None;
         if let Some((ck, recovery)) = &mut checkpoint {
             if let Some(c) = recovery.checkpoint.take() {
-                let unreadable = |reason: String| CheckpointError::Unrecoverable {
+                let unreadable = |source: RestoreError| CheckpointError::Restore {
                     dir: ck.config().dir.clone(),
-                    reason,
+                    source,
                 };
-                for (source, pos) in self.sources.iter_mut().zip(&c.sources) {
-                    let pos = SourcePosition::from_snapshot(pos).map_err(unreadable)?;
+                for (i, (source, pos)) in self.sources.iter_mut().zip(&c.sources).enumerate() {
+                    let pos = SourcePosition::from_snapshot(pos).map_err(|source| {
+                        unreadable(RestoreError::Snapshot {
+                            owner: format!("source #{i}"),
+                            source,
+                        })
+                    })?;
                     source.restore(&pos, recovery, u32::MAX);
                 }
                 self.executor
@@ -327,11 +334,12 @@ impl BatchLoop {
                 let started = (self.clock.now_ms(), Instant::now());
                 let mut inputs = Vec::with_capacity(self.sources.len());
                 for (source, input) in self.sources.iter_mut().zip(&entry.sources) {
-                    let replay = |reason: String| CheckpointError::Replay {
+                    let replay = |source: ReplayError| CheckpointError::Replay {
                         batch_time_ms: entry.batch_time_ms,
-                        reason,
+                        source,
                     };
-                    let input = SourceInput::from_snapshot(input).map_err(replay)?;
+                    let input = SourceInput::from_snapshot(input)
+                        .map_err(|e| replay(ReplayError::Snapshot(e)))?;
                     let blocks = source.replay(&input, recovery).map_err(replay)?;
                     inputs.push(blocks);
                 }
@@ -455,19 +463,23 @@ impl BatchLoop {
                 Some(p) if p.hash_hex() != *hash => {}
                 _ => continue,
             }
-            let replay = |reason: String| CheckpointError::Replay {
-                batch_time_ms: t,
-                reason,
-            };
+            let replay =
+                |source: Box<dyn std::error::Error + Send + Sync>| CheckpointError::Replay {
+                    batch_time_ms: t,
+                    source: ReplayError::Module {
+                        plugin: name.clone(),
+                        source,
+                    },
+                };
             let bytes = ck.module_bytes(hash)?;
             let plugin = self
                 .runtime
                 .load_bytes(name, &bytes)
-                .map_err(|e| replay(e.to_string()))?;
+                .map_err(|e| replay(e.into()))?;
             let report = self
                 .executor
                 .swap(name, plugin, t, migrate)
-                .map_err(|e| replay(e.to_string()))?;
+                .map_err(|e| replay(e.into()))?;
             ck.record_module(name, hash, &bytes)?;
             tracing::info!(plugin = %name, from = %report.from, to = %report.to, "module as recorded in the checkpoint");
         }

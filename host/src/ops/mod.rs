@@ -107,6 +107,20 @@ pub enum ValueKind {
     CoGroup,
 }
 
+/// Why a state migration through `migrate:state` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    /// The call failed.
+    #[error(transparent)]
+    Call(#[from] crate::wasm::CallError),
+    /// Its output is not framed records.
+    #[error("malformed output: {0}")]
+    Malformed(#[from] weir_abi::FrameError),
+    /// It returned state for a key that had none.
+    #[error("returned a key that had no state: {}", String::from_utf8_lossy(key))]
+    UnknownKey { key: Vec<u8> },
+}
+
 /// What one run of an operator gives: its output (`None` when it has no
 /// batch at this time, between window slides) and the state it wants after
 /// the batch, staged: the executor commits it only once the whole batch
@@ -134,7 +148,7 @@ pub(crate) type Staged = Box<dyn std::any::Any + Send>;
 
 /// A versioned, self-describing snapshot of an operator's (or a source's)
 /// state, as checkpoints store it without interpreting it.
-pub use crate::checkpoint::Snapshot;
+pub use crate::checkpoint::{Snapshot, SnapshotError};
 
 /// An operator's state between batches.
 pub(crate) trait OpState: Send + Sync + std::fmt::Debug + std::any::Any {
@@ -146,7 +160,7 @@ pub(crate) trait OpState: Send + Sync + std::fmt::Debug + std::any::Any {
     fn snapshot(&self) -> Snapshot;
     /// The state back from a snapshot this operator wrote (any version it
     /// still reads).
-    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), String>;
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), SnapshotError>;
     /// For operators that read another operator's state.
     fn as_any(&self) -> &dyn std::any::Any;
 }
@@ -199,7 +213,7 @@ pub(crate) trait Operator: Send + Sync + std::fmt::Debug {
         name: &str,
         new: &Plugin,
         invocation: &dyn Fn(usize, usize) -> Invocation,
-    ) -> Option<Result<(Box<dyn OpState>, u64), String>> {
+    ) -> Option<Result<(Box<dyn OpState>, u64), MigrationError>> {
         let _ = (state, name, new, invocation);
         None
     }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use super::spec::{Arity, OpDesc, Param, ParamKind, Stage};
 use super::{Inputs, OpContext, OpState, Operator, Partitions, Snapshot, Staged, Step, ValueKind};
+use crate::checkpoint::SnapshotError;
 use crate::error::EngineError;
 
 pub(crate) static SLICE: OpDesc = OpDesc {
@@ -100,7 +101,7 @@ impl OpState for Remembered {
         Snapshot::encode("remember", 1, &())
     }
 
-    fn restore(&mut self, _: &Snapshot) -> Result<(), String> {
+    fn restore(&mut self, _: &Snapshot) -> Result<(), SnapshotError> {
         Ok(())
     }
 

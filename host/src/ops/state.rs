@@ -23,9 +23,10 @@ use weir_abi::{FunctionKind, RecordBatch, UpdateEntry};
 
 use super::spec::{function, Args, Arity, OpDesc, Param, ParamKind, Stage, PARTITIONS};
 use super::{
-    group, shuffle, FunctionRef, Inputs, OpContext, OpState, Operator, Partitions, Snapshot,
-    Staged, Step,
+    group, shuffle, FunctionRef, Inputs, MigrationError, OpContext, OpState, Operator, Partitions,
+    Snapshot, Staged, Step,
 };
+use crate::checkpoint::SnapshotError;
 use crate::error::EngineError;
 use crate::partition::partition_of;
 use crate::wasm::{Invocation, Plugin};
@@ -238,7 +239,7 @@ impl OpState for KeyedState {
         Snapshot::encode(SNAPSHOT_KIND, SNAPSHOT_VERSION, &self.stores)
     }
 
-    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), String> {
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), SnapshotError> {
         *self = KeyedState::from_stores(snapshot.decode(SNAPSHOT_KIND, SNAPSHOT_VERSION)?);
         Ok(())
     }
@@ -322,7 +323,7 @@ impl Operator for StateSpec {
         name: &str,
         new: &Plugin,
         invocation: &dyn Fn(usize, usize) -> Invocation,
-    ) -> Option<Result<(Box<dyn OpState>, u64), String>> {
+    ) -> Option<Result<(Box<dyn OpState>, u64), MigrationError>> {
         if &**self.func.plugin.name() != name {
             return None;
         }
@@ -362,29 +363,21 @@ fn migrate(
     stores: &[StateStore],
     new: &Plugin,
     invocation: &dyn Fn(usize, usize) -> Invocation,
-) -> Result<(Box<dyn OpState>, u64), String> {
+) -> Result<(Box<dyn OpState>, u64), MigrationError> {
     let n = stores.len();
     let mut next = Vec::with_capacity(n);
     let mut migrated_keys = 0;
     for (p, store) in stores.iter().enumerate() {
-        let out = new
-            .call(
-                FunctionKind::Migrate,
-                weir_abi::MIGRATE_FUNCTION,
-                &invocation(p, n),
-                store.snapshot().as_bytes(),
-            )
-            .map_err(|e| e.to_string())
-            .and_then(|b| {
-                RecordBatch::from_bytes(b).map_err(|e| format!("malformed output: {e}"))
-            })?;
+        let out = RecordBatch::from_bytes(new.call(
+            FunctionKind::Migrate,
+            weir_abi::MIGRATE_FUNCTION,
+            &invocation(p, n),
+            store.snapshot().as_bytes(),
+        )?)?;
         let mut migrated = StateStore::default();
         for (k, v) in out.iter() {
             let Some(old) = store.entries.get(k) else {
-                return Err(format!(
-                    "returned a key that had no state: {}",
-                    String::from_utf8_lossy(k)
-                ));
+                return Err(MigrationError::UnknownKey { key: k.to_vec() });
             };
             migrated.entries.insert(
                 k.to_vec(),

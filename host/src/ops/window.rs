@@ -10,6 +10,7 @@ use weir_abi::RecordBatch;
 
 use super::spec::{Arity, OpDesc, Stage, LENGTH, SLIDE};
 use super::{Inputs, OpContext, OpState, Operator, Partitions, Snapshot, Staged, Step, ValueKind};
+use crate::checkpoint::SnapshotError;
 use crate::error::EngineError;
 
 pub(crate) static WINDOW: OpDesc = OpDesc {
@@ -114,7 +115,7 @@ impl OpState for WindowBuffer {
         Snapshot::encode(SNAPSHOT_KIND, SNAPSHOT_VERSION, self)
     }
 
-    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), String> {
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), SnapshotError> {
         *self = snapshot.decode(SNAPSHOT_KIND, SNAPSHOT_VERSION)?;
         Ok(())
     }

@@ -24,6 +24,7 @@ use super::{
     Combiner, FunctionRef, Groups, Inputs, OpContext, OpState, Operator, Partitions, Snapshot,
     Staged, Step, ValueKind,
 };
+use crate::checkpoint::SnapshotError;
 use crate::error::{BuildError, EngineError};
 
 pub(crate) static REDUCE_BY_KEY_AND_WINDOW: OpDesc = OpDesc {
@@ -600,7 +601,7 @@ impl OpState for WindowedState {
         Snapshot::encode(SNAPSHOT_KIND, SNAPSHOT_VERSION, self)
     }
 
-    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), String> {
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), SnapshotError> {
         *self = snapshot.decode(SNAPSHOT_KIND, SNAPSHOT_VERSION)?;
         Ok(())
     }

@@ -16,7 +16,7 @@ use weir_abi::RecordBatch;
 
 use super::{lines_to_blocks, Source, MAX_BLOCK_RECORDS};
 use super::{SourceInput, SourcePosition};
-use crate::checkpoint::Recovery;
+use crate::checkpoint::{Recovery, ReplayError};
 use crate::error::EngineError;
 
 /// The file-stream source.
@@ -129,14 +129,16 @@ impl Source for FileSource {
         &mut self,
         input: &SourceInput,
         _recovery: &Recovery,
-    ) -> Result<Vec<RecordBatch>, String> {
+    ) -> Result<Vec<RecordBatch>, ReplayError> {
         let SourceInput::Files(files) = input else {
-            return Err(format!("a files source cannot replay {input:?}"));
+            return Err(ReplayError::WrongInput {
+                source_kind: "files",
+                input: format!("{input:?}"),
+            });
         };
         self.seen.extend(files.iter().cloned());
-        self.read_files(files).map_err(|e| {
-            format!("{e} (files of a logged batch must stay until a checkpoint covers it)")
-        })
+        self.read_files(files)
+            .map_err(|e| ReplayError::FilesGone { source: e.into() })
     }
 
     fn position(&self) -> SourcePosition {

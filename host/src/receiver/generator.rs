@@ -8,7 +8,7 @@ use weir_abi::RecordBatch;
 
 use super::{Source, MAX_BLOCK_RECORDS};
 use super::{SourceInput, SourcePosition};
-use crate::checkpoint::Recovery;
+use crate::checkpoint::{Recovery, ReplayError};
 use crate::error::EngineError;
 
 /// What the generator makes.
@@ -222,9 +222,12 @@ impl Source for GeneratorSource {
         &mut self,
         input: &SourceInput,
         _recovery: &Recovery,
-    ) -> Result<Vec<RecordBatch>, String> {
+    ) -> Result<Vec<RecordBatch>, ReplayError> {
         let SourceInput::Generator { start, end } = input else {
-            return Err(format!("a generator cannot replay {input:?}"));
+            return Err(ReplayError::WrongInput {
+                source_kind: "generator",
+                input: format!("{input:?}"),
+            });
         };
         self.position = *end;
         Ok(self.generate(*start, *end))

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use weir_abi::RecordBatch;
 
-use crate::checkpoint::{Recovery, Snapshot};
+use crate::checkpoint::{Recovery, ReplayError, Snapshot, SnapshotError};
 use crate::error::EngineError;
 use crate::ops::Partitions;
 
@@ -63,7 +63,7 @@ impl SourceInput {
     }
 
     /// Back from the batch log.
-    pub fn from_snapshot(s: &Snapshot) -> Result<Self, String> {
+    pub fn from_snapshot(s: &Snapshot) -> Result<Self, SnapshotError> {
         s.decode(INPUT_SNAPSHOT.0, INPUT_SNAPSHOT.1)
     }
 }
@@ -75,7 +75,7 @@ impl SourcePosition {
     }
 
     /// Back from a checkpoint.
-    pub fn from_snapshot(s: &Snapshot) -> Result<Self, String> {
+    pub fn from_snapshot(s: &Snapshot) -> Result<Self, SnapshotError> {
         s.decode(POSITION_SNAPSHOT.0, POSITION_SNAPSHOT.1)
     }
 }
@@ -102,7 +102,7 @@ pub trait Source: Send {
         &mut self,
         input: &SourceInput,
         recovery: &Recovery,
-    ) -> Result<Vec<RecordBatch>, String>;
+    ) -> Result<Vec<RecordBatch>, ReplayError>;
 
     /// Where the source is (saved in checkpoints).
     fn position(&self) -> SourcePosition;

@@ -7,7 +7,7 @@ use weir_abi::RecordBatch;
 
 use super::Source;
 use super::{SourceInput, SourcePosition};
-use crate::checkpoint::Recovery;
+use crate::checkpoint::{Recovery, ReplayError};
 use crate::error::EngineError;
 
 /// Each batch time takes the next prepared batch; empty batches follow once
@@ -48,9 +48,12 @@ impl Source for QueueSource {
         &mut self,
         input: &SourceInput,
         _recovery: &Recovery,
-    ) -> Result<Vec<RecordBatch>, String> {
+    ) -> Result<Vec<RecordBatch>, ReplayError> {
         let SourceInput::Queue(index) = input else {
-            return Err(format!("a queue source cannot replay {input:?}"));
+            return Err(ReplayError::WrongInput {
+                source_kind: "queue",
+                input: format!("{input:?}"),
+            });
         };
         self.restore(&SourcePosition::Queue(index + 1), _recovery, 0);
         Ok(self.all.get(*index as usize).cloned().unwrap_or_default())

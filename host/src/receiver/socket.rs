@@ -17,7 +17,7 @@ use weir_abi::RecordBatch;
 
 use super::{Source, MAX_BLOCK_RECORDS};
 use super::{SourceInput, SourcePosition};
-use crate::checkpoint::{BlockLog, Recovery};
+use crate::checkpoint::{BlockLog, Recovery, ReplayError};
 use crate::error::EngineError;
 
 /// Socket settings.
@@ -91,16 +91,19 @@ impl Source for SocketSource {
         &mut self,
         input: &SourceInput,
         recovery: &Recovery,
-    ) -> Result<Vec<RecordBatch>, String> {
+    ) -> Result<Vec<RecordBatch>, ReplayError> {
         let SourceInput::Blocks(ids) = input else {
-            return Err(format!("a socket source cannot replay {input:?}"));
+            return Err(ReplayError::WrongInput {
+                source_kind: "socket",
+                input: format!("{input:?}"),
+            });
         };
         let mut blocks = Vec::with_capacity(ids.len());
         for id in ids {
             let entry = recovery
                 .blocks
                 .get(id)
-                .ok_or_else(|| format!("block {id} is missing from the write-ahead log"))?;
+                .ok_or(ReplayError::BlockMissing { id: *id })?;
             blocks.push(entry.records.clone());
             self.consumed = self.consumed.max(*id);
         }

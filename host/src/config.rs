@@ -216,6 +216,10 @@ pub struct SourceDef {
     pub name: String,
     /// What it reads.
     pub spec: SourceSpec,
+    /// Its position among the `[[source]]` tables, from 1.
+    pub table: usize,
+    /// The paths it names, `(key, path as written)`.
+    pub paths: Vec<(&'static str, String)>,
 }
 
 /// An operator argument as the file writes it.
@@ -265,6 +269,8 @@ pub struct StreamDef {
     /// Its arguments had no problem (otherwise it is not built: its
     /// problems are reported already).
     sound: bool,
+    /// Its position among the `[[stream]]` tables, from 1.
+    pub table: usize,
     span: Range<usize>,
 }
 
@@ -314,6 +320,8 @@ pub struct OutputDef {
     pub stream: String,
     /// What it does.
     pub kind: OutputKind,
+    /// Its position among the `[[output]]` tables, from 1.
+    pub table: usize,
 }
 
 /// A plugin of `[plugins]`.
@@ -519,7 +527,7 @@ fn parse_sources(
     r: &Resolver,
 ) -> Vec<SourceDef> {
     let mut sources = Vec::new();
-    for s in raw {
+    for (table, s) in raw.iter().enumerate() {
         let span = s.span();
         let s = s.get_ref();
         let name = s.name.get_ref();
@@ -589,6 +597,8 @@ fn parse_sources(
             sources.push(SourceDef {
                 name: name.clone(),
                 spec,
+                table: table + 1,
+                paths: s.dir.iter().map(|d| ("dir", d.clone())).collect(),
             });
         }
     }
@@ -623,7 +633,7 @@ fn parse_streams(
     r: &Resolver,
 ) -> Vec<StreamDef> {
     let mut streams = Vec::new();
-    for table in raw {
+    for (index, table) in raw.iter().enumerate() {
         let span = table.span();
         let get = |key: &str| table.get_ref().iter().find(|(k, _)| k.get_ref() == key);
         // Keys no operator takes are refused first, as serde would.
@@ -749,6 +759,7 @@ fn parse_streams(
             inputs,
             args,
             sound,
+            table: index + 1,
             span: span.clone(),
         });
     }
@@ -934,7 +945,7 @@ fn parse_outputs(
     r: &Resolver,
 ) -> Vec<OutputDef> {
     let mut outputs = Vec::new();
-    for o in raw {
+    for (table, o) in raw.iter().enumerate() {
         let span = o.span();
         let o = o.get_ref();
         if !names.defined.contains_key(o.stream.get_ref()) {
@@ -986,6 +997,7 @@ fn parse_outputs(
             name: o.name.clone(),
             stream: o.stream.get_ref().clone(),
             kind,
+            table: table + 1,
         });
     }
     outputs
@@ -1221,29 +1233,30 @@ impl Pipeline {
             out.push((format!("plugins.{alias}"), &def.written));
         }
         for s in &self.sources {
-            if let SourceSpec::Files { dir, .. } = &s.spec {
-                out.push((
-                    format!("source `{}` dir", s.name),
-                    dir.strip_prefix(self.path.parent().unwrap_or(Path::new("")))
-                        .ok()
-                        .and_then(Path::to_str)
-                        .unwrap_or_else(|| dir.to_str().unwrap_or("")),
-                ));
+            for (k, v) in &s.paths {
+                out.push((format!("[[source]] #{} {k}", s.table), v));
             }
         }
         for s in &self.streams {
             for (k, arg) in &s.args {
                 if let StreamArg::StateFile { written, .. } = arg {
-                    out.push((format!("stream `{}` {k}", s.name), written));
+                    out.push((format!("[[stream]] #{} {k}", s.table), written));
                 }
             }
         }
         for o in &self.outputs {
             if let OutputKind::TextFiles { written, .. } = &o.kind {
-                out.push((format!("output of `{}` prefix", o.stream), written));
+                out.push((format!("[[output]] #{} prefix", o.table), written));
             }
         }
         out
+    }
+
+    /// The pipeline as far as it parses, for checks that must run before
+    /// anything is written (problems are left for [`Pipeline::parse`] to
+    /// report); `None` when the text is not a pipeline at all.
+    pub fn parse_unchecked(path: &Path, src: &str) -> Option<Pipeline> {
+        Pipeline::parse_lenient(path, src).ok().map(|(p, _)| p)
     }
 
     /// Applies command-line overrides.

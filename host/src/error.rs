@@ -48,6 +48,21 @@ pub enum EngineError {
     },
 }
 
+impl EngineError {
+    /// A stable, machine-readable name of the failure (the `kind` of a
+    /// failed job in the serve API).
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::Plugin(c) => c.kind.code(),
+            EngineError::Contract { .. } => "contract",
+            EngineError::Output { .. } => "output",
+            EngineError::Checkpoint(_) => "checkpoint",
+            EngineError::StateLimit { .. } => "state_limit",
+            EngineError::Source { .. } => "source",
+        }
+    }
+}
+
 /// A job could not be built from the API calls or pipeline file.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {

@@ -54,9 +54,31 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
-    /// A local pipeline file cannot be prepared for submission.
-    #[error("{0}")]
-    Prepare(String),
+    /// No token was given.
+    #[error("no token: pass --token TOKEN or set WEIR_TOKEN")]
+    NoToken,
+    /// A request method the client does not send.
+    #[error("unsupported method {method}")]
+    Method { method: String },
+    /// A path without a file name.
+    #[error("{} has no file name", path.display())]
+    NoFileName { path: PathBuf },
+    /// A pipeline file that is not text.
+    #[error("{} is not UTF-8 text", path.display())]
+    NotText { path: PathBuf },
+    /// Two modules with one name.
+    #[error("two different modules are named {name:?}; rename one")]
+    ModuleNameClash { name: String },
+    /// A pipeline file that is not TOML.
+    #[error("{}: {source}", path.display())]
+    Toml {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    /// The rewritten pipeline cannot be written back as TOML.
+    #[error("cannot rewrite the pipeline: {0}")]
+    Rewrite(#[from] toml::ser::Error),
 }
 
 /// A client for one server and one tenant's token.
@@ -145,7 +167,11 @@ impl Client {
                     None => r.send_empty(),
                 }
             }
-            other => return Err(ClientError::Prepare(format!("unsupported method {other}"))),
+            other => {
+                return Err(ClientError::Method {
+                    method: other.into(),
+                })
+            }
         };
         let mut resp = sent.map_err(|e| self.transport(e))?;
         let status = resp.status().as_u16();
@@ -278,7 +304,9 @@ fn read(path: &Path) -> Result<Vec<u8>, ClientError> {
 fn file_name_of(path: &Path) -> Result<String, ClientError> {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| ClientError::Prepare(format!("{} has no file name", path.display())))
+        .ok_or_else(|| ClientError::NoFileName {
+            path: path.to_owned(),
+        })
 }
 
 /// Prepares `pipeline` (see [`Prepared`]).
@@ -287,17 +315,16 @@ pub fn prepare(
     extra: &[PathBuf],
     files: &[PathBuf],
 ) -> Result<Prepared, ClientError> {
-    let text = String::from_utf8(read(pipeline)?)
-        .map_err(|_| ClientError::Prepare(format!("{} is not UTF-8 text", pipeline.display())))?;
+    let text = String::from_utf8(read(pipeline)?).map_err(|_| ClientError::NotText {
+        path: pipeline.to_owned(),
+    })?;
     let mut modules: Vec<(String, Vec<u8>)> = Vec::new();
     let add = |list: &mut Vec<(String, Vec<u8>)>, name: String, bytes: Vec<u8>| match list
         .iter()
         .find(|(n, _)| *n == name)
     {
         Some((_, b)) if *b == bytes => Ok(()),
-        Some(_) => Err(ClientError::Prepare(format!(
-            "two different modules are named {name:?}; rename one"
-        ))),
+        Some(_) => Err(ClientError::ModuleNameClash { name }),
         None => {
             list.push((name, bytes));
             Ok(())
@@ -307,9 +334,10 @@ pub fn prepare(
         add(&mut modules, file_name_of(m)?, read(m)?)?;
     }
     let base = pipeline.parent().unwrap_or(Path::new("."));
-    let mut doc: toml::Table = text
-        .parse()
-        .map_err(|e| ClientError::Prepare(format!("{}: {e}", pipeline.display())))?;
+    let mut doc: toml::Table = text.parse().map_err(|source| ClientError::Toml {
+        path: pipeline.to_owned(),
+        source,
+    })?;
     let mut rewritten = false;
     if let Some(plugins) = doc.get_mut("plugins").and_then(toml::Value::as_table_mut) {
         for (_, v) in plugins.iter_mut() {
@@ -332,7 +360,7 @@ pub fn prepare(
         }
     }
     let pipeline_text = if rewritten {
-        toml::to_string(&doc).map_err(|e| ClientError::Prepare(e.to_string()))?
+        toml::to_string(&doc)?
     } else {
         text
     };

@@ -23,9 +23,7 @@ impl Connection {
     fn client(&self) -> Result<Client, ClientError> {
         let token = match &self.token {
             Some(t) => t.clone(),
-            None => std::env::var("WEIR_TOKEN").map_err(|_| {
-                ClientError::Prepare("no token: pass --token TOKEN or set WEIR_TOKEN".into())
-            })?,
+            None => std::env::var("WEIR_TOKEN").map_err(|_| ClientError::NoToken)?,
         };
         Ok(Client::new(&self.server, Some(&token)))
     }

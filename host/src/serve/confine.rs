@@ -1,88 +1,59 @@
 //! Path confinement: a submitted pipeline may only name files inside its
 //! job's directory (which lies inside its tenant's), and may only connect
-//! to loopback sockets. Checked on the raw TOML before anything is written,
-//! parsed or started, so a refused pipeline touches nothing (the pipeline
-//! parser itself reads `initial_state` files).
+//! to loopback sockets. Checked on the parsed pipeline's typed definitions
+//! before anything is written or started, so a refused pipeline touches
+//! nothing (parsing reads no file).
 
 use std::net::IpAddr;
 use std::path::{Component, Path};
 
+use crate::config::{OutputKind, Pipeline};
+use crate::job::SourceSpec;
+
 /// The file the pipeline is written to in the job directory.
 pub const PIPELINE_FILE: &str = "pipeline.toml";
 
-/// Every path key of a pipeline file: `(table or array of tables, key)`.
-/// `plugins` holds paths in all its values.
-const PATH_KEYS: &[(&str, &str)] = &[
-    ("job", "stats_file"),
-    ("job", "checkpoint"),
-    ("source", "dir"),
-    ("stream", "initial_state"),
-    ("output", "prefix"),
-];
-
-/// Checks every path and socket host of a pipeline file. Returns every
-/// problem (`key = "value": why`), or nothing when the text is not TOML at
-/// all (the pipeline parser then reports that, before touching any file).
+/// Checks every path and socket host of a pipeline: the paths of its
+/// typed definitions ([`Pipeline::paths`]), so a path option is confined as
+/// soon as the parser knows it. Returns every problem (`key = "value":
+/// why`), or nothing when the text is not a pipeline at all (the parser then
+/// reports that, before touching any file). Parsing reads no file.
 pub fn check_pipeline(src: &str) -> Vec<String> {
-    let Ok(doc) = src.parse::<toml::Table>() else {
+    let Some(pipeline) = Pipeline::parse_unchecked(Path::new(PIPELINE_FILE), src) else {
         return Vec::new();
     };
     let mut problems = Vec::new();
-    let mut check = |what: String, v: &toml::Value| {
-        if let Some(s) = v.as_str() {
-            if let Err(why) = relative_inside(s) {
-                problems.push(format!("{what} = {s:?}: {why}"));
-            }
-        }
-    };
-    if let Some(plugins) = doc.get("plugins").and_then(toml::Value::as_table) {
-        for (alias, v) in plugins {
-            check(format!("plugins.{alias}"), v);
+    for (what, path) in pipeline.paths() {
+        if let Err(why) = relative_inside(path) {
+            problems.push(format!("{what} = {path:?}: {why}"));
         }
     }
-    for (table, key) in PATH_KEYS {
-        for (i, t) in tables(&doc, table).into_iter().enumerate() {
-            if let Some(v) = t.get(*key) {
-                let at = if *table == "job" {
-                    format!("[job] {key}")
-                } else {
-                    format!("[[{table}]] #{} {key}", i + 1)
-                };
-                check(at, v);
-            }
-        }
-    }
-    for (i, o) in tables(&doc, "output").into_iter().enumerate() {
+    for o in &pipeline.outputs {
         // The suffix is appended to a directory name.
-        if let Some(suffix) = o.get("suffix").and_then(toml::Value::as_str) {
+        if let OutputKind::TextFiles {
+            suffix: Some(suffix),
+            ..
+        } = &o.kind
+        {
             if suffix.contains(['/', '\\']) || suffix.contains("..") {
                 problems.push(format!(
                     "[[output]] #{} suffix = {suffix:?}: a suffix may not contain `/`, `\\` or `..`",
-                    i + 1
+                    o.table
                 ));
             }
         }
     }
-    for (i, s) in tables(&doc, "source").into_iter().enumerate() {
-        if let Some(host) = s.get("host").and_then(toml::Value::as_str) {
+    for s in &pipeline.sources {
+        if let SourceSpec::Socket { host, .. } = &s.spec {
             if !is_loopback(host) {
                 problems.push(format!(
                     "[[source]] #{} host = {host:?}: socket sources may only connect to this machine (localhost, 127.0.0.1, ::1)",
-                    i + 1
+                    s.table
                 ));
             }
         }
     }
     problems
-}
-
-/// `[job]` as one table, `[[source]]` etc. as their tables.
-fn tables<'a>(doc: &'a toml::Table, name: &str) -> Vec<&'a toml::Table> {
-    match doc.get(name) {
-        Some(toml::Value::Table(t)) => vec![t],
-        Some(toml::Value::Array(a)) => a.iter().filter_map(toml::Value::as_table).collect(),
-        _ => Vec::new(),
-    }
 }
 
 /// A path that stays inside the directory it is resolved in: relative,
@@ -120,9 +91,23 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// A file name a submission may not use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Characters or length outside what is allowed.
+    #[error("file name {name:?}: use 1 to 100 of A-Z, a-z, 0-9, `.`, `_` and `-`, not starting with `.` (files go straight into the job's directory)")]
+    Shape { name: String },
+    /// The pipeline's own file name.
+    #[error("file name {name:?} is reserved for the pipeline")]
+    Reserved { name: String },
+    /// A module whose name does not say it is one.
+    #[error("module {name:?}: module file names end in `.wasm` or `.wat`")]
+    NotAModule { name: String },
+}
+
 /// A file name a submission may write into the job directory: 1 to 100 of
 /// `A-Z a-z 0-9 . _ -`, not starting with `.`, not the pipeline file.
-pub fn file_name(name: &str) -> Result<(), String> {
+pub fn file_name(name: &str) -> Result<(), NameError> {
     let ok = !name.is_empty()
         && name.len() <= 100
         && !name.starts_with('.')
@@ -130,23 +115,19 @@ pub fn file_name(name: &str) -> Result<(), String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if !ok {
-        return Err(format!(
-            "file name {name:?}: use 1 to 100 of A-Z, a-z, 0-9, `.`, `_` and `-`, not starting with `.` (files go straight into the job's directory)"
-        ));
+        return Err(NameError::Shape { name: name.into() });
     }
     if name == PIPELINE_FILE {
-        return Err(format!("file name {name:?} is reserved for the pipeline"));
+        return Err(NameError::Reserved { name: name.into() });
     }
     Ok(())
 }
 
 /// A module's file name: a [`file_name`] ending in `.wasm` or `.wat`.
-pub fn module_name(name: &str) -> Result<(), String> {
+pub fn module_name(name: &str) -> Result<(), NameError> {
     file_name(name)?;
     if !(name.ends_with(".wasm") || name.ends_with(".wat")) {
-        return Err(format!(
-            "module {name:?}: module file names end in `.wasm` or `.wat`"
-        ));
+        return Err(NameError::NotAModule { name: name.into() });
     }
     Ok(())
 }

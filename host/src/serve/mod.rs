@@ -170,3 +170,9 @@ impl IntoResponse for ApiError {
         }
     }
 }
+
+impl From<confine::NameError> for ApiError {
+    fn from(e: confine::NameError) -> Self {
+        ApiError::bad_request(e.to_string())
+    }
+}

@@ -27,7 +27,7 @@ const MAX_WORDS_PER_LINE: usize = 100;
 const MAX_VOCABULARY: usize = 100_000;
 /// Receiver blocks a socket source may queue.
 const MAX_PENDING_BLOCKS: usize = 256;
-use crate::wasm::{CallErrorKind, Runtime};
+use crate::wasm::Runtime;
 
 /// How a job ended.
 enum Outcome {
@@ -289,14 +289,14 @@ impl Registry {
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         let b64 = base64::engine::general_purpose::STANDARD;
         for (name, data) in &req.modules {
-            confine::module_name(name).map_err(ApiError::bad_request)?;
+            confine::module_name(name).map_err(ApiError::from)?;
             let bytes = b64.decode(data).map_err(|e| {
                 ApiError::bad_request(format!("module {name:?} is not valid base64: {e}"))
             })?;
             files.push((name.clone(), bytes));
         }
         for (name, data) in &req.files {
-            confine::file_name(name).map_err(ApiError::bad_request)?;
+            confine::file_name(name).map_err(ApiError::from)?;
             if req.modules.contains_key(name) {
                 return Err(ApiError::bad_request(format!(
                     "{name:?} is given both as a module and as a file"
@@ -589,7 +589,7 @@ fn supervise(job: Arc<Job>, running: RunningJob) {
 /// The structured form of an engine error.
 pub fn classify(e: &EngineError) -> JobError {
     let mut out = JobError {
-        kind: "engine".into(),
+        kind: e.code().into(),
         message: e.to_string(),
         plugin: None,
         function: None,
@@ -599,22 +599,6 @@ pub fn classify(e: &EngineError) -> JobError {
     };
     match e {
         EngineError::Plugin(c) => {
-            out.kind = match &c.kind {
-                CallErrorKind::NoSuchFunction => "no_such_function",
-                CallErrorKind::OutOfFuel { .. } => "out_of_fuel",
-                CallErrorKind::MemoryLimit { .. } => "memory_limit",
-                CallErrorKind::StackOverflow => "stack_overflow",
-                CallErrorKind::Deadline { .. } => "deadline",
-                CallErrorKind::Trap { .. } => "trap",
-                CallErrorKind::Instantiate { .. } => "instantiate",
-                CallErrorKind::Guest { .. } => "guest_error",
-                CallErrorKind::BadPointer { .. } => "bad_pointer",
-                CallErrorKind::OutputTooLarge { .. } => "output_too_large",
-                CallErrorKind::Malformed(_) => "malformed_output",
-                CallErrorKind::BadStatus(_) => "bad_status",
-                CallErrorKind::BadMessage => "bad_message",
-            }
-            .into();
             out.plugin = Some(c.site.plugin.to_string());
             out.function = Some(format!("{}:{}", c.site.kind, c.site.function));
             out.operator = c.site.operator.as_deref().map(str::to_owned);
@@ -628,17 +612,13 @@ pub fn classify(e: &EngineError) -> JobError {
             batch_time_ms,
             ..
         } => {
-            out.kind = "contract".into();
             out.operator = Some(operator.to_string());
             out.batch_time_ms = Some(*batch_time_ms);
         }
-        EngineError::Output { .. } => out.kind = "output".into(),
-        EngineError::Checkpoint(_) => out.kind = "checkpoint".into(),
-        EngineError::Source { .. } => out.kind = "source".into(),
         EngineError::StateLimit { batch_time_ms, .. } => {
-            out.kind = "state_limit".into();
             out.batch_time_ms = Some(*batch_time_ms);
         }
+        EngineError::Output { .. } | EngineError::Checkpoint(_) | EngineError::Source { .. } => {}
     }
     out
 }

@@ -197,3 +197,25 @@ impl std::error::Error for CallError {
         std::error::Error::source(&self.kind)
     }
 }
+
+impl CallErrorKind {
+    /// A stable, machine-readable name of the failure (the `kind` of a
+    /// failed job in the serve API).
+    pub fn code(&self) -> &'static str {
+        match self {
+            CallErrorKind::NoSuchFunction => "no_such_function",
+            CallErrorKind::OutOfFuel { .. } => "out_of_fuel",
+            CallErrorKind::MemoryLimit { .. } => "memory_limit",
+            CallErrorKind::StackOverflow => "stack_overflow",
+            CallErrorKind::Deadline { .. } => "deadline",
+            CallErrorKind::Trap { .. } => "trap",
+            CallErrorKind::Instantiate { .. } => "instantiate",
+            CallErrorKind::Guest { .. } => "guest_error",
+            CallErrorKind::BadPointer { .. } => "bad_pointer",
+            CallErrorKind::OutputTooLarge { .. } => "output_too_large",
+            CallErrorKind::Malformed(_) => "malformed_output",
+            CallErrorKind::BadStatus(_) => "bad_status",
+            CallErrorKind::BadMessage => "bad_message",
+        }
+    }
+}

@@ -1,10 +1,84 @@
-//! weir: a micro-batch stream processor whose user functions are WebAssembly.
+//! weir: a micro-batch stream processor in the spirit of Spark Streaming,
+//! whose user functions are WebAssembly modules.
+//!
+//! **Streams and batches.** A job is a graph of streams built on a
+//! [`StreamingContext`]: sources (sockets, directories of files, a
+//! generator, prepared queues) and [`Stream`]s derived from them by
+//! operators named as in Spark (`flat_map`, `reduce_by_key`, `window`,
+//! `update_state_by_key`, ...). Every batch interval the batch clock cuts
+//! one batch from every source, logs what it is made of, and runs the whole
+//! graph over it once, each operator's partitions in parallel. A batch is a
+//! pure function of its logged input, the state before it, its batch time
+//! and its partition, which is what makes replay exact.
+//!
+//! **Operators.** Each operator lives in one file of [`ops`] and describes
+//! itself once in an [`ops::OpDesc`]: its pipeline and Spark names, its
+//! inputs, its typed parameters, whether it shuffles, windows or keeps
+//! state. The library API, the pipeline file, validation, checkpoints and
+//! the README's operator table ([`ops::operator_table`]) all read those
+//! descriptions.
 //!
 //! **Plugins.** User code is a core wasm module following the ABI in
-//! `docs/abi.md` (`weir-sdk` writes it for Rust authors). The [`wasm`] module
-//! loads modules into a process-wide [`wasm::Runtime`] and calls them: one
-//! crossing per operator, partition and batch, each on a fresh instance, so a
-//! batch is a pure function of its input, state, batch time and partition.
+//! `docs/abi.md` (`weir-sdk` writes it for Rust authors). The [`wasm`]
+//! module loads modules into a process-wide [`wasm::Runtime`] and calls
+//! them: one crossing per operator, partition and batch, each on a fresh
+//! instance with fuel, memory and output limits.
+//!
+//! **State and checkpoints.** Keyed state and window contents belong to
+//! their operators and live in the host. A batch stages its state changes,
+//! which are committed only after its outputs are written, so a failed
+//! batch is retried from the state before it. With a checkpoint directory,
+//! every batch's contents are logged before it runs and operator state is
+//! checkpointed as versioned snapshots ([`checkpoint`]); a restarted job
+//! replays the logged batches and produces the same bytes.
+//!
+//! **Running jobs.** [`StreamingContext::start`] returns a running job whose
+//! [`job::JobControl`] reports status, stops it, and swaps a plugin's module
+//! between two batches with its state migrated. A pipeline file
+//! ([`config::Pipeline`]) builds the same jobs without Rust code;
+//! [`serve`] runs many tenants' jobs in one host behind an HTTP API.
+//!
+//! Modules, lowest layer first (each imports only those above it):
+//!
+//! | module | what |
+//! |---|---|
+//! | [`partition`] | the fixed, seeded partitioning hash |
+//! | [`wasm`] | engine, plugins, calls and their limits |
+//! | [`checkpoint`] | checkpoint directories, logs, snapshots |
+//! | [`ops`] | operators, one file each, and their registry |
+//! | `graph` | the dataflow graph and the executor of one batch |
+//! | [`receiver`], [`output`] | sources and outputs |
+//! | [`job`] | the library API, batch clock and scheduler |
+//! | [`config`] | the pipeline file |
+//! | [`serve`], [`cli`] | `weir serve` and the command line |
+//!
+//! A runnable job with no plugin at all: the number of records per batch of
+//! a prepared queue, on the simulated clock.
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use weir::{ClockMode, StreamingConfig, StreamingContext};
+//!
+//! let config = StreamingConfig {
+//!     clock: ClockMode::Simulated { start_ms: 0 },
+//!     ..StreamingConfig::default()
+//! };
+//! let ctx = StreamingContext::new(config)?;
+//! let lines = ctx.queue_stream(vec![vec![("", "to be"), ("", "or not")], vec![("", "to be")]])?;
+//! let counts = Arc::new(Mutex::new(Vec::new()));
+//! let seen = counts.clone();
+//! lines.count()?.foreach_batch(move |t, parts| {
+//!     for (_, v) in parts.iter().flat_map(|p| p.iter()) {
+//!         seen.lock().unwrap().push((t, i64::from_le_bytes(v.try_into().unwrap())));
+//!     }
+//!     Ok(())
+//! })?;
+//! ctx.run(Some(2))?;
+//! assert_eq!(*counts.lock().unwrap(), vec![(1000, 2), (2000, 1)]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Loading a plugin and calling one of its functions directly:
 //!
 //! ```no_run
 //! use weir::wasm::{Invocation, Runtime, RuntimeConfig};

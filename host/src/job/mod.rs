@@ -2,7 +2,7 @@
 //! [`JobControl`]) that builds the graph, and the batch clock and
 //! scheduler that drive the executor batch after batch.
 
-pub mod context;
+pub(crate) mod context;
 pub(crate) mod scheduler;
 
 pub use crate::graph::executor::{SwapError, SwapReport};

@@ -80,10 +80,10 @@ impl SourcePosition {
     }
 }
 
-pub mod files;
+pub(crate) mod files;
 pub mod generator;
-pub mod queue;
-pub mod socket;
+pub(crate) mod queue;
+pub(crate) mod socket;
 
 /// Largest number of records in one block.
 pub const MAX_BLOCK_RECORDS: usize = 50_000;

@@ -623,7 +623,7 @@ pub fn classify(e: &EngineError) -> JobError {
     out
 }
 
-fn swap_info(r: crate::graph::executor::SwapReport) -> SwapInfo {
+fn swap_info(r: engine::SwapReport) -> SwapInfo {
     SwapInfo {
         plugin: r.plugin,
         from: r.from,

@@ -26,12 +26,13 @@ use toml::Spanned;
 
 use crate::checkpoint::CheckpointConfig;
 use crate::error::BuildError;
+use crate::host::Host;
 use crate::job::{ClockMode, SourceSpec, Stream, StreamingConfig, StreamingContext};
 use crate::ops::registry;
 use crate::ops::spec::ArgValue;
 use crate::ops::{FunctionRef, OpDesc, ParamKind};
 use crate::receiver::generator::GeneratorKind;
-use crate::wasm::{Limits, Plugin, Runtime};
+use crate::wasm::{Limits, Plugin};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1307,11 +1308,12 @@ impl Pipeline {
         self.build_on(ctx)
     }
 
-    /// As [`Pipeline::build`], on a context sharing `runtime` (its engine and
-    /// module cache) with other jobs, as `weir serve` runs them.
-    pub fn build_with_runtime(&self, runtime: Runtime) -> Result<StreamingContext, PipelineError> {
-        let ctx = StreamingContext::with_runtime(self.config.clone(), runtime)
-            .map_err(PipelineError::Build)?;
+    /// As [`Pipeline::build`], on `host` (its wasm runtime, receiver
+    /// runtime and worker pool) shared with other jobs, as `weir serve`
+    /// runs them.
+    pub fn build_on_host(&self, host: Host) -> Result<StreamingContext, PipelineError> {
+        let ctx =
+            StreamingContext::with_host(self.config.clone(), host).map_err(PipelineError::Build)?;
         self.build_on(ctx)
     }
 

@@ -152,12 +152,9 @@ pub enum BuildError {
     /// A source could not start.
     #[error(transparent)]
     Receiver(EngineError),
-    /// The wasm runtime could not be created.
-    #[error("cannot start the wasm runtime: {source}")]
-    WasmRuntime {
-        #[source]
-        source: wasmtime::Error,
-    },
+    /// The host could not be created.
+    #[error(transparent)]
+    Host(#[from] crate::host::HostError),
     /// A resource the job needs could not be set up.
     #[error("cannot start: {what}: {source}")]
     Start {

@@ -43,7 +43,9 @@
 //! | module | what |
 //! |---|---|
 //! | [`partition`] | the fixed, seeded partitioning hash |
+//! | [`worker_pool`] | the elastic pool partition work runs on |
 //! | [`wasm`] | engine, plugins, calls and their limits |
+//! | [`host`] | the process-wide host: wasm runtime, receiver runtime, pool |
 //! | [`checkpoint`] | checkpoint directories, logs, snapshots |
 //! | [`ops`] | operators, one file each, and their registry |
 //! | `graph` | the dataflow graph and the executor of one batch |
@@ -97,6 +99,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub(crate) mod graph;
+pub mod host;
 pub mod job;
 pub mod ops;
 pub mod output;
@@ -104,6 +107,7 @@ pub mod partition;
 pub mod receiver;
 pub mod serve;
 pub mod wasm;
+pub mod worker_pool;
 
 /// The library API under its earlier name.
 pub use job as stream;

@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use std::sync::OnceLock;
 
+use weir::host::{Host, HostConfig};
 use weir::ops::Partitions;
 use weir::wasm::{Plugin, Runtime, RuntimeConfig};
 use weir::{ClockMode, Stream, StreamingConfig, StreamingContext};
@@ -60,9 +61,17 @@ pub fn shared_plugin(built: Result<&str, &str>) -> Plugin {
     plugin
 }
 
-/// A context on the shared runtime.
+/// One host (the shared runtime, a receiver runtime, a worker pool) for
+/// the whole test binary, as a process runs every job on one host.
+pub fn host() -> Host {
+    static HOST: OnceLock<Host> = OnceLock::new();
+    HOST.get_or_init(|| Host::with_wasm(runtime(), &HostConfig::default()).expect("host"))
+        .clone()
+}
+
+/// A context on the shared host.
 pub fn context(config: StreamingConfig) -> StreamingContext {
-    StreamingContext::with_runtime(config, runtime()).expect("valid test config")
+    StreamingContext::with_host(config, host()).expect("valid test config")
 }
 
 /// A configuration for deterministic tests: simulated clock starting at 0,

@@ -71,7 +71,9 @@ pub struct SwapReport {
 /// Evaluates a graph batch after batch.
 pub(crate) struct Executor {
     graph: Graph,
-    pool: rayon::ThreadPool,
+    pool: crate::worker_pool::WorkerPool,
+    /// Partitions of this job that may run at once.
+    workers: usize,
     job: Arc<str>,
     limits: Limits,
     partitions: usize,
@@ -87,28 +89,26 @@ pub(crate) struct Executor {
 }
 
 impl Executor {
-    /// An executor with `workers` threads.
+    /// An executor running at most `workers` partitions at once on `pool`.
     pub(crate) fn new(
         graph: Graph,
         job: Arc<str>,
+        pool: crate::worker_pool::WorkerPool,
         workers: usize,
         partitions: usize,
         interval_ms: i64,
         limits: Limits,
-    ) -> Result<Self, rayon::ThreadPoolBuildError> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(workers.max(1))
-            .thread_name(|i| format!("weir-worker-{i}"))
-            .build()?;
+    ) -> Self {
         let states = graph
             .nodes
             .iter()
             .map(|n| n.op().and_then(|op| op.new_state()))
             .collect();
-        Ok(Executor {
+        Executor {
             pending: graph.nodes.iter().map(|_| None).collect(),
             graph,
             pool,
+            workers: workers.max(1),
             job,
             limits,
             partitions,
@@ -116,7 +116,7 @@ impl Executor {
             zero_ms: None,
             states,
             previous: Default::default(),
-        })
+        }
     }
 
     /// The job's name.
@@ -377,6 +377,7 @@ impl Executor {
             };
             let cx = OpContext {
                 pool: &self.pool,
+                share: self.workers,
                 job: self.job.clone(),
                 operator: node.name.clone(),
                 op: node.op_name(),

@@ -20,6 +20,7 @@ use crate::checkpoint::{CheckpointConfig, Checkpointer};
 use crate::error::{BuildError, EngineError};
 use crate::graph::executor::{Executor, SwapError, SwapReport};
 use crate::graph::{Graph, NodeId, NodeKind};
+use crate::host::{Host, HostConfig};
 use crate::ops::join::JoinKind;
 use crate::ops::registry;
 use crate::ops::slice::Slicer;
@@ -34,7 +35,7 @@ use crate::receiver::generator::{GeneratorConfig, GeneratorKind, GeneratorSource
 use crate::receiver::queue::QueueSource;
 use crate::receiver::socket::{SocketConfig, SocketSource};
 use crate::receiver::Source;
-use crate::wasm::{Limits, Plugin, Runtime, RuntimeConfig};
+use crate::wasm::{Limits, Plugin, Runtime};
 
 /// Which clock cuts batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -195,7 +196,7 @@ impl Builder {
 /// The entry point of a weir job: configuration, plugins, input streams.
 pub struct StreamingContext {
     config: StreamingConfig,
-    runtime: Runtime,
+    host: Host,
     builder: Rc<RefCell<Builder>>,
     /// Loaded plugins: name → (module hash, file), for checkpoints.
     plugins: RefCell<BTreeMap<String, (String, PathBuf)>>,
@@ -209,15 +210,20 @@ pub struct Stream {
 }
 
 impl StreamingContext {
-    /// A context with its own wasm runtime.
+    /// A context on the process's shared [`Host`].
     pub fn new(config: StreamingConfig) -> Result<Self, BuildError> {
-        let runtime = Runtime::new(&RuntimeConfig::default())
-            .map_err(|source| BuildError::WasmRuntime { source })?;
-        Self::with_runtime(config, runtime)
+        Self::with_host(config, Host::shared()?)
     }
 
-    /// A context sharing an existing runtime (and its module cache).
+    /// A context on a host of its own around an existing wasm runtime
+    /// (sharing its module cache).
     pub fn with_runtime(config: StreamingConfig, runtime: Runtime) -> Result<Self, BuildError> {
+        Self::with_host(config, Host::with_wasm(runtime, &HostConfig::default())?)
+    }
+
+    /// A context on `host`: its wasm runtime, receiver runtime and worker
+    /// pool, shared with every other job on it.
+    pub fn with_host(config: StreamingConfig, host: Host) -> Result<Self, BuildError> {
         for (key, zero) in [
             ("batch_interval", config.batch_interval.is_zero()),
             ("partitions", config.partitions == 0),
@@ -229,7 +235,7 @@ impl StreamingContext {
         }
         Ok(StreamingContext {
             config,
-            runtime,
+            host,
             builder: Rc::default(),
             plugins: RefCell::default(),
         })
@@ -242,12 +248,17 @@ impl StreamingContext {
 
     /// The wasm runtime.
     pub fn runtime(&self) -> &Runtime {
-        &self.runtime
+        self.host.wasm()
+    }
+
+    /// The host the job runs on.
+    pub fn host(&self) -> &Host {
+        &self.host
     }
 
     /// Loads a plugin module (compiled once per content).
     pub fn load_plugin(&self, path: impl AsRef<Path>) -> Result<Plugin, BuildError> {
-        let plugin = self.runtime.load_file(path.as_ref())?;
+        let plugin = self.host.wasm().load_file(path.as_ref())?;
         self.plugins.borrow_mut().insert(
             plugin.name().to_string(),
             (plugin.hash_hex(), path.as_ref().to_owned()),
@@ -263,7 +274,7 @@ impl StreamingContext {
             path: path.to_owned(),
             source,
         })?;
-        let plugin = self.runtime.load_bytes(name, &bytes)?;
+        let plugin = self.host.wasm().load_bytes(name, &bytes)?;
         self.plugins
             .borrow_mut()
             .insert(name.to_string(), (plugin.hash_hex(), path.to_owned()));
@@ -354,15 +365,6 @@ impl StreamingContext {
             }
         };
         let cfg = &self.config;
-        let tokio = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("weir-receiver")
-            .enable_all()
-            .build()
-            .map_err(|source| BuildError::Start {
-                what: "receiver runtime".into(),
-                source,
-            })?;
         let interval_ms = cfg.batch_interval.as_millis().max(1) as i64;
         let block_ms = cfg.block_interval.as_millis().clamp(1, interval_ms as u128) as u64;
 
@@ -402,7 +404,7 @@ impl StreamingContext {
                         min_backoff: Duration::from_millis(100),
                         max_backoff: Duration::from_secs(5),
                     },
-                    tokio.handle(),
+                    self.host.io(),
                     block_log.clone().map(|l| (l, index as u32)),
                 )),
                 SourceSpec::Files {
@@ -466,15 +468,12 @@ impl StreamingContext {
         let executor = Executor::new(
             builder.graph,
             cfg.job_name.as_str().into(),
+            self.host.pool().clone(),
             cfg.workers,
             cfg.partitions,
             interval_ms,
             cfg.limits,
-        )
-        .map_err(|e| BuildError::Start {
-            what: "worker pool".into(),
-            source: std::io::Error::other(e),
-        })?;
+        );
         let clock: Arc<dyn Clock> = match cfg.clock {
             ClockMode::System => Arc::new(SystemClock),
             ClockMode::Simulated { start_ms } => Arc::new(SimulatedClock::new(start_ms)),
@@ -494,15 +493,22 @@ impl StreamingContext {
             clock,
             stop: stop.clone(),
             checkpoint: checkpointer,
-            runtime: self.runtime.clone(),
+            runtime: self.host.wasm().clone(),
             control: Some(control_rx),
             status: status.clone(),
             max_retries: cfg.max_retries,
             max_state_bytes: cfg.max_state_bytes,
         };
+        let termination = Arc::new(Termination::default());
+        let ended = termination.clone();
         let thread = std::thread::Builder::new()
             .name("weir-batch-clock".into())
-            .spawn(move || batch_loop.run())
+            .spawn(move || {
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| batch_loop.run()))
+                        .unwrap_or_else(|panic| Err(internal_failure(panic)));
+                ended.finish(result);
+            })
             .map_err(|source| BuildError::Start {
                 what: "batch thread".into(),
                 source,
@@ -511,12 +517,12 @@ impl StreamingContext {
             tx: control_tx,
             status,
             stop: stop.clone(),
-            runtime: self.runtime.clone(),
+            runtime: self.host.wasm().clone(),
         };
         Ok(RunningJob {
             stop,
             thread: Some(thread),
-            _receivers: tokio,
+            termination,
             control,
         })
     }
@@ -543,9 +549,64 @@ pub enum RunError {
 /// A started job.
 pub struct RunningJob {
     stop: Arc<StopSignal>,
-    thread: Option<JoinHandle<Result<RunSummary, JobFailed>>>,
-    _receivers: tokio::runtime::Runtime,
+    thread: Option<JoinHandle<()>>,
+    termination: Arc<Termination>,
     control: JobControl,
+}
+
+/// How a job ended.
+type Ended = Result<RunSummary, JobFailed>;
+/// What to run when a job ends.
+type OnEnd = Box<dyn FnOnce(Ended) + Send>;
+
+/// Where the batch thread leaves the job's end, or finds who wants it.
+#[derive(Default)]
+struct Termination {
+    slot: std::sync::Mutex<EndSlot>,
+}
+
+enum EndSlot {
+    Running(Option<OnEnd>),
+    Ended(Option<Ended>),
+}
+
+impl Default for EndSlot {
+    fn default() -> Self {
+        EndSlot::Running(None)
+    }
+}
+
+impl Termination {
+    /// Called once by the batch thread.
+    fn finish(&self, result: Ended) {
+        let mut slot = self.slot.lock().expect("termination poisoned");
+        match std::mem::replace(&mut *slot, EndSlot::Ended(None)) {
+            EndSlot::Running(Some(on_end)) => {
+                drop(slot);
+                on_end(result);
+            }
+            _ => *slot = EndSlot::Ended(Some(result)),
+        }
+    }
+}
+
+/// A failure for a batch thread that panicked (a bug in weir).
+fn internal_failure(panic: Box<dyn std::any::Any + Send>) -> JobFailed {
+    let msg = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+    JobFailed {
+        error: EngineError::Source {
+            source_name: "batch clock".into(),
+            message: format!("internal error: {}", msg.unwrap_or_default()),
+        },
+        summary: RunSummary {
+            batches: 0,
+            last_batch_ms: None,
+            stats: vec![],
+        },
+    }
 }
 
 /// Where the answer to a queued swap or rollback arrives.
@@ -645,25 +706,32 @@ impl RunningJob {
     /// Waits until the job ends (stopped, batch limit reached, or failed).
     pub fn await_termination(mut self) -> Result<RunSummary, JobFailed> {
         let thread = self.thread.take().expect("joined once");
-        let result = thread.join().unwrap_or_else(|panic| {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
-            Err(JobFailed {
-                error: EngineError::Source {
-                    source_name: "batch clock".into(),
-                    message: format!("internal error: {}", msg.unwrap_or_default()),
-                },
-                summary: RunSummary {
-                    batches: 0,
-                    last_batch_ms: None,
-                    stats: vec![],
-                },
-            })
-        });
-        self._receivers.shutdown_background();
-        result
+        if let Err(panic) = thread.join() {
+            return Err(internal_failure(panic));
+        }
+        let mut slot = self.termination.slot.lock().expect("termination poisoned");
+        match std::mem::replace(&mut *slot, EndSlot::Ended(None)) {
+            EndSlot::Ended(Some(result)) => result,
+            _ => unreachable!("the batch thread left its result before it ended"),
+        }
+    }
+
+    /// Runs `on_end` with how the job ended, on the batch thread as it
+    /// ends (or now, if it has): a job watched this way needs no thread of
+    /// its own waiting for it.
+    pub fn on_termination(
+        mut self,
+        on_end: impl FnOnce(Result<RunSummary, JobFailed>) + Send + 'static,
+    ) {
+        drop(self.thread.take()); // detached: the slot carries the result
+        let mut slot = self.termination.slot.lock().expect("termination poisoned");
+        match std::mem::replace(&mut *slot, EndSlot::Ended(None)) {
+            EndSlot::Ended(Some(result)) => {
+                drop(slot);
+                on_end(result);
+            }
+            _ => *slot = EndSlot::Running(Some(Box::new(on_end))),
+        }
     }
 }
 

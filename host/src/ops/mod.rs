@@ -13,11 +13,9 @@
 //! thread timing.
 
 use std::collections::hash_map::{Entry, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use indexmap::IndexMap;
-use rayon::prelude::*;
 use rustc_hash::FxBuildHasher;
 use weir_abi::{CallHeader, FunctionKind, RecordBatch};
 
@@ -234,7 +232,9 @@ pub(crate) trait Operator: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Clone)]
 pub struct OpContext<'a> {
     /// The worker pool partitions run on.
-    pub pool: &'a rayon::ThreadPool,
+    pub pool: &'a crate::worker_pool::WorkerPool,
+    /// How many partitions of this job may run at once (its workers).
+    pub share: usize,
     /// Job name, for errors.
     pub job: Arc<str>,
     /// Operator (stream) name, for errors.
@@ -314,48 +314,15 @@ impl OpContext<'_> {
     }
 
     /// Runs `f(i)` for every index, in the given order of starting, each
-    /// worker taking the next index as soon as it is free (rayon's static
-    /// halving would give one worker the first half of the items however
-    /// long they take). Results are in index order; after a failure no new
-    /// item starts, and the error of the lowest failed index is returned.
+    /// of the job's `share` workers taking the next index as soon as it is
+    /// free. Results are in index order; after a failure no new item
+    /// starts, and the error of the lowest failed index is returned.
     fn run_dynamic<R: Send>(
         &self,
         order: &[usize],
         f: impl Fn(usize) -> Result<R, EngineError> + Sync,
     ) -> Result<Vec<R>, EngineError> {
-        let n = order.len();
-        if n <= 1 {
-            return self.pool.install(|| order.iter().map(|&i| f(i)).collect());
-        }
-        let results: Vec<Mutex<Option<Result<R, EngineError>>>> =
-            (0..n).map(|_| Mutex::new(None)).collect();
-        let next = AtomicUsize::new(0);
-        let failed = AtomicBool::new(false);
-        let workers = self.pool.current_num_threads().min(n);
-        self.pool.install(|| {
-            (0..workers).into_par_iter().for_each(|_| {
-                while !failed.load(Ordering::Relaxed) {
-                    let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        break;
-                    };
-                    let result = f(i);
-                    if result.is_err() {
-                        failed.store(true, Ordering::Relaxed);
-                    }
-                    *results[i].lock().expect("result slot") = Some(result);
-                }
-            })
-        });
-        let mut out = Vec::with_capacity(n);
-        for slot in results {
-            match slot.into_inner().expect("result slot") {
-                Some(Ok(r)) => out.push(r),
-                Some(Err(e)) => return Err(e),
-                None => {}
-            }
-        }
-        debug_assert!(!failed.load(Ordering::Relaxed) && out.len() == n);
-        Ok(out)
+        self.pool.run(self.share, order, f)
     }
 }
 

@@ -40,6 +40,9 @@ pub struct SocketConfig {
 /// The batch-clock side: drains the blocks that arrived before the cut.
 pub struct SocketSource {
     rx: mpsc::Receiver<(u64, RecordBatch)>,
+    /// The receiver task, on the host's shared runtime: ended with the
+    /// source.
+    task: tokio::task::AbortHandle,
     /// Highest logged block id already in a batch.
     consumed: u64,
     /// Logged blocks recovered after a restart, delivered first.
@@ -57,12 +60,19 @@ impl SocketSource {
         log: Option<(Arc<BlockLog>, u32)>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(config.max_pending_blocks.max(1));
-        rt.spawn(receive(name, config, tx, log));
+        let task = rt.spawn(receive(name, config, tx, log)).abort_handle();
         SocketSource {
             rx,
+            task,
             consumed: 0,
             pending: Vec::new(),
         }
+    }
+}
+
+impl Drop for SocketSource {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

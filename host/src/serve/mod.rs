@@ -62,9 +62,18 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    /// The wasm runtime, the server runtime or serving failed.
-    #[error("{0}")]
-    Runtime(String),
+    /// The host (wasm runtime, tokio runtime) could not start.
+    #[error(transparent)]
+    Host(#[from] crate::host::HostError),
+    /// Serving failed.
+    #[error("serving: {0}")]
+    Serve(#[source] std::io::Error),
+    /// The server thread could not start.
+    #[error("cannot start the server thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// The server thread panicked (a bug in weir).
+    #[error("the server thread panicked")]
+    Panicked,
 }
 
 /// An error answer of the API: a status and an [`api::ErrorBody`].

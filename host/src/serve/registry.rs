@@ -1,8 +1,9 @@
 //! The job registry: submission (confinement, files, limits, build, start),
-//! one supervisor thread per job that records how it ended, status, stop,
-//! upgrade and rollback. Every job runs on its own batch thread and worker
-//! pool (its worker share) and shares the host's wasm runtime. Nothing a
-//! job does ends the host: its failure is recorded in its status.
+//! how each job ended (recorded by its batch thread as it ends), status,
+//! stop, upgrade and rollback. Every job runs on its own batch thread and
+//! on the host's shared worker pool (at most its worker share at once),
+//! wasm runtime and receiver runtime. Nothing a job does ends the host:
+//! its failure is recorded in its status.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use super::confine::{self, PIPELINE_FILE};
 use super::ApiError;
 use crate::config::{Pipeline, PipelineError};
 use crate::error::{BuildError, EngineError};
-use crate::job::{self as engine, ClockMode, JobControl, RunningJob, SourceSpec};
+use crate::job::{self as engine, ClockMode, JobControl, SourceSpec};
 use crate::job::{RunSummary, StopSignal};
 
 /// Generator settings that size host memory, capped for every tenant.
@@ -27,7 +28,7 @@ const MAX_WORDS_PER_LINE: usize = 100;
 const MAX_VOCABULARY: usize = 100_000;
 /// Receiver blocks a socket source may queue.
 const MAX_PENDING_BLOCKS: usize = 256;
-use crate::wasm::Runtime;
+use crate::host::Host;
 
 /// How a job ended.
 enum Outcome {
@@ -155,7 +156,7 @@ impl Job {
 /// Every job on the host.
 pub struct Registry {
     config: ServeConfig,
-    runtime: Runtime,
+    host: Host,
     jobs: Mutex<Jobs>,
     seq: AtomicU64,
 }
@@ -189,11 +190,11 @@ fn now_ms() -> i64 {
 }
 
 impl Registry {
-    /// A registry running jobs on `runtime`.
-    pub fn new(config: ServeConfig, runtime: Runtime) -> Registry {
+    /// A registry running jobs on `host`.
+    pub fn new(config: ServeConfig, host: Host) -> Registry {
         Registry {
             config,
-            runtime,
+            host,
             jobs: Mutex::default(),
             seq: AtomicU64::new(0),
         }
@@ -313,7 +314,8 @@ impl Registry {
         for (name, bytes) in files.iter().take(req.modules.len()) {
             let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s);
             let plugin = self
-                .runtime
+                .host
+                .wasm()
                 .load_bytes(stem, bytes)
                 .map_err(|e| ApiError::module(format!("module {name:?}: {e}")))?;
             loaded.push(plugin);
@@ -354,13 +356,13 @@ impl Registry {
             .map_err(|e| ApiError::pipeline(hide(e.to_string())))?;
         let partitions = self.apply_limits(tenant, &mut pipeline)?;
         let ctx = pipeline
-            .build_with_runtime(self.runtime.clone())
+            .build_on_host(self.host.clone())
             .map_err(|e| match e {
                 PipelineError::Build(BuildError::Load(e)) => ApiError::module(hide(e.to_string())),
                 e => ApiError::pipeline(hide(e.to_string())),
             })?;
         let running = ctx.start(None).map_err(|e| match e {
-            e @ (BuildError::Start { .. } | BuildError::WasmRuntime { .. }) => {
+            e @ (BuildError::Start { .. } | BuildError::Host(_)) => {
                 ApiError::internal(format!("cannot start the job: {e}"))
             }
             e => ApiError::pipeline(hide(e.to_string())),
@@ -389,18 +391,7 @@ impl Registry {
             ended: Condvar::new(),
         });
         let supervised = job.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("weir-serve-{}", short(&id)))
-            .stack_size(256 << 10)
-            .spawn(move || supervise(supervised, running));
-        if let Err(e) = spawned {
-            // The job was moved into the closure and dropped with it; its
-            // threads end with their stop signal.
-            job.stop.request();
-            return Err(ApiError::internal(format!(
-                "cannot start the job's supervisor: {e}"
-            )));
-        }
+        running.on_termination(move |ended| record_end(&supervised, ended));
         drop(loaded);
         tracing::info!(tenant = %tenant.name, job = %id, name = %job.name, "job submitted");
         cleanup.0 = None; // the job keeps its directory
@@ -507,7 +498,8 @@ impl Registry {
     pub fn upgrade(&self, job: &Job, plugin: &str, module: &[u8]) -> Result<SwapInfo, ApiError> {
         self.check_swappable(job, plugin)?;
         let loaded = self
-            .runtime
+            .host
+            .wasm()
             .load_bytes(plugin, module)
             .map_err(|e| ApiError::module(e.to_string()))?;
         let report = job
@@ -572,8 +564,9 @@ impl Registry {
 }
 
 /// Waits for the job's end and records it.
-fn supervise(job: Arc<Job>, running: RunningJob) {
-    match running.await_termination() {
+/// Records how a job ended (run by its batch thread as it ends).
+fn record_end(job: &Job, ended: Result<RunSummary, engine::JobFailed>) {
+    match ended {
         Ok(summary) => {
             tracing::info!(tenant = %job.tenant, job = %job.id, batches = summary.batches, "job stopped");
             job.finish(Outcome::Stopped, summary);
@@ -659,10 +652,6 @@ fn job_stem(src: &str) -> String {
     } else {
         stem
     }
-}
-
-fn short(id: &str) -> &str {
-    &id[id.len().saturating_sub(8)..]
 }
 
 /// Messages name files relative to the job directory, not the host's

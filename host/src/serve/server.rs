@@ -39,7 +39,8 @@ use super::api::{JobList, RollbackRequest, SubmitRequest, UpgradeRequest};
 use super::config::{ServeConfig, TenantConfig};
 use super::registry::Registry;
 use super::{ApiError, ServeError};
-use crate::wasm::{Runtime, RuntimeConfig};
+use crate::host::{Host, HostConfig};
+use crate::wasm::RuntimeConfig;
 
 /// How long `stop` waits for the job's current batch before answering 202.
 const STOP_WAIT: Duration = Duration::from_secs(30);
@@ -207,24 +208,28 @@ fn router(registry: Arc<Registry>) -> Router {
 pub struct Server {
     registry: Arc<Registry>,
     listener: std::net::TcpListener,
-    rt: tokio::runtime::Runtime,
+    host: Host,
 }
 
 impl Server {
-    /// Creates the data directory and the shared wasm runtime, and binds
-    /// the listening socket (port 0 picks a free port).
+    /// Creates the data directory and the process's host (wasm runtime,
+    /// one tokio runtime for the API and every job's receivers, the worker
+    /// pool), and binds the listening socket (port 0 picks a free port).
     pub fn bind(config: ServeConfig) -> Result<Server, ServeError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| ServeError::DataDir {
             path: config.data_dir.clone(),
             source: e,
         })?;
-        let runtime = Runtime::new(&RuntimeConfig {
-            max_instances: config.max_instances(),
-            max_memory_bytes: config.max_memory_bytes() as usize,
-            memory_keep_resident: config.keep_resident_bytes,
-            ..RuntimeConfig::default()
-        })
-        .map_err(|e| ServeError::Runtime(format!("{e:#}")))?;
+        let host = Host::new(&HostConfig {
+            wasm: RuntimeConfig {
+                max_instances: config.max_instances(),
+                max_memory_bytes: config.max_memory_bytes() as usize,
+                memory_keep_resident: config.keep_resident_bytes,
+                ..RuntimeConfig::default()
+            },
+            io_threads: 2,
+            ..HostConfig::default()
+        })?;
         let listener = std::net::TcpListener::bind(config.bind).map_err(|e| ServeError::Bind {
             addr: config.bind,
             source: e,
@@ -241,16 +246,10 @@ impl Server {
                 "listening beyond loopback: tokens travel in clear text over plain HTTP; put a TLS proxy in front"
             );
         }
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("weir-serve")
-            .enable_all()
-            .build()
-            .map_err(|e| ServeError::Runtime(format!("server runtime: {e}")))?;
         Ok(Server {
-            registry: Arc::new(Registry::new(config, runtime)),
+            registry: Arc::new(Registry::new(config, host.clone())),
             listener,
-            rt,
+            host,
         })
     }
 
@@ -275,11 +274,11 @@ impl Server {
         let Server {
             registry,
             listener,
-            rt,
+            host,
         } = self;
         let addr = listener.local_addr().ok();
         let app = router(registry.clone());
-        let served = rt.block_on(async move {
+        let served = host.io().block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener)?;
             tracing::info!(addr = ?addr, "serving the control API");
             axum::serve(listener, app)
@@ -288,8 +287,7 @@ impl Server {
         });
         tracing::info!("shutting down: stopping every job after its current batch");
         registry.shutdown(SHUTDOWN_WAIT);
-        rt.shutdown_timeout(Duration::from_secs(5));
-        served.map_err(|e| ServeError::Runtime(format!("serving: {e}")))
+        served.map_err(ServeError::Serve)
     }
 
     /// Serves on a background thread; [`ServerHandle::shutdown`] stops it.
@@ -304,7 +302,7 @@ impl Server {
                     let _ = rx.await;
                 })
             })
-            .map_err(|e| ServeError::Runtime(format!("server thread: {e}")))?;
+            .map_err(ServeError::Thread)?;
         Ok(ServerHandle {
             addr,
             registry,
@@ -348,9 +346,7 @@ impl ServerHandle {
             let _ = tx.send(());
         }
         match self.thread.take() {
-            Some(t) => t
-                .join()
-                .unwrap_or_else(|_| Err(ServeError::Runtime("the server thread panicked".into()))),
+            Some(t) => t.join().unwrap_or(Err(ServeError::Panicked)),
             None => Ok(()),
         }
     }

@@ -1460,3 +1460,166 @@ pub enum PipelineError {
     #[error(transparent)]
     Build(BuildError),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = r#"
+[plugins]
+wc = "wc.wat"
+
+[[source]]
+name = "lines"
+type = "generator"
+"#;
+
+    fn parse(streams: &str) -> Result<Pipeline, Vec<String>> {
+        let text = format!("{HEAD}{streams}\n[[output]]\nstream = \"lines\"\ntype = \"print\"\n");
+        Pipeline::parse(Path::new("/p/pipe.toml"), &text).map_err(|e| e.problems)
+    }
+
+    #[test]
+    fn job_section_defaults_and_overrides() {
+        let p = parse("").unwrap();
+        let d = StreamingConfig::default();
+        assert_eq!(p.config.job_name, "pipe");
+        assert_eq!(p.config.batch_interval, d.batch_interval);
+        assert_eq!(p.config.partitions, d.partitions);
+        assert!(p.config.checkpoint.is_none());
+        let text = format!(
+            "[job]\nname = \"j\"\nbatch_interval = \"2s\"\ncheckpoint = \"ck\"\n{HEAD}\n[[output]]\nstream = \"lines\"\ntype = \"print\"\n"
+        );
+        let p = Pipeline::parse(Path::new("/p/pipe.toml"), &text).unwrap();
+        let ck = p.config.checkpoint.unwrap();
+        assert_eq!(ck.dir, Path::new("/p/ck"), "relative to the file");
+        assert_eq!(ck.every_batches, 5, "max(10 s, interval) in whole batches");
+        assert_eq!(p.config.job_name, "j");
+    }
+
+    #[test]
+    fn stream_parameters_are_typed_by_the_operator() {
+        let p = parse(
+            r#"
+[[stream]]
+name = "w"
+op = "reduce_by_key_and_window"
+input = "lines"
+function = "wc:sum"
+inverse = "wc:subtract"
+length = "30s"
+slide = "10s"
+partitions = 3
+"#,
+        )
+        .unwrap();
+        let s = &p.streams[0];
+        assert_eq!(s.op.name, "reduce_by_key_and_window");
+        assert_eq!(s.partitions(), Some(3));
+        assert!(matches!(
+            s.args.get("length"),
+            Some(StreamArg::Value(ArgValueDef::Duration(d))) if *d == Duration::from_secs(30)
+        ));
+        assert!(matches!(
+            s.args.get("inverse"),
+            Some(StreamArg::Function { alias, function }) if alias == "wc" && function == "subtract"
+        ));
+    }
+
+    #[test]
+    fn stream_problems_name_the_key_and_what_takes_it() {
+        let problems = parse(
+            r#"
+[[stream]]
+name = "a"
+op = "flat_map"
+input = "lines"
+function = "wc:split"
+timeout = "5s"
+
+[[stream]]
+name = "b"
+op = "reduce_by_key"
+input = "lines"
+function = "wc:sum"
+partitions = 0
+
+[[stream]]
+name = "c"
+op = "reduce_by_key_and_window"
+input = "lines"
+function = "wc:sum"
+inverse = "other:sub"
+length = "soon"
+"#,
+        )
+        .unwrap_err();
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+        assert!(problems[0]
+            .contains("`flat_map` takes no `timeout` (operators that take it: map_with_state)"));
+        assert!(problems[1].contains("stream `b`: `partitions` must be at least 1"));
+        assert!(
+            problems[2].contains("`inverse` must be a function of the same plugin, \"wc:NAME\"")
+        );
+        assert!(problems[3].contains("`length` = \"soon\" is not a duration"));
+    }
+
+    #[test]
+    fn missing_parameters_and_api_only_operators() {
+        let problems = parse(
+            r#"
+[[stream]]
+name = "w"
+op = "window"
+input = "lines"
+
+[[stream]]
+name = "s"
+op = "slice"
+input = "lines"
+"#,
+        )
+        .unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert!(problems[0].contains("`window` needs `length` (e.g. \"30s\")"));
+        assert!(problems[1].contains("`slice` is available in the library API only"));
+    }
+
+    #[test]
+    fn paths_are_listed_as_written() {
+        let text = format!(
+            r#"[job]
+checkpoint = "ck"
+{HEAD}
+[[source]]
+name = "files"
+type = "files"
+dir = "in"
+
+[[stream]]
+name = "s"
+op = "update_state_by_key"
+input = "lines"
+function = "wc:count"
+initial_state = "init.tsv"
+
+[[output]]
+stream = "s"
+type = "text_files"
+prefix = "out/s"
+"#
+        );
+        let p = Pipeline::parse(Path::new("/p/pipe.toml"), &text).unwrap();
+        let paths: Vec<(String, &str)> = p.paths();
+        assert_eq!(
+            paths,
+            vec![
+                ("[job] checkpoint".to_string(), "ck"),
+                ("plugins.wc".to_string(), "wc.wat"),
+                ("[[source]] #2 dir".to_string(), "in"),
+                ("[[stream]] #1 initial_state".to_string(), "init.tsv"),
+                ("[[output]] #1 prefix".to_string(), "out/s"),
+            ]
+        );
+    }
+}

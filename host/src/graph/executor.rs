@@ -392,3 +392,130 @@ impl Executor {
         Ok(values)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use weir_abi::RecordBatch;
+
+    use super::*;
+    use crate::graph::{Graph, NodeKind};
+    use crate::ops::spec::{ArgValue, Args, InputInfo};
+    use crate::ops::{registry, ValueKind};
+    use crate::worker_pool::WorkerPool;
+
+    /// source → count_by_value_and_window (two stages, the second with
+    /// window state), built from the registry as the API builds it.
+    fn executor() -> Executor {
+        let mut graph = Graph::default();
+        let src = graph.add("src".into(), NodeKind::Source(0), vec![], 1000, 2);
+        let desc = registry::find("count_by_value_and_window").unwrap();
+        let args = Args::check(
+            desc,
+            [
+                ("length", ArgValue::Duration(Duration::from_secs(2))),
+                ("partitions", ArgValue::Number(2)),
+            ]
+            .into_iter()
+            .collect(),
+            vec![InputInfo {
+                name: "src".into(),
+                partitions: 2,
+                slide_ms: 1000,
+                value_kind: ValueKind::Opaque,
+                state_partitions: None,
+            }],
+        )
+        .unwrap();
+        let mut input = src;
+        for (i, stage) in (desc.build)(&args).unwrap().into_iter().enumerate() {
+            input = graph.add(
+                format!("n{i}").into(),
+                NodeKind::Op(stage.op),
+                vec![input],
+                1000,
+                stage.partitions,
+            );
+        }
+        let pool = WorkerPool::new(Duration::from_secs(1), 2);
+        Executor::new(graph, "t".into(), pool, 2, 2, 1000, Limits::default())
+    }
+
+    fn batch(words: &[&str]) -> Option<Arc<Partitions>> {
+        let (a, b) = words.split_at(words.len() / 2);
+        let part = |ws: &[&str]| {
+            ws.iter()
+                .map(|w| (&b""[..], w.as_bytes()))
+                .collect::<RecordBatch>()
+        };
+        Some(Arc::new(vec![part(a), part(b)]))
+    }
+
+    fn last(values: &[Option<Arc<Partitions>>]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut recs: Vec<_> = values
+            .last()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p.iter().map(|(k, v)| (k.to_vec(), v.to_vec())))
+            .collect();
+        recs.sort();
+        recs
+    }
+
+    #[test]
+    fn a_discarded_batch_leaves_the_state_as_it_was() {
+        let mut ex = executor();
+        ex.run_batch(1000, &[batch(&["a", "b", "a"])]).unwrap();
+        ex.commit();
+        let bytes = ex.state_bytes();
+        let first = last(&ex.run_batch(2000, &[batch(&["a", "c"])]).unwrap());
+        ex.discard();
+        assert_eq!(ex.state_bytes(), bytes, "nothing committed");
+        let again = last(&ex.run_batch(2000, &[batch(&["a", "c"])]).unwrap());
+        assert_eq!(
+            first, again,
+            "the same batch on the same state, the same output"
+        );
+        ex.commit();
+        assert_ne!(ex.state_bytes(), bytes, "committed");
+        // a:2+1, b:1, c:1 over (0, 2000]
+        let count = |n: i64| n.to_le_bytes().to_vec();
+        assert_eq!(
+            again,
+            vec![
+                (b"a".to_vec(), count(3)),
+                (b"b".to_vec(), count(1)),
+                (b"c".to_vec(), count(1)),
+            ]
+        );
+    }
+
+    #[test]
+    fn snapshots_restore_into_a_fresh_executor() {
+        let mut ex = executor();
+        for (i, words) in [&["a", "b"][..], &["b"], &["c", "c"]].iter().enumerate() {
+            ex.run_batch(1000 * (i as i64 + 1), &[batch(words)])
+                .unwrap();
+            ex.commit();
+        }
+        let snapshots = ex.snapshots();
+        assert_eq!(snapshots.len(), 1, "one stateful node: {snapshots:?}");
+        let mut restored = executor();
+        restored.restore(0, &snapshots).unwrap();
+        let next = [batch(&["a", "d"])];
+        assert_eq!(
+            last(&ex.run_batch(4000, &next).unwrap()),
+            last(&restored.run_batch(4000, &next).unwrap())
+        );
+        let mut wrong = snapshots.clone();
+        wrong[0].1.kind = "keyed_state".into();
+        let err = executor().restore(0, &wrong).unwrap_err().to_string();
+        assert!(
+            err.contains("`keyed_state` snapshot") && err.contains("n1"),
+            "{err}"
+        );
+    }
+}

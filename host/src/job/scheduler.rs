@@ -667,3 +667,108 @@ impl BatchLoop {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::job::{ClockMode, StreamingConfig, StreamingContext};
+
+    fn config(retries: u32) -> StreamingConfig {
+        StreamingConfig {
+            clock: ClockMode::Simulated { start_ms: 0 },
+            partitions: 2,
+            workers: 2,
+            max_retries: retries,
+            ..StreamingConfig::default()
+        }
+    }
+
+    /// Batches of `(key, value)` records: key `k{i % 3}`.
+    fn input() -> Vec<Vec<(String, String)>> {
+        (0..6)
+            .map(|b| {
+                (0..b + 2)
+                    .map(|i| (format!("k{}", i % 3), format!("{b}-{i}")))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// A stateful job (an incremental count per window) whose output fails
+    /// once, at `fail_at`, when given: the retried batch must see the state
+    /// before it, not the state it had staged.
+    fn run(retries: u32, fail_at: Option<i64>) -> Result<Vec<(i64, Vec<(Vec<u8>, i64)>)>, String> {
+        let ctx = StreamingContext::new(config(retries)).unwrap();
+        let src = ctx.queue_stream(input()).unwrap();
+        let counts = src
+            .count_by_value_and_window(Duration::from_secs(3), Duration::from_secs(1), Some(2))
+            .unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let failed = Arc::new(AtomicBool::new(false));
+        let sink = seen.clone();
+        counts
+            .foreach_batch(move |t, parts| {
+                if Some(t) == fail_at && !failed.swap(true, Ordering::SeqCst) {
+                    return Err(EngineError::Output {
+                        output: "test".into(),
+                        path: "nowhere".into(),
+                        source: std::io::Error::other("injected"),
+                    });
+                }
+                let mut recs: Vec<(Vec<u8>, i64)> = parts
+                    .iter()
+                    .flat_map(|p| p.iter())
+                    .map(|(k, v)| (k.to_vec(), i64::from_le_bytes(v.try_into().unwrap())))
+                    .collect();
+                recs.sort();
+                sink.lock().unwrap().push((t, recs));
+                Ok(())
+            })
+            .unwrap();
+        ctx.run(Some(6)).map_err(|e| e.to_string())?;
+        let out = seen.lock().unwrap().clone();
+        Ok(out)
+    }
+
+    #[test]
+    fn a_retried_batch_starts_from_the_state_before_it() {
+        let straight = run(0, None).unwrap();
+        assert_eq!(straight.len(), 6);
+        let retried = run(1, Some(3000)).unwrap();
+        assert_eq!(
+            retried, straight,
+            "a retry must not apply the failed attempt's state"
+        );
+    }
+
+    #[test]
+    fn without_retries_a_failed_batch_fails_the_job() {
+        let err = run(0, Some(3000)).unwrap_err();
+        assert!(err.contains("injected"), "{err}");
+        assert!(err.contains("2 batch(es) completed"), "{err}");
+    }
+
+    #[test]
+    fn the_simulated_clock_jumps_and_a_stop_ends_waits() {
+        let clock = SimulatedClock::new(500);
+        let stop = StopSignal::default();
+        assert!(clock.wait_until(2000, &stop));
+        assert_eq!(clock.now_ms(), 2000);
+        assert!(clock.wait_until(1000, &stop), "never goes back");
+        assert_eq!(clock.now_ms(), 2000);
+        stop.request();
+        assert!(!clock.wait_until(3000, &stop));
+        assert!(
+            stop.wait_timeout(Duration::from_secs(5)),
+            "a requested stop wakes at once"
+        );
+        let system = SystemClock;
+        assert!(
+            !system.wait_until(system.now_ms() + 60_000, &stop),
+            "a stop ends a long wait"
+        );
+    }
+}

@@ -28,7 +28,7 @@ pub(crate) static TRANSFORM: OpDesc = OpDesc {
     stateful: false,
     in_pipelines: true,
     result: "function over whole partitions; over several inputs, partition `p` of each, values tagged with the input's number",
-    build: build,
+    build,
 };
 
 pub(crate) static TRANSFORM_WITH: OpDesc = OpDesc {
@@ -41,7 +41,7 @@ pub(crate) static TRANSFORM_WITH: OpDesc = OpDesc {
     stateful: false,
     in_pipelines: true,
     result: "function over partition `p` of both inputs, values tagged 0 (left) and 1 (right)",
-    build: build,
+    build,
 };
 
 fn build(args: &super::Args) -> Result<Vec<Stage>, crate::error::BuildError> {

@@ -165,3 +165,69 @@ impl Operator for Window {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(vals: &[&str]) -> Arc<Partitions> {
+        Arc::new(
+            vals.iter()
+                .map(|v| [(&b""[..], v.as_bytes())].into_iter().collect())
+                .collect(),
+        )
+    }
+
+    fn values(p: &Partitions) -> Vec<Vec<String>> {
+        p.iter()
+            .map(|b| {
+                b.iter()
+                    .map(|(_, v)| String::from_utf8(v.to_vec()).unwrap())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_window_holds_the_batches_of_its_length_partition_by_partition() {
+        let mut buf = WindowBuffer::default();
+        for (t, vals) in [(1000, ["a0", "a1"]), (2000, ["b0", "b1"])] {
+            buf.commit(Box::new(Push {
+                t,
+                parts: parts(&vals),
+                length_ms: 2000,
+            }));
+        }
+        // (1000, 3000]: batches 2000 and 3000; 1000 is out.
+        let w = buf.window((3000, &parts(&["c0", "c1"])), 2000);
+        assert_eq!(values(&w), vec![vec!["b0", "c0"], vec!["b1", "c1"]]);
+        assert!(buf.bytes() > 0);
+        // Committing 3000 forgets what no later window needs (t <= 1000).
+        buf.commit(Box::new(Push {
+            t: 3000,
+            parts: parts(&["c0", "c1"]),
+            length_ms: 2000,
+        }));
+        assert_eq!(
+            buf.batches.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+            vec![2000, 3000]
+        );
+    }
+
+    #[test]
+    fn snapshots_round_trip_and_refuse_other_kinds() {
+        let mut buf = WindowBuffer::default();
+        buf.commit(Box::new(Push {
+            t: 1000,
+            parts: parts(&["x"]),
+            length_ms: 5000,
+        }));
+        let snap = buf.snapshot();
+        let mut back = WindowBuffer::default();
+        back.restore(&snap).unwrap();
+        assert_eq!(values(&back.batches[0].1), vec![vec!["x"]]);
+        let mut other = snap.clone();
+        other.version = SNAPSHOT_VERSION + 1;
+        assert!(back.restore(&other).is_err(), "a newer version is refused");
+    }
+}

@@ -610,3 +610,37 @@ impl OpState for WindowedState {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_overlay_merges_changes_in_key_order() {
+        let base: BTreeMap<Vec<u8>, Vec<u8>> = [("b", "1"), ("d", "2"), ("f", "3")]
+            .into_iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect();
+        let mut o = Overlay {
+            base: Some(&base),
+            changes: BTreeMap::new(),
+        };
+        o.set(b"a".to_vec(), Some(b"new".to_vec()));
+        o.set(b"d".to_vec(), None);
+        o.set(b"f".to_vec(), Some(b"30".to_vec()));
+        o.set(b"g".to_vec(), None);
+        assert_eq!(o.get(b"d"), None);
+        assert_eq!(o.get(b"b"), Some(&b"1"[..]));
+        let merged: Vec<(Vec<u8>, Vec<u8>)> = o
+            .merged()
+            .iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        let want: Vec<(Vec<u8>, Vec<u8>)> = [("a", "new"), ("b", "1"), ("f", "30")]
+            .into_iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect();
+        assert_eq!(merged, want);
+        assert_eq!(base.len(), 3, "the base is untouched until commit");
+    }
+}

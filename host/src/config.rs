@@ -30,7 +30,7 @@ use crate::host::Host;
 use crate::job::{ClockMode, SourceSpec, Stream, StreamingConfig, StreamingContext};
 use crate::ops::registry;
 use crate::ops::spec::ArgValue;
-use crate::ops::{FunctionRef, OpDesc, ParamKind};
+use crate::ops::{FunctionRef, OpDesc, Param, ParamKind};
 use crate::receiver::generator::GeneratorKind;
 use crate::wasm::{Limits, Plugin};
 
@@ -625,6 +625,70 @@ fn string_of<'a>(
     }
 }
 
+/// Reports every key of a `[[stream]]` that no operator takes; false if
+/// there was one.
+fn known_keys_only(p: &mut Problems<'_>, table: &RawStream) -> bool {
+    let all_keys: Vec<&str> = STREAM_KEYS
+        .iter()
+        .copied()
+        .chain(registry::all_param_keys())
+        .collect();
+    let mut known = true;
+    for k in table.keys() {
+        if !all_keys.contains(&k.get_ref().as_str()) {
+            p.at(
+                k.span(),
+                format!(
+                    "unknown field `{}`, expected one of {}",
+                    k.get_ref(),
+                    all_keys
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            known = false;
+        }
+    }
+    known
+}
+
+/// The operator named `op_name` in the registry, or a problem with a hint
+/// (a Spark name, an API-only operator) and the list of known operators.
+fn find_operator(
+    p: &mut Problems<'_>,
+    name: &str,
+    op_name: &str,
+    span: Range<usize>,
+) -> Option<&'static OpDesc> {
+    if let Some(op) = registry::find(op_name).filter(|d| d.in_pipelines) {
+        return Some(op);
+    }
+
+    let hint = registry::find_spark(op_name)
+        .filter(|d| d.in_pipelines)
+        .map(|d| format!(" (did you mean `{}`?)", d.name))
+        .or_else(|| {
+            registry::find(op_name)
+                .map(|d| format!(" (`{}` is available in the library API only)", d.name))
+        });
+    let known: Vec<&str> = registry::OPERATORS
+        .iter()
+        .filter(|d| d.in_pipelines)
+        .map(|d| d.name)
+        .collect();
+    p.at(
+        span,
+        format!(
+            "stream `{name}`: unknown operator `{op_name}`{}; known operators: {}",
+            hint.unwrap_or_default(),
+            known.join(", ")
+        ),
+    );
+    None
+}
+
 /// `[[stream]]` tables: each against its operator's description.
 fn parse_streams(
     p: &mut Problems<'_>,
@@ -637,34 +701,11 @@ fn parse_streams(
     for (index, table) in raw.iter().enumerate() {
         let span = table.span();
         let get = |key: &str| table.get_ref().iter().find(|(k, _)| k.get_ref() == key);
-        // Keys no operator takes are refused first, as serde would.
-        let all_keys: Vec<&str> = STREAM_KEYS
-            .iter()
-            .copied()
-            .chain(registry::all_param_keys())
-            .collect();
         if let Some(name) = get("name").and_then(|(_, v)| v.get_ref().as_str()) {
             names.define(p, name, span.clone());
         }
-        let mut unknown = false;
-        for k in table.get_ref().keys() {
-            if !all_keys.contains(&k.get_ref().as_str()) {
-                p.at(
-                    k.span(),
-                    format!(
-                        "unknown field `{}`, expected one of {}",
-                        k.get_ref(),
-                        all_keys
-                            .iter()
-                            .map(|k| format!("`{k}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                );
-                unknown = true;
-            }
-        }
-        if unknown {
+        // Keys no operator takes are refused first, as serde would.
+        if !known_keys_only(p, table.get_ref()) {
             continue;
         }
         let Some((_, name)) = get("name") else {
@@ -684,27 +725,7 @@ fn parse_streams(
         let Some(op_name) = string_of(p, name, "op", op_value) else {
             continue;
         };
-        let Some(op) = registry::find(op_name).filter(|d| d.in_pipelines) else {
-            let hint = registry::find_spark(op_name)
-                .filter(|d| d.in_pipelines)
-                .map(|d| format!(" (did you mean `{}`?)", d.name))
-                .or_else(|| {
-                    registry::find(op_name)
-                        .map(|d| format!(" (`{}` is available in the library API only)", d.name))
-                });
-            let known: Vec<&str> = registry::OPERATORS
-                .iter()
-                .filter(|d| d.in_pipelines)
-                .map(|d| d.name)
-                .collect();
-            p.at(
-                op_value.span(),
-                format!(
-                    "stream `{name}`: unknown operator `{op_name}`{}; known operators: {}",
-                    hint.unwrap_or_default(),
-                    known.join(", ")
-                ),
-            );
+        let Some(op) = find_operator(p, name, op_name, op_value.span()) else {
             continue;
         };
         let inputs: Vec<String> = match (get("input"), get("inputs")) {
@@ -804,111 +825,10 @@ fn parse_args(
             );
             continue;
         };
-        let k = param.key;
-        let v = value.get_ref();
-        let arg = match param.kind {
-            ParamKind::Function(_) => {
-                let Some(f) = string_of(p, name, k, value) else {
-                    continue;
-                };
-                match f.split_once(':') {
-                    Some((alias, func)) if !alias.is_empty() && !func.is_empty() => {
-                        if !plugins.contains_key(alias) {
-                            p.at(
-                                value.span(),
-                                format!(
-                                    "stream `{name}`: unknown plugin `{alias}`; plugins declared in [plugins]: {}",
-                                    if plugins.is_empty() { "(none)".into() } else { plugins.keys().cloned().collect::<Vec<_>>().join(", ") }
-                                ),
-                            );
-                        }
-                        function_alias = Some(alias.to_owned());
-                        StreamArg::Function {
-                            alias: alias.to_owned(),
-                            function: func.to_owned(),
-                        }
-                    }
-                    _ => {
-                        p.at(value.span(), format!("stream `{name}`: `{k}` must be \"PLUGIN:FUNCTION\", e.g. \"wc:split\""));
-                        continue;
-                    }
-                }
-            }
-            ParamKind::SameFunction(_) => {
-                let Some(f) = string_of(p, name, k, value) else {
-                    continue;
-                };
-                let alias = function_alias.clone().unwrap_or_default();
-                match f.split_once(':') {
-                    Some((a, func)) if a == alias && !func.is_empty() => StreamArg::Function {
-                        alias,
-                        function: func.to_owned(),
-                    },
-                    _ => {
-                        p.at(value.span(), format!("stream `{name}`: `{k}` must be a function of the same plugin, \"{alias}:NAME\""));
-                        continue;
-                    }
-                }
-            }
-            ParamKind::Partitions | ParamKind::Count => match v.as_integer() {
-                Some(0) if param.kind == ParamKind::Partitions => {
-                    p.at(
-                        value.span(),
-                        format!("stream `{name}`: `{k}` must be at least 1"),
-                    );
-                    continue;
-                }
-                Some(n) if n >= 0 => StreamArg::Value(ArgValueDef::Number(n as usize)),
-                _ => {
-                    p.at(
-                        value.span(),
-                        format!("stream `{name}`: `{k}` must be a whole number"),
-                    );
-                    continue;
-                }
-            },
-            ParamKind::Duration => {
-                let Some(text) = string_of(p, name, k, value) else {
-                    continue;
-                };
-                match humantime::parse_duration(text) {
-                    Ok(d) if !d.is_zero() => StreamArg::Value(ArgValueDef::Duration(d)),
-                    Ok(_) => {
-                        p.at(value.span(), format!("`{k}` must be above zero"));
-                        continue;
-                    }
-                    Err(e) => {
-                        p.at(value.span(), format!("`{k}` = {text:?} is not a duration ({e}); write e.g. \"1s\" or \"200ms\""));
-                        continue;
-                    }
-                }
-            }
-            ParamKind::StateFile => {
-                let Some(text) = string_of(p, name, k, value) else {
-                    continue;
-                };
-                StreamArg::StateFile {
-                    written: text.to_owned(),
-                    path: r.resolve(text),
-                }
-            }
-            ParamKind::Choice(words) => {
-                let Some(text) = string_of(p, name, k, value) else {
-                    continue;
-                };
-                if !words.contains(&text) {
-                    p.at(
-                        value.span(),
-                        format!(
-                            "stream `{name}`: `{k}` = {text:?}: use one of {}",
-                            words.join(", ")
-                        ),
-                    );
-                    continue;
-                }
-                StreamArg::Value(ArgValueDef::Choice(text.to_owned()))
-            }
+        let Some(arg) = parse_value(p, name, param, value, &mut function_alias, plugins, r) else {
+            continue;
         };
+        let k = param.key;
         args.insert(k, arg);
     }
     for param in op.params.iter().filter(|q| q.required) {
@@ -936,6 +856,129 @@ fn parse_args(
     }
     let sound = p.list.len() == before;
     (args, sound)
+}
+
+/// One parameter's value, typed by its kind; `None` after reporting a
+/// problem. `function_alias` is the plugin of the stream's `function`.
+fn parse_value(
+    p: &mut Problems<'_>,
+    name: &str,
+    param: &Param,
+    value: &Spanned<toml::Value>,
+    function_alias: &mut Option<String>,
+    plugins: &BTreeMap<String, PluginDef>,
+    r: &Resolver,
+) -> Option<StreamArg> {
+    let k = param.key;
+    let v = value.get_ref();
+    Some(match param.kind {
+        ParamKind::Function(_) => {
+            let Some(f) = string_of(p, name, k, value) else {
+                return None;
+            };
+            match f.split_once(':') {
+                Some((alias, func)) if !alias.is_empty() && !func.is_empty() => {
+                    if !plugins.contains_key(alias) {
+                        p.at(
+                                value.span(),
+                                format!(
+                                    "stream `{name}`: unknown plugin `{alias}`; plugins declared in [plugins]: {}",
+                                    if plugins.is_empty() { "(none)".into() } else { plugins.keys().cloned().collect::<Vec<_>>().join(", ") }
+                                ),
+                            );
+                    }
+                    *function_alias = Some(alias.to_owned());
+                    StreamArg::Function {
+                        alias: alias.to_owned(),
+                        function: func.to_owned(),
+                    }
+                }
+                _ => {
+                    p.at(
+                        value.span(),
+                        format!(
+                            "stream `{name}`: `{k}` must be \"PLUGIN:FUNCTION\", e.g. \"wc:split\""
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+        ParamKind::SameFunction(_) => {
+            let Some(f) = string_of(p, name, k, value) else {
+                return None;
+            };
+            let alias = function_alias.clone().unwrap_or_default();
+            match f.split_once(':') {
+                Some((a, func)) if a == alias && !func.is_empty() => StreamArg::Function {
+                    alias,
+                    function: func.to_owned(),
+                },
+                _ => {
+                    p.at(value.span(), format!("stream `{name}`: `{k}` must be a function of the same plugin, \"{alias}:NAME\""));
+                    return None;
+                }
+            }
+        }
+        ParamKind::Partitions | ParamKind::Count => match v.as_integer() {
+            Some(0) if param.kind == ParamKind::Partitions => {
+                p.at(
+                    value.span(),
+                    format!("stream `{name}`: `{k}` must be at least 1"),
+                );
+                return None;
+            }
+            Some(n) if n >= 0 => StreamArg::Value(ArgValueDef::Number(n as usize)),
+            _ => {
+                p.at(
+                    value.span(),
+                    format!("stream `{name}`: `{k}` must be a whole number"),
+                );
+                return None;
+            }
+        },
+        ParamKind::Duration => {
+            let Some(text) = string_of(p, name, k, value) else {
+                return None;
+            };
+            match humantime::parse_duration(text) {
+                Ok(d) if !d.is_zero() => StreamArg::Value(ArgValueDef::Duration(d)),
+                Ok(_) => {
+                    p.at(value.span(), format!("`{k}` must be above zero"));
+                    return None;
+                }
+                Err(e) => {
+                    p.at(value.span(), format!("`{k}` = {text:?} is not a duration ({e}); write e.g. \"1s\" or \"200ms\""));
+                    return None;
+                }
+            }
+        }
+        ParamKind::StateFile => {
+            let Some(text) = string_of(p, name, k, value) else {
+                return None;
+            };
+            StreamArg::StateFile {
+                written: text.to_owned(),
+                path: r.resolve(text),
+            }
+        }
+        ParamKind::Choice(words) => {
+            let Some(text) = string_of(p, name, k, value) else {
+                return None;
+            };
+            if !words.contains(&text) {
+                p.at(
+                    value.span(),
+                    format!(
+                        "stream `{name}`: `{k}` = {text:?}: use one of {}",
+                        words.join(", ")
+                    ),
+                );
+                return None;
+            }
+            StreamArg::Value(ArgValueDef::Choice(text.to_owned()))
+        }
+    })
 }
 
 /// `[[output]]` tables.

@@ -366,98 +366,10 @@ impl StreamingContext {
         };
         let cfg = &self.config;
         let interval_ms = cfg.batch_interval.as_millis().max(1) as i64;
-        let block_ms = cfg.block_interval.as_millis().clamp(1, interval_ms as u128) as u64;
-
-        let descriptions: Vec<String> = builder.sources.iter().map(|(_, s)| s.describe()).collect();
-        let checkpointer = match &cfg.checkpoint {
-            Some(ck) => {
-                let mut pipeline = vec![format!(
-                    "job = interval {interval_ms} ms, partitions {}",
-                    cfg.partitions
-                )];
-                pipeline.extend(builder.graph.describe(&descriptions));
-                let modules = self.plugins.borrow().clone();
-                Some(
-                    Checkpointer::open(
-                        ck.clone(),
-                        &cfg.job_name,
-                        pipeline,
-                        modules,
-                        cfg.fresh_start,
-                    )
-                    .map_err(BuildError::Checkpoint)?,
-                )
-            }
-            None => None,
-        };
+        let checkpointer = self.open_checkpoint(&builder, interval_ms)?;
         let block_log = checkpointer.as_ref().and_then(|(c, _)| c.block_log());
-        let mut sources: Vec<Box<dyn Source>> = Vec::new();
-        for (index, (name, spec)) in builder.sources.into_iter().enumerate() {
-            sources.push(match spec {
-                SourceSpec::Socket { host, port } => Box::new(SocketSource::start(
-                    name,
-                    SocketConfig {
-                        host,
-                        port,
-                        block_interval: Duration::from_millis(block_ms),
-                        max_pending_blocks: cfg.max_pending_blocks,
-                        min_backoff: Duration::from_millis(100),
-                        max_backoff: Duration::from_secs(5),
-                    },
-                    self.host.io(),
-                    block_log.clone().map(|l| (l, index as u32)),
-                )),
-                SourceSpec::Files {
-                    dir,
-                    include_existing,
-                } => Box::new(
-                    FileSource::new(name, dir, include_existing, 50_000)
-                        .map_err(BuildError::Receiver)?,
-                ),
-                SourceSpec::Generator {
-                    kind,
-                    rate,
-                    seed,
-                    words_per_line,
-                    vocabulary,
-                    limit,
-                } => Box::new(GeneratorSource::new(GeneratorConfig {
-                    kind,
-                    rate,
-                    seed,
-                    words_per_line,
-                    vocabulary,
-                    zipf_s: 1.0,
-                    block_records: ((rate * block_ms) / 1000).max(1) as usize,
-                    batch_records: (rate * interval_ms as u64) / 1000,
-                    limit,
-                })),
-                SourceSpec::Queue(batches) => Box::new(QueueSource::new(batches)),
-            });
-        }
-
-        let mut outputs: Vec<(NodeId, Box<dyn Output>)> = Vec::new();
-        for (node, name, spec) in builder.outputs {
-            let kind = builder.graph.nodes[node].value_kind;
-            outputs.push((
-                node,
-                match spec {
-                    OutputSpec::Print { num } => Box::new(Print {
-                        num,
-                        kind,
-                        out: Box::new(std::io::stdout()),
-                    }),
-                    OutputSpec::TextFiles { prefix, suffix } => Box::new(TextFiles {
-                        name,
-                        prefix,
-                        suffix,
-                        kind,
-                    }),
-                    OutputSpec::ForEach(f) => Box::new(ForEachBatch(f)),
-                },
-            ));
-        }
-
+        let sources = self.start_sources(builder.sources, block_log, interval_ms)?;
+        let outputs = make_outputs(&builder.graph, builder.outputs);
         let stats_file = match &cfg.stats_file {
             Some(p) => Some(StatsFile::open(p).map_err(|source| BuildError::Start {
                 what: format!("statistics file {}", p.display()),
@@ -527,12 +439,127 @@ impl StreamingContext {
         })
     }
 
+    /// The checkpoint directory, recognised by the pipeline's description.
+    fn open_checkpoint(
+        &self,
+        builder: &Builder,
+        interval_ms: i64,
+    ) -> Result<Option<(Checkpointer, crate::checkpoint::Recovery)>, BuildError> {
+        let cfg = &self.config;
+        let Some(ck) = &cfg.checkpoint else {
+            return Ok(None);
+        };
+        let descriptions: Vec<String> = builder.sources.iter().map(|(_, s)| s.describe()).collect();
+        let mut pipeline = vec![format!(
+            "job = interval {interval_ms} ms, partitions {}",
+            cfg.partitions
+        )];
+        pipeline.extend(builder.graph.describe(&descriptions));
+        let modules = self.plugins.borrow().clone();
+        Checkpointer::open(
+            ck.clone(),
+            &cfg.job_name,
+            pipeline,
+            modules,
+            cfg.fresh_start,
+        )
+        .map(Some)
+        .map_err(BuildError::Checkpoint)
+    }
+
+    /// Starts every source (socket receivers on the host's runtime).
+    fn start_sources(
+        &self,
+        specs: Vec<(Arc<str>, SourceSpec)>,
+        block_log: Option<Arc<crate::checkpoint::BlockLog>>,
+        interval_ms: i64,
+    ) -> Result<Vec<Box<dyn Source>>, BuildError> {
+        let cfg = &self.config;
+        let block_ms = cfg.block_interval.as_millis().clamp(1, interval_ms as u128) as u64;
+        let mut sources: Vec<Box<dyn Source>> = Vec::new();
+        for (index, (name, spec)) in specs.into_iter().enumerate() {
+            sources.push(match spec {
+                SourceSpec::Socket { host, port } => Box::new(SocketSource::start(
+                    name,
+                    SocketConfig {
+                        host,
+                        port,
+                        block_interval: Duration::from_millis(block_ms),
+                        max_pending_blocks: cfg.max_pending_blocks,
+                        min_backoff: Duration::from_millis(100),
+                        max_backoff: Duration::from_secs(5),
+                    },
+                    self.host.io(),
+                    block_log.clone().map(|l| (l, index as u32)),
+                )),
+                SourceSpec::Files {
+                    dir,
+                    include_existing,
+                } => Box::new(
+                    FileSource::new(name, dir, include_existing, 50_000)
+                        .map_err(BuildError::Receiver)?,
+                ),
+                SourceSpec::Generator {
+                    kind,
+                    rate,
+                    seed,
+                    words_per_line,
+                    vocabulary,
+                    limit,
+                } => Box::new(GeneratorSource::new(GeneratorConfig {
+                    kind,
+                    rate,
+                    seed,
+                    words_per_line,
+                    vocabulary,
+                    zipf_s: 1.0,
+                    block_records: ((rate * block_ms) / 1000).max(1) as usize,
+                    batch_records: (rate * interval_ms as u64) / 1000,
+                    limit,
+                })),
+                SourceSpec::Queue(batches) => Box::new(QueueSource::new(batches)),
+            });
+        }
+
+        Ok(sources)
+    }
+
     /// Starts the job and waits for it: a convenience for tests and tools.
     pub fn run(self, max_batches: Option<u64>) -> Result<RunSummary, RunError> {
         self.start(max_batches)?
             .await_termination()
             .map_err(RunError::Failed)
     }
+}
+
+/// The outputs, with the node each writes.
+fn make_outputs(
+    graph: &Graph,
+    specs: Vec<(NodeId, Arc<str>, OutputSpec)>,
+) -> Vec<(NodeId, Box<dyn Output>)> {
+    let mut outputs: Vec<(NodeId, Box<dyn Output>)> = Vec::new();
+    for (node, name, spec) in specs {
+        let kind = graph.nodes[node].value_kind;
+        outputs.push((
+            node,
+            match spec {
+                OutputSpec::Print { num } => Box::new(Print {
+                    num,
+                    kind,
+                    out: Box::new(std::io::stdout()),
+                }),
+                OutputSpec::TextFiles { prefix, suffix } => Box::new(TextFiles {
+                    name,
+                    prefix,
+                    suffix,
+                    kind,
+                }),
+                OutputSpec::ForEach(f) => Box::new(ForEachBatch(f)),
+            },
+        ));
+    }
+
+    outputs
 }
 
 /// Starting or running a job failed.

@@ -232,6 +232,14 @@ impl Default for JobStatus {
     }
 }
 
+/// Where a job is: its last batch, its time, its last checkpoint.
+#[derive(Debug, Default, Clone, Copy)]
+struct Progressed {
+    seq: u64,
+    last_t: Option<i64>,
+    last_checkpoint: Option<u64>,
+}
+
 struct Progress {
     enabled: bool,
     started: Instant,
@@ -284,82 +292,114 @@ impl BatchLoop {
         }
     }
 
+    /// Restores the newest checkpoint: source positions, operator state,
+    /// the modules that ran. Returns where the job is.
+    fn restore_checkpoint(
+        &mut self,
+        ck: &mut Checkpointer,
+        recovery: &Recovery,
+        c: CheckpointData,
+    ) -> Result<Progressed, EngineError> {
+        let unreadable = |source: RestoreError| CheckpointError::Restore {
+            dir: ck.config().dir.clone(),
+            source,
+        };
+        for (i, (source, pos)) in self.sources.iter_mut().zip(&c.sources).enumerate() {
+            let pos = SourcePosition::from_snapshot(pos).map_err(|source| {
+                unreadable(RestoreError::Snapshot {
+                    owner: format!("source #{i}"),
+                    source,
+                })
+            })?;
+            source.restore(&pos, recovery, u32::MAX);
+        }
+        self.executor
+            .restore(c.zero_ms, &c.nodes)
+            .map_err(unreadable)?;
+        // The checkpoint's state is already migrated: no migration.
+        self.align_modules(ck, &c.modules, c.batch_time_ms, false)?;
+        Ok(Progressed {
+            seq: c.seq,
+            last_checkpoint: Some(c.seq),
+            // Written before the first batch, only its zero time counts.
+            last_t: Some(if c.seq > 0 {
+                c.batch_time_ms
+            } else {
+                c.zero_ms
+            }),
+        })
+    }
+
+    /// Re-runs every logged batch after the checkpoint, each with the
+    /// modules that ran it, then hands logged blocks not yet in any batch
+    /// to their sources.
+    fn replay_logged(
+        &mut self,
+        ck: &mut Checkpointer,
+        recovery: &mut Recovery,
+        at: &mut Progressed,
+        summary: &mut RunSummary,
+        progress: &mut Progress,
+    ) -> Result<(), EngineError> {
+        let replay = std::mem::take(&mut recovery.replay);
+        if !replay.is_empty() {
+            tracing::info!(batches = replay.len(), "replaying logged batches");
+        }
+        for entry in replay {
+            let _span = tracing::info_span!("replay", time_ms = entry.batch_time_ms).entered();
+            self.executor.set_zero(entry.zero_ms);
+            // Run every batch with the module that originally ran it,
+            // migrating at the same batch as the original swap.
+            self.align_modules(ck, &entry.modules, entry.batch_time_ms, true)?;
+            let started = (self.clock.now_ms(), Instant::now());
+            let mut inputs = Vec::with_capacity(self.sources.len());
+            for (source, input) in self.sources.iter_mut().zip(&entry.sources) {
+                let replay = |source: ReplayError| CheckpointError::Replay {
+                    batch_time_ms: entry.batch_time_ms,
+                    source,
+                };
+                let input = SourceInput::from_snapshot(input)
+                    .map_err(|e| replay(ReplayError::Snapshot(e)))?;
+                let blocks = source.replay(&input, recovery).map_err(replay)?;
+                inputs.push(blocks);
+            }
+            let inputs = self.partition(inputs);
+            let stats = self.process(entry.batch_time_ms, &inputs, started)?;
+            at.seq = entry.seq;
+            at.last_t = Some(entry.batch_time_ms);
+            self.completed(stats, summary, progress, true);
+            if at.seq % ck.config().every_batches == 0 {
+                self.write_checkpoint(ck, at.seq, entry.batch_time_ms)?;
+                at.last_checkpoint = Some(at.seq);
+            }
+        }
+        // Blocks logged but not in any batch go into the next one.
+        for (i, source) in self.sources.iter_mut().enumerate() {
+            let pos = source.position();
+            source.restore(&pos, recovery, i as u32);
+        }
+        recovery.blocks.clear();
+        Ok(())
+    }
+
     fn run_inner(
         &mut self,
         mut checkpoint: Option<(Checkpointer, Recovery)>,
         summary: &mut RunSummary,
         progress: &mut Progress,
     ) -> Result<(), EngineError> {
-        let mut seq = 0u64;
-        let mut last_t: Option<i64> = None;
-        let mut last_checkpoint = None;
+        let mut at = Progressed::default();
         if let Some((ck, recovery)) = &mut checkpoint {
             if let Some(c) = recovery.checkpoint.take() {
-                let unreadable = |source: RestoreError| CheckpointError::Restore {
-                    dir: ck.config().dir.clone(),
-                    source,
-                };
-                for (i, (source, pos)) in self.sources.iter_mut().zip(&c.sources).enumerate() {
-                    let pos = SourcePosition::from_snapshot(pos).map_err(|source| {
-                        unreadable(RestoreError::Snapshot {
-                            owner: format!("source #{i}"),
-                            source,
-                        })
-                    })?;
-                    source.restore(&pos, recovery, u32::MAX);
-                }
-                self.executor
-                    .restore(c.zero_ms, &c.nodes)
-                    .map_err(unreadable)?;
-                // The checkpoint's state is already migrated: no migration.
-                self.align_modules(ck, &c.modules, c.batch_time_ms, false)?;
-                seq = c.seq;
-                last_checkpoint = Some(c.seq);
-                last_t = (c.seq > 0).then_some(c.batch_time_ms);
-                if c.seq == 0 {
-                    // Written before the first batch: only the zero time counts.
-                    last_t = Some(c.zero_ms);
-                }
+                at = self.restore_checkpoint(ck, recovery, c)?;
             }
-            let replay = std::mem::take(&mut recovery.replay);
-            if !replay.is_empty() {
-                tracing::info!(batches = replay.len(), "replaying logged batches");
-            }
-            for entry in replay {
-                let _span = tracing::info_span!("replay", time_ms = entry.batch_time_ms).entered();
-                self.executor.set_zero(entry.zero_ms);
-                // Run every batch with the module that originally ran it,
-                // migrating at the same batch as the original swap.
-                self.align_modules(ck, &entry.modules, entry.batch_time_ms, true)?;
-                let started = (self.clock.now_ms(), Instant::now());
-                let mut inputs = Vec::with_capacity(self.sources.len());
-                for (source, input) in self.sources.iter_mut().zip(&entry.sources) {
-                    let replay = |source: ReplayError| CheckpointError::Replay {
-                        batch_time_ms: entry.batch_time_ms,
-                        source,
-                    };
-                    let input = SourceInput::from_snapshot(input)
-                        .map_err(|e| replay(ReplayError::Snapshot(e)))?;
-                    let blocks = source.replay(&input, recovery).map_err(replay)?;
-                    inputs.push(blocks);
-                }
-                let inputs = self.partition(inputs);
-                let stats = self.process(entry.batch_time_ms, &inputs, started)?;
-                seq = entry.seq;
-                last_t = Some(entry.batch_time_ms);
-                self.completed(stats, summary, progress, true);
-                if seq % ck.config().every_batches == 0 {
-                    self.write_checkpoint(ck, seq, entry.batch_time_ms)?;
-                    last_checkpoint = Some(seq);
-                }
-            }
-            // Blocks logged but not in any batch go into the next one.
-            for (i, source) in self.sources.iter_mut().enumerate() {
-                let pos = source.position();
-                source.restore(&pos, recovery, i as u32);
-            }
-            recovery.blocks.clear();
+            self.replay_logged(ck, recovery, &mut at, summary, progress)?;
         }
+        let Progressed {
+            mut seq,
+            mut last_t,
+            mut last_checkpoint,
+        } = at;
 
         let mut t = self.next_live_time(last_t);
         if let Some((ck, _)) = &mut checkpoint {

@@ -2,6 +2,7 @@
 //! area. They run the real binary (`CARGO_BIN_EXE_weir`), so they live in
 //! the crate that owns it.
 
+mod checkpoint_compat;
 mod cli;
 mod examples;
 mod plugin_inspect;

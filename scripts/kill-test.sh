@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WEIR_KILLS="${1:-200}" WEIR_SEED="${2:-$RANDOM}" \
-    cargo test -p weir --test recovery sigkill_at_random_moments -- --nocapture
+    cargo test -p weir --test it recovery::sigkill_at_random_moments -- --nocapture

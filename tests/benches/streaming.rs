@@ -19,7 +19,9 @@
 //!    batches — five that each bring 200 K new keys, then three over random
 //!    existing keys — through `update_state_by_key` and `map_with_state`
 //!    with `running_count`: per-batch processing time, keys in state, and
-//!    memory per key.
+//!    memory per key; then the same timed runs with batch retries on
+//!    (`max_retries = 2`, the state kept before every batch), side by side
+//!    with retries off.
 //!
 //! Environment: `WEIR_BENCH_WORKERS` (2), `WEIR_BENCH_PARTITIONS` (4),
 //! `WEIR_BENCH_WC_LINES=100000,500000`, `WEIR_BENCH_WC_BATCHES` (5 measured
@@ -197,7 +199,11 @@ fn child(args: &[String]) {
             vocabulary.parse().expect("vocabulary"),
             batches.parse().expect("batches"),
         ),
-        ["state", mode, memory] => child_state(*mode == "update", *memory == "default"),
+        ["state", mode, memory, retries] => child_state(
+            *mode == "update",
+            *memory == "default",
+            retries.parse().expect("max_retries"),
+        ),
         other => panic!("unknown child arguments {other:?}"),
     }
 }
@@ -633,10 +639,14 @@ fn state_section() {
     // Times with the default runtime; memory from a second run whose wasm
     // memories are given back after every call (the default keeps up to
     // 64 MiB per pool slot resident, which would count as state).
-    let upd = run_child(&["state", "update", "default"]);
-    let mws = run_child(&["state", "mapws", "default"]);
-    let upd_mem = run_child(&["state", "update", "release"]);
-    let mws_mem = run_child(&["state", "mapws", "release"]);
+    // Each run with retries on right after its run with retries off, so
+    // other load on the machine skews the pair as little as possible.
+    let upd = run_child(&["state", "update", "default", "0"]);
+    let upd_retries = run_child(&["state", "update", "default", RETRIES]);
+    let mws = run_child(&["state", "mapws", "default", "0"]);
+    let mws_retries = run_child(&["state", "mapws", "default", RETRIES]);
+    let upd_mem = run_child(&["state", "update", "release", "0"]);
+    let mws_mem = run_child(&["state", "mapws", "release", "0"]);
     let (tu, tm) = (upd.list("processing_ms"), mws.list("processing_ms"));
     let (ku, km) = (upd.list("keys"), mws.list("keys"));
     let (ru, rm) = (upd_mem.list("rss_mb"), mws_mem.list("rss_mb"));
@@ -704,9 +714,49 @@ fn state_section() {
             timed.f64("peak_rss_mb"),
         );
     }
+    state_retries_table(&upd, &upd_retries, &mws, &mws_retries);
 }
 
-fn child_state(update: bool, keep_resident: bool) {
+/// `max_retries` of the second timed run of each state operator: the
+/// scheduler keeps a copy of every operator's state before each batch.
+const RETRIES: &str = "2";
+
+/// Retries off against [`RETRIES`], batch by batch.
+fn state_retries_table(upd: &Results, upd_r: &Results, mws: &Results, mws_r: &Results) {
+    let (tu, tm) = (upd.list("processing_ms"), mws.list("processing_ms"));
+    let (tur, tmr) = (upd_r.list("processing_ms"), mws_r.list("processing_ms"));
+    println!();
+    println!("  retries off vs on (max_retries = {RETRIES}), processing ms per batch:");
+    println!(
+        "  {:>6} | {:>19} {:>9} | {:>19} {:>9}",
+        "batch", "update_state_by_key", "retries", "map_with_state", "retries"
+    );
+    for i in 0..tu.len().max(tm.len()) {
+        println!(
+            "  {:>6} | {:>16.1} ms {:>6.1} ms | {:>16.1} ms {:>6.1} ms",
+            i + 1,
+            tu[i],
+            tur[i],
+            tm[i],
+            tmr[i]
+        );
+    }
+    for (name, off, on, off_run, on_run) in [
+        ("update_state_by_key", &tu, &tur, upd, upd_r),
+        ("map_with_state", &tm, &tmr, mws, mws_r),
+    ] {
+        println!(
+            "  {name}: median {:.1} ms/batch with retries off, {:.1} ms with max_retries = {RETRIES} ({:+.0} %); peak RSS {:.0} MB off, {:.0} MB on",
+            median(off),
+            median(on),
+            (median(on) / median(off) - 1.0) * 100.0,
+            off_run.f64("peak_rss_mb"),
+            on_run.f64("peak_rss_mb"),
+        );
+    }
+}
+
+fn child_state(update: bool, keep_resident: bool, max_retries: u32) {
     let runtime = Runtime::new(&RuntimeConfig {
         memory_keep_resident: if keep_resident {
             RuntimeConfig::default().memory_keep_resident
@@ -716,7 +766,11 @@ fn child_state(update: bool, keep_resident: bool) {
         ..RuntimeConfig::default()
     })
     .expect("runtime");
-    let ctx = StreamingContext::with_runtime(config("bench-state"), runtime).expect("context");
+    let config = StreamingConfig {
+        max_retries,
+        ..config("bench-state")
+    };
+    let ctx = StreamingContext::with_runtime(config, runtime).expect("context");
     let wc = ctx
         .load_plugin(guest(guests::WORDCOUNT))
         .expect("load wordcount");

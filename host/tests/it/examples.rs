@@ -4,10 +4,11 @@
 //! are pointed at the plugin the test build compiled.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use crate::support::{weir as weir_bin, wordcount};
 
 fn examples() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pipelines");
+    let dir = weir_tests::workspace_root().join("examples/pipelines");
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -19,7 +20,7 @@ fn examples() -> Vec<PathBuf> {
 
 /// The example, with plugin and output paths moved into `dir`.
 fn localise(example: &Path, dir: &Path) -> PathBuf {
-    let plugin = weir_tests::guest(weir_tests::guests::WORDCOUNT);
+    let plugin = wordcount();
     let text = std::fs::read_to_string(example)
         .unwrap()
         .replace(
@@ -34,7 +35,7 @@ fn localise(example: &Path, dir: &Path) -> PathBuf {
 }
 
 fn weir(args: &[&str], pipeline: &Path) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+    let out = weir_bin()
         .args(args)
         .arg(pipeline)
         .env("WEIR_LOG", "warn")
@@ -72,11 +73,11 @@ fn generator_examples_run() {
         ("join.toml", "2", "(Some("),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let example = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../examples/pipelines")
+        let example = weir_tests::workspace_root()
+            .join("examples/pipelines")
             .join(name);
         let p = localise(&example, dir.path());
-        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        let out = weir_bin()
             .args(["run"])
             .arg(&p)
             .args(["--batches", batches, "--simulated-clock"])

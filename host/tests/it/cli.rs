@@ -14,26 +14,13 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::support::{text, wat_wordcount, weir};
+
 /// How long any child may run before the test kills it and fails.
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ has a parent")
-        .to_path_buf()
-}
-
 fn fixture(name: &str) -> PathBuf {
-    root().join("tests/fixtures/pipelines").join(name)
-}
-
-fn weir() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8(bytes.to_vec()).expect("UTF-8 output")
+    weir_tests::fixture("pipelines").join(name)
 }
 
 /// Kills `pid` with SIGKILL unless told the child is done within [`LIMIT`].
@@ -409,7 +396,7 @@ fn run_three_batches_to_text_files() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out_dir = dir.path().join("out");
     let pipeline = dir.path().join("wordcount.toml");
-    let plugin = root().join("plugins/wordcount-wat/wordcount.wat");
+    let plugin = wat_wordcount();
     // 200 lines per second of 5 words: 1000 words per 1 s batch.
     std::fs::write(
         &pipeline,

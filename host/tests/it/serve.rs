@@ -20,12 +20,14 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use weir::serve::api::{JobInfo, JobState};
 use weir::serve::{Client, ClientError};
+
+use crate::support::{wat_wordcount as wat_wordcount_path, weir, wordcount};
 
 /// Scheduling delay the well-behaved job must stay under on every batch
 /// while the hostile jobs run next to it on the same 2 cores: half its
@@ -42,19 +44,12 @@ const ALICE: &str = "alice-token-0123456789abcdef";
 const BOB: &str = "bob-token-0123456789abcdef0000";
 const MALLORY: &str = "mallory-token-0123456789abcdef";
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ has a parent")
-        .to_path_buf()
-}
-
 fn wat_wordcount() -> Vec<u8> {
-    std::fs::read(root().join("plugins/wordcount-wat/wordcount.wat")).unwrap()
+    std::fs::read(wat_wordcount_path()).unwrap()
 }
 
 fn fixture(rel: &str) -> Vec<u8> {
-    std::fs::read(root().join("tests/fixtures").join(rel)).unwrap()
+    std::fs::read(weir_tests::fixture(rel)).unwrap()
 }
 
 /// A `weir serve` child process, killed on drop.
@@ -76,7 +71,7 @@ impl Host {
         )
         .unwrap();
         let log = std::fs::File::create(dir.path().join("host.log")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        let mut child = weir()
             .args(["serve", "--config"])
             .arg(&config)
             .env("WEIR_LOG", "info,weir::scheduler=warn")
@@ -288,7 +283,7 @@ fn reference_run(pipeline: &str, batches: u64, dir: &Path) -> Vec<(i64, PathBuf)
     std::fs::write(dir.join("wordcount.wat"), wat_wordcount()).unwrap();
     let p = dir.join("reference.toml");
     std::fs::write(&p, pipeline).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+    let out = weir()
         .arg("run")
         .arg(&p)
         .args(["--simulated-clock", "--batches", &batches.to_string()])
@@ -350,7 +345,9 @@ fn assert_outputs_match_reference(job_dir: &Path, pipeline: &str, batches: u64) 
 
 #[test]
 fn example_config_is_valid() {
-    let c = weir::serve::ServeConfig::load(&root().join("examples/serve.toml")).unwrap();
+    let c =
+        weir::serve::ServeConfig::load(&weir_tests::workspace_root().join("examples/serve.toml"))
+            .unwrap();
     assert!(c.bind.ip().is_loopback());
     assert_eq!(c.tenants.len(), 2);
 }
@@ -466,7 +463,7 @@ fn hostile_tenants_fail_alone_and_the_good_job_keeps_its_deadlines() {
 }
 
 /// Every path under `dir`, with file sizes.
-fn tree(dir: &Path) -> BTreeSet<(PathBuf, u64)> {
+fn tree_sizes(dir: &Path) -> BTreeSet<(PathBuf, u64)> {
     let mut out = BTreeSet::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -506,7 +503,7 @@ fn auth_and_confinement_refusals_change_nothing() {
     .unwrap();
 
     // Before any job: refused submissions leave no trace at all.
-    let before = tree(&host.data());
+    let before = tree_sizes(&host.data());
     for c in [&anonymous, &forged] {
         assert_eq!(status_of(c.raw("POST", "/v1/jobs", Some(&body))), 401);
         assert_eq!(status_of(c.raw("GET", "/v1/jobs", None)), 401);
@@ -517,14 +514,14 @@ fn auth_and_confinement_refusals_change_nothing() {
         .unwrap();
     assert_eq!(code, 401, "{text}");
     assert!(text.contains("\"unauthorized\""), "{text}");
-    assert_eq!(tree(&host.data()), before);
+    assert_eq!(tree_sizes(&host.data()), before);
 
     let job = alice.submit(&pipeline, &wc, &[]).unwrap();
     wait_for(&alice, &job.id, "a batch", |i| i.batches >= 1);
     let alice_dir = host.data().join("alice/jobs").join(&job.id);
     // Everything but the running job's own directory, which grows.
     let snapshot = || {
-        tree(&host.data())
+        tree_sizes(&host.data())
             .into_iter()
             .filter(|(p, _)| !host.data().join(p).starts_with(&alice_dir))
             .collect::<BTreeSet<_>>()
@@ -706,7 +703,7 @@ fn the_client_subcommands_drive_a_host() {
     let p = dir.path().join("wc.toml");
     std::fs::write(&p, wordcount_pipeline("cli", "plugins/wordcount.wat")).unwrap();
     let weir = |args: &[&str], token: Option<&str>| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
+        let mut c = weir();
         c.args(args)
             .args(["--server", &host.url])
             .env_remove("WEIR_TOKEN");
@@ -748,7 +745,7 @@ fn the_client_subcommands_drive_a_host() {
         info.modules.get("wordcount"),
         Some(&sha256_hex(&wat_wordcount()))
     );
-    let rust = weir_tests::guest(weir_tests::guests::WORDCOUNT);
+    let rust = wordcount();
     let (ok, out, err) = weir(
         &[
             "upgrade",
@@ -788,7 +785,7 @@ fn upgrade_and_rollback_over_http() {
     let bob = host.client(Some(BOB));
     let wat = wat_wordcount();
     // The Rust build of the same plugin: other bytes, byte-identical results.
-    let rust = std::fs::read(weir_tests::guest(weir_tests::guests::WORDCOUNT)).unwrap();
+    let rust = std::fs::read(wordcount()).unwrap();
     let (v1, v2) = (sha256_hex(&wat), sha256_hex(&rust));
     assert_ne!(v1, v2);
 

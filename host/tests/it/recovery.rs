@@ -18,11 +18,9 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-const PATIENCE: Duration = Duration::from_secs(120);
+use crate::support::{tree, wordcount};
 
-fn wordcount() -> PathBuf {
-    weir_tests::guest(weir_tests::guests::WORDCOUNT)
-}
+const PATIENCE: Duration = Duration::from_secs(120);
 
 /// A stateful, windowed job on the deterministic generator.
 fn pipeline(dir: &Path, window_length: &str) -> PathBuf {
@@ -85,7 +83,7 @@ prefix = "out/totals"
 }
 
 fn weir(pipeline: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
+    let mut cmd = crate::support::weir();
     cmd.arg("run")
         .arg(pipeline)
         .args(args)
@@ -103,33 +101,6 @@ fn run_to_end(pipeline: &Path, args: &[&str]) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "weir failed: {stderr}");
     stderr
-}
-
-/// Every visible file under `dir`: relative path → bytes.
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                out.insert(
-                    p.strip_prefix(root).unwrap().to_owned(),
-                    std::fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
 }
 
 /// Starts `weir`, forwarding stderr lines to a channel.

@@ -3,19 +3,14 @@
 //! `CARGO_BIN_EXE_weir`). Uses checked-in WAT modules only.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use sha2::{Digest, Sha256};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ has a parent")
-        .to_path_buf()
-}
+use crate::support::{text, wat_wordcount, weir};
 
 fn inspect(module: &PathBuf) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
+    weir()
         .args(["plugin", "inspect"])
         .arg(module)
         .env("WEIR_LOG", "off")
@@ -23,13 +18,9 @@ fn inspect(module: &PathBuf) -> Output {
         .expect("run the weir binary")
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8(bytes.to_vec()).expect("UTF-8 output")
-}
-
 #[test]
 fn inspect_a_plugin() {
-    let module = root().join("plugins/wordcount-wat/wordcount.wat");
+    let module = wat_wordcount();
     let out = inspect(&module);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
@@ -54,7 +45,7 @@ fn inspect_a_plugin() {
 
 #[test]
 fn inspect_lists_every_problem_and_fails() {
-    let module = root().join("tests/fixtures/abi/several_problems.wat");
+    let module = weir_tests::fixture("abi/several_problems.wat");
     let out = inspect(&module);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -88,7 +79,7 @@ fn inspect_lists_every_problem_and_fails() {
 
 #[test]
 fn inspect_names_unsupported_imports() {
-    let out = inspect(&root().join("tests/fixtures/abi/wasi_import.wat"));
+    let out = inspect(&weir_tests::fixture("abi/wasi_import.wat"));
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -103,7 +94,7 @@ fn inspect_names_unsupported_imports() {
 
 #[test]
 fn inspect_a_missing_file() {
-    let missing = root().join("tests/fixtures/abi/no_such_module.wasm");
+    let missing = weir_tests::fixture("abi/no_such_module.wasm");
     let out = inspect(&missing);
     let stderr = text(&out.stderr);
     assert!(!out.status.success());

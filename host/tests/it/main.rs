@@ -1,0 +1,11 @@
+//! Integration tests of the `weir` binary: one test binary, one module per
+//! area. They run the real binary (`CARGO_BIN_EXE_weir`), so they live in
+//! the crate that owns it.
+
+mod checkpoint_compat;
+mod cli;
+mod examples;
+mod plugin_inspect;
+mod recovery;
+mod serve;
+mod support;

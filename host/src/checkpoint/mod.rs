@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use weir_abi::RecordBatch;
 
-use self::log::{frame, read_frames, write_atomic, SegmentLog};
+use self::log::{frame, write_atomic, SegmentLog};
 
 /// Version of the on-disk formats. Format 1 is still read.
 pub const FORMAT: u32 = 2;
@@ -414,9 +414,13 @@ impl Checkpointer {
         let after = checkpoint.as_ref().map_or(0, |c| c.seq);
         let replay: Vec<BatchEntry> = batches
             .read_all_with(|payload| {
-                log::decode::<BatchEntry>(payload)
-                    .filter(|e| e.magic == BATCH_ENTRY_MAGIC)
-                    .or_else(|| v1::decode_batch_entry(payload))
+                // Format 2 entries begin with their magic number; anything
+                // else is format 1 (never decoded as the other format).
+                if payload.get(..8) == Some(&BATCH_ENTRY_MAGIC.to_le_bytes()[..]) {
+                    log::decode::<BatchEntry>(payload)
+                } else {
+                    v1::decode_batch_entry(payload)
+                }
             })?
             .into_iter()
             .filter(|e| e.seq > after)
@@ -588,11 +592,20 @@ fn checkpoint_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, CheckpointError> 
 
 fn read_checkpoint(path: &Path) -> Option<CheckpointData> {
     let bytes = fs::read(path).ok()?;
-    let (mut values, valid) = read_frames::<CheckpointData>(&bytes);
-    if valid == bytes.len() && values.len() == 1 && values[0].format == FORMAT {
-        return Some(values.remove(0));
-    }
-    v1::read_checkpoint(&bytes)
+    // Both formats begin with their number (a little-endian u32): look at
+    // it before decoding, so one format's bytes are never read as the
+    // other's (whose lengths would be garbage).
+    let (mut values, valid) = log::read_frames_with(&bytes, |payload| {
+        match payload
+            .get(..4)
+            .map(|f| u32::from_le_bytes(f.try_into().expect("4 bytes")))
+        {
+            Some(FORMAT) => log::decode::<CheckpointData>(payload),
+            Some(1) => v1::convert_checkpoint(payload),
+            _ => None,
+        }
+    });
+    (valid == bytes.len() && values.len() == 1).then(|| values.remove(0))
 }
 
 /// The newest checkpoint that reads back whole; damaged ones are reported

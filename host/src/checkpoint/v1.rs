@@ -95,16 +95,12 @@ fn snapshot<T: Serialize>((kind, version): (&str, u32), value: &T) -> Snapshot {
     Snapshot::encode(kind, version, value)
 }
 
-/// A format-1 checkpoint file's single frame, converted; `None` if it is
-/// not one (or is damaged). Format 1 kept node state by node index;
-/// `names` are the graph's stream names in node order, as the checkpoint's
-/// pipeline (checked unchanged before state is read) lists them.
-pub(crate) fn read_checkpoint(bytes: &[u8]) -> Option<CheckpointData> {
-    let (mut values, valid) = super::log::read_frames_with(bytes, decode::<CheckpointV1>);
-    if valid != bytes.len() || values.len() != 1 || values[0].format != 1 {
-        return None;
-    }
-    let c = values.remove(0);
+/// A format-1 checkpoint (one frame's payload), converted; `None` if it
+/// is not one. Format 1 kept node state by node index, so the converted
+/// snapshots are named `#index` (the pipeline, checked unchanged before
+/// state is read, has the same nodes in the same order).
+pub(crate) fn convert_checkpoint(payload: &[u8]) -> Option<CheckpointData> {
+    let c = decode::<CheckpointV1>(payload).filter(|c| c.format == 1)?;
     let blocks_consumed = c
         .sources
         .iter()

@@ -868,3 +868,45 @@ fn upgrade_and_rollback_over_http() {
     assert_outputs_match_reference(&job_dir, &pipeline, stopped.batches);
     host.assert_alive();
 }
+
+/// Threads of a process, from `/proc/PID/status`.
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a Threads: line")
+}
+
+/// Issue 9: jobs share one host — its wasm runtime, its receiver runtime
+/// and its worker pool — so an idle job costs its batch thread and nothing
+/// else (it cost four threads before: batch clock, receiver runtime,
+/// worker pool, supervisor).
+#[test]
+fn issue_9_idle_jobs_cost_one_thread_each() {
+    const JOBS: usize = 24;
+    let host = Host::start(&tenants("max_jobs_per_tenant = 64"));
+    let alice = host.client(Some(ALICE));
+    let before = threads_of(host.child.id());
+    let pipeline = |i: usize| {
+        format!(
+            "[job]\nname = \"idle{i}\"\nbatch_interval = \"200ms\"\n\n[[source]]\nname = \"lines\"\ntype = \"files\"\ndir = \".\"\n\n[[stream]]\nname = \"n\"\nop = \"count\"\ninput = \"lines\"\n\n[[output]]\nstream = \"n\"\ntype = \"text_files\"\nprefix = \"out/n\"\n"
+        )
+    };
+    let ids: Vec<String> = (0..JOBS)
+        .map(|i| alice.submit(&pipeline(i), &[], &[]).unwrap().id)
+        .collect();
+    for id in &ids {
+        wait_for(&alice, id, "two batches", |j| j.batches >= 2);
+    }
+    let after = threads_of(host.child.id());
+    assert!(
+        after <= before + JOBS + 2,
+        "{JOBS} idle jobs took {} threads ({before} before, {after} after); one each expected",
+        after - before
+    );
+    for id in &ids {
+        alice.stop(id).unwrap();
+    }
+}

@@ -13,7 +13,7 @@
 //! thread timing.
 
 use std::collections::hash_map::{Entry, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use rustc_hash::FxBuildHasher;
@@ -230,7 +230,7 @@ pub(crate) trait Operator: Send + Sync + std::fmt::Debug {
 
 /// What an operator needs to know about the batch it runs in.
 #[derive(Debug, Clone)]
-pub struct OpContext<'a> {
+pub(crate) struct OpContext<'a> {
     /// The worker pool partitions run on.
     pub pool: &'a crate::worker_pool::WorkerPool,
     /// How many partitions of this job may run at once (its workers).
@@ -273,23 +273,6 @@ impl OpContext<'_> {
         }
     }
 
-    /// Runs `f` on every item with mutable access to its slot in `slots`,
-    /// in parallel on the pool, keeping order.
-    pub fn par_map_mut<T: Sync, S: Send, R: Send>(
-        &self,
-        items: &[T],
-        slots: &mut [S],
-        f: impl Fn(usize, &T, &mut S) -> Result<R, EngineError> + Sync + Send,
-    ) -> Result<Vec<R>, EngineError> {
-        assert_eq!(items.len(), slots.len(), "one slot per item");
-        let slots: Vec<Mutex<&mut S>> = slots.iter_mut().map(Mutex::new).collect();
-        let order: Vec<usize> = (0..items.len()).collect();
-        self.run_dynamic(&order, |i| {
-            let mut slot = slots[i].lock().expect("each slot is taken once");
-            f(i, &items[i], &mut slot)
-        })
-    }
-
     /// Runs `f` on every item in parallel on the pool, keeping order.
     pub fn par_map<T: Sync, R: Send>(
         &self,
@@ -329,7 +312,7 @@ impl OpContext<'_> {
 /// The distinct keys of a partition, first appearance first, with each
 /// record's key number: what grouping needs, without collecting values.
 #[derive(Debug)]
-pub struct KeyIndex<'a> {
+pub(crate) struct KeyIndex<'a> {
     /// Distinct keys in first-appearance order.
     pub keys: Vec<&'a [u8]>,
     /// Per key: its first value.
@@ -436,7 +419,7 @@ impl PartialEq for KeyBytes<'_> {
 impl Eq for KeyBytes<'_> {}
 
 /// Groups a partition's records by key, first appearance first.
-pub fn group(batch: &RecordBatch) -> Groups<'_> {
+pub(crate) fn group(batch: &RecordBatch) -> Groups<'_> {
     let mut groups: Groups<'_> =
         IndexMap::with_capacity_and_hasher(batch.len().min(1 << 16), FxBuildHasher);
     for (k, v) in batch.iter() {
@@ -447,7 +430,7 @@ pub fn group(batch: &RecordBatch) -> Groups<'_> {
 
 /// Hash-partitions records by key into `n` partitions. Each input
 /// partition is split in parallel; buckets are then joined in input order.
-pub fn shuffle(
+pub(crate) fn shuffle(
     ctx: &OpContext<'_>,
     parts: &[RecordBatch],
     n: usize,

@@ -277,20 +277,34 @@ impl ServeConfig {
     }
 }
 
-fn merge_limits(base: &JobLimitsConfig, raw: &RawLimits) -> Result<JobLimitsConfig, String> {
-    let nonzero = |v: Option<u64>, key: &str| match v {
-        Some(0) => Err(format!("`{key}` must be above zero")),
+/// A `[limits]` value out of range.
+#[derive(Debug, thiserror::Error)]
+enum LimitError {
+    #[error("`{key}` must be above zero")]
+    Zero { key: &'static str },
+    #[error("`deadline` = {value:?} is not a duration ({source}); write e.g. \"30s\"")]
+    Duration {
+        value: String,
+        #[source]
+        source: humantime::DurationError,
+    },
+}
+
+fn merge_limits(base: &JobLimitsConfig, raw: &RawLimits) -> Result<JobLimitsConfig, LimitError> {
+    let nonzero = |v: Option<u64>, key: &'static str| match v {
+        Some(0) => Err(LimitError::Zero { key }),
         _ => Ok(v),
     };
     let deadline = match &raw.deadline {
         None => base.deadline,
         Some(d) => match humantime::parse_duration(d) {
             Ok(d) if !d.is_zero() => d,
-            Ok(_) => return Err("`deadline` must be above zero".into()),
-            Err(e) => {
-                return Err(format!(
-                    "`deadline` = {d:?} is not a duration ({e}); write e.g. \"30s\""
-                ))
+            Ok(_) => return Err(LimitError::Zero { key: "deadline" }),
+            Err(source) => {
+                return Err(LimitError::Duration {
+                    value: d.clone(),
+                    source,
+                })
             }
         },
     };

@@ -40,10 +40,21 @@ pub enum EngineError {
         bytes: u64,
         limit: u64,
     },
-    /// A receiver failed for good.
-    #[error("source `{source_name}`: {message}")]
+    /// A source could not read its input.
+    #[error("source `{source_name}`: cannot {action} {}: {source}", path.display())]
     Source {
         source_name: Arc<str>,
+        /// `list`, `read`.
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A bug in weir: one of its threads panicked.
+    #[error("internal error in the {thread}: {message}")]
+    Internal {
+        thread: &'static str,
+        /// The panic's message.
         message: String,
     },
 }
@@ -59,6 +70,7 @@ impl EngineError {
             EngineError::Checkpoint(_) => "checkpoint",
             EngineError::StateLimit { .. } => "state_limit",
             EngineError::Source { .. } => "source",
+            EngineError::Internal { .. } => "internal",
         }
     }
 }

@@ -624,9 +624,9 @@ fn internal_failure(panic: Box<dyn std::any::Any + Send>) -> JobFailed {
         .cloned()
         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
     JobFailed {
-        error: EngineError::Source {
-            source_name: "batch clock".into(),
-            message: format!("internal error: {}", msg.unwrap_or_default()),
+        error: EngineError::Internal {
+            thread: "batch clock",
+            message: msg.unwrap_or_default(),
         },
         summary: RunSummary {
             batches: 0,

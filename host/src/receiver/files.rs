@@ -54,18 +54,19 @@ impl FileSource {
         Ok(source)
     }
 
-    fn error(&self, message: String) -> EngineError {
+    fn error(&self, action: &'static str, path: &Path, source: std::io::Error) -> EngineError {
         EngineError::Source {
             source_name: self.name.clone(),
-            message,
+            action,
+            path: path.to_owned(),
+            source,
         }
     }
 
     fn list(&self) -> Result<Vec<(SystemTime, PathBuf)>, EngineError> {
         let mut files = Vec::new();
         for entry in walkdir::WalkDir::new(&self.dir).min_depth(1).max_depth(1) {
-            let entry = entry
-                .map_err(|e| self.error(format!("cannot list {}: {e}", self.dir.display())))?;
+            let entry = entry.map_err(|e| self.error("list", &self.dir, e.into()))?;
             if !entry.file_type().is_file() || is_hidden(entry.path()) {
                 continue;
             }
@@ -97,8 +98,7 @@ impl FileSource {
     pub fn read_files(&self, files: &[PathBuf]) -> Result<Vec<RecordBatch>, EngineError> {
         let mut blocks = Vec::new();
         for path in files {
-            let data = std::fs::read(path)
-                .map_err(|e| self.error(format!("cannot read {}: {e}", path.display())))?;
+            let data = std::fs::read(path).map_err(|e| self.error("read", path, e))?;
             let body = data.strip_suffix(b"\n").unwrap_or(&data);
             if data.is_empty() {
                 continue;

@@ -611,7 +611,10 @@ pub fn classify(e: &EngineError) -> JobError {
         EngineError::StateLimit { batch_time_ms, .. } => {
             out.batch_time_ms = Some(*batch_time_ms);
         }
-        EngineError::Output { .. } | EngineError::Checkpoint(_) | EngineError::Source { .. } => {}
+        EngineError::Output { .. }
+        | EngineError::Checkpoint(_)
+        | EngineError::Source { .. }
+        | EngineError::Internal { .. } => {}
     }
     out
 }

@@ -901,8 +901,11 @@ fn issue_9_idle_jobs_cost_one_thread_each() {
         wait_for(&alice, id, "two batches", |j| j.batches >= 2);
     }
     let after = threads_of(host.child.id());
+    // A few threads besides the batch threads may appear as the host
+    // serves the submissions (tokio's blocking threads for the API); four
+    // per job (the old layout) would be ~100 here.
     assert!(
-        after <= before + JOBS + 2,
+        after <= before + JOBS + 8,
         "{JOBS} idle jobs took {} threads ({before} before, {after} after); one each expected",
         after - before
     );

@@ -1493,6 +1493,17 @@ impl Pipeline {
     }
 }
 
+impl PipelineError {
+    /// A stable, machine-readable name of the problem (the serve API's
+    /// error code).
+    pub fn code(&self) -> &'static str {
+        match self {
+            PipelineError::Config(_) => "invalid_pipeline",
+            PipelineError::Build(e) => e.code(),
+        }
+    }
+}
+
 /// A pipeline could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {

@@ -75,6 +75,19 @@ impl EngineError {
     }
 }
 
+impl BuildError {
+    /// A stable, machine-readable name of the problem (the serve API's
+    /// error code): a module that is not a usable plugin, the host failing
+    /// to start the job, or anything else wrong with the pipeline.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BuildError::Load(_) => "invalid_module",
+            BuildError::Start { .. } | BuildError::Host(_) => "internal",
+            _ => "invalid_pipeline",
+        }
+    }
+}
+
 /// A job could not be built from the API calls or pipeline file.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {

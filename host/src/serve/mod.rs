@@ -122,6 +122,16 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_pipeline", m)
     }
 
+    /// The answer for an error whose type names its code (`code()` of
+    /// [`crate::BuildError`], [`crate::config::PipelineError`]).
+    pub fn from_code(code: &'static str, m: impl Into<String>) -> Self {
+        let status = match code {
+            "internal" => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self::new(status, code, m)
+    }
+
     /// 400: a module is not a usable plugin.
     pub fn module(m: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_module", m)

@@ -18,8 +18,8 @@ use super::api::{DelaySummary, JobError, JobInfo, JobLimits, JobState, SubmitReq
 use super::config::{ServeConfig, TenantConfig};
 use super::confine::{self, PIPELINE_FILE};
 use super::ApiError;
-use crate::config::{Pipeline, PipelineError};
-use crate::error::{BuildError, EngineError};
+use crate::config::Pipeline;
+use crate::error::EngineError;
 use crate::job::{self as engine, ClockMode, JobControl, SourceSpec};
 use crate::job::{RunSummary, StopSignal};
 
@@ -357,16 +357,10 @@ impl Registry {
         let partitions = self.apply_limits(tenant, &mut pipeline)?;
         let ctx = pipeline
             .build_on_host(self.host.clone())
-            .map_err(|e| match e {
-                PipelineError::Build(BuildError::Load(e)) => ApiError::module(hide(e.to_string())),
-                e => ApiError::pipeline(hide(e.to_string())),
-            })?;
-        let running = ctx.start(None).map_err(|e| match e {
-            e @ (BuildError::Start { .. } | BuildError::Host(_)) => {
-                ApiError::internal(format!("cannot start the job: {e}"))
-            }
-            e => ApiError::pipeline(hide(e.to_string())),
-        })?;
+            .map_err(|e| ApiError::from_code(e.code(), hide(e.to_string())))?;
+        let running = ctx
+            .start(None)
+            .map_err(|e| ApiError::from_code(e.code(), hide(e.to_string())))?;
         let job = Arc::new(Job {
             id: id.clone(),
             tenant: tenant.name.clone(),

@@ -858,6 +858,46 @@ fn parse_args(
     (args, sound)
 }
 
+/// A `"PLUGIN:FUNCTION"` parameter; remembers the plugin's alias for the
+/// same-plugin parameters.
+fn parse_function(
+    p: &mut Problems<'_>,
+    name: &str,
+    k: &str,
+    value: &Spanned<toml::Value>,
+    function_alias: &mut Option<String>,
+    plugins: &BTreeMap<String, PluginDef>,
+) -> Option<StreamArg> {
+    let Some(f) = string_of(p, name, k, value) else {
+        return None;
+    };
+    Some(match f.split_once(':') {
+        Some((alias, func)) if !alias.is_empty() && !func.is_empty() => {
+            if !plugins.contains_key(alias) {
+                p.at(
+                        value.span(),
+                        format!(
+                            "stream `{name}`: unknown plugin `{alias}`; plugins declared in [plugins]: {}",
+                            if plugins.is_empty() { "(none)".into() } else { plugins.keys().cloned().collect::<Vec<_>>().join(", ") }
+                        ),
+                    );
+            }
+            *function_alias = Some(alias.to_owned());
+            StreamArg::Function {
+                alias: alias.to_owned(),
+                function: func.to_owned(),
+            }
+        }
+        _ => {
+            p.at(
+                value.span(),
+                format!("stream `{name}`: `{k}` must be \"PLUGIN:FUNCTION\", e.g. \"wc:split\""),
+            );
+            return None;
+        }
+    })
+}
+
 /// One parameter's value, typed by its kind; `None` after reporting a
 /// problem. `function_alias` is the plugin of the stream's `function`.
 fn parse_value(
@@ -872,38 +912,7 @@ fn parse_value(
     let k = param.key;
     let v = value.get_ref();
     Some(match param.kind {
-        ParamKind::Function(_) => {
-            let Some(f) = string_of(p, name, k, value) else {
-                return None;
-            };
-            match f.split_once(':') {
-                Some((alias, func)) if !alias.is_empty() && !func.is_empty() => {
-                    if !plugins.contains_key(alias) {
-                        p.at(
-                                value.span(),
-                                format!(
-                                    "stream `{name}`: unknown plugin `{alias}`; plugins declared in [plugins]: {}",
-                                    if plugins.is_empty() { "(none)".into() } else { plugins.keys().cloned().collect::<Vec<_>>().join(", ") }
-                                ),
-                            );
-                    }
-                    *function_alias = Some(alias.to_owned());
-                    StreamArg::Function {
-                        alias: alias.to_owned(),
-                        function: func.to_owned(),
-                    }
-                }
-                _ => {
-                    p.at(
-                        value.span(),
-                        format!(
-                            "stream `{name}`: `{k}` must be \"PLUGIN:FUNCTION\", e.g. \"wc:split\""
-                        ),
-                    );
-                    return None;
-                }
-            }
-        }
+        ParamKind::Function(_) => parse_function(p, name, k, value, function_alias, plugins)?,
         ParamKind::SameFunction(_) => {
             let Some(f) = string_of(p, name, k, value) else {
                 return None;
@@ -1370,14 +1379,9 @@ impl Pipeline {
         Ok(ctx)
     }
 
-    /// Loads the plugins and builds the streams and outputs on `ctx`,
-    /// adding every plugin and function problem to `p`. Parts that depend
-    /// on something broken are skipped (their problem is reported already).
-    fn build_into(
-        &self,
-        ctx: StreamingContext,
-        p: &mut Problems<'_>,
-    ) -> Result<StreamingContext, PipelineError> {
+    /// Loads every plugin (the modules a checkpoint kept, when recovering),
+    /// reporting those that fail.
+    fn load_plugins(&self, ctx: &StreamingContext, p: &mut Problems<'_>) -> HashMap<&str, Plugin> {
         // Recovering: run the modules the checkpoint kept, not files that
         // may have changed since.
         let stored = match &self.config.checkpoint {
@@ -1404,6 +1408,62 @@ impl Pipeline {
                 Err(e) => p.at(def.span.clone(), format!("plugin `{alias}`: {e}")),
             }
         }
+        plugins
+    }
+
+    /// A stream's arguments with functions resolved to loaded plugins and
+    /// state files read; `None` when a plugin failed to load (already
+    /// reported) or a state file cannot be read (reported here).
+    fn resolve_args(
+        &self,
+        s: &StreamDef,
+        plugins: &HashMap<&str, Plugin>,
+        p: &mut Problems<'_>,
+    ) -> Option<BTreeMap<&'static str, ArgValue>> {
+        let mut args = BTreeMap::new();
+        for (key, arg) in &s.args {
+            let value = match arg {
+                StreamArg::Function { alias, function } => {
+                    let Some(plugin) = plugins.get(alias.as_str()) else {
+                        return None; // its plugin failed to load
+                    };
+                    ArgValue::Function(FunctionRef {
+                        plugin: plugin.clone(),
+                        function: function.as_str().into(),
+                    })
+                }
+                StreamArg::StateFile { path, .. } => {
+                    let format = match s.args.get("initial_state_format") {
+                        Some(StreamArg::Value(ArgValueDef::Choice(f))) => f.as_str(),
+                        _ => "text",
+                    };
+                    match read_initial_state(path, format) {
+                        Ok(pairs) => ArgValue::Pairs(pairs),
+                        Err(e) => {
+                            p.at(s.span.clone(), format!("stream `{}`: {key}: {e}", s.name));
+                            return None;
+                        }
+                    }
+                }
+                // Read with the state file.
+                StreamArg::Value(ArgValueDef::Choice(_)) => continue,
+                StreamArg::Value(ArgValueDef::Number(n)) => ArgValue::Number(*n),
+                StreamArg::Value(ArgValueDef::Duration(d)) => ArgValue::Duration(*d),
+            };
+            args.insert(*key, value);
+        }
+        Some(args)
+    }
+
+    /// Loads the plugins and builds the streams and outputs on `ctx`,
+    /// adding every plugin and function problem to `p`. Parts that depend
+    /// on something broken are skipped (their problem is reported already).
+    fn build_into(
+        &self,
+        ctx: StreamingContext,
+        p: &mut Problems<'_>,
+    ) -> Result<StreamingContext, PipelineError> {
+        let plugins = self.load_plugins(&ctx, p);
         let mut streams: HashMap<&str, Stream> = HashMap::new();
         for s in &self.sources {
             let st = ctx
@@ -1411,7 +1471,7 @@ impl Pipeline {
                 .map_err(PipelineError::Build)?;
             streams.insert(&s.name, st);
         }
-        'streams: for s in self.streams.iter().filter(|s| s.sound) {
+        for s in self.streams.iter().filter(|s| s.sound) {
             let Some(inputs) = s
                 .inputs
                 .iter()
@@ -1420,38 +1480,9 @@ impl Pipeline {
             else {
                 continue; // an input failed to build; its problem is already reported
             };
-            let mut args = BTreeMap::new();
-            for (key, arg) in &s.args {
-                let value = match arg {
-                    StreamArg::Function { alias, function } => {
-                        let Some(plugin) = plugins.get(alias.as_str()) else {
-                            continue 'streams; // its plugin failed to load
-                        };
-                        ArgValue::Function(FunctionRef {
-                            plugin: plugin.clone(),
-                            function: function.as_str().into(),
-                        })
-                    }
-                    StreamArg::StateFile { path, .. } => {
-                        let format = match s.args.get("initial_state_format") {
-                            Some(StreamArg::Value(ArgValueDef::Choice(f))) => f.as_str(),
-                            _ => "text",
-                        };
-                        match read_initial_state(path, format) {
-                            Ok(pairs) => ArgValue::Pairs(pairs),
-                            Err(e) => {
-                                p.at(s.span.clone(), format!("stream `{}`: {key}: {e}", s.name));
-                                continue 'streams;
-                            }
-                        }
-                    }
-                    // Read with the state file.
-                    StreamArg::Value(ArgValueDef::Choice(_)) => continue,
-                    StreamArg::Value(ArgValueDef::Number(n)) => ArgValue::Number(*n),
-                    StreamArg::Value(ArgValueDef::Duration(d)) => ArgValue::Duration(*d),
-                };
-                args.insert(*key, value);
-            }
+            let Some(args) = self.resolve_args(s, &plugins, p) else {
+                continue; // its plugin failed to load, or its state file cannot be read
+            };
             let others: Vec<&Stream> = inputs[1..].iter().collect();
             let result = inputs[0]
                 .apply_named(s.op, &others, args)

@@ -405,7 +405,7 @@ impl StreamingContext {
             clock,
             stop: stop.clone(),
             checkpoint: checkpointer,
-            runtime: self.host.wasm().clone(),
+            host: self.host.clone(),
             control: Some(control_rx),
             status: status.clone(),
             max_retries: cfg.max_retries,

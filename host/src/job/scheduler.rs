@@ -17,11 +17,12 @@ use crate::error::EngineError;
 use crate::graph::executor::Executor;
 use crate::graph::executor::{SwapError, SwapReport};
 use crate::graph::NodeId;
+use crate::host::Host;
 use crate::ops::{total_records, Partitions};
 use crate::output::stats::{BatchStats, StatsFile};
 use crate::output::Output;
 use crate::receiver::{blocks_to_partitions, Source, SourceInput, SourcePosition};
-use crate::wasm::{Plugin, Runtime};
+use crate::wasm::Plugin;
 use std::collections::BTreeMap;
 use std::sync::mpsc;
 
@@ -163,8 +164,10 @@ pub(crate) struct BatchLoop {
     pub stop: Arc<StopSignal>,
     /// Checkpointing, with what recovery found.
     pub checkpoint: Option<(Checkpointer, Recovery)>,
-    /// The wasm runtime (to load modules a checkpoint recorded).
-    pub runtime: Runtime,
+    /// The host: its wasm runtime loads the modules a checkpoint recorded,
+    /// and holding it keeps its receiver runtime (the job's socket
+    /// receivers) alive as long as the job runs.
+    pub host: Host,
     /// Swap and rollback requests, applied between batches.
     pub control: Option<mpsc::Receiver<Control>>,
     /// What [`JobControl`](crate::job::JobControl) reports.
@@ -513,7 +516,8 @@ impl BatchLoop {
                 };
             let bytes = ck.module_bytes(hash)?;
             let plugin = self
-                .runtime
+                .host
+                .wasm()
                 .load_bytes(name, &bytes)
                 .map_err(|e| replay(e.into()))?;
             let report = self

@@ -461,3 +461,44 @@ fn a_slow_job_pushes_back_on_the_socket_and_loses_nothing() {
         written >> 20
     );
 }
+
+/// A context on a host of its own (`with_runtime`) keeps that host — and
+/// the socket receiver running on it — alive after `start` consumed the
+/// context (found in review: the receiver was dropped with the context).
+#[test]
+fn a_job_on_its_own_host_keeps_its_socket_receiver() {
+    let lines: Vec<String> = (0..50).map(|i| format!("line {i}")).collect();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let to_send = lines.clone();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        for l in &to_send {
+            writeln!(conn, "{l}").unwrap();
+        }
+        conn.flush().unwrap();
+        conn // keep the connection open until the test ends
+    });
+    let ctx = weir::StreamingContext::with_runtime(live_config(2), weir_tests::runtime()).unwrap();
+    let counted = ctx
+        .socket_text_stream("127.0.0.1", port)
+        .unwrap()
+        .count()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    counted
+        .foreach_batch(move |_, parts| {
+            let _ = tx.send(count(&records(parts)[0].1));
+            Ok(())
+        })
+        .unwrap();
+    let job = ctx.start(None).unwrap();
+    let mut got = 0;
+    while got < lines.len() as i64 {
+        got += rx.recv_timeout(PATIENCE).expect("batches keep coming");
+    }
+    job.stop();
+    job.await_termination().unwrap();
+    assert_eq!(got, lines.len() as i64);
+    drop(server.join().unwrap());
+}

@@ -256,9 +256,19 @@ impl Executor {
     }
 
     /// Total bytes of keys and values held as state (keyed state, window
-    /// contents), for the state-size limit.
+    /// contents).
+    #[cfg(test)]
     pub(crate) fn state_bytes(&self) -> u64 {
         self.states.iter().flatten().map(|s| s.bytes()).sum()
+    }
+
+    /// [`Executor::state_bytes`] once the last batch is committed.
+    pub(crate) fn state_bytes_after(&self) -> u64 {
+        self.states
+            .iter()
+            .zip(&self.pending)
+            .filter_map(|(s, staged)| Some(s.as_ref()?.bytes_after(staged.as_ref())))
+            .sum()
     }
 
     /// The time slides count from, once the first batch ran.
@@ -479,8 +489,14 @@ mod tests {
             first, again,
             "the same batch on the same state, the same output"
         );
+        let projected = ex.state_bytes_after();
         ex.commit();
         assert_ne!(ex.state_bytes(), bytes, "committed");
+        assert_eq!(
+            ex.state_bytes(),
+            projected,
+            "the limit sees what a commit gives"
+        );
         // a:2+1, b:1, c:1 over (0, 2000]
         let count = |n: i64| n.to_le_bytes().to_vec();
         assert_eq!(

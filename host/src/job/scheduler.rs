@@ -683,14 +683,9 @@ impl BatchLoop {
             .map(|p| total_records(p) as u64)
             .sum();
         let values = self.executor.run_batch(t, inputs)?;
-        for (node, output) in &mut self.outputs {
-            if let Some(parts) = &values[*node] {
-                output.write(t, parts)?;
-            }
-        }
-        self.executor.commit();
+        // Over the limit, the batch fails before anything is written.
         if let Some(limit) = self.max_state_bytes {
-            let bytes = self.executor.state_bytes();
+            let bytes = self.executor.state_bytes_after();
             if bytes > limit {
                 return Err(EngineError::StateLimit {
                     job: self.executor.job().clone(),
@@ -700,6 +695,12 @@ impl BatchLoop {
                 });
             }
         }
+        for (node, output) in &mut self.outputs {
+            if let Some(parts) = &values[*node] {
+                output.write(t, parts)?;
+            }
+        }
+        self.executor.commit();
         let processing_ms = started.elapsed().as_secs_f64() * 1e3;
         let scheduling_delay_ms = (start_ms - t).max(0) as f64;
         Ok(BatchStats {
@@ -793,6 +794,49 @@ mod tests {
         let err = run(0, Some(3000)).unwrap_err();
         assert!(err.contains("injected"), "{err}");
         assert!(err.contains("2 batch(es) completed"), "{err}");
+    }
+
+    #[test]
+    fn a_batch_over_the_state_limit_fails_before_its_outputs_are_written() {
+        let ctx = StreamingContext::new(StreamingConfig {
+            max_state_bytes: Some(150),
+            ..config(0)
+        })
+        .unwrap();
+        // Window state grows with every batch (2, 3, 4 ... records, kept 3 s).
+        let src = ctx.queue_stream(input()).unwrap();
+        let windowed = src
+            .window(Duration::from_secs(3), Duration::from_secs(1))
+            .unwrap();
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let sink = written.clone();
+        windowed
+            .foreach_batch(move |t, _| {
+                sink.lock().unwrap().push(t);
+                Ok(())
+            })
+            .unwrap();
+        let failed = ctx.start(Some(6)).unwrap().await_termination().unwrap_err();
+        let EngineError::StateLimit {
+            batch_time_ms,
+            bytes,
+            limit,
+            ..
+        } = failed.error
+        else {
+            panic!("expected the state limit: {}", failed.error);
+        };
+        assert!(bytes > limit && limit == 150);
+        assert!(batch_time_ms > 1000, "some batches fit: {batch_time_ms}");
+        let before: Vec<i64> = (1..)
+            .map(|k| k * 1000)
+            .take_while(|t| *t < batch_time_ms)
+            .collect();
+        assert_eq!(
+            *written.lock().unwrap(),
+            before,
+            "every batch before the one over the limit is written, and nothing of that one"
+        );
     }
 
     #[test]

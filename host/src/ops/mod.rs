@@ -154,6 +154,9 @@ pub(crate) trait OpState: Send + Sync + std::fmt::Debug + std::any::Any {
     fn commit(&mut self, staged: Staged);
     /// Bytes of keys and values held (for the state limit).
     fn bytes(&self) -> u64;
+    /// Bytes held once `staged` (this batch's changes) is committed: the
+    /// state limit is checked with it before a batch's outputs are written.
+    fn bytes_after(&self, staged: Option<&Staged>) -> u64;
     /// The state as a checkpoint keeps it.
     fn snapshot(&self) -> Snapshot;
     /// The state back from a snapshot this operator wrote (any version it

@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use super::spec::{Arity, OpDesc, Param, ParamKind, Stage};
+use super::window::partitions_bytes;
 use super::{Inputs, OpContext, OpState, Operator, Partitions, Snapshot, Staged, Step, ValueKind};
 use crate::checkpoint::SnapshotError;
 use crate::error::EngineError;
@@ -94,7 +95,22 @@ impl OpState for Remembered {
     }
 
     fn bytes(&self) -> u64 {
-        0
+        let batches = self.slicer.batches.lock().expect("slicer poisoned");
+        batches.iter().map(|(_, p)| partitions_bytes(p)).sum()
+    }
+
+    fn bytes_after(&self, staged: Option<&Staged>) -> u64 {
+        let Some((t, parts)) = staged.and_then(|s| s.downcast_ref::<(i64, Arc<Partitions>)>())
+        else {
+            return self.bytes();
+        };
+        let batches = self.slicer.batches.lock().expect("slicer poisoned");
+        batches
+            .iter()
+            .filter(|(bt, _)| *bt > t - self.remember_ms)
+            .map(|(_, p)| partitions_bytes(p))
+            .sum::<u64>()
+            + partitions_bytes(parts)
     }
 
     fn snapshot(&self) -> Snapshot {

@@ -235,6 +235,26 @@ impl OpState for KeyedState {
         self.bytes
     }
 
+    fn bytes_after(&self, staged: Option<&Staged>) -> u64 {
+        let Some(staged) = staged.and_then(|s| s.downcast_ref::<KeyedStaged>()) else {
+            return self.bytes;
+        };
+        let (stores, base) = match (&staged.created, &self.stores) {
+            (Some(created), _) => (created, created.iter().map(StateStore::bytes).sum()),
+            (None, Some(stores)) => (stores, self.bytes),
+            (None, None) => return self.bytes,
+        };
+        let size = |k: &[u8], e: &StateEntry| (k.len() + e.value.len()) as i64;
+        let mut delta = 0i64;
+        for (store, changes) in stores.iter().zip(&staged.changes) {
+            for (k, entry) in changes {
+                delta += entry.as_ref().map_or(0, |e| size(k, e));
+                delta -= store.entries.get(k).map_or(0, |e| size(k, e));
+            }
+        }
+        base.saturating_add_signed(delta)
+    }
+
     fn snapshot(&self) -> Snapshot {
         Snapshot::encode(SNAPSHOT_KIND, SNAPSHOT_VERSION, &self.stores)
     }

@@ -87,6 +87,11 @@ impl WindowBuffer {
     }
 }
 
+/// Bytes of keys and values of a batch's partitions.
+pub(crate) fn partitions_bytes(parts: &[RecordBatch]) -> u64 {
+    parts.iter().map(|b| b.byte_len() as u64).sum()
+}
+
 impl OpState for WindowBuffer {
     fn commit(&mut self, staged: Staged) {
         let Ok(push) = staged.downcast::<Push>() else {
@@ -104,11 +109,19 @@ impl OpState for WindowBuffer {
     }
 
     fn bytes(&self) -> u64 {
+        self.batches.iter().map(|(_, p)| partitions_bytes(p)).sum()
+    }
+
+    fn bytes_after(&self, staged: Option<&Staged>) -> u64 {
+        let Some(push) = staged.and_then(|s| s.downcast_ref::<Push>()) else {
+            return self.bytes();
+        };
         self.batches
             .iter()
-            .flat_map(|(_, p)| p.iter())
-            .map(|b| b.byte_len() as u64)
-            .sum()
+            .filter(|(bt, _)| *bt > push.t - push.length_ms)
+            .map(|(_, p)| partitions_bytes(p))
+            .sum::<u64>()
+            + partitions_bytes(&push.parts)
     }
 
     fn snapshot(&self) -> Snapshot {

@@ -20,6 +20,7 @@ use super::count::{Count, CountByValue, Reduce};
 use super::spec::{
     function, Args, Arity, OpDesc, Param, ParamKind, Stage, LENGTH, PARTITIONS, SLIDE,
 };
+use super::window::partitions_bytes;
 use super::{
     Combiner, FunctionRef, Groups, Inputs, OpContext, OpState, Operator, Partitions, Snapshot,
     Staged, Step, ValueKind,
@@ -543,6 +544,17 @@ fn recompute(
     })
 }
 
+impl WindowedState {
+    fn current_bytes(&self) -> u64 {
+        self.current
+            .iter()
+            .flatten()
+            .flat_map(|m| m.iter())
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum()
+    }
+}
+
 impl OpState for WindowedState {
     fn commit(&mut self, staged: Staged) {
         let Ok(staged) = staged.downcast::<WindowStaged>() else {
@@ -581,20 +593,32 @@ impl OpState for WindowedState {
     }
 
     fn bytes(&self) -> u64 {
+        let batches: u64 = self.batches.iter().map(|(_, p)| partitions_bytes(p)).sum();
+        batches + self.current_bytes()
+    }
+
+    fn bytes_after(&self, staged: Option<&Staged>) -> u64 {
+        let Some(s) = staged.and_then(|s| s.downcast_ref::<WindowStaged>()) else {
+            return self.bytes();
+        };
         let batches: u64 = self
             .batches
             .iter()
-            .flat_map(|(_, p)| p.iter())
-            .map(|b| b.byte_len() as u64)
-            .sum();
-        let current: u64 = self
-            .current
-            .iter()
-            .flatten()
-            .flat_map(|m| m.iter())
-            .map(|(k, v)| (k.len() + v.len()) as u64)
-            .sum();
-        batches + current
+            .filter(|(bt, _)| *bt > s.keep_after)
+            .map(|(_, p)| partitions_bytes(p))
+            .sum::<u64>()
+            + partitions_bytes(&s.reduced);
+        let mut delta = 0i64;
+        for (p, changes) in s.changes.iter().flatten().enumerate() {
+            let values = self.current.as_ref().and_then(|c| c.get(p));
+            for (k, v) in changes {
+                delta += v.as_ref().map_or(0, |v| (k.len() + v.len()) as i64);
+                delta -= values
+                    .and_then(|m| m.get(k))
+                    .map_or(0, |v| (k.len() + v.len()) as i64);
+            }
+        }
+        batches + self.current_bytes().saturating_add_signed(delta)
     }
 
     fn snapshot(&self) -> Snapshot {

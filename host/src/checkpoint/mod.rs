@@ -63,13 +63,15 @@ impl Snapshot {
         }
     }
 
-    /// The value back, if the snapshot is `kind` at most `version`.
+    /// The value back, if the snapshot is `kind` of exactly `version` (an
+    /// owner that reads several versions asks for each it knows: bytes of
+    /// one version are never decoded as another's).
     pub fn decode<T: serde::de::DeserializeOwned>(
         &self,
         kind: &'static str,
         version: u32,
     ) -> Result<T, SnapshotError> {
-        if self.kind != kind || self.version > version {
+        if self.kind != kind || self.version != version {
             return Err(SnapshotError::Unexpected {
                 found: self.kind.clone(),
                 found_version: self.version,
@@ -136,8 +138,8 @@ pub enum ReplayError {
 /// A snapshot its reader cannot use.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    /// Another kind, or a newer version, than the reader knows.
-    #[error("a `{found}` snapshot of version {found_version} where `{kind}` up to version {version} was expected")]
+    /// Another kind, or another version, than the reader asked for.
+    #[error("a `{found}` snapshot of version {found_version} where `{kind}` version {version} was expected")]
     Unexpected {
         found: String,
         found_version: u32,

@@ -287,22 +287,24 @@ impl Executor {
     }
 
     /// Restores node state and zero time from a checkpoint. A snapshot is
-    /// found by its stream's name (or `#index`, as format-1 checkpoints
-    /// name nodes).
+    /// found by its stream's name, or, `by_index` (format-1 checkpoints,
+    /// which had no names), by `#index`.
     pub(crate) fn restore(
         &mut self,
         zero_ms: i64,
         snapshots: &[(String, Snapshot)],
+        by_index: bool,
     ) -> Result<(), RestoreError> {
         for (id, node) in self.graph.nodes.iter().enumerate() {
             let Some(state) = self.states[id].as_mut() else {
                 continue;
             };
-            let by_index = format!("#{id}");
-            let Some((_, snapshot)) = snapshots
-                .iter()
-                .find(|(name, _)| **name == *node.name || *name == by_index)
-            else {
+            let key = if by_index {
+                format!("#{id}")
+            } else {
+                node.name.to_string()
+            };
+            let Some((_, snapshot)) = snapshots.iter().find(|(name, _)| *name == key) else {
                 return Err(RestoreError::Missing {
                     owner: node.name.to_string(),
                 });
@@ -520,7 +522,7 @@ mod tests {
         let snapshots = ex.snapshots();
         assert_eq!(snapshots.len(), 1, "one stateful node: {snapshots:?}");
         let mut restored = executor();
-        restored.restore(0, &snapshots).unwrap();
+        restored.restore(0, &snapshots, false).unwrap();
         let next = [batch(&["a", "d"])];
         assert_eq!(
             last(&ex.run_batch(4000, &next).unwrap()),
@@ -528,7 +530,10 @@ mod tests {
         );
         let mut wrong = snapshots.clone();
         wrong[0].1.kind = "keyed_state".into();
-        let err = executor().restore(0, &wrong).unwrap_err().to_string();
+        let err = executor()
+            .restore(0, &wrong, false)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("`keyed_state` snapshot") && err.contains("n1"),
             "{err}"

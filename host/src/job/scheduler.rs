@@ -307,6 +307,12 @@ impl BatchLoop {
             dir: ck.config().dir.clone(),
             source,
         };
+        if c.sources.len() != self.sources.len() {
+            return Err(unreadable(RestoreError::Missing {
+                owner: format!("source #{}", c.sources.len().min(self.sources.len())),
+            })
+            .into());
+        }
         for (i, (source, pos)) in self.sources.iter_mut().zip(&c.sources).enumerate() {
             let pos = SourcePosition::from_snapshot(pos).map_err(|source| {
                 unreadable(RestoreError::Snapshot {
@@ -317,7 +323,7 @@ impl BatchLoop {
             source.restore(&pos, recovery, u32::MAX);
         }
         self.executor
-            .restore(c.zero_ms, &c.nodes)
+            .restore(c.zero_ms, &c.nodes, c.format == 1)
             .map_err(unreadable)?;
         // The checkpoint's state is already migrated: no migration.
         self.align_modules(ck, &c.modules, c.batch_time_ms, false)?;

@@ -832,7 +832,8 @@ fn parse_args(
         args.insert(k, arg);
     }
     for param in op.params.iter().filter(|q| q.required) {
-        if !args.contains_key(param.key) && p.list.len() == before {
+        let given = table.keys().any(|k| k.get_ref() == param.key);
+        if !given {
             let how = match param.kind {
                 ParamKind::Function(_) => format!("`{} = \"PLUGIN:FUNCTION\"`", param.key),
                 ParamKind::Duration => format!("`{}` (e.g. \"30s\")", param.key),
@@ -917,7 +918,9 @@ fn parse_value(
             let Some(f) = string_of(p, name, k, value) else {
                 return None;
             };
-            let alias = function_alias.clone().unwrap_or_default();
+            // When `function` itself is wrong its problem is reported;
+            // this one would only repeat it.
+            let alias = function_alias.clone()?;
             match f.split_once(':') {
                 Some((a, func)) if a == alias && !func.is_empty() => StreamArg::Function {
                     alias,
@@ -951,6 +954,13 @@ fn parse_value(
                 return None;
             };
             match humantime::parse_duration(text) {
+                Ok(d) if d.subsec_nanos() % 1_000_000 != 0 => {
+                    p.at(
+                        value.span(),
+                        format!("`{k}` = {text:?}: durations are whole milliseconds"),
+                    );
+                    return None;
+                }
                 Ok(d) if !d.is_zero() => StreamArg::Value(ArgValueDef::Duration(d)),
                 Ok(_) => {
                     p.at(value.span(), format!("`{k}` must be above zero"));
@@ -1074,36 +1084,74 @@ fn check_inputs(p: &mut Problems<'_>, streams: &[StreamDef], names: &Names) {
     }
 }
 
+/// A state file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateFileError {
+    /// It cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line without a tab.
+    #[error("{}:{line}: expected `key<TAB>value`", path.display())]
+    NoTab { path: PathBuf, line: usize },
+    /// An `i64` value that is not a number.
+    #[error("{}:{line}: {source}", path.display())]
+    Number {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    /// A `hex` value that is not hex.
+    #[error("{}:{line}: {source}", path.display())]
+    Hex {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: hex::FromHexError,
+    },
+}
+
 /// Reads `key<TAB>value` lines; values are `text` (raw UTF-8), `i64`
-/// (decimal, stored as the canonical 8-byte count) or `hex`.
-fn read_initial_state(path: &Path, format: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+/// (decimal, stored as the canonical 8-byte count) or `hex` (the parser
+/// admits no other format).
+fn read_initial_state(
+    path: &Path,
+    format: &str,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| StateFileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     let mut pairs = Vec::new();
     for (i, line) in text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
     {
-        let (k, v) = line
-            .split_once('\t')
-            .ok_or_else(|| format!("{}:{}: expected `key<TAB>value`", path.display(), i + 1))?;
+        let at = || (path.to_owned(), i + 1);
+        let (k, v) = line.split_once('\t').ok_or_else(|| StateFileError::NoTab {
+            path: path.to_owned(),
+            line: i + 1,
+        })?;
         let value = match format {
-            "text" => v.as_bytes().to_vec(),
             "i64" => v
                 .trim()
                 .parse::<i64>()
-                .map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?
+                .map_err(|source| {
+                    let (path, line) = at();
+                    StateFileError::Number { path, line, source }
+                })?
                 .to_le_bytes()
                 .to_vec(),
-            "hex" => {
-                hex::decode(v.trim()).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?
-            }
-            other => {
-                return Err(format!(
-                    "unknown initial_state_format `{other}`; use \"text\", \"i64\" or \"hex\""
-                ))
-            }
+            "hex" => hex::decode(v.trim()).map_err(|source| {
+                let (path, line) = at();
+                StateFileError::Hex { path, line, source }
+            })?,
+            _ => v.as_bytes().to_vec(),
         };
         pairs.push((k.as_bytes().to_vec(), value));
     }
@@ -1647,6 +1695,28 @@ length = "soon"
             problems[2].contains("`inverse` must be a function of the same plugin, \"wc:NAME\"")
         );
         assert!(problems[3].contains("`length` = \"soon\" is not a duration"));
+    }
+
+    #[test]
+    fn one_problem_is_reported_once_and_every_problem_is_reported() {
+        let problems = parse(
+            r#"
+[[stream]]
+name = "w"
+op = "reduce_by_key_and_window"
+input = "lines"
+function = "nope"
+inverse = "wc:subtract"
+slide = "1500us"
+"#,
+        )
+        .unwrap_err();
+        // The malformed function (not also the inverse that refers to
+        // it), the sub-millisecond slide, and the missing length.
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        assert!(problems[0].contains("`reduce_by_key_and_window` needs `length`"));
+        assert!(problems[1].contains("`function` must be \"PLUGIN:FUNCTION\""));
+        assert!(problems[2].contains("durations are whole milliseconds"));
     }
 
     #[test]

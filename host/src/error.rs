@@ -125,6 +125,9 @@ pub enum BuildError {
     /// A duration of zero.
     #[error("{op}: `{key}` must be above zero")]
     ZeroDuration { op: &'static str, key: &'static str },
+    /// A duration finer than batch times (milliseconds).
+    #[error("{op}: `{key}` must be a whole number of milliseconds")]
+    SubMillisecond { op: &'static str, key: &'static str },
     /// A window that does not fit its input's batches.
     #[error(
         "{op} on `{input}`: window length {length_ms} ms and slide {slide_ms} ms must both be positive multiples of \

@@ -307,6 +307,11 @@ impl Args {
                 (ParamKind::Duration, ArgValue::Duration(d)) if d.is_zero() => {
                     return Err(BuildError::ZeroDuration { op: desc.name, key })
                 }
+                (ParamKind::Duration, ArgValue::Duration(d))
+                    if d.subsec_nanos() % 1_000_000 != 0 =>
+                {
+                    return Err(BuildError::SubMillisecond { op: desc.name, key })
+                }
                 _ => {}
             }
         }

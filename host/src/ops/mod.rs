@@ -456,6 +456,40 @@ pub(crate) fn shuffle(
     Ok(result)
 }
 
+/// `(key, value)` records of a key-sorted `base` with key-sorted `changes`
+/// laid over it (a change of `None` removes the key), in key order: the
+/// state an operator will have after it commits, without changing it.
+pub(crate) fn merge_sorted<'a, V: 'a>(
+    base: impl Iterator<Item = (&'a [u8], &'a V)>,
+    changes: impl Iterator<Item = (&'a [u8], Option<&'a V>)>,
+    bytes: impl Fn(&V) -> &[u8],
+) -> RecordBatch {
+    let mut out = RecordBatch::new();
+    let mut base = base.peekable();
+    let mut changes = changes.peekable();
+    loop {
+        let take_base = match (base.peek(), changes.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some((bk, _)), Some((ck, _))) => bk < ck,
+        };
+        if take_base {
+            let (k, v) = base.next().expect("peeked");
+            out.push(k, bytes(v));
+        } else {
+            let (k, v) = changes.next().expect("peeked");
+            if base.peek().is_some_and(|(bk, _)| *bk == k) {
+                base.next();
+            }
+            if let Some(v) = v {
+                out.push(k, bytes(v));
+            }
+        }
+    }
+    out
+}
+
 /// Total records over all partitions.
 pub fn total_records(parts: &[RecordBatch]) -> usize {
     parts.iter().map(RecordBatch::len).sum()

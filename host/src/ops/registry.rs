@@ -75,7 +75,7 @@ pub fn all_param_keys() -> Vec<&'static str> {
 /// The README's operator table, generated from the descriptions.
 pub fn markdown_table() -> String {
     let mut out = String::from(
-        "| op | Spark name | inputs | parameters | result per batch |\n|----|-----------|--------|------------|------------------|\n",
+        "| op | Spark name | inputs | parameters | does | result per batch |\n|----|-----------|--------|------------|------|------------------|\n",
     );
     for d in OPERATORS {
         let params: Vec<String> = d
@@ -95,8 +95,16 @@ pub fn markdown_table() -> String {
             super::Arity::Two => "2",
             super::Arity::AtLeastOne => "1+",
         };
+        let does: Vec<&str> = [
+            (d.shuffles, "shuffles"),
+            (d.windowed, "windows"),
+            (d.stateful, "keyed state"),
+        ]
+        .into_iter()
+        .filter_map(|(yes, what)| yes.then_some(what))
+        .collect();
         out.push_str(&format!(
-            "| `{}`{} | `{}` | {inputs} | {} | {} |\n",
+            "| `{}`{} | `{}` | {inputs} | {} | {} | {} |\n",
             d.name,
             if d.in_pipelines { "" } else { " (API only)" },
             d.spark,
@@ -104,6 +112,11 @@ pub fn markdown_table() -> String {
                 "—".to_string()
             } else {
                 params.join(", ")
+            },
+            if does.is_empty() {
+                "—".to_string()
+            } else {
+                does.join(", ")
             },
             d.result
         ));

@@ -198,7 +198,8 @@ pub struct OpDesc {
     pub shuffles: bool,
     /// It emits windows at slide times.
     pub windowed: bool,
-    /// It keeps state between batches.
+    /// It keeps keyed state between batches (`update_state_by_key`,
+    /// `map_with_state`; windows keep their contents too, see `windowed`).
     pub stateful: bool,
     /// It can be written in pipeline files (some are library API only).
     pub in_pipelines: bool,
@@ -218,17 +219,6 @@ impl OpDesc {
     /// Its parameter with `key`.
     pub fn param(&self, key: &str) -> Option<&'static Param> {
         self.params.iter().find(|p| p.key == key)
-    }
-
-    /// The kinds of plugin function it calls.
-    pub fn function_kinds(&self) -> Vec<FunctionKind> {
-        self.params
-            .iter()
-            .filter_map(|p| match p.kind {
-                ParamKind::Function(k) | ParamKind::SameFunction(k) => Some(k),
-                _ => None,
-            })
-            .collect()
     }
 }
 

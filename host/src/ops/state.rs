@@ -23,8 +23,8 @@ use weir_abi::{FunctionKind, RecordBatch, UpdateEntry};
 
 use super::spec::{function, Args, Arity, OpDesc, Param, ParamKind, Stage, PARTITIONS};
 use super::{
-    group, shuffle, FunctionRef, Inputs, MigrationError, OpContext, OpState, Operator, Partitions,
-    Snapshot, Staged, Step,
+    group, merge_sorted, shuffle, FunctionRef, Inputs, MigrationError, OpContext, OpState,
+    Operator, Partitions, Snapshot, Staged, Step,
 };
 use crate::checkpoint::SnapshotError;
 use crate::error::EngineError;
@@ -286,30 +286,11 @@ fn initial_stores(spec: &StateSpec, active_ms: i64) -> Vec<StateStore> {
 
 /// `(key, state)` of a store with `changes` (sorted by key) applied.
 fn merged(store: &StateStore, changes: &[(Vec<u8>, Option<StateEntry>)]) -> RecordBatch {
-    let mut out = RecordBatch::new();
-    let mut base = store.entries.iter().peekable();
-    let mut changes = changes.iter().peekable();
-    loop {
-        let take_base = match (base.peek(), changes.peek()) {
-            (None, None) => break,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (Some((bk, _)), Some((ck, _))) => *bk < ck,
-        };
-        if take_base {
-            let (k, e) = base.next().expect("peeked");
-            out.push(k, &e.value);
-        } else {
-            let (k, e) = changes.next().expect("peeked");
-            if base.peek().is_some_and(|(bk, _)| *bk == k) {
-                base.next();
-            }
-            if let Some(e) = e {
-                out.push(k, &e.value);
-            }
-        }
-    }
-    out
+    merge_sorted(
+        store.entries.iter().map(|(k, e)| (k.as_slice(), e)),
+        changes.iter().map(|(k, e)| (k.as_slice(), e.as_ref())),
+        |e| &e.value,
+    )
 }
 
 impl Operator for StateSpec {

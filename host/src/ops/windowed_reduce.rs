@@ -22,8 +22,8 @@ use super::spec::{
 };
 use super::window::partitions_bytes;
 use super::{
-    Combiner, FunctionRef, Groups, Inputs, OpContext, OpState, Operator, Partitions, Snapshot,
-    Staged, Step, ValueKind,
+    merge_sorted, Combiner, FunctionRef, Groups, Inputs, OpContext, OpState, Operator, Partitions,
+    Snapshot, Staged, Step, ValueKind,
 };
 use crate::checkpoint::SnapshotError;
 use crate::error::{BuildError, EngineError};
@@ -313,30 +313,14 @@ impl Overlay<'_> {
 
     /// The values after the changes, in key order.
     fn merged(&self) -> RecordBatch {
-        let mut out = RecordBatch::new();
-        let mut base = self.base.into_iter().flatten().peekable();
-        let mut changes = self.changes.iter().peekable();
-        loop {
-            let take_base = match (base.peek(), changes.peek()) {
-                (None, None) => break,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (Some((bk, _)), Some((ck, _))) => bk < ck,
-            };
-            if take_base {
-                let (k, v) = base.next().expect("peeked");
-                out.push(k, v);
-            } else {
-                let (k, v) = changes.next().expect("peeked");
-                if base.peek().is_some_and(|(bk, _)| *bk == k) {
-                    base.next();
-                }
-                if let Some(v) = v {
-                    out.push(k, v);
-                }
-            }
-        }
-        out
+        merge_sorted(
+            self.base
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.as_slice(), v)),
+            self.changes.iter().map(|(k, v)| (k.as_slice(), v.as_ref())),
+            |v| v.as_slice(),
+        )
     }
 }
 

@@ -47,6 +47,7 @@
 //! | [`wasm`] | engine, plugins, calls and their limits |
 //! | [`host`] | the process-wide host: wasm runtime, receiver runtime, pool |
 //! | [`checkpoint`] | checkpoint directories, logs, snapshots |
+//! | [`error`] | the engine's and the builder's errors |
 //! | [`ops`] | operators, one file each, and their registry |
 //! | `graph` | the dataflow graph and the executor of one batch |
 //! | [`receiver`], [`output`] | sources and outputs |

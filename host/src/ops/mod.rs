@@ -302,7 +302,9 @@ impl OpContext<'_> {
     /// Runs `f(i)` for every index, in the given order of starting, each
     /// of the job's `share` workers taking the next index as soon as it is
     /// free. Results are in index order; after a failure no new item
-    /// starts, and the error of the lowest failed index is returned.
+    /// starts, and the error of the lowest failed index among those that
+    /// ran is returned (when several partitions fail, which one is named
+    /// may vary; whether the batch fails does not).
     fn run_dynamic<R: Send>(
         &self,
         order: &[usize],

@@ -14,7 +14,7 @@
 //! tagged with the kind and version of the encoding their owner wrote. This
 //! module stores them without interpreting them; each operator and source
 //! reads its own. Checkpoints written by format 1 (which stored the
-//! executor's structures directly) are read through [`v1`], which converts
+//! executor's structures directly) are read through `v1.rs`, which converts
 //! them to snapshots.
 //!
 //! Every batch is a pure function of its logged input and the state before
@@ -218,7 +218,7 @@ pub enum CheckpointError {
 
 /// Marks a format-2 batch-log entry (format 1 began with the batch number,
 /// which never reaches this value).
-pub(crate) const BATCH_ENTRY_MAGIC: u64 = 0x5745_4952_4c4f_4702;
+pub const BATCH_ENTRY_MAGIC: u64 = 0x5745_4952_4c4f_4702;
 
 /// One entry of the batch log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 //! is built from validated [`Args`], how it runs one batch, and its state
 //! with the snapshot of that state. The pipeline parser, the library API,
 //! validation, checkpoints and the documentation tables all read the
-//! descriptions in [`registry::OPERATORS`]; adding an operator is one file
+//! descriptions in `registry::OPERATORS`; adding an operator is one file
 //! and one line there.
 //!
 //! Partition-level work runs on the worker pool, and every grouped

@@ -6,16 +6,16 @@
 //! `j mod partitions`, so partitions keep arrival order and a batch's layout
 //! depends only on its blocks.
 //!
-//! - [`socket`]: a receiver task on tokio reads TCP text lines into blocks
+//! - `socket`: a receiver task on tokio reads TCP text lines into blocks
 //!   and sends them through a bounded channel; when processing falls behind,
 //!   the channel fills, the task stops reading and TCP pushes back — memory
 //!   stays bounded and nothing is dropped.
-//! - [`files`]: like Spark's file stream, the directory is listed when a
+//! - `files`: like Spark's file stream, the directory is listed when a
 //!   batch is cut and new files become that batch.
 //! - [`generator`]: deterministic synthetic records, a fixed number per
 //!   batch (rate × batch interval), the i-th record a function of the seed
 //!   and i.
-//! - [`queue`]: prepared batches, one per batch time.
+//! - `queue`: prepared batches, one per batch time.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

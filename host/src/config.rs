@@ -869,9 +869,7 @@ fn parse_function(
     function_alias: &mut Option<String>,
     plugins: &BTreeMap<String, PluginDef>,
 ) -> Option<StreamArg> {
-    let Some(f) = string_of(p, name, k, value) else {
-        return None;
-    };
+    let f = string_of(p, name, k, value)?;
     Some(match f.split_once(':') {
         Some((alias, func)) if !alias.is_empty() && !func.is_empty() => {
             if !plugins.contains_key(alias) {
@@ -915,9 +913,7 @@ fn parse_value(
     Some(match param.kind {
         ParamKind::Function(_) => parse_function(p, name, k, value, function_alias, plugins)?,
         ParamKind::SameFunction(_) => {
-            let Some(f) = string_of(p, name, k, value) else {
-                return None;
-            };
+            let f = string_of(p, name, k, value)?;
             // When `function` itself is wrong its problem is reported;
             // this one would only repeat it.
             let alias = function_alias.clone()?;
@@ -950,9 +946,7 @@ fn parse_value(
             }
         },
         ParamKind::Duration => {
-            let Some(text) = string_of(p, name, k, value) else {
-                return None;
-            };
+            let text = string_of(p, name, k, value)?;
             match humantime::parse_duration(text) {
                 Ok(d) if d.subsec_nanos() % 1_000_000 != 0 => {
                     p.at(
@@ -973,18 +967,14 @@ fn parse_value(
             }
         }
         ParamKind::StateFile => {
-            let Some(text) = string_of(p, name, k, value) else {
-                return None;
-            };
+            let text = string_of(p, name, k, value)?;
             StreamArg::StateFile {
                 written: text.to_owned(),
                 path: r.resolve(text),
             }
         }
         ParamKind::Choice(words) => {
-            let Some(text) = string_of(p, name, k, value) else {
-                return None;
-            };
+            let text = string_of(p, name, k, value)?;
             if !words.contains(&text) {
                 p.at(
                     value.span(),

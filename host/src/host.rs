@@ -1,8 +1,10 @@
 //! The process-wide host every job runs on: one wasm runtime (engine and
 //! module cache), one tokio runtime for receivers (and `weir serve`'s HTTP
-//! API), and one elastic worker pool for partition work. Jobs get cheap
-//! handles to it; none builds its own, so a thousand idle jobs cost a
-//! thousand sleeping batch threads and nothing more.
+//! API, and every job's batch clock), and one elastic worker pool for
+//! partition work. Jobs get cheap handles to it; none builds its own. A job
+//! is a task on the tokio runtime that sleeps until its next batch and runs
+//! each batch on a blocking thread lent for it, so an idle job holds no
+//! thread at all.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -76,6 +78,11 @@ impl Host {
     pub fn with_wasm(wasm: Runtime, config: &HostConfig) -> Result<Host, HostError> {
         let tokio = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.io_threads.max(1))
+            // Every running batch has a blocking thread of its own (a job
+            // never waits for another's); they are lent per batch and
+            // retire when idle, so idle jobs hold none.
+            .max_blocking_threads(4096)
+            .thread_keep_alive(config.worker_idle_timeout)
             .thread_name("weir-io")
             .enable_all()
             .build()

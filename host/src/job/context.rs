@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use weir_abi::RecordBatch;
@@ -410,21 +409,13 @@ impl StreamingContext {
             status: status.clone(),
             max_retries: cfg.max_retries,
             max_state_bytes: cfg.max_state_bytes,
+            run: None,
         };
         let termination = Arc::new(Termination::default());
-        let ended = termination.clone();
-        let thread = std::thread::Builder::new()
-            .name("weir-batch-clock".into())
-            .spawn(move || {
-                let result =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| batch_loop.run()))
-                        .unwrap_or_else(|panic| Err(internal_failure(panic)));
-                ended.finish(result);
-            })
-            .map_err(|source| BuildError::Start {
-                what: "batch thread".into(),
-                source,
-            })?;
+        // The job is a task on the host's runtime: it sleeps there between
+        // batches (no thread of its own) and runs each batch on a blocking
+        // thread, lent for that batch.
+        self.host.io().spawn(drive(batch_loop, termination.clone()));
         let control = JobControl {
             tx: control_tx,
             status,
@@ -433,7 +424,6 @@ impl StreamingContext {
         };
         Ok(RunningJob {
             stop,
-            thread: Some(thread),
             termination,
             control,
         })
@@ -576,9 +566,53 @@ pub enum RunError {
 /// A started job.
 pub struct RunningJob {
     stop: Arc<StopSignal>,
-    thread: Option<JoinHandle<()>>,
     termination: Arc<Termination>,
     control: JobControl,
+}
+
+/// Drives a job on the host's runtime: begins it (recovery), then for
+/// every batch waits for its time (asynchronously: an idle job holds no
+/// thread) and runs it on a blocking thread, then ends it and reports how
+/// it ended. A panic in weir's code ends the job with an internal error.
+async fn drive(batch_loop: BatchLoop, termination: Arc<Termination>) {
+    let clock = batch_loop.clock.clone();
+    let stop = batch_loop.stop.clone();
+    let mut lp = batch_loop;
+    let mut result;
+    (lp, result) = match blocking(lp, |lp| lp.begin()).await {
+        Ok(done) => done,
+        Err(failed) => return termination.finish(Err(failed)),
+    };
+    while result.is_ok() {
+        let Some(t) = lp.next_time() else { break };
+        if !stop.until(&*clock, t).await {
+            break;
+        }
+        (lp, result) = match blocking(lp, move |lp| lp.step(t)).await {
+            Ok(done) => done,
+            Err(failed) => return termination.finish(Err(failed)),
+        };
+    }
+    // Ended on a blocking thread, and reported there: ending may drop the
+    // last handle of a host of the job's own, and with it this runtime.
+    let ended = tokio::task::spawn_blocking(move || termination.finish(lp.end(result)));
+    let _ = ended.await;
+}
+
+/// Runs `f` on `lp` on a blocking thread and gives `lp` back.
+async fn blocking(
+    mut lp: BatchLoop,
+    f: impl FnOnce(&mut BatchLoop) -> Result<(), EngineError> + Send + 'static,
+) -> Result<(BatchLoop, Result<(), EngineError>), JobFailed> {
+    tokio::task::spawn_blocking(move || {
+        let r = f(&mut lp);
+        (lp, r)
+    })
+    .await
+    .map_err(|e| match e.try_into_panic() {
+        Ok(panic) => internal_failure(panic),
+        Err(cancelled) => internal_failure(Box::new(cancelled.to_string())),
+    })
 }
 
 /// How a job ended.
@@ -586,10 +620,11 @@ type Ended = Result<RunSummary, JobFailed>;
 /// What to run when a job ends.
 type OnEnd = Box<dyn FnOnce(Ended) + Send>;
 
-/// Where the batch thread leaves the job's end, or finds who wants it.
+/// Where the job leaves how it ended, or finds who wants to know.
 #[derive(Default)]
 struct Termination {
     slot: std::sync::Mutex<EndSlot>,
+    ended: std::sync::Condvar,
 }
 
 enum EndSlot {
@@ -604,7 +639,7 @@ impl Default for EndSlot {
 }
 
 impl Termination {
-    /// Called once by the batch thread.
+    /// Called once, when the job ends.
     fn finish(&self, result: Ended) {
         let mut slot = self.slot.lock().expect("termination poisoned");
         match std::mem::replace(&mut *slot, EndSlot::Ended(None)) {
@@ -612,7 +647,10 @@ impl Termination {
                 drop(slot);
                 on_end(result);
             }
-            _ => *slot = EndSlot::Ended(Some(result)),
+            _ => {
+                *slot = EndSlot::Ended(Some(result));
+                self.ended.notify_all();
+            }
         }
     }
 }
@@ -731,15 +769,17 @@ impl RunningJob {
     }
 
     /// Waits until the job ends (stopped, batch limit reached, or failed).
-    pub fn await_termination(mut self) -> Result<RunSummary, JobFailed> {
-        let thread = self.thread.take().expect("joined once");
-        if let Err(panic) = thread.join() {
-            return Err(internal_failure(panic));
-        }
+    pub fn await_termination(self) -> Result<RunSummary, JobFailed> {
         let mut slot = self.termination.slot.lock().expect("termination poisoned");
-        match std::mem::replace(&mut *slot, EndSlot::Ended(None)) {
-            EndSlot::Ended(Some(result)) => result,
-            _ => unreachable!("the batch thread left its result before it ended"),
+        loop {
+            if let EndSlot::Ended(result @ Some(_)) = &mut *slot {
+                return result.take().expect("matched Some");
+            }
+            slot = self
+                .termination
+                .ended
+                .wait(slot)
+                .expect("termination poisoned");
         }
     }
 
@@ -747,10 +787,9 @@ impl RunningJob {
     /// ends (or now, if it has): a job watched this way needs no thread of
     /// its own waiting for it.
     pub fn on_termination(
-        mut self,
+        self,
         on_end: impl FnOnce(Result<RunSummary, JobFailed>) + Send + 'static,
     ) {
-        drop(self.thread.take()); // detached: the slot carries the result
         let mut slot = self.termination.slot.lock().expect("termination poisoned");
         match std::mem::replace(&mut *slot, EndSlot::Ended(None)) {
             EndSlot::Ended(Some(result)) => {

@@ -31,8 +31,9 @@ use std::sync::mpsc;
 pub trait Clock: Send + Sync {
     /// Current time in ms.
     fn now_ms(&self) -> i64;
-    /// Waits until `t_ms` or until `stop` is requested; false if stopped.
-    fn wait_until(&self, t_ms: i64, stop: &StopSignal) -> bool;
+    /// How long until `t_ms`, or `None` once it is reached (a simulated
+    /// clock jumps there): what an asynchronous wait sleeps for.
+    fn remaining(&self, t_ms: i64) -> Option<Duration>;
 }
 
 /// Wall-clock time.
@@ -40,22 +41,15 @@ pub trait Clock: Send + Sync {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    fn remaining(&self, t_ms: i64) -> Option<Duration> {
+        let now = self.now_ms();
+        (now < t_ms).then(|| Duration::from_millis((t_ms - now) as u64))
+    }
+
     fn now_ms(&self) -> i64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64)
-    }
-
-    fn wait_until(&self, t_ms: i64, stop: &StopSignal) -> bool {
-        loop {
-            let now = self.now_ms();
-            if now >= t_ms {
-                return !stop.is_requested();
-            }
-            if stop.wait_timeout(Duration::from_millis((t_ms - now) as u64)) {
-                return false;
-            }
-        }
     }
 }
 
@@ -76,22 +70,23 @@ impl SimulatedClock {
 }
 
 impl Clock for SimulatedClock {
+    fn remaining(&self, t_ms: i64) -> Option<Duration> {
+        let mut now = self.now.lock().expect("clock poisoned");
+        *now = (*now).max(t_ms);
+        None
+    }
+
     fn now_ms(&self) -> i64 {
         *self.now.lock().expect("clock poisoned")
     }
-
-    fn wait_until(&self, t_ms: i64, stop: &StopSignal) -> bool {
-        let mut now = self.now.lock().expect("clock poisoned");
-        *now = (*now).max(t_ms);
-        !stop.is_requested()
-    }
 }
 
-/// A stop request that sleeping threads can wait on.
+/// A stop request that sleeping threads and tasks can wait on.
 #[derive(Debug, Default)]
 pub struct StopSignal {
     stopped: Mutex<bool>,
     cond: Condvar,
+    notify: tokio::sync::Notify,
 }
 
 impl StopSignal {
@@ -99,6 +94,30 @@ impl StopSignal {
     pub fn request(&self) {
         *self.stopped.lock().expect("stop poisoned") = true;
         self.cond.notify_all();
+        self.notify.notify_waiters();
+    }
+
+    /// Waits (asynchronously) until `clock` reaches `t_ms` or a stop is
+    /// requested; false if stopped.
+    pub(crate) async fn until(&self, clock: &dyn Clock, t_ms: i64) -> bool {
+        loop {
+            let stopped = self.notify.notified();
+            tokio::pin!(stopped);
+            // Registered before the check: a request in between still wakes us.
+            stopped.as_mut().enable();
+            if self.is_requested() {
+                return false;
+            }
+            match clock.remaining(t_ms) {
+                None => return true,
+                Some(d) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(d) => {}
+                        _ = stopped => {}
+                    }
+                }
+            }
+        }
     }
 
     /// True once a stop was requested.
@@ -176,6 +195,8 @@ pub(crate) struct BatchLoop {
     pub max_retries: u32,
     /// Largest state the job may hold, in bytes.
     pub max_state_bytes: Option<u64>,
+    /// The run once begun.
+    pub(crate) run: Option<Run>,
 }
 
 /// A request to the running batch loop.
@@ -235,6 +256,15 @@ impl Default for JobStatus {
     }
 }
 
+/// A run in progress: what it completed and where it is.
+pub(crate) struct Run {
+    summary: RunSummary,
+    progress: Progress,
+    at: Progressed,
+    /// Time of the next live batch.
+    next_t: i64,
+}
+
 /// Where a job is: its last batch, its time, its last checkpoint.
 #[derive(Debug, Default, Clone, Copy)]
 struct Progressed {
@@ -250,29 +280,150 @@ struct Progress {
 }
 
 impl BatchLoop {
-    /// Runs batches until stopped, `max_batches` is reached, or a batch
-    /// fails. With a checkpoint directory it first recovers: restores the
-    /// newest valid checkpoint and replays every logged batch after it.
-    pub fn run(mut self) -> Result<RunSummary, JobFailed> {
-        let mut summary = RunSummary {
-            batches: 0,
-            last_batch_ms: None,
-            stats: Vec::new(),
-        };
-        let mut progress = Progress {
-            enabled: self.progress && std::io::stderr().is_terminal(),
-            started: Instant::now(),
-            records: 0,
-        };
-        let checkpoint = self.checkpoint.take();
+    /// Starts the run: with a checkpoint directory it recovers (restores
+    /// the newest valid checkpoint and replays every logged batch after
+    /// it); then it knows the time of the first live batch.
+    pub(crate) fn begin(&mut self) -> Result<(), EngineError> {
         self.status.lock().expect("status poisoned").modules = self
             .executor
             .plugins()
             .into_iter()
             .map(|(n, p)| (n, p.hash_hex()))
             .collect();
-        let result = self.run_inner(checkpoint, &mut summary, &mut progress);
-        if progress.enabled {
+        let mut run = Run {
+            summary: RunSummary {
+                batches: 0,
+                last_batch_ms: None,
+                stats: Vec::new(),
+            },
+            progress: Progress {
+                enabled: self.progress && std::io::stderr().is_terminal(),
+                started: Instant::now(),
+                records: 0,
+            },
+            at: Progressed::default(),
+            next_t: 0,
+        };
+        let mut checkpoint = self.checkpoint.take();
+        if let Some((ck, recovery)) = &mut checkpoint {
+            if let Some(c) = recovery.checkpoint.take() {
+                run.at = self.restore_checkpoint(ck, recovery, c)?;
+            }
+            self.replay_logged(ck, recovery, &mut run)?;
+        }
+        run.next_t = self.next_live_time(run.at.last_t);
+        if let Some((ck, _)) = &mut checkpoint {
+            if run.at.last_t.is_none() {
+                // A fresh job: record the starting positions and zero time,
+                // so a crash before the first checkpoint recovers exactly.
+                let zero = run.next_t - self.interval_ms;
+                self.executor.set_zero(zero);
+                self.write_checkpoint(ck, 0, zero)?;
+                run.at.last_checkpoint = Some(0);
+            }
+        }
+        self.checkpoint = checkpoint;
+        self.run = Some(run);
+        Ok(())
+    }
+
+    /// The time of the next live batch, unless the job has run all its
+    /// batches.
+    pub(crate) fn next_time(&self) -> Option<i64> {
+        let run = self.run.as_ref()?;
+        self.max_batches
+            .is_none_or(|m| run.at.seq < m)
+            .then_some(run.next_t)
+    }
+
+    /// Runs the live batch at `t` (the time [`BatchLoop::next_time`] gave,
+    /// once the clock reached it).
+    pub(crate) fn step(&mut self, t: i64) -> Result<(), EngineError> {
+        let _span = tracing::info_span!("batch", time_ms = t).entered();
+        let mut checkpoint = self.checkpoint.take();
+        let result = self.live_batch(t, &mut checkpoint);
+        self.checkpoint = checkpoint;
+        result
+    }
+
+    fn live_batch(
+        &mut self,
+        t: i64,
+        checkpoint: &mut Option<(Checkpointer, Recovery)>,
+    ) -> Result<(), EngineError> {
+        self.apply_controls(t, checkpoint.as_mut().map(|(ck, _)| ck))?;
+        let started = (self.clock.now_ms(), Instant::now());
+        let mut logged = Vec::with_capacity(self.sources.len());
+        let mut inputs = Vec::with_capacity(self.sources.len());
+        for source in &mut self.sources {
+            let (input, blocks) = source.next_batch(t)?;
+            logged.push(input.snapshot());
+            inputs.push(blocks);
+        }
+        let zero_ms = *self.executor.zero_ms().get_or_insert(t - self.interval_ms);
+        let seq = self.run.as_ref().expect("begun").at.seq + 1;
+        if let Some((ck, _)) = checkpoint.as_mut() {
+            let entry = BatchEntry {
+                magic: crate::checkpoint::BATCH_ENTRY_MAGIC,
+                seq,
+                batch_time_ms: t,
+                zero_ms,
+                sources: logged,
+                modules: ck.modules().clone(),
+            };
+            ck.log_batch(&entry)?;
+        }
+        let inputs = self.partition(inputs);
+        let stats = self.process_with_retries(t, &inputs, started)?;
+        let mut run = self.run.take().expect("begun");
+        run.at.seq = seq;
+        self.completed(stats, &mut run, false);
+        let written = match checkpoint.as_mut() {
+            Some((ck, _)) if seq % ck.config().every_batches == 0 => {
+                self.write_checkpoint(ck, seq, t).map(|()| true)
+            }
+            _ => Ok(false),
+        };
+        if matches!(written, Ok(true)) {
+            run.at.last_checkpoint = Some(seq);
+        }
+        run.at.last_t = Some(t);
+        run.next_t = t + self.interval_ms;
+        self.run = Some(run);
+        written.map(|_| ())
+    }
+
+    /// Ends the run: a graceful end leaves a checkpoint (so a restart
+    /// replays nothing), and the job's status says how it ended.
+    pub(crate) fn end(mut self, result: Result<(), EngineError>) -> Result<RunSummary, JobFailed> {
+        let mut run = self.run.take().unwrap_or_else(|| Run {
+            summary: RunSummary {
+                batches: 0,
+                last_batch_ms: None,
+                stats: Vec::new(),
+            },
+            progress: Progress {
+                enabled: false,
+                started: Instant::now(),
+                records: 0,
+            },
+            at: Progressed::default(),
+            next_t: 0,
+        });
+        let result = result.and_then(|()| {
+            let Progressed {
+                seq,
+                last_t,
+                last_checkpoint,
+            } = run.at;
+            match (self.checkpoint.take(), last_t) {
+                (Some((mut ck, _)), Some(t)) if last_checkpoint != Some(seq) && seq > 0 => {
+                    self.write_checkpoint(&mut ck, seq, t)
+                }
+                _ => Ok(()),
+            }
+        });
+        if run.progress.enabled {
             eprintln!();
         }
         self.status.lock().expect("status poisoned").state = match &result {
@@ -281,6 +432,14 @@ impl BatchLoop {
                 error: e.to_string(),
             },
         };
+        let summary = std::mem::replace(
+            &mut run.summary,
+            RunSummary {
+                batches: 0,
+                last_batch_ms: None,
+                stats: Vec::new(),
+            },
+        );
         match result {
             Ok(()) => Ok(summary),
             Err(error) => Err(JobFailed { error, summary }),
@@ -346,9 +505,7 @@ impl BatchLoop {
         &mut self,
         ck: &mut Checkpointer,
         recovery: &mut Recovery,
-        at: &mut Progressed,
-        summary: &mut RunSummary,
-        progress: &mut Progress,
+        run: &mut Run,
     ) -> Result<(), EngineError> {
         let replay = std::mem::take(&mut recovery.replay);
         if !replay.is_empty() {
@@ -374,12 +531,12 @@ impl BatchLoop {
             }
             let inputs = self.partition(inputs);
             let stats = self.process(entry.batch_time_ms, &inputs, started)?;
-            at.seq = entry.seq;
-            at.last_t = Some(entry.batch_time_ms);
-            self.completed(stats, summary, progress, true);
-            if at.seq % ck.config().every_batches == 0 {
-                self.write_checkpoint(ck, at.seq, entry.batch_time_ms)?;
-                at.last_checkpoint = Some(at.seq);
+            run.at.seq = entry.seq;
+            run.at.last_t = Some(entry.batch_time_ms);
+            self.completed(stats, run, true);
+            if run.at.seq % ck.config().every_batches == 0 {
+                self.write_checkpoint(ck, run.at.seq, entry.batch_time_ms)?;
+                run.at.last_checkpoint = Some(run.at.seq);
             }
         }
         // Blocks logged but not in any batch go into the next one.
@@ -388,83 +545,6 @@ impl BatchLoop {
             source.restore(&pos, recovery, i as u32);
         }
         recovery.blocks.clear();
-        Ok(())
-    }
-
-    fn run_inner(
-        &mut self,
-        mut checkpoint: Option<(Checkpointer, Recovery)>,
-        summary: &mut RunSummary,
-        progress: &mut Progress,
-    ) -> Result<(), EngineError> {
-        let mut at = Progressed::default();
-        if let Some((ck, recovery)) = &mut checkpoint {
-            if let Some(c) = recovery.checkpoint.take() {
-                at = self.restore_checkpoint(ck, recovery, c)?;
-            }
-            self.replay_logged(ck, recovery, &mut at, summary, progress)?;
-        }
-        let Progressed {
-            mut seq,
-            mut last_t,
-            mut last_checkpoint,
-        } = at;
-
-        let mut t = self.next_live_time(last_t);
-        if let Some((ck, _)) = &mut checkpoint {
-            if last_t.is_none() {
-                // A fresh job: record the starting positions and zero time,
-                // so a crash before the first checkpoint recovers exactly.
-                self.executor.set_zero(t - self.interval_ms);
-                self.write_checkpoint(ck, 0, t - self.interval_ms)?;
-                last_checkpoint = Some(0);
-            }
-        }
-        while self.max_batches.is_none_or(|m| seq < m) {
-            if !self.clock.wait_until(t, &self.stop) {
-                break;
-            }
-            let _span = tracing::info_span!("batch", time_ms = t).entered();
-            self.apply_controls(t, checkpoint.as_mut().map(|(ck, _)| ck))?;
-            let started = (self.clock.now_ms(), Instant::now());
-            let mut logged = Vec::with_capacity(self.sources.len());
-            let mut inputs = Vec::with_capacity(self.sources.len());
-            for source in &mut self.sources {
-                let (input, blocks) = source.next_batch(t)?;
-                logged.push(input.snapshot());
-                inputs.push(blocks);
-            }
-            let zero_ms = *self.executor.zero_ms().get_or_insert(t - self.interval_ms);
-            if let Some((ck, _)) = &mut checkpoint {
-                let entry = BatchEntry {
-                    magic: crate::checkpoint::BATCH_ENTRY_MAGIC,
-                    seq: seq + 1,
-                    batch_time_ms: t,
-                    zero_ms,
-                    sources: logged,
-                    modules: ck.modules().clone(),
-                };
-                ck.log_batch(&entry)?;
-            }
-            let inputs = self.partition(inputs);
-            let stats = self.process_with_retries(t, &inputs, started)?;
-            seq += 1;
-            self.completed(stats, summary, progress, false);
-            if let Some((ck, _)) = &mut checkpoint {
-                if seq % ck.config().every_batches == 0 {
-                    self.write_checkpoint(ck, seq, t)?;
-                    last_checkpoint = Some(seq);
-                }
-            }
-            last_t = Some(t);
-            t += self.interval_ms;
-        }
-        // A graceful stop leaves a checkpoint, so a restart replays nothing.
-        if let (Some((ck, _)), Some(t)) = (&mut checkpoint, last_t) {
-            if last_checkpoint != Some(seq) && seq > 0 {
-                self.write_checkpoint(ck, seq, t)?;
-            }
-        }
         Ok(())
     }
 
@@ -623,13 +703,8 @@ impl BatchLoop {
         }
     }
 
-    fn completed(
-        &mut self,
-        stats: BatchStats,
-        summary: &mut RunSummary,
-        progress: &mut Progress,
-        replayed: bool,
-    ) {
+    fn completed(&mut self, stats: BatchStats, run: &mut Run, replayed: bool) {
+        let (summary, progress) = (&mut run.summary, &mut run.progress);
         let t = stats.batch_time_ms;
         progress.records += stats.input_records;
         tracing::info!(
@@ -847,22 +922,38 @@ mod tests {
 
     #[test]
     fn the_simulated_clock_jumps_and_a_stop_ends_waits() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
         let clock = SimulatedClock::new(500);
         let stop = StopSignal::default();
-        assert!(clock.wait_until(2000, &stop));
+        assert!(rt.block_on(stop.until(&clock, 2000)));
         assert_eq!(clock.now_ms(), 2000);
-        assert!(clock.wait_until(1000, &stop), "never goes back");
+        assert!(rt.block_on(stop.until(&clock, 1000)), "never goes back");
         assert_eq!(clock.now_ms(), 2000);
-        stop.request();
-        assert!(!clock.wait_until(3000, &stop));
+        let system = SystemClock;
+        assert!(system.remaining(system.now_ms() + 60_000).is_some());
+        assert!(system.remaining(system.now_ms() - 1).is_none());
+        // A stop requested while a task waits a minute wakes it at once.
+        let started = Instant::now();
+        let waited = rt.block_on(async {
+            let wait = stop.until(&system, system.now_ms() + 60_000);
+            let request = async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                stop.request();
+            };
+            tokio::join!(wait, request).0
+        });
+        assert!(!waited);
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert!(
+            !rt.block_on(stop.until(&clock, 3000)),
+            "stopped stays stopped"
+        );
         assert!(
             stop.wait_timeout(Duration::from_secs(5)),
             "a requested stop wakes at once"
-        );
-        let system = SystemClock;
-        assert!(
-            !system.wait_until(system.now_ms() + 60_000, &stop),
-            "a stop ends a long wait"
         );
     }
 }

@@ -23,6 +23,11 @@ pub struct HostConfig {
     pub max_idle_workers: usize,
     /// How long an idle worker thread waits for work before it exits.
     pub worker_idle_timeout: Duration,
+    /// Batches that may run at once over all jobs (each on a thread of its
+    /// own); more wait for a slot. Jobs whose batches are due together (all
+    /// of them, every interval, when intervals align) then share a few
+    /// threads instead of each waking one.
+    pub batch_slots: usize,
 }
 
 impl Default for HostConfig {
@@ -32,6 +37,7 @@ impl Default for HostConfig {
             io_threads: 1,
             max_idle_workers: std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
             worker_idle_timeout: Duration::from_secs(10),
+            batch_slots: 128,
         }
     }
 }
@@ -54,6 +60,7 @@ pub struct Host {
 }
 
 struct Inner {
+    batch_slots: Arc<tokio::sync::Semaphore>,
     wasm: Runtime,
     /// Taken at drop, to shut down without blocking.
     tokio: Option<tokio::runtime::Runtime>,
@@ -78,10 +85,10 @@ impl Host {
     pub fn with_wasm(wasm: Runtime, config: &HostConfig) -> Result<Host, HostError> {
         let tokio = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.io_threads.max(1))
-            // Every running batch has a blocking thread of its own (a job
-            // never waits for another's); they are lent per batch and
-            // retire when idle, so idle jobs hold none.
-            .max_blocking_threads(4096)
+            // Every running batch has a blocking thread of its own, lent
+            // for the batch; at most `batch_slots` run at once, the rest
+            // of the blocking threads serve receivers and the API.
+            .max_blocking_threads(config.batch_slots.max(1) + 64)
             .thread_keep_alive(config.worker_idle_timeout)
             .thread_name("weir-io")
             .enable_all()
@@ -89,6 +96,7 @@ impl Host {
             .map_err(HostError::Io)?;
         Ok(Host {
             inner: Arc::new(Inner {
+                batch_slots: Arc::new(tokio::sync::Semaphore::new(config.batch_slots.max(1))),
                 wasm,
                 tokio: Some(tokio),
                 pool: WorkerPool::new(config.worker_idle_timeout, config.max_idle_workers),
@@ -120,6 +128,11 @@ impl Host {
             .as_ref()
             .expect("the runtime lives until the host is dropped")
             .handle()
+    }
+
+    /// Slots for batches running at once (see [`HostConfig::batch_slots`]).
+    pub(crate) fn batch_slots(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.inner.batch_slots
     }
 
     /// The worker pool.

@@ -577,9 +577,10 @@ pub struct RunningJob {
 async fn drive(batch_loop: BatchLoop, termination: Arc<Termination>) {
     let clock = batch_loop.clock.clone();
     let stop = batch_loop.stop.clone();
+    let slots = batch_loop.host.batch_slots().clone();
     let mut lp = batch_loop;
     let mut result;
-    (lp, result) = match blocking(lp, |lp| lp.begin()).await {
+    (lp, result) = match blocking(&slots, lp, |lp| lp.begin()).await {
         Ok(done) => done,
         Err(failed) => return termination.finish(Err(failed)),
     };
@@ -588,7 +589,7 @@ async fn drive(batch_loop: BatchLoop, termination: Arc<Termination>) {
         if !stop.until(&*clock, t).await {
             break;
         }
-        (lp, result) = match blocking(lp, move |lp| lp.step(t)).await {
+        (lp, result) = match blocking(&slots, lp, move |lp| lp.step(t)).await {
             Ok(done) => done,
             Err(failed) => return termination.finish(Err(failed)),
         };
@@ -599,11 +600,14 @@ async fn drive(batch_loop: BatchLoop, termination: Arc<Termination>) {
     let _ = ended.await;
 }
 
-/// Runs `f` on `lp` on a blocking thread and gives `lp` back.
+/// Runs `f` on `lp` on a blocking thread, once one of the host's batch
+/// slots is free, and gives `lp` back.
 async fn blocking(
+    slots: &Arc<tokio::sync::Semaphore>,
     mut lp: BatchLoop,
     f: impl FnOnce(&mut BatchLoop) -> Result<(), EngineError> + Send + 'static,
 ) -> Result<(BatchLoop, Result<(), EngineError>), JobFailed> {
+    let _slot = slots.acquire().await;
     tokio::task::spawn_blocking(move || {
         let r = f(&mut lp);
         (lp, r)

@@ -879,10 +879,11 @@ fn threads_of(pid: u32) -> usize {
         .expect("a Threads: line")
 }
 
-/// Issue 9: jobs share one host — its wasm runtime, its receiver runtime
-/// and its worker pool — so an idle job costs its batch thread and nothing
-/// else (it cost four threads before: batch clock, receiver runtime,
-/// worker pool, supervisor).
+/// Issue 9: jobs share one host — its wasm runtime, its runtime (receivers
+/// and batch clocks) and its worker pool — so an idle job costs at most the
+/// thread its batches borrow, and nothing between batches (it cost four
+/// threads before: batch clock, receiver runtime, worker pool,
+/// supervisor).
 #[test]
 fn issue_9_idle_jobs_cost_one_thread_each() {
     const JOBS: usize = 24;

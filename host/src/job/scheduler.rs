@@ -265,6 +265,25 @@ pub(crate) struct Run {
     next_t: i64,
 }
 
+impl Run {
+    fn new(show_progress: bool) -> Run {
+        Run {
+            summary: RunSummary {
+                batches: 0,
+                last_batch_ms: None,
+                stats: Vec::new(),
+            },
+            progress: Progress {
+                enabled: show_progress,
+                started: Instant::now(),
+                records: 0,
+            },
+            at: Progressed::default(),
+            next_t: 0,
+        }
+    }
+}
+
 /// Where a job is: its last batch, its time, its last checkpoint.
 #[derive(Debug, Default, Clone, Copy)]
 struct Progressed {
@@ -290,20 +309,7 @@ impl BatchLoop {
             .into_iter()
             .map(|(n, p)| (n, p.hash_hex()))
             .collect();
-        let mut run = Run {
-            summary: RunSummary {
-                batches: 0,
-                last_batch_ms: None,
-                stats: Vec::new(),
-            },
-            progress: Progress {
-                enabled: self.progress && std::io::stderr().is_terminal(),
-                started: Instant::now(),
-                records: 0,
-            },
-            at: Progressed::default(),
-            next_t: 0,
-        };
+        let mut run = Run::new(self.progress && std::io::stderr().is_terminal());
         let mut checkpoint = self.checkpoint.take();
         if let Some((ck, recovery)) = &mut checkpoint {
             if let Some(c) = recovery.checkpoint.take() {
@@ -396,20 +402,7 @@ impl BatchLoop {
     /// Ends the run: a graceful end leaves a checkpoint (so a restart
     /// replays nothing), and the job's status says how it ended.
     pub(crate) fn end(mut self, result: Result<(), EngineError>) -> Result<RunSummary, JobFailed> {
-        let mut run = self.run.take().unwrap_or_else(|| Run {
-            summary: RunSummary {
-                batches: 0,
-                last_batch_ms: None,
-                stats: Vec::new(),
-            },
-            progress: Progress {
-                enabled: false,
-                started: Instant::now(),
-                records: 0,
-            },
-            at: Progressed::default(),
-            next_t: 0,
-        });
+        let run = self.run.take().unwrap_or_else(|| Run::new(false));
         let result = result.and_then(|()| {
             let Progressed {
                 seq,
@@ -432,17 +425,12 @@ impl BatchLoop {
                 error: e.to_string(),
             },
         };
-        let summary = std::mem::replace(
-            &mut run.summary,
-            RunSummary {
-                batches: 0,
-                last_batch_ms: None,
-                stats: Vec::new(),
-            },
-        );
         match result {
-            Ok(()) => Ok(summary),
-            Err(error) => Err(JobFailed { error, summary }),
+            Ok(()) => Ok(run.summary),
+            Err(error) => Err(JobFailed {
+                error,
+                summary: run.summary,
+            }),
         }
     }
 

@@ -659,7 +659,7 @@ impl Termination {
     }
 }
 
-/// A failure for a batch thread that panicked (a bug in weir).
+/// A failure for a batch that panicked in weir's own code (a bug).
 fn internal_failure(panic: Box<dyn std::any::Any + Send>) -> JobFailed {
     let msg = panic
         .downcast_ref::<String>()
@@ -787,7 +787,7 @@ impl RunningJob {
         }
     }
 
-    /// Runs `on_end` with how the job ended, on the batch thread as it
+    /// Runs `on_end` with how the job ended, on the job's last batch thread as it
     /// ends (or now, if it has): a job watched this way needs no thread of
     /// its own waiting for it.
     pub fn on_termination(

@@ -1,9 +1,9 @@
 //! The job registry: submission (confinement, files, limits, build, start),
-//! how each job ended (recorded by its batch thread as it ends), status,
-//! stop, upgrade and rollback. Every job runs on its own batch thread and
-//! on the host's shared worker pool (at most its worker share at once),
-//! wasm runtime and receiver runtime. Nothing a job does ends the host:
-//! its failure is recorded in its status.
+//! how each job ended (recorded as it ends), status, stop, upgrade and
+//! rollback. Every job runs on the host: a task of its runtime between
+//! batches, a lent thread and the shared worker pool (at most its worker
+//! share at once) during them, the shared wasm runtime. Nothing a job does
+//! ends the host: its failure is recorded in its status.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -558,7 +558,7 @@ impl Registry {
 }
 
 /// Waits for the job's end and records it.
-/// Records how a job ended (run by its batch thread as it ends).
+/// Records how a job ended (run as it ends).
 fn record_end(job: &Job, ended: Result<RunSummary, engine::JobFailed>) {
     match ended {
         Ok(summary) => {

@@ -28,10 +28,14 @@ use crate::checkpoint::CheckpointConfig;
 use crate::error::BuildError;
 use crate::host::Host;
 use crate::job::{ClockMode, SourceSpec, Stream, StreamingConfig, StreamingContext};
+use crate::kafka::{KafkaEndpoint, RESERVED_PROPERTIES};
 use crate::ops::registry;
 use crate::ops::spec::ArgValue;
 use crate::ops::{FunctionRef, OpDesc, Param, ParamKind};
+use crate::output::kafka::{KafkaOutputSpec, Partitioner, ValueFormat, KEY_HASH_PARTITIONERS};
 use crate::receiver::generator::GeneratorKind;
+use crate::receiver::kafka::{KafkaSourceSpec, StartingOffsets};
+use crate::receiver::rate::PidConfig;
 use crate::wasm::{Limits, Plugin};
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +71,12 @@ struct RawJob {
     checkpoint_interval: Option<Spanned<String>>,
     keep_checkpoints: Option<Spanned<usize>>,
     write_ahead_log: Option<bool>,
+    backpressure: Option<bool>,
+    backpressure_initial_rate: Option<f64>,
+    backpressure_min_rate: Option<f64>,
+    backpressure_proportional: Option<f64>,
+    backpressure_integral: Option<f64>,
+    backpressure_derivative: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,6 +106,13 @@ struct RawSource {
     words_per_line: Option<usize>,
     vocabulary: Option<usize>,
     limit: Option<u64>,
+    brokers: Option<Spanned<String>>,
+    topics: Option<Spanned<Vec<String>>>,
+    group: Option<String>,
+    starting_offsets: Option<Spanned<toml::Value>>,
+    max_rate_per_partition: Option<u64>,
+    metadata: Option<bool>,
+    properties: Option<Spanned<BTreeMap<String, toml::Value>>>,
 }
 
 /// A `[[stream]]` table as written: its keys are `name`, `op`, `input`
@@ -112,10 +129,16 @@ struct RawOutput {
     num: Option<usize>,
     prefix: Option<Spanned<String>>,
     suffix: Option<String>,
+    brokers: Option<Spanned<String>>,
+    topic: Option<Spanned<String>>,
+    partitioner: Option<Spanned<String>>,
+    transactional_id: Option<String>,
+    format: Option<Spanned<String>>,
+    properties: Option<Spanned<BTreeMap<String, toml::Value>>>,
 }
 
-const SOURCE_TYPES: &[&str] = &["socket", "files", "generator"];
-const OUTPUT_TYPES: &[&str] = &["print", "text_files"];
+const SOURCE_TYPES: &[&str] = &["kafka", "socket", "files", "generator"];
+const OUTPUT_TYPES: &[&str] = &["print", "text_files", "kafka"];
 /// Keys every `[[stream]]` has, whatever its operator.
 const STREAM_KEYS: &[&str] = &["name", "op", "input", "inputs"];
 
@@ -310,6 +333,8 @@ pub enum OutputKind {
         /// Directory name ending.
         suffix: Option<String>,
     },
+    /// A Kafka topic, a transaction per batch.
+    Kafka(KafkaOutputSpec),
 }
 
 /// An output as the pipeline describes it.
@@ -486,6 +511,16 @@ fn parse_job(
         fresh_start: false,
         max_retries: l.max_retries.unwrap_or(0),
         max_state_bytes: l.max_state_mb.map(|m| m << 20),
+        backpressure: j.backpressure.unwrap_or(false).then(|| {
+            let d = PidConfig::default();
+            PidConfig {
+                proportional: j.backpressure_proportional.unwrap_or(d.proportional),
+                integral: j.backpressure_integral.unwrap_or(d.integral),
+                derivative: j.backpressure_derivative.unwrap_or(d.derivative),
+                min_rate: j.backpressure_min_rate.unwrap_or(d.min_rate),
+                initial_rate: j.backpressure_initial_rate,
+            }
+        }),
     };
     let paths = [("stats_file", &j.stats_file), ("checkpoint", &j.checkpoint)]
         .into_iter()
@@ -526,6 +561,7 @@ fn parse_sources(
     raw: &[Spanned<RawSource>],
     names: &mut Names,
     r: &Resolver,
+    job: &str,
 ) -> Vec<SourceDef> {
     let mut sources = Vec::new();
     for (table, s) in raw.iter().enumerate() {
@@ -583,6 +619,7 @@ fn parse_sources(
                     limit: s.limit,
                 })
             }
+            "kafka" => parse_kafka_source(p, job, name, span.clone(), s).map(SourceSpec::Kafka),
             other => {
                 p.at(
                     s.kind.span(),
@@ -604,6 +641,199 @@ fn parse_sources(
         }
     }
     sources
+}
+
+/// The brokers and client properties of a Kafka source or output.
+fn parse_kafka_endpoint(
+    p: &mut Problems<'_>,
+    what: &str,
+    span: Range<usize>,
+    brokers: &Option<Spanned<String>>,
+    properties: &Option<Spanned<BTreeMap<String, toml::Value>>>,
+) -> Option<KafkaEndpoint> {
+    let Some(brokers) = brokers else {
+        p.at(
+            span,
+            format!("{what} needs `brokers` (host:port[,host:port...])"),
+        );
+        return None;
+    };
+    if let Err(e) = KafkaEndpoint::check_brokers(brokers.get_ref()) {
+        p.at(brokers.span(), format!("{what}: {e}"));
+        return None;
+    }
+    let mut props = BTreeMap::new();
+    if let Some(table) = properties {
+        for (k, v) in table.get_ref() {
+            if RESERVED_PROPERTIES.contains(&k.as_str()) {
+                p.at(
+                    table.span(),
+                    format!("{what}: property `{k}` is set by weir (exact replay depends on it); remove it"),
+                );
+                continue;
+            }
+            let v = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                _ => {
+                    p.at(
+                        table.span(),
+                        format!("{what}: property `{k}` must be a string, number or boolean"),
+                    );
+                    continue;
+                }
+            };
+            props.insert(k.clone(), v);
+        }
+    }
+    Some(KafkaEndpoint {
+        brokers: brokers.get_ref().trim().to_owned(),
+        properties: props,
+    })
+}
+
+/// An `[[output]]` of type `kafka`.
+fn parse_kafka_output(
+    p: &mut Problems<'_>,
+    span: Range<usize>,
+    o: &RawOutput,
+) -> Option<KafkaOutputSpec> {
+    let what = format!("kafka output of stream `{}`", o.stream.get_ref());
+    let endpoint = parse_kafka_endpoint(p, &what, span.clone(), &o.brokers, &o.properties);
+    let topic = match &o.topic {
+        Some(t) if !t.get_ref().is_empty() => t.get_ref().clone(),
+        Some(t) => {
+            p.at(t.span(), format!("{what}: `topic` is empty"));
+            return None;
+        }
+        None => {
+            p.at(span, format!("{what} needs `topic`"));
+            return None;
+        }
+    };
+    let partitioner = match o
+        .partitioner
+        .as_ref()
+        .map(|s| (s.get_ref().as_str(), s.span()))
+    {
+        None => Partitioner::KeyHash("murmur2".into()),
+        Some(("partition", _)) => Partitioner::Partition,
+        Some((h, _)) if KEY_HASH_PARTITIONERS.contains(&h) => Partitioner::KeyHash(h.into()),
+        Some((other, span)) => {
+            p.at(
+                span,
+                format!(
+                    "{what}: unknown partitioner `{other}`; use \"partition\" (weir partition p → topic partition p mod n) or a key hash: {} (random ones would make replay differ)",
+                    KEY_HASH_PARTITIONERS.join(", ")
+                ),
+            );
+            return None;
+        }
+    };
+    let format = match o.format.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+        None | Some(("raw", _)) => ValueFormat::Raw,
+        Some(("text", _)) => ValueFormat::Text,
+        Some((other, span)) => {
+            p.at(
+                span,
+                format!("{what}: unknown format `{other}`; use \"raw\" or \"text\""),
+            );
+            return None;
+        }
+    };
+    Some(KafkaOutputSpec {
+        endpoint: endpoint?,
+        topic,
+        partitioner,
+        transactional_id: o.transactional_id.clone(),
+        format,
+    })
+}
+
+/// A `[[source]]` of type `kafka`.
+fn parse_kafka_source(
+    p: &mut Problems<'_>,
+    job: &str,
+    name: &str,
+    span: Range<usize>,
+    s: &RawSource,
+) -> Option<KafkaSourceSpec> {
+    let what = format!("kafka source `{name}`");
+    let endpoint = parse_kafka_endpoint(p, &what, span.clone(), &s.brokers, &s.properties);
+    let topics = match &s.topics {
+        Some(t) if !t.get_ref().is_empty() && t.get_ref().iter().all(|t| !t.is_empty()) => {
+            t.get_ref().clone()
+        }
+        Some(t) => {
+            p.at(
+                t.span(),
+                format!("{what}: `topics` must name at least one topic, none empty"),
+            );
+            return None;
+        }
+        None => {
+            p.at(
+                span,
+                format!("{what} needs `topics` (a list of topic names)"),
+            );
+            return None;
+        }
+    };
+    let mut starting = StartingOffsets::default();
+    match s.starting_offsets.as_ref().map(|v| (v.get_ref(), v.span())) {
+        None => {}
+        Some((toml::Value::String(w), span)) => match w.as_str() {
+            "earliest" => {}
+            "latest" => starting.latest = true,
+            other => p.at(
+                span,
+                format!("{what}: unknown `starting_offsets` `{other}`; use \"earliest\", \"latest\" or a table {{ \"topic:partition\" = offset, default = \"earliest\" }}"),
+            ),
+        },
+        Some((toml::Value::Table(t), span)) => {
+            for (k, v) in t {
+                match (k.as_str(), v) {
+                    ("default", toml::Value::String(d)) if d == "latest" => starting.latest = true,
+                    ("default", toml::Value::String(d)) if d == "earliest" => {}
+                    (k, toml::Value::Integer(o)) if *o >= 0 => {
+                        match k.rsplit_once(':').and_then(|(t, p)| Some((t, p.parse::<i32>().ok()?))) {
+                            Some((t, part)) if topics.iter().any(|x| x == t) && part >= 0 => {
+                                starting.given.insert((t.to_owned(), part), *o);
+                            }
+                            _ => p.at(
+                                span.clone(),
+                                format!("{what}: `starting_offsets` key `{k}` must be \"topic:partition\" of a topic the source reads"),
+                            ),
+                        }
+                    }
+                    (k, _) => p.at(
+                        span.clone(),
+                        format!("{what}: `starting_offsets.{k}` must be an offset (≥ 0), or `default` \"earliest\"/\"latest\""),
+                    ),
+                }
+            }
+        }
+        Some((_, span)) => p.at(span, format!("{what}: `starting_offsets` must be a string or a table")),
+    }
+    if s.max_rate_per_partition == Some(0) {
+        p.at(
+            span.clone(),
+            format!("{what}: `max_rate_per_partition` must be above zero"),
+        );
+    }
+    Some(KafkaSourceSpec {
+        endpoint: endpoint?,
+        topics,
+        group: s
+            .group
+            .clone()
+            .unwrap_or_else(|| format!("weir-{job}-{name}")),
+        starting_offsets: starting,
+        max_rate_per_partition: s.max_rate_per_partition,
+        metadata: s.metadata.unwrap_or(false),
+    })
 }
 
 /// A `[[stream]]` key's string value, or a problem.
@@ -1035,6 +1265,10 @@ fn parse_outputs(
                 p.at(span.clone(), "a text_files output needs `prefix`");
                 continue;
             }
+            ("kafka", _) => match parse_kafka_output(p, span.clone(), o) {
+                Some(spec) => OutputKind::Kafka(spec),
+                None => continue,
+            },
             (other, _) => {
                 p.at(
                     o.kind.span(),
@@ -1286,7 +1520,7 @@ impl Pipeline {
             })
             .collect();
         let mut names = Names::default();
-        let sources = parse_sources(&mut p, &raw.sources, &mut names, &r);
+        let sources = parse_sources(&mut p, &raw.sources, &mut names, &r, &config.job_name);
         let streams = parse_streams(&mut p, &raw.streams, &mut names, &plugins, &r);
         check_inputs(&mut p, &streams, &names);
         let streams = order_streams(&mut p, streams);
@@ -1554,6 +1788,12 @@ impl Pipeline {
                 OutputKind::TextFiles { prefix, suffix, .. } => match &o.name {
                     Some(n) => st.save_as_text_files_named(n, prefix, suffix.as_deref()),
                     None => st.save_as_text_files(prefix, suffix.as_deref()),
+                },
+                // The name is the transactional id's and the records'
+                // headers': it must not change between runs.
+                OutputKind::Kafka(spec) => match &o.name {
+                    Some(n) => st.to_kafka(n, spec.clone()),
+                    None => st.to_kafka(&format!("to-{}", spec.topic), spec.clone()),
                 },
             };
             r.map_err(PipelineError::Build)?;

@@ -50,6 +50,13 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    /// A Kafka source or output cannot go on.
+    #[error("{what}: {message}")]
+    Kafka {
+        /// `kafka source `name`` or `kafka output `name``.
+        what: String,
+        message: String,
+    },
     /// A bug in weir: one of its threads panicked.
     #[error("internal error in the {thread}: {message}")]
     Internal {
@@ -70,6 +77,7 @@ impl EngineError {
             EngineError::Checkpoint(_) => "checkpoint",
             EngineError::StateLimit { .. } => "state_limit",
             EngineError::Source { .. } => "source",
+            EngineError::Kafka { .. } => "kafka",
             EngineError::Internal { .. } => "internal",
         }
     }

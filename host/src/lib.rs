@@ -2,8 +2,8 @@
 //! whose user functions are WebAssembly modules.
 //!
 //! **Streams and batches.** A job is a graph of streams built on a
-//! [`StreamingContext`]: sources (sockets, directories of files, a
-//! generator, prepared queues) and [`Stream`]s derived from them by
+//! [`StreamingContext`]: sources (Kafka topics, sockets, directories of
+//! files, a generator, prepared queues) and [`Stream`]s derived from them by
 //! operators named as in Spark (`flat_map`, `reduce_by_key`, `window`,
 //! `update_state_by_key`, ...). Every batch interval the batch clock cuts
 //! one batch from every source, logs what it is made of, and runs the whole
@@ -48,6 +48,7 @@
 //! | [`host`] | the process-wide host: wasm runtime, receiver runtime, pool |
 //! | [`checkpoint`] | checkpoint directories, logs, snapshots |
 //! | [`error`] | the engine's and the builder's errors |
+//! | [`kafka`] | Kafka client settings shared by sources and outputs |
 //! | [`ops`] | operators, one file each, and their registry |
 //! | `graph` | the dataflow graph and the executor of one batch |
 //! | [`receiver`], [`output`] | sources and outputs |
@@ -102,6 +103,7 @@ pub mod error;
 pub(crate) mod graph;
 pub mod host;
 pub mod job;
+pub mod kafka;
 pub mod ops;
 pub mod output;
 pub mod partition;

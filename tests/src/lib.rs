@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod kafka;
+
 /// Paths of built guests, or why they could not be built.
 pub mod guests {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));

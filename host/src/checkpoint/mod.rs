@@ -120,6 +120,9 @@ pub enum ReplayError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Kafka could not give the logged offset ranges again.
+    #[error("{what}: {message}")]
+    Kafka { what: String, message: String },
     /// A logged block is gone.
     #[error("block {id} is missing from the write-ahead log")]
     BlockMissing { id: u64 },

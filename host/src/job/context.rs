@@ -25,13 +25,16 @@ use crate::ops::registry;
 use crate::ops::slice::Slicer;
 use crate::ops::spec::{ArgValue, Args, InputInfo};
 use crate::ops::{FunctionRef, OpDesc, Partitions, ValueKind};
+use crate::output::kafka::{KafkaOutput, KafkaOutputSpec};
 use crate::output::print::Print;
 use crate::output::stats::StatsFile;
 use crate::output::text_files::TextFiles;
 use crate::output::{BatchFn, ForEachBatch, Output};
 use crate::receiver::files::FileSource;
 use crate::receiver::generator::{GeneratorConfig, GeneratorKind, GeneratorSource};
+use crate::receiver::kafka::{KafkaSource, KafkaSourceSpec};
 use crate::receiver::queue::QueueSource;
+use crate::receiver::rate::PidConfig;
 use crate::receiver::socket::{SocketConfig, SocketSource};
 use crate::receiver::Source;
 use crate::wasm::{Limits, Plugin, Runtime};
@@ -82,6 +85,9 @@ pub struct StreamingConfig {
     pub max_retries: u32,
     /// Largest state (keyed state and window contents) in bytes.
     pub max_state_bytes: Option<u64>,
+    /// Sources that can (Kafka) adapt their rate to how fast batches are
+    /// processed, with these constants (Spark's `backpressure.enabled`).
+    pub backpressure: Option<PidConfig>,
 }
 
 impl Default for StreamingConfig {
@@ -101,6 +107,7 @@ impl Default for StreamingConfig {
             fresh_start: false,
             max_retries: 0,
             max_state_bytes: None,
+            backpressure: None,
         }
     }
 }
@@ -147,6 +154,8 @@ pub enum SourceSpec {
     },
     /// Prepared batches of records.
     Queue(Vec<Vec<RecordBatch>>),
+    /// Kafka topics, read by offset ranges.
+    Kafka(KafkaSourceSpec),
 }
 
 enum OutputSpec {
@@ -158,6 +167,7 @@ enum OutputSpec {
         suffix: Option<String>,
     },
     ForEach(BatchFn),
+    Kafka(KafkaOutputSpec),
 }
 
 #[derive(Default)]
@@ -368,7 +378,7 @@ impl StreamingContext {
         let checkpointer = self.open_checkpoint(&builder, interval_ms)?;
         let block_log = checkpointer.as_ref().and_then(|(c, _)| c.block_log());
         let sources = self.start_sources(builder.sources, block_log, interval_ms)?;
-        let outputs = make_outputs(&builder.graph, builder.outputs);
+        let outputs = make_outputs(&cfg.job_name, &builder.graph, builder.outputs);
         let stats_file = match &cfg.stats_file {
             Some(p) => Some(StatsFile::open(p).map_err(|source| BuildError::Start {
                 what: format!("statistics file {}", p.display()),
@@ -508,6 +518,10 @@ impl StreamingContext {
                     limit,
                 })),
                 SourceSpec::Queue(batches) => Box::new(QueueSource::new(batches)),
+                SourceSpec::Kafka(spec) => Box::new(
+                    KafkaSource::new(name, spec, interval_ms, cfg.backpressure)
+                        .map_err(BuildError::Receiver)?,
+                ),
             });
         }
 
@@ -524,6 +538,7 @@ impl StreamingContext {
 
 /// The outputs, with the node each writes.
 fn make_outputs(
+    job: &str,
     graph: &Graph,
     specs: Vec<(NodeId, Arc<str>, OutputSpec)>,
 ) -> Vec<(NodeId, Box<dyn Output>)> {
@@ -545,6 +560,7 @@ fn make_outputs(
                     kind,
                 }),
                 OutputSpec::ForEach(f) => Box::new(ForEachBatch(f)),
+                OutputSpec::Kafka(spec) => Box::new(KafkaOutput::new(job, name, spec, kind)),
             },
         ));
     }
@@ -1391,5 +1407,11 @@ impl Stream {
         f: impl Fn(i64, &Partitions) -> Result<(), EngineError> + Send + Sync + 'static,
     ) -> Result<(), BuildError> {
         self.output(None, OutputSpec::ForEach(Arc::new(f)))
+    }
+
+    /// Writes every batch to a Kafka topic in one transaction, as output
+    /// `name` (its transactional id and record headers name it).
+    pub fn to_kafka(&self, name: &str, spec: KafkaOutputSpec) -> Result<(), BuildError> {
+        self.output(Some(name), OutputSpec::Kafka(spec))
     }
 }

@@ -21,7 +21,7 @@ use crate::host::Host;
 use crate::ops::{total_records, Partitions};
 use crate::output::stats::{BatchStats, StatsFile};
 use crate::output::Output;
-use crate::receiver::{blocks_to_partitions, Source, SourceInput, SourcePosition};
+use crate::receiver::{blocks_to_partitions, BatchDone, Source, SourceInput, SourcePosition};
 use crate::wasm::Plugin;
 use std::collections::BTreeMap;
 use std::sync::mpsc;
@@ -379,8 +379,10 @@ impl BatchLoop {
             };
             ck.log_batch(&entry)?;
         }
+        let counts = source_records(&inputs);
         let inputs = self.partition(inputs);
         let stats = self.process_with_retries(t, &inputs, started)?;
+        self.sources_completed(&counts, &stats, false);
         let mut run = self.run.take().expect("begun");
         run.at.seq = seq;
         self.completed(stats, &mut run, false);
@@ -517,8 +519,10 @@ impl BatchLoop {
                 let blocks = source.replay(&input, recovery).map_err(replay)?;
                 inputs.push(blocks);
             }
+            let counts = source_records(&inputs);
             let inputs = self.partition(inputs);
-            let stats = self.process(entry.batch_time_ms, &inputs, started)?;
+            let stats = self.process(entry.batch_time_ms, &inputs, started, true)?;
+            self.sources_completed(&counts, &stats, true);
             run.at.seq = entry.seq;
             run.at.last_t = Some(entry.batch_time_ms);
             self.completed(stats, run, true);
@@ -660,6 +664,21 @@ impl BatchLoop {
         }
     }
 
+    /// Tells every source its batch is complete (outputs written).
+    fn sources_completed(&mut self, counts: &[u64], stats: &BatchStats, replayed: bool) {
+        let finished_ms = self.clock.now_ms();
+        for (source, &records) in self.sources.iter_mut().zip(counts) {
+            source.completed(&BatchDone {
+                batch_time_ms: stats.batch_time_ms,
+                finished_ms,
+                records,
+                processing_ms: stats.processing_ms,
+                scheduling_delay_ms: stats.scheduling_delay_ms,
+                replayed,
+            });
+        }
+    }
+
     /// Lays each source's blocks out over the input partitions.
     fn partition(&self, inputs: Vec<Vec<weir_abi::RecordBatch>>) -> Vec<Option<Arc<Partitions>>> {
         inputs
@@ -679,7 +698,7 @@ impl BatchLoop {
     ) -> Result<BatchStats, EngineError> {
         let mut attempt = 0;
         loop {
-            match self.process(t, inputs, started) {
+            match self.process(t, inputs, started, false) {
                 Ok(stats) => return Ok(stats),
                 Err(e @ EngineError::StateLimit { .. }) => return Err(e),
                 Err(e) if attempt < self.max_retries => {
@@ -745,6 +764,7 @@ impl BatchLoop {
         t: i64,
         inputs: &[Option<Arc<Partitions>>],
         (start_ms, started): (i64, Instant),
+        replayed: bool,
     ) -> Result<BatchStats, EngineError> {
         let input_records = inputs
             .iter()
@@ -765,8 +785,10 @@ impl BatchLoop {
             }
         }
         for (node, output) in &mut self.outputs {
-            if let Some(parts) = &values[*node] {
-                output.write(t, parts)?;
+            match &values[*node] {
+                Some(parts) if replayed => output.write_replayed(t, parts)?,
+                Some(parts) => output.write(t, parts)?,
+                None => {}
             }
         }
         self.executor.commit();
@@ -780,6 +802,14 @@ impl BatchLoop {
             total_delay_ms: scheduling_delay_ms + processing_ms,
         })
     }
+}
+
+/// Records each source gave a batch.
+fn source_records(inputs: &[Vec<weir_abi::RecordBatch>]) -> Vec<u64> {
+    inputs
+        .iter()
+        .map(|blocks| blocks.iter().map(|b| b.len() as u64).sum())
+        .collect()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use crate::error::EngineError;
 use crate::ops::Partitions;
 use crate::ops::ValueKind;
 
+pub mod kafka;
 pub mod print;
 pub mod stats;
 pub mod text_files;
@@ -22,6 +23,17 @@ pub type BatchFn = Arc<dyn Fn(i64, &Partitions) -> Result<(), EngineError> + Sen
 pub trait Output: Send {
     /// Handles the batch at `batch_time_ms`.
     fn write(&mut self, batch_time_ms: i64, parts: &Partitions) -> Result<(), EngineError>;
+
+    /// Handles a batch recomputed during recovery, which may have been
+    /// written before the crash. Outputs that are idempotent by batch time
+    /// (files named by it) just write it again; others check.
+    fn write_replayed(
+        &mut self,
+        batch_time_ms: i64,
+        parts: &Partitions,
+    ) -> Result<(), EngineError> {
+        self.write(batch_time_ms, parts)
+    }
 }
 
 /// Runs a [`BatchFn`].

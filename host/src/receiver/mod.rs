@@ -38,6 +38,9 @@ pub enum SourceInput {
     Blocks(Vec<u64>),
     /// Queue entry `index` (the library's `queue_stream`).
     Queue(u64),
+    /// Kafka offset ranges, one per topic-partition the source knew, in
+    /// (topic, partition) order: block `j` of the batch is range `j`.
+    Kafka(Vec<kafka::OffsetRange>),
 }
 
 /// Where a source is, to continue after a checkpoint.
@@ -51,6 +54,8 @@ pub enum SourcePosition {
     Socket(u64),
     /// Next queue entry.
     Queue(u64),
+    /// Next offset per (topic, partition).
+    Kafka(Vec<(String, i32, i64)>),
 }
 
 const INPUT_SNAPSHOT: (&str, u32) = crate::checkpoint::v1::SOURCE_INPUT;
@@ -82,7 +87,9 @@ impl SourcePosition {
 
 pub(crate) mod files;
 pub mod generator;
+pub mod kafka;
 pub(crate) mod queue;
+pub mod rate;
 pub(crate) mod socket;
 
 /// Largest number of records in one block.
@@ -110,6 +117,28 @@ pub trait Source: Send {
     /// Continues from a checkpointed position; `recovery` holds logged
     /// blocks not yet in any batch, which a receiver delivers first.
     fn restore(&mut self, position: &SourcePosition, recovery: &Recovery, index: u32);
+
+    /// The batch this source last gave (or replayed) is complete: its
+    /// outputs are written. Sources that adapt their rate or report
+    /// progress elsewhere do it here.
+    fn completed(&mut self, _done: &BatchDone) {}
+}
+
+/// How a completed batch went, as a source sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchDone {
+    /// The batch's time.
+    pub batch_time_ms: i64,
+    /// When it completed (clock time).
+    pub finished_ms: i64,
+    /// Records this source gave it.
+    pub records: u64,
+    /// Processing time.
+    pub processing_ms: f64,
+    /// Wait between the batch time and the start of processing.
+    pub scheduling_delay_ms: f64,
+    /// Recomputed during recovery.
+    pub replayed: bool,
 }
 
 /// Lays blocks out over `partitions` partitions: block j → partition j mod n.

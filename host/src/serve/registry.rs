@@ -608,6 +608,7 @@ pub fn classify(e: &EngineError) -> JobError {
         EngineError::Output { .. }
         | EngineError::Checkpoint(_)
         | EngineError::Source { .. }
+        | EngineError::Kafka { .. }
         | EngineError::Internal { .. } => {}
     }
     out

@@ -1,0 +1,696 @@
+//! Kafka topics, read the way Spark's direct Kafka stream reads them.
+//!
+//! There is no receiver: when a batch is cut, the source asks the broker
+//! for the end of every partition of its topics and decides the batch's
+//! offset ranges `{topic-partition: [from, until)}`, capped by the rate
+//! limit. The ranges are what the batch log keeps (not the records), and a
+//! replay reads exactly those ranges again, so nothing is lost, nothing is
+//! read twice, and no write-ahead log of the data is needed.
+//!
+//! - Each topic-partition is one block of the batch, in (topic, partition)
+//!   order, so Kafka partition `j` goes to weir partition `j mod n`: with
+//!   `partitions` equal to the topic's partition count, one to one, and
+//!   per-partition order is kept.
+//! - The consumer reads with `isolation.level = read_committed`, so records
+//!   of aborted transactions never enter a batch.
+//! - Where to begin, when no checkpoint says: the offset given in
+//!   `starting_offsets`, else the group's committed offset, else the
+//!   earliest or latest offset. The checkpoint is the source of truth on
+//!   restart; offsets are committed to the group after each batch's outputs
+//!   are written, for tools that show a group's lag.
+//! - When the broker cannot be reached, the batch gets no records from the
+//!   source (its ranges are empty), the source logs it and tries again
+//!   after a doubling wait; it continues where it was once the broker is
+//!   back.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Headers, Message};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use weir_abi::RecordBatch;
+
+use super::rate::{PidConfig, PidRateEstimator};
+use super::{BatchDone, Source, SourceInput, SourcePosition};
+use crate::checkpoint::{Recovery, ReplayError};
+use crate::error::EngineError;
+use crate::kafka::{Backoff, KafkaEndpoint, Reporter};
+
+/// One topic-partition's part of a batch: offsets `[from, until)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetRange {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// First offset.
+    pub from: i64,
+    /// One past the last offset.
+    pub until: i64,
+}
+
+/// Where a new source begins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartingOffsets {
+    /// Offsets for some topic-partitions.
+    pub given: BTreeMap<(String, i32), i64>,
+    /// Without a given or committed offset: the end (true) or the start.
+    pub latest: bool,
+}
+
+/// A Kafka source as a pipeline or the library describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaSourceSpec {
+    /// Brokers and client properties.
+    pub endpoint: KafkaEndpoint,
+    /// Topics read.
+    pub topics: Vec<String>,
+    /// Consumer group: offsets are committed there.
+    pub group: String,
+    /// Where to begin without a checkpoint.
+    pub starting_offsets: StartingOffsets,
+    /// At most this many records per second per partition.
+    pub max_rate_per_partition: Option<u64>,
+    /// Prefix each value with the record's metadata (see `docs/abi.md`).
+    pub metadata: bool,
+}
+
+type Tp = (String, i32);
+
+/// How long a cut waits for the broker to answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The Kafka source.
+pub struct KafkaSource {
+    name: Arc<str>,
+    spec: KafkaSourceSpec,
+    interval_ms: i64,
+    consumer: BaseConsumer<Reporter>,
+    /// Next offset of every topic-partition whose start is known.
+    next: BTreeMap<Tp, i64>,
+    /// The consumer's assignment and what it delivers next, per
+    /// topic-partition; `None` when it must be assigned again.
+    cursor: Option<BTreeMap<Tp, i64>>,
+    estimator: Option<PidRateEstimator>,
+    /// While the broker is away: when to try again.
+    retry_at: Option<Instant>,
+    backoff: Backoff,
+    /// Ranges of the batches not yet committed to the group.
+    to_commit: BTreeMap<Tp, i64>,
+    /// How long a live cut waits for its records before it takes fewer.
+    read_timeout: Duration,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("name", &self.name)
+            .field("topics", &self.spec.topics)
+            .field("next", &self.next)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A read that could not finish.
+enum ReadError {
+    /// The broker did not deliver in time; what was read is kept.
+    Incomplete,
+    /// Records are gone or the request is wrong: no retry helps.
+    Fatal(String),
+}
+
+impl KafkaSource {
+    /// A source reading `spec`; `backpressure` adapts its rate to the job.
+    /// Only the client is created here: the broker is first asked when the
+    /// first batch is cut.
+    pub fn new(
+        name: Arc<str>,
+        spec: KafkaSourceSpec,
+        interval_ms: i64,
+        backpressure: Option<PidConfig>,
+    ) -> Result<Self, EngineError> {
+        let what = format!("kafka source `{name}`");
+        let mut config = spec.endpoint.client_config(&[
+            ("group.id", &spec.group),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("isolation.level", "read_committed"),
+            ("auto.offset.reset", "error"),
+        ]);
+        if !spec
+            .endpoint
+            .properties
+            .contains_key("queued.max.messages.kbytes")
+        {
+            config.set("queued.max.messages.kbytes", "16384");
+        }
+        let consumer = config
+            .create_with_context(Reporter::new(what.clone()))
+            .map_err(|e| kafka_error(&what, format!("cannot create the client: {e}")))?;
+        Ok(KafkaSource {
+            name,
+            spec,
+            interval_ms,
+            consumer,
+            next: BTreeMap::new(),
+            cursor: None,
+            estimator: backpressure.map(|c| PidRateEstimator::new(c, interval_ms)),
+            retry_at: None,
+            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10)),
+            to_commit: BTreeMap::new(),
+            read_timeout: Duration::from_millis(interval_ms.clamp(2_000, 10_000) as u64),
+        })
+    }
+
+    fn what(&self) -> String {
+        format!("kafka source `{}`", self.name)
+    }
+
+    fn brokers(&self) -> &str {
+        &self.spec.endpoint.brokers
+    }
+
+    /// The partitions of every topic; a missing topic is an error.
+    fn discover(&self) -> Result<Vec<Tp>, Result<String, String>> {
+        let mut tps = Vec::new();
+        for topic in &self.spec.topics {
+            let md = self
+                .consumer
+                .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+                .map_err(|e| Ok(format!("cannot fetch metadata of topic `{topic}`: {e}")))?;
+            let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+                return Err(Ok(format!(
+                    "the broker returned no metadata for topic `{topic}`"
+                )));
+            };
+            match t.error() {
+                Some(code) => {
+                    let code = RDKafkaErrorCode::from(code);
+                    if code == RDKafkaErrorCode::UnknownTopicOrPartition {
+                        return Err(Err(format!(
+                            "topic `{topic}` does not exist on {}",
+                            self.brokers()
+                        )));
+                    }
+                    return Err(Ok(format!("metadata of topic `{topic}`: {code}")));
+                }
+                None if t.partitions().is_empty() => {
+                    return Err(Err(format!(
+                        "topic `{topic}` has no partitions on {}",
+                        self.brokers()
+                    )))
+                }
+                None => tps.extend(t.partitions().iter().map(|p| (topic.clone(), p.id()))),
+            }
+        }
+        tps.sort();
+        Ok(tps)
+    }
+
+    /// Start offsets of partitions seen for the first time.
+    fn resolve_starts(&mut self, tps: &[Tp]) -> Result<(), String> {
+        let new: Vec<&Tp> = tps
+            .iter()
+            .filter(|tp| !self.next.contains_key(*tp))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let mut ask = TopicPartitionList::new();
+        for (t, p) in &new {
+            ask.add_partition(t, *p);
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(ask, REQUEST_TIMEOUT)
+            .map_err(|e| {
+                format!(
+                    "cannot read the committed offsets of group `{}`: {e}",
+                    self.spec.group
+                )
+            })?;
+        for tp in new {
+            let given = self.spec.starting_offsets.given.get(tp).copied();
+            let from_group = committed
+                .find_partition(&tp.0, tp.1)
+                .and_then(|e| e.offset().to_raw())
+                .filter(|o| *o >= 0);
+            let start = match (given, from_group) {
+                (Some(o), _) => o,
+                (None, Some(o)) => o,
+                (None, None) => {
+                    let (low, high) = self
+                        .consumer
+                        .fetch_watermarks(&tp.0, tp.1, REQUEST_TIMEOUT)
+                        .map_err(|e| {
+                            format!("cannot read the offsets of {}-{}: {e}", tp.0, tp.1)
+                        })?;
+                    if self.spec.starting_offsets.latest {
+                        high
+                    } else {
+                        low
+                    }
+                }
+            };
+            tracing::info!(source = %self.name, topic = %tp.0, partition = tp.1, offset = start, "starting offset");
+            self.next.insert(tp.clone(), start);
+        }
+        Ok(())
+    }
+
+    /// The end of each partition (the last stable offset: records of open
+    /// transactions are not readable yet).
+    fn ends(&self, tps: &[Tp]) -> Result<BTreeMap<Tp, i64>, String> {
+        let mut ends = BTreeMap::new();
+        for (t, p) in tps {
+            let (_, high) = self
+                .consumer
+                .fetch_watermarks(t, *p, REQUEST_TIMEOUT)
+                .map_err(|e| format!("cannot read the end offset of {t}-{p}: {e}"))?;
+            ends.insert((t.clone(), *p), high);
+        }
+        Ok(ends)
+    }
+
+    /// Records per partition this batch may take.
+    fn caps(&self, lags: &BTreeMap<Tp, i64>) -> BTreeMap<Tp, i64> {
+        let secs = self.interval_ms as f64 / 1000.0;
+        let fixed = self.spec.max_rate_per_partition.map(|r| r as f64);
+        let estimated = self.estimator.as_ref().and_then(|e| e.rate());
+        let total_lag: i64 = lags.values().sum();
+        lags.iter()
+            .map(|(tp, lag)| {
+                let per_second = match (estimated, fixed) {
+                    (Some(rate), fixed) if total_lag > 0 => {
+                        let share = rate * *lag as f64 / total_lag as f64;
+                        Some(fixed.map_or(share, |f| share.min(f)))
+                    }
+                    (_, fixed) => fixed,
+                };
+                let cap = per_second.map_or(i64::MAX, |r| ((r * secs) as i64).max(1));
+                (tp.clone(), cap)
+            })
+            .collect()
+    }
+
+    /// Decides this batch's ranges, or says why the broker could not.
+    fn cut(&mut self) -> Result<Vec<OffsetRange>, Result<String, String>> {
+        let tps = self.discover()?;
+        self.resolve_starts(&tps).map_err(Ok)?;
+        let ends = self.ends(&tps).map_err(Ok)?;
+        let lags: BTreeMap<Tp, i64> = tps
+            .iter()
+            .map(|tp| (tp.clone(), (ends[tp] - self.next[tp]).max(0)))
+            .collect();
+        let caps = self.caps(&lags);
+        Ok(tps
+            .iter()
+            .map(|tp| {
+                let from = self.next[tp];
+                OffsetRange {
+                    topic: tp.0.clone(),
+                    partition: tp.1,
+                    from,
+                    until: from + lags[tp].min(caps[tp]),
+                }
+            })
+            .collect())
+    }
+
+    /// Ranges that take nothing: the batch of a source whose broker is away.
+    fn empty_ranges(&self) -> Vec<OffsetRange> {
+        self.next
+            .iter()
+            .map(|((topic, partition), &at)| OffsetRange {
+                topic: topic.clone(),
+                partition: *partition,
+                from: at,
+                until: at,
+            })
+            .collect()
+    }
+
+    /// Sets the consumer to deliver every range from its start (unless it
+    /// is there already).
+    fn position_for(&mut self, ranges: &[OffsetRange]) -> Result<(), String> {
+        let wanted: BTreeMap<Tp, i64> = ranges
+            .iter()
+            .map(|r| ((r.topic.clone(), r.partition), r.from))
+            .collect();
+        if self.cursor.as_ref() == Some(&wanted) {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((t, p), from) in &wanted {
+            tpl.add_partition_offset(t, *p, Offset::Offset(*from))
+                .map_err(|e| format!("cannot assign {t}-{p}: {e}"))?;
+        }
+        self.consumer
+            .assign(&tpl)
+            .map_err(|e| format!("cannot assign partitions: {e}"))?;
+        self.cursor = Some(wanted);
+        Ok(())
+    }
+
+    /// Reads `ranges` into one block per range (in order). Returns the
+    /// blocks and, per range, where reading stopped (its `until` when
+    /// complete). Gives up at `deadline` (`Incomplete`).
+    fn read(
+        &mut self,
+        ranges: &[OffsetRange],
+        deadline: Instant,
+    ) -> (Vec<RecordBatch>, Vec<i64>, Option<ReadError>) {
+        let mut blocks: Vec<RecordBatch> = ranges.iter().map(|_| RecordBatch::new()).collect();
+        let mut at: Vec<i64> = ranges.iter().map(|r| r.from).collect();
+        if let Err(e) = self.position_for(ranges) {
+            return (blocks, at, Some(ReadError::Fatal(e)));
+        }
+        let index: BTreeMap<(&str, i32), usize> = ranges
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ((r.topic.as_str(), r.partition), i))
+            .collect();
+        let mut open: usize = ranges.iter().filter(|r| r.from < r.until).count();
+        let mut scratch = Vec::new();
+        // Records past a finished range that were taken off the consumer's
+        // queue: it must be positioned again for the next batch.
+        let mut overshot = false;
+        while open > 0 {
+            if Instant::now() >= deadline {
+                return (blocks, at, Some(ReadError::Incomplete));
+            }
+            match self.consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    let Some(&i) = index.get(&(m.topic(), m.partition())) else {
+                        continue;
+                    };
+                    let (r, offset) = (&ranges[i], m.offset());
+                    if offset < at[i] {
+                        continue; // delivered before
+                    }
+                    if at[i] >= r.until {
+                        overshot = true; // the next batch's
+                        continue;
+                    }
+                    if offset < r.until {
+                        let value = m.payload().unwrap_or_default();
+                        let value = if self.spec.metadata {
+                            scratch.clear();
+                            encode_metadata(&m, value, &mut scratch);
+                            &scratch[..]
+                        } else {
+                            value
+                        };
+                        blocks[i].push(m.key().unwrap_or_default(), value);
+                    }
+                    at[i] = (offset + 1).min(r.until);
+                    if at[i] >= r.until {
+                        open -= 1;
+                    }
+                }
+                Some(Err(e)) => {
+                    if let Some(fatal) = self.fatal_read_error(&e, ranges, &at) {
+                        return (blocks, at, Some(ReadError::Fatal(fatal)));
+                    }
+                }
+                None => {
+                    // Offsets without records (transaction markers, or
+                    // records compacted away): the consumer's position
+                    // moves past them though no message does.
+                    if let Ok(pos) = self.consumer.position() {
+                        for (i, r) in ranges.iter().enumerate() {
+                            let p = pos
+                                .find_partition(&r.topic, r.partition)
+                                .and_then(|e| e.offset().to_raw());
+                            if let Some(p) = p {
+                                if at[i] < r.until && p > at[i] {
+                                    at[i] = p.min(r.until);
+                                    if at[i] >= r.until {
+                                        open -= 1;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Every range is complete: unless records past them were taken, the
+        // consumer's queue continues exactly where the next batch begins.
+        self.cursor = if overshot {
+            None
+        } else {
+            self.cursor.take().map(|mut c| {
+                for r in ranges {
+                    c.insert((r.topic.clone(), r.partition), r.until);
+                }
+                c
+            })
+        };
+        (blocks, at, None)
+    }
+
+    fn fatal_read_error(
+        &mut self,
+        e: &KafkaError,
+        ranges: &[OffsetRange],
+        at: &[i64],
+    ) -> Option<String> {
+        match e.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange) => {
+                self.cursor = None;
+                let open: Vec<String> = ranges
+                    .iter()
+                    .zip(at)
+                    .filter(|(r, a)| **a < r.until)
+                    .map(|(r, a)| format!("{}-{} [{a}, {})", r.topic, r.partition, r.until))
+                    .collect();
+                Some(format!(
+                    "records of {} are no longer on the broker (deleted by retention?): {e}",
+                    open.join(", ")
+                ))
+            }
+            Some(RDKafkaErrorCode::TopicAuthorizationFailed) => Some(format!("{e}")),
+            _ => {
+                tracing::debug!(source = %self.name, error = %e, "consumer error; retrying");
+                None
+            }
+        }
+    }
+
+    fn broker_away(&mut self, why: &str) {
+        let wait = self.backoff.next_wait();
+        self.retry_at = Some(Instant::now() + wait);
+        tracing::warn!(
+            source = %self.name,
+            brokers = %self.brokers(),
+            retry_in_ms = wait.as_millis() as u64,
+            "kafka source `{}`: {why}; the batch gets no records from it and the source tries again",
+            self.name
+        );
+    }
+}
+
+/// Prefixes `value` with the record's metadata (layout in `docs/abi.md`):
+/// timestamp i64, partition i32, offset i64, header count u32, then per
+/// header its name (u32 length, bytes) and value (u32 length or
+/// `u32::MAX` for none, bytes), all little-endian; then the value.
+pub fn encode_metadata(m: &impl Message, value: &[u8], out: &mut Vec<u8>) {
+    let ts = m.timestamp().to_millis().unwrap_or(i64::MIN);
+    out.extend_from_slice(&ts.to_le_bytes());
+    out.extend_from_slice(&m.partition().to_le_bytes());
+    out.extend_from_slice(&m.offset().to_le_bytes());
+    match m.headers() {
+        Some(h) => {
+            out.extend_from_slice(&(h.count() as u32).to_le_bytes());
+            for header in h.iter() {
+                out.extend_from_slice(&(header.key.len() as u32).to_le_bytes());
+                out.extend_from_slice(header.key.as_bytes());
+                match header.value {
+                    Some(v) => {
+                        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                        out.extend_from_slice(v);
+                    }
+                    None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+                }
+            }
+        }
+        None => out.extend_from_slice(&0u32.to_le_bytes()),
+    }
+    out.extend_from_slice(value);
+}
+
+fn kafka_error(what: &str, message: String) -> EngineError {
+    EngineError::Kafka {
+        what: what.into(),
+        message,
+    }
+}
+
+impl Source for KafkaSource {
+    fn next_batch(
+        &mut self,
+        batch_time_ms: i64,
+    ) -> Result<(SourceInput, Vec<RecordBatch>), EngineError> {
+        if self.retry_at.is_some_and(|at| Instant::now() < at) {
+            let ranges = self.empty_ranges();
+            let blocks = ranges.iter().map(|_| RecordBatch::new()).collect();
+            return Ok((SourceInput::Kafka(ranges), blocks));
+        }
+        let ranges = match self.cut() {
+            Ok(r) => r,
+            Err(Err(fatal)) => return Err(kafka_error(&self.what(), fatal)),
+            Err(Ok(away)) => {
+                self.broker_away(&away);
+                let ranges = self.empty_ranges();
+                let blocks = ranges.iter().map(|_| RecordBatch::new()).collect();
+                return Ok((SourceInput::Kafka(ranges), blocks));
+            }
+        };
+        let deadline = Instant::now() + self.read_timeout;
+        let (blocks, at, error) = self.read(&ranges, deadline);
+        // The batch is what was read: a range the broker did not finish
+        // delivering ends where reading stopped (the rest goes into the
+        // next batch).
+        let ranges: Vec<OffsetRange> = ranges
+            .into_iter()
+            .zip(&at)
+            .map(|(r, &a)| OffsetRange { until: a, ..r })
+            .collect();
+        match error {
+            Some(ReadError::Fatal(e)) => return Err(kafka_error(&self.what(), e)),
+            Some(ReadError::Incomplete) => {
+                self.cursor = None;
+                self.broker_away(&format!("batch {batch_time_ms} ms: the broker stopped delivering; the batch takes what arrived"));
+            }
+            None => {
+                if self.retry_at.take().is_some() {
+                    tracing::info!(source = %self.name, brokers = %self.brokers(), "kafka source `{}`: the broker is back", self.name);
+                }
+                self.backoff.reset();
+            }
+        }
+        for r in &ranges {
+            self.next.insert((r.topic.clone(), r.partition), r.until);
+        }
+        Ok((SourceInput::Kafka(ranges), blocks))
+    }
+
+    fn replay(
+        &mut self,
+        input: &SourceInput,
+        _recovery: &Recovery,
+    ) -> Result<Vec<RecordBatch>, ReplayError> {
+        let SourceInput::Kafka(ranges) = input else {
+            return Err(ReplayError::WrongInput {
+                source_kind: "kafka",
+                input: format!("{input:?}"),
+            });
+        };
+        // The broker may be away while the job recovers: keep trying for
+        // a while, saying so.
+        let give_up = Instant::now() + Duration::from_secs(600);
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+        loop {
+            let (blocks, at, error) = self.read(ranges, Instant::now() + self.read_timeout);
+            match error {
+                None => {
+                    for r in ranges {
+                        self.next.insert((r.topic.clone(), r.partition), r.until);
+                    }
+                    return Ok(blocks);
+                }
+                Some(ReadError::Fatal(e)) => {
+                    return Err(ReplayError::Kafka {
+                        what: self.what(),
+                        message: e,
+                    })
+                }
+                Some(ReadError::Incomplete) if Instant::now() >= give_up => {
+                    return Err(ReplayError::Kafka {
+                        what: self.what(),
+                        message: format!(
+                            "the broker ({}) did not deliver the logged ranges within 10 minutes",
+                            self.brokers()
+                        ),
+                    })
+                }
+                Some(ReadError::Incomplete) => {
+                    self.cursor = None;
+                    let wait = backoff.next_wait();
+                    let missing: Vec<String> = ranges
+                        .iter()
+                        .zip(&at)
+                        .filter(|(r, a)| **a < r.until)
+                        .map(|(r, a)| format!("{}-{} [{a}, {})", r.topic, r.partition, r.until))
+                        .collect();
+                    tracing::warn!(
+                        source = %self.name,
+                        brokers = %self.brokers(),
+                        "kafka source `{}`: cannot read logged ranges {} yet; retrying in {} ms",
+                        self.name,
+                        missing.join(", "),
+                        wait.as_millis()
+                    );
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+    }
+
+    fn position(&self) -> SourcePosition {
+        SourcePosition::Kafka(
+            self.next
+                .iter()
+                .map(|((t, p), o)| (t.clone(), *p, *o))
+                .collect(),
+        )
+    }
+
+    fn restore(&mut self, position: &SourcePosition, _recovery: &Recovery, _index: u32) {
+        if let SourcePosition::Kafka(next) = position {
+            self.next = next.iter().map(|(t, p, o)| ((t.clone(), *p), *o)).collect();
+            self.cursor = None;
+        }
+    }
+
+    fn completed(&mut self, done: &BatchDone) {
+        if let Some(e) = &mut self.estimator {
+            if !done.replayed {
+                if let Some(rate) = e.update(
+                    done.finished_ms,
+                    done.records,
+                    done.processing_ms,
+                    done.scheduling_delay_ms,
+                ) {
+                    tracing::debug!(source = %self.name, rate, "backpressure rate");
+                }
+            }
+        }
+        // The group learns how far the job has come (for lag tools); the
+        // checkpoint, not the group, decides where a restart begins.
+        self.to_commit
+            .extend(self.next.iter().map(|(k, v)| (k.clone(), *v)));
+        let mut tpl = TopicPartitionList::new();
+        for ((t, p), o) in &self.to_commit {
+            if tpl.add_partition_offset(t, *p, Offset::Offset(*o)).is_err() {
+                return;
+            }
+        }
+        if tpl.count() > 0 && self.retry_at.is_none() {
+            match self
+                .consumer
+                .commit(&tpl, rdkafka::consumer::CommitMode::Async)
+            {
+                Ok(()) => self.to_commit.clear(),
+                Err(e) => {
+                    tracing::debug!(source = %self.name, error = %e, "offset commit deferred")
+                }
+            }
+        }
+    }
+}

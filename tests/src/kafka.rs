@@ -1,0 +1,280 @@
+//! A real Kafka-protocol broker for tests and benchmarks: tansu, started on
+//! a free loopback port with its data in a temporary directory, stopped by
+//! PID (and restartable on the same port and data). Plus small producer and
+//! `read_committed` reader helpers built on rdkafka.
+//!
+//! The broker binary is found at `$WEIR_TANSU`, then
+//! `~/.cache/tansu/bin/tansu` (where `scripts/setup.sh --kafka` installs
+//! it), then on `PATH`. Without it, a test fails saying how to install it.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+/// How to install the broker, for failure messages.
+pub const INSTALL: &str = "scripts/setup.sh --kafka   (runs: cargo install tansu --version 0.6.0 --locked --features dynostore,libsql --root ~/.cache/tansu)";
+
+/// The tansu binary, or a panic saying how to install it.
+pub fn tansu_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("WEIR_TANSU") {
+        return PathBuf::from(p);
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let p = PathBuf::from(home).join(".cache/tansu/bin/tansu");
+        if p.is_file() {
+            return p;
+        }
+    }
+    if let Ok(paths) = std::env::var("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let p = dir.join("tansu");
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    panic!("the Kafka tests need the tansu broker, which is not installed; install it with:\n  {INSTALL}");
+}
+
+/// A running (or stopped) tansu broker.
+pub struct Broker {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Broker {
+    /// Starts a broker on a free port and waits until it answers.
+    pub fn start() -> Broker {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut b = Broker {
+            dir: tempfile::tempdir().expect("temporary directory"),
+            port,
+            child: None,
+        };
+        b.restart();
+        b
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the broker again after [`Broker::stop`], on the same port and
+    /// data.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the broker is running");
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::File::create(self.dir.path().join("broker.log")).expect("broker log");
+        let child = Command::new(tansu_binary())
+            .current_dir(self.dir.path())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start tansu ({e}); install it with:\n  {INSTALL}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("tansu exited with {status}: {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen within 30 s: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the broker (SIGKILL: it must survive that) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The broker's own log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+    }
+
+    fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", self.address());
+        c
+    }
+
+    /// Creates a topic with `partitions` partitions.
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> =
+            self.config().create().expect("admin client");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let results = rt
+            .block_on(admin.create_topics(
+                &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            ))
+            .expect("create_topics");
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
+        }
+    }
+
+    /// Produces `(key, value)` records (an empty key is none) to `topic`,
+    /// to the partition given or by key hash, and waits until all are
+    /// acknowledged.
+    pub fn produce(&self, topic: &str, records: &[(Option<i32>, &[u8], &[u8])]) {
+        let producer: ThreadedProducer<DefaultProducerContext> = self
+            .config()
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer");
+        for (partition, key, value) in records {
+            let mut r = BaseRecord::to(topic).payload(*value);
+            if !key.is_empty() {
+                r = r.key(*key);
+            }
+            if let Some(p) = partition {
+                r = r.partition(*p);
+            }
+            let mut r = r;
+            loop {
+                match producer.send(r) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        r = back;
+                        producer.poll(Duration::from_millis(20));
+                    }
+                }
+            }
+        }
+        producer
+            .flush(Duration::from_secs(60))
+            .expect("all records acknowledged");
+    }
+
+    /// Every committed record of `topic`, per partition, in offset order
+    /// (read with `isolation.level = read_committed`).
+    pub fn read_committed(&self, topic: &str) -> Vec<Vec<Record>> {
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", "weir-tests-reader")
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .create()
+            .expect("consumer");
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        let partitions: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+        let mut tpl = TopicPartitionList::new();
+        let mut ends = Vec::new();
+        for &p in &partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("watermarks");
+            ends.push(high);
+        }
+        consumer.assign(&tpl).expect("assign");
+        let mut out: Vec<Vec<Record>> = partitions.iter().map(|_| Vec::new()).collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let pos = consumer.position().expect("position");
+            let done = partitions.iter().zip(&ends).all(|(&p, &end)| {
+                end == 0
+                    || pos
+                        .find_partition(topic, p)
+                        .and_then(|e| e.offset().to_raw())
+                        .is_some_and(|o| o >= end)
+            });
+            if done {
+                return out;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "topic {topic} was not read to its end within 60 s"
+            );
+            if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+                let m = m.expect("a record");
+                let i = partitions.iter().position(|&p| p == m.partition()).unwrap();
+                if m.offset() < ends[i] {
+                    let headers = m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    out[i].push(Record {
+                        key: m.key().unwrap_or_default().to_vec(),
+                        value: m.payload().unwrap_or_default().to_vec(),
+                        headers,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A record as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Key (empty for none).
+    pub key: Vec<u8>,
+    /// Value.
+    pub value: Vec<u8>,
+    /// Headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Record {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
+    }
+}

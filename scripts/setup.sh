@@ -1,24 +1,54 @@
 #!/usr/bin/env bash
 # Installs what weir's build and tests need on a fresh Debian machine with
 # Rust from rustup. Idempotent and quick when everything is present.
-#   scripts/setup.sh          wasm target only (enough to build and run)
-#   scripts/setup.sh --tests  also clang + lld for the C plugin the tests use
+#   scripts/setup.sh          wasm target and cmake (enough to build and run;
+#                             cmake builds librdkafka, the Kafka client)
+#   scripts/setup.sh --tests  also clang + lld for the C plugin, and the
+#                             tansu Kafka broker the Kafka tests start
+#   scripts/setup.sh --kafka  only the tansu broker
+# tansu is built once into ~/.cache/tansu (10-25 minutes on 2 cores; later
+# runs find it there). WEIR_TANSU=/path/to/tansu uses another binary.
 set -euo pipefail
+
+apt_install() {
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        echo "setup: installing $*" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    else
+        echo "setup: these Debian packages are needed: sudo apt-get install $*" >&2
+        exit 1
+    fi
+}
+
+install_tansu() {
+    local root="${HOME}/.cache/tansu"
+    if [[ -n "${WEIR_TANSU:-}" && -x "${WEIR_TANSU}" ]] || [[ -x "${root}/bin/tansu" ]]; then
+        return
+    fi
+    echo "setup: building the tansu Kafka broker into ${root} (once; 10-25 minutes)" >&2
+    cargo install tansu --version 0.6.0 --locked --features dynostore,libsql \
+        --root "${root}" --target-dir "${HOME}/.cache/tansu-build" >&2
+    rm -rf "${HOME}/.cache/tansu-build"
+}
+
+if [[ "${1:-}" == "--kafka" ]]; then
+    install_tansu
+    exit 0
+fi
 
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
     echo "setup: adding the wasm32-unknown-unknown Rust target" >&2
     rustup target add wasm32-unknown-unknown
 fi
 
+if ! command -v cmake >/dev/null; then
+    apt_install cmake
+fi
+
 if [[ "${1:-}" == "--tests" ]]; then
     if ! command -v clang >/dev/null || ! command -v wasm-ld >/dev/null; then
-        if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-            echo "setup: installing clang and lld (C plugin)" >&2
-            apt-get update -qq
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang lld >/dev/null
-        else
-            echo "setup: clang and lld are needed for the C plugin: sudo apt-get install clang lld" >&2
-            exit 1
-        fi
+        apt_install clang lld
     fi
+    install_tansu
 fi

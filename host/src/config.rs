@@ -135,6 +135,7 @@ struct RawOutput {
     transactional_id: Option<String>,
     format: Option<Spanned<String>>,
     properties: Option<Spanned<BTreeMap<String, toml::Value>>>,
+    function: Option<Spanned<String>>,
 }
 
 const SOURCE_TYPES: &[&str] = &["kafka", "socket", "files", "generator"];
@@ -346,8 +347,13 @@ pub struct OutputDef {
     pub stream: String,
     /// What it does.
     pub kind: OutputKind,
+    /// `(plugin alias, function)`: a map function that formats each
+    /// partition of every batch before it is written (Spark's
+    /// `foreachRDD` + `foreachPartition`, kept pure).
+    pub function: Option<(String, String)>,
     /// Its position among the `[[output]]` tables, from 1.
     pub table: usize,
+    span: Range<usize>,
 }
 
 /// A plugin of `[plugins]`.
@@ -1225,6 +1231,7 @@ fn parse_outputs(
     p: &mut Problems<'_>,
     raw: &[Spanned<RawOutput>],
     names: &Names,
+    plugins: &BTreeMap<String, PluginDef>,
     r: &Resolver,
 ) -> Vec<OutputDef> {
     let mut outputs = Vec::new();
@@ -1280,11 +1287,31 @@ fn parse_outputs(
                 continue;
             }
         };
+        let function = match &o.function {
+            None => None,
+            Some(f) => match f.get_ref().split_once(':') {
+                Some((alias, function)) if !alias.is_empty() && !function.is_empty() => {
+                    if !plugins.contains_key(alias) {
+                        p.at(
+                            f.span(),
+                            format!("output: plugin `{alias}` is not in [plugins]"),
+                        );
+                    }
+                    Some((alias.to_owned(), function.to_owned()))
+                }
+                _ => {
+                    p.at(f.span(), "output: `function` must be \"PLUGIN:FUNCTION\"");
+                    None
+                }
+            },
+        };
         outputs.push(OutputDef {
             name: o.name.clone(),
             stream: o.stream.get_ref().clone(),
             kind,
+            function,
             table: table + 1,
+            span,
         });
     }
     outputs
@@ -1524,7 +1551,7 @@ impl Pipeline {
         let streams = parse_streams(&mut p, &raw.streams, &mut names, &plugins, &r);
         check_inputs(&mut p, &streams, &names);
         let streams = order_streams(&mut p, streams);
-        let outputs = parse_outputs(&mut p, &raw.outputs, &names, &r);
+        let outputs = parse_outputs(&mut p, &raw.outputs, &names, &plugins, &r);
         if raw.outputs.is_empty() {
             p.at(0..0, "the pipeline has no [[output]]: add one, e.g. { stream = \"...\", type = \"print\" }");
         }
@@ -1782,6 +1809,31 @@ impl Pipeline {
         for o in &self.outputs {
             let Some(st) = streams.get(o.stream.as_str()) else {
                 continue;
+            };
+            let formatted;
+            let st = match &o.function {
+                None => st,
+                Some((alias, function)) => {
+                    let Some(plugin) = plugins.get(alias.as_str()) else {
+                        continue; // its plugin failed to load: reported already
+                    };
+                    match st.map_partitions(plugin, function) {
+                        Ok(f) => {
+                            formatted = f;
+                            &formatted
+                        }
+                        Err(e) => {
+                            p.at(
+                                o.span.clone(),
+                                format!(
+                                    "output of stream `{}`, function \"{alias}:{function}\": {e}",
+                                    o.stream
+                                ),
+                            );
+                            continue;
+                        }
+                    }
+                }
             };
             let r = match &o.kind {
                 OutputKind::Print { num } => st.print(*num),

@@ -4,8 +4,10 @@
 //! Each batch is one Kafka transaction. The producer's transactional id is
 //! fixed per (job, output) — `weir.JOB.OUTPUT` unless set — so a restarted
 //! job fences its crashed predecessor, whose open transaction the broker
-//! aborts. Every record carries two headers, `weir.job` (`JOB/OUTPUT`) and
-//! `weir.batch` (the batch time in ms, decimal). When a job recovers, the
+//! aborts. Every record carries three headers, `weir.job` (`JOB/OUTPUT`),
+//! `weir.batch` (the batch time in ms, decimal) and `weir.partition` (the
+//! weir partition it came from): (batch, partition) identifies a record's
+//! origin uniquely, for consumers that perform side effects. When a job recovers, the
 //! output first takes over the transactional id, then finds the newest
 //! batch of its own that is committed in the topic; a replayed batch at or
 //! before it is not written again (its records are there, byte for byte),
@@ -179,6 +181,7 @@ impl KafkaOutput {
         let mut text = String::new();
         let sent = (|| {
             for (p, batch) in parts.iter().enumerate() {
+                let partition = p.to_string();
                 for (key, value) in batch.iter() {
                     let value: &[u8] = match format {
                         ValueFormat::Raw => value,
@@ -188,7 +191,7 @@ impl KafkaOutput {
                             text.as_bytes()
                         }
                     };
-                    let headers = OwnedHeaders::new_with_capacity(2)
+                    let headers = OwnedHeaders::new_with_capacity(3)
                         .insert(Header {
                             key: "weir.job",
                             value: Some(owner.as_bytes()),
@@ -196,6 +199,10 @@ impl KafkaOutput {
                         .insert(Header {
                             key: "weir.batch",
                             value: Some(stamp.as_bytes()),
+                        })
+                        .insert(Header {
+                            key: "weir.partition",
+                            value: Some(partition.as_bytes()),
                         });
                     let mut record = BaseRecord::to(&topic).payload(value).headers(headers);
                     if !key.is_empty() {

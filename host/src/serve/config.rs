@@ -30,6 +30,15 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default, rename = "tenant")]
     tenants: Vec<RawTenant>,
+    #[serde(default)]
+    kafka: RawKafka,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKafka {
+    #[serde(default)]
+    brokers: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -53,6 +62,8 @@ struct RawTenant {
     token: String,
     #[serde(default)]
     limits: RawLimits,
+    kafka_topics: Option<Vec<String>>,
+    kafka_groups: Option<Vec<String>>,
 }
 
 /// Per-job limits: each job of a tenant runs under these (a pipeline's own
@@ -123,6 +134,21 @@ pub struct TenantConfig {
     pub token: String,
     /// Its jobs' limits.
     pub limits: JobLimitsConfig,
+    /// What its Kafka sources and outputs may reach.
+    pub kafka: KafkaPolicy,
+}
+
+/// What a tenant's pipelines may reach on Kafka: the brokers the host
+/// allows, and name prefixes of the topics, and of the consumer groups and
+/// transactional ids, the tenant may use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KafkaPolicy {
+    /// `host:port` of the brokers allowed (none: no Kafka at all).
+    pub brokers: Vec<String>,
+    /// Topic name prefixes [default: `TENANT.`].
+    pub topic_prefixes: Vec<String>,
+    /// Consumer group and transactional id prefixes [default: `TENANT.`].
+    pub group_prefixes: Vec<String>,
 }
 
 impl std::fmt::Debug for TenantConfig {
@@ -233,10 +259,24 @@ impl ServeConfig {
             }
             let limits = merge_limits(&defaults, &t.limits)
                 .map_err(|m| err(format!("tenant `{}` limits: {m}", t.name)))?;
+            let own = vec![format!("{}.", t.name)];
+            let prefixes = |v: &Option<Vec<String>>, key: &str| match v {
+                Some(list) if list.iter().any(String::is_empty) => Err(err(format!(
+                    "tenant `{}`: `{key}` may not hold an empty prefix (it would allow everything)",
+                    t.name
+                ))),
+                Some(list) => Ok(list.clone()),
+                None => Ok(own.clone()),
+            };
             tenants.push(TenantConfig {
                 name: t.name.clone(),
                 token: t.token.clone(),
                 limits,
+                kafka: KafkaPolicy {
+                    brokers: raw.kafka.brokers.clone(),
+                    topic_prefixes: prefixes(&t.kafka_topics, "kafka_topics")?,
+                    group_prefixes: prefixes(&t.kafka_groups, "kafka_groups")?,
+                },
             });
         }
         let positive = |v: Option<usize>, key: &str, default: usize| match v {

@@ -7,8 +7,10 @@
 use std::net::IpAddr;
 use std::path::{Component, Path};
 
+use super::config::KafkaPolicy;
 use crate::config::{OutputKind, Pipeline};
 use crate::job::SourceSpec;
+use crate::kafka::KafkaEndpoint;
 
 /// The file the pipeline is written to in the job directory.
 pub const PIPELINE_FILE: &str = "pipeline.toml";
@@ -18,7 +20,7 @@ pub const PIPELINE_FILE: &str = "pipeline.toml";
 /// soon as the parser knows it. Returns every problem (`key = "value":
 /// why`), or nothing when the text is not a pipeline at all (the parser then
 /// reports that, before touching any file). Parsing reads no file.
-pub fn check_pipeline(src: &str) -> Vec<String> {
+pub fn check_pipeline(src: &str, kafka: &KafkaPolicy) -> Vec<String> {
     let Some(pipeline) = Pipeline::parse_unchecked(Path::new(PIPELINE_FILE), src) else {
         return Vec::new();
     };
@@ -43,6 +45,7 @@ pub fn check_pipeline(src: &str) -> Vec<String> {
             }
         }
     }
+    problems.extend(check_kafka(&pipeline, kafka));
     for s in &pipeline.sources {
         if let SourceSpec::Socket { host, .. } = &s.spec {
             if !is_loopback(host) {
@@ -51,6 +54,80 @@ pub fn check_pipeline(src: &str) -> Vec<String> {
                     s.table
                 ));
             }
+        }
+    }
+    problems
+}
+
+/// Kafka sources and outputs may reach only the brokers the host allows,
+/// and use only the tenant's topic, group and transactional id prefixes.
+fn check_kafka(pipeline: &Pipeline, policy: &KafkaPolicy) -> Vec<String> {
+    let mut problems = Vec::new();
+    let brokers = |at: &str, endpoint: &KafkaEndpoint, problems: &mut Vec<String>| {
+        for b in endpoint.broker_list() {
+            if !policy.brokers.contains(&b) {
+                problems.push(if policy.brokers.is_empty() {
+                    format!("{at} brokers: broker {b:?} is not allowed: this host allows no Kafka broker (serve configuration [kafka] brokers)")
+                } else {
+                    format!(
+                        "{at} brokers: broker {b:?} is not allowed; allowed: {}",
+                        policy.brokers.join(", ")
+                    )
+                });
+            }
+        }
+    };
+    let prefixed =
+        |at: &str, key: &str, name: &str, prefixes: &[String], problems: &mut Vec<String>| {
+            if !prefixes.iter().any(|p| name.starts_with(p.as_str())) {
+                problems.push(format!(
+                    "{at} {key} = {name:?}: the tenant may only use names starting with {}",
+                    prefixes
+                        .iter()
+                        .map(|p| format!("{p:?}"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ));
+            }
+        };
+    for s in &pipeline.sources {
+        if let SourceSpec::Kafka(k) = &s.spec {
+            let at = format!("[[source]] #{}", s.table);
+            brokers(&at, &k.endpoint, &mut problems);
+            for t in &k.topics {
+                prefixed(&at, "topic", t, &policy.topic_prefixes, &mut problems);
+            }
+            prefixed(
+                &at,
+                "group",
+                &k.group,
+                &policy.group_prefixes,
+                &mut problems,
+            );
+        }
+    }
+    for o in &pipeline.outputs {
+        if let OutputKind::Kafka(k) = &o.kind {
+            let at = format!("[[output]] #{}", o.table);
+            brokers(&at, &k.endpoint, &mut problems);
+            prefixed(
+                &at,
+                "topic",
+                &k.topic,
+                &policy.topic_prefixes,
+                &mut problems,
+            );
+            let id = k.transactional_id.clone().unwrap_or_else(|| {
+                let name = o.name.clone().unwrap_or_else(|| format!("to-{}", k.topic));
+                format!("weir.{}.{name}", pipeline.config.job_name)
+            });
+            prefixed(
+                &at,
+                "transactional_id",
+                &id,
+                &policy.group_prefixes,
+                &mut problems,
+            );
         }
     }
     problems
@@ -204,7 +281,7 @@ mod tests {
             prefix = "out/x"
             suffix = "/../../../../escape"
         "#;
-        let p = check_pipeline(src);
+        let p = check_pipeline(src, &KafkaPolicy::default());
         assert_eq!(p.len(), 8, "{p:#?}");
         for needle in [
             "plugins.wc",
@@ -218,6 +295,56 @@ mod tests {
         ] {
             assert!(p.iter().any(|x| x.starts_with(needle)), "{needle}: {p:#?}");
         }
+    }
+
+    #[test]
+    fn kafka_reaches_only_allowed_brokers_topics_and_groups() {
+        let src = |brokers: &str, topic: &str, group: &str, txn: &str| {
+            format!(
+                r#"
+            [[source]]
+            name = "s"
+            type = "kafka"
+            brokers = "{brokers}"
+            topics = ["{topic}"]
+            group = "{group}"
+            [[output]]
+            stream = "s"
+            type = "kafka"
+            brokers = "{brokers}"
+            topic = "{topic}-out"
+            {txn}
+        "#
+            )
+        };
+        let policy = KafkaPolicy {
+            brokers: vec!["127.0.0.1:9092".into()],
+            topic_prefixes: vec!["alice.".into()],
+            group_prefixes: vec!["alice.".into()],
+        };
+        let ok = src(
+            "127.0.0.1:9092",
+            "alice.in",
+            "alice.g",
+            "transactional_id = \"alice.t\"",
+        );
+        assert_eq!(check_pipeline(&ok, &policy), Vec::<String>::new());
+        let bad = src("10.0.0.1:9092", "bob.in", "bob.g", "");
+        let p = check_pipeline(&bad, &policy);
+        for needle in [
+            "[[source]] #1 brokers: broker \"10.0.0.1:9092\" is not allowed",
+            "[[source]] #1 topic = \"bob.in\"",
+            "[[source]] #1 group = \"bob.g\"",
+            "[[output]] #1 brokers",
+            "[[output]] #1 topic = \"bob.in-out\"",
+            // The default transactional id is not the tenant's.
+            "[[output]] #1 transactional_id = \"weir.pipeline.to-bob.in-out\"",
+        ] {
+            assert!(p.iter().any(|x| x.starts_with(needle)), "{needle}: {p:#?}");
+        }
+        assert_eq!(p.len(), 6, "{p:#?}");
+        let none = check_pipeline(&ok, &KafkaPolicy::default());
+        assert!(none[0].contains("allows no Kafka broker"), "{none:?}");
     }
 
     #[test]

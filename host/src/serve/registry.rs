@@ -280,10 +280,10 @@ impl Registry {
     /// is removed again and nothing runs.
     pub fn submit(&self, tenant: &TenantConfig, req: SubmitRequest) -> Result<JobInfo, ApiError> {
         // 1. Everything that can be checked without writing a byte.
-        let problems = confine::check_pipeline(&req.pipeline);
+        let problems = confine::check_pipeline(&req.pipeline, &tenant.kafka);
         if !problems.is_empty() {
             return Err(ApiError::outside(format!(
-                "the pipeline names paths outside its directory or hosts it may not reach:\n  {}",
+                "the pipeline names paths outside its directory, or hosts, topics or groups it may not reach:\n  {}",
                 problems.join("\n  ")
             )));
         }

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod kafka;
+
 use crate::config::{Overrides, Pipeline, PipelineError};
 use crate::job::{JobFailed, StopSignal};
 use crate::wasm::{LoadError, Runtime, RuntimeConfig};
@@ -73,6 +75,10 @@ pub enum Command {
     /// Work with plugin modules.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Kafka client commands for trying jobs: create a topic, produce
+    /// lines, read a topic.
+    #[command(subcommand)]
+    Kafka(KafkaCommand),
     /// Run a long-lived host for many tenants' jobs, controlled over HTTP
     /// (see the README's `weir serve` section). Stops every job after its
     /// current batch on SIGINT/SIGTERM.
@@ -153,6 +159,46 @@ pub enum PluginCommand {
     },
 }
 
+/// `weir kafka ...`
+#[derive(Debug, Subcommand)]
+pub enum KafkaCommand {
+    /// Create a topic.
+    CreateTopic {
+        /// Bootstrap brokers, host:port[,host:port].
+        #[arg(long)]
+        brokers: String,
+        /// Topic name.
+        topic: String,
+        /// Partitions [default: 1].
+        #[arg(long, default_value_t = 1)]
+        partitions: i32,
+    },
+    /// Produce every line of standard input as a record.
+    Produce {
+        /// Bootstrap brokers, host:port[,host:port].
+        #[arg(long)]
+        brokers: String,
+        /// Topic name.
+        topic: String,
+        /// Split each line at the first occurrence of this text into key
+        /// and value [default: no key].
+        #[arg(long)]
+        key_separator: Option<String>,
+    },
+    /// Print every record of a topic up to its current end as
+    /// `key<TAB>value` (read_committed), then exit.
+    Consume {
+        /// Bootstrap brokers, host:port[,host:port].
+        #[arg(long)]
+        brokers: String,
+        /// Topic name.
+        topic: String,
+        /// Also show records of open or aborted transactions.
+        #[arg(long)]
+        uncommitted: bool,
+    },
+}
+
 /// Errors a command reports before exiting non-zero.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -174,6 +220,9 @@ pub enum CliError {
     /// A request to a `weir serve` host failed.
     #[error(transparent)]
     Client(#[from] crate::serve::ClientError),
+    /// A Kafka client command failed.
+    #[error(transparent)]
+    Kafka(#[from] kafka::ToolError),
 }
 
 /// Runs a parsed command line.
@@ -181,6 +230,28 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
     use crate::serve::commands as serve;
     match cli.command {
         Command::Plugin(PluginCommand::Inspect { module }) => inspect(&module),
+        Command::Kafka(KafkaCommand::CreateTopic {
+            brokers,
+            topic,
+            partitions,
+        }) => Ok(kafka::create_topic(&brokers, &topic, partitions)?),
+        Command::Kafka(KafkaCommand::Produce {
+            brokers,
+            topic,
+            key_separator,
+        }) => {
+            let stdin = std::io::stdin().lock();
+            kafka::produce(&brokers, &topic, key_separator.as_deref(), stdin)?;
+            Ok(())
+        }
+        Command::Kafka(KafkaCommand::Consume {
+            brokers,
+            topic,
+            uncommitted,
+        }) => {
+            kafka::consume(&brokers, &topic, uncommitted, &mut std::io::stdout().lock())?;
+            Ok(())
+        }
         Command::Serve { config } => Ok(serve::serve(&config)?),
         Command::Submit {
             pipeline,

@@ -1,0 +1,519 @@
+//! Kafka source and output against a real broker (tansu, started by each
+//! test): word counts from a 4-partition topic to another topic, exactly
+//! once through SIGKILLs of weir and a restart of the broker; clear errors
+//! for bad set-ups.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use weir_tests::kafka::{Broker, Record};
+
+use crate::support::wordcount;
+
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// `n` lines of words from a small vocabulary, spread over 4 partitions by
+/// key, deterministic.
+fn lines(n: usize, seed: u64) -> Vec<(Option<i32>, Vec<u8>, Vec<u8>)> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| {
+            let words: Vec<String> = (0..rng.gen_range(1..6))
+                .map(|_| format!("w{}", rng.gen_range(0..40)))
+                .collect();
+            (
+                Some((i % 4) as i32),
+                format!("line-{i}").into_bytes(),
+                words.join(" ").into_bytes(),
+            )
+        })
+        .collect()
+}
+
+fn produce(broker: &Broker, topic: &str, records: &[(Option<i32>, Vec<u8>, Vec<u8>)]) {
+    let borrowed: Vec<(Option<i32>, &[u8], &[u8])> = records
+        .iter()
+        .map(|(p, k, v)| (*p, k.as_slice(), v.as_slice()))
+        .collect();
+    broker.produce(topic, &borrowed);
+}
+
+/// Word counts per batch and running totals, Kafka to Kafka.
+fn pipeline(dir: &Path, broker: &Broker, job: &str, out_topic: &str, extra_job: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[job]
+name = "{job}"
+batch_interval = "1s"
+partitions = 4
+checkpoint = "ck"
+checkpoint_interval = "3s"
+{extra_job}
+
+[plugins]
+wc = "{plugin}"
+
+[[source]]
+name = "lines"
+type = "kafka"
+brokers = "{brokers}"
+topics = ["lines"]
+group = "{job}"
+max_rate_per_partition = 40
+properties = {{ "session.timeout.ms" = "6000" }}
+
+[[stream]]
+name = "words"
+op = "flat_map"
+input = "lines"
+function = "wc:split"
+
+[[stream]]
+name = "counts"
+op = "reduce_by_key"
+input = "words"
+function = "wc:sum"
+
+[[stream]]
+name = "totals"
+op = "update_state_by_key"
+input = "words"
+function = "wc:running_count"
+
+[[output]]
+name = "counts"
+stream = "counts"
+type = "kafka"
+brokers = "{brokers}"
+topic = "{out_topic}"
+
+[[output]]
+name = "totals"
+stream = "totals"
+type = "kafka"
+brokers = "{brokers}"
+topic = "{out_topic}-totals"
+format = "text"
+"#,
+        plugin = wordcount().display(),
+        brokers = broker.address(),
+    );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn weir(pipeline: &Path, args: &[&str]) -> Command {
+    let mut cmd = crate::support::weir();
+    cmd.arg("run")
+        .arg(pipeline)
+        .args(args)
+        .env("WEIR_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    cmd
+}
+
+fn run_to_end(pipeline: &Path, args: &[&str]) -> String {
+    let out = weir(pipeline, args)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "weir failed: {stderr}");
+    stderr
+}
+
+fn spawn(mut cmd: Command) -> (Child, mpsc::Receiver<String>) {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Waits for `n` lines containing `needle`; false if the process ended first.
+fn wait_lines(rx: &mpsc::Receiver<String>, needle: &str, n: usize) -> bool {
+    let mut seen = 0;
+    while seen < n {
+        match rx.recv_timeout(PATIENCE) {
+            Ok(line) if line.contains(needle) => seen += 1,
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("no `{needle}` line within {PATIENCE:?}")
+            }
+        }
+    }
+    true
+}
+
+/// A topic's committed records as (key, value, batch) per partition.
+fn committed(broker: &Broker, topic: &str) -> Vec<Vec<(Vec<u8>, Vec<u8>, String)>> {
+    broker
+        .read_committed(topic)
+        .into_iter()
+        .map(|part| {
+            part.into_iter()
+                .map(|r: Record| {
+                    let batch =
+                        String::from_utf8(r.header("weir.batch").unwrap().to_vec()).unwrap();
+                    (r.key, r.value, batch)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Word counts computed here, independently of weir.
+fn expected_totals(records: &[(Option<i32>, Vec<u8>, Vec<u8>)]) -> BTreeMap<String, i64> {
+    let mut totals = BTreeMap::new();
+    for (_, _, v) in records {
+        for w in std::str::from_utf8(v).unwrap().split_whitespace() {
+            *totals.entry(w.to_owned()).or_insert(0) += 1;
+        }
+    }
+    totals
+}
+
+/// The last total per word in the `totals` topic (text values).
+fn last_totals(broker: &Broker, topic: &str) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for part in broker.read_committed(topic) {
+        for r in part {
+            let n: i64 = std::str::from_utf8(&r.value).unwrap().parse().unwrap();
+            out.insert(String::from_utf8(r.key).unwrap(), n);
+        }
+    }
+    out
+}
+
+#[test]
+fn kafka_word_count_matches_an_independent_count() {
+    let broker = Broker::start();
+    broker.create_topic("lines", 4);
+    broker.create_topic("counts", 4);
+    broker.create_topic("counts-totals", 4);
+    let input = lines(600, 1);
+    produce(&broker, "lines", &input);
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), &broker, "kwc", "counts", "");
+    // 600 lines, 150 per partition, at most 40 per partition per batch.
+    let log = run_to_end(&p, &["--batches", "6", "--simulated-clock"]);
+    assert!(log.contains("batch completed"), "{log}");
+    assert_eq!(
+        last_totals(&broker, "counts-totals"),
+        expected_totals(&input)
+    );
+    let counts = committed(&broker, "counts");
+    let mut per_word = BTreeMap::new();
+    for (k, v, _) in counts.iter().flatten() {
+        *per_word
+            .entry(String::from_utf8(k.clone()).unwrap())
+            .or_insert(0) += i64::from_le_bytes(v.as_slice().try_into().unwrap());
+    }
+    assert_eq!(per_word, expected_totals(&input), "per-batch counts add up");
+    let batches: std::collections::BTreeSet<&str> = counts
+        .iter()
+        .flatten()
+        .map(|(_, _, b)| b.as_str())
+        .collect();
+    assert_eq!(
+        batches.len(),
+        4,
+        "150 lines per partition at 40 per batch: 4 batches with records: {batches:?}"
+    );
+}
+
+fn kills() -> usize {
+    std::env::var("WEIR_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
+
+/// The job is killed with SIGKILL at random moments and restarted; what
+/// `read_committed` consumers see in the output topics equals an
+/// uninterrupted run's, record for record, partition by partition.
+#[test]
+fn sigkill_at_random_moments_changes_no_committed_record() {
+    const BATCHES: &str = "40";
+    let broker = Broker::start();
+    broker.create_topic("lines", 4);
+    for t in ["clean", "clean-totals", "crashy", "crashy-totals"] {
+        broker.create_topic(t, 4);
+    }
+    // 40 per partition per batch: 30 batches of input, then empty ones.
+    let input = lines(4_800, 2);
+    produce(&broker, "lines", &input);
+
+    let clean = tempfile::tempdir().unwrap();
+    run_to_end(
+        &pipeline(clean.path(), &broker, "clean", "clean", ""),
+        &["--batches", BATCHES, "--simulated-clock"],
+    );
+    let expected = committed(&broker, "clean");
+    let expected_totals_topic = committed(&broker, "clean-totals");
+    assert_eq!(
+        last_totals(&broker, "clean-totals"),
+        expected_totals(&input)
+    );
+
+    let crashy = tempfile::tempdir().unwrap();
+    let p = pipeline(crashy.path(), &broker, "crashy", "crashy", "");
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut killed = 0;
+    let mut finished = false;
+    let started = Instant::now();
+    while killed < kills() {
+        let (mut child, rx) = spawn(weir(&p, &["--batches", BATCHES, "--simulated-clock"]));
+        let progressed = wait_lines(&rx, "batch completed", rng.gen_range(0..=2));
+        if progressed {
+            std::thread::sleep(Duration::from_micros(rng.gen_range(0..40_000)));
+        }
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        if status.success() {
+            finished = true;
+            break;
+        }
+        killed += 1;
+    }
+    if !finished {
+        run_to_end(&p, &["--batches", BATCHES, "--simulated-clock"]);
+    }
+    eprintln!(
+        "killed weir {killed} times with SIGKILL in {:?}",
+        started.elapsed()
+    );
+    assert!(killed >= kills().min(20), "only {killed} kills");
+    assert_eq!(committed(&broker, "crashy"), expected, "per-batch counts");
+    assert_eq!(
+        committed(&broker, "crashy-totals"),
+        expected_totals_topic,
+        "running totals"
+    );
+}
+
+/// A job whose `lines` source reads `topic` on `brokers`, printing counts.
+fn printing_pipeline(dir: &Path, brokers: &str, topic: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[job]
+name = "bad"
+batch_interval = "1s"
+partitions = 2
+
+[plugins]
+wc = "{plugin}"
+
+[[source]]
+name = "lines"
+type = "kafka"
+brokers = "{brokers}"
+topics = ["{topic}"]
+
+[[stream]]
+name = "words"
+op = "flat_map"
+input = "lines"
+function = "wc:split"
+
+[[output]]
+stream = "words"
+type = "print"
+"#,
+        plugin = wordcount().display(),
+    );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run_failing(pipeline: &Path, args: &[&str]) -> String {
+    let out = weir(pipeline, args)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "weir should have failed: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn an_unknown_topic_fails_naming_source_topic_and_broker() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let p = printing_pipeline(dir.path(), &broker.address(), "nope");
+    let stderr = run_failing(&p, &["--batches", "2", "--simulated-clock"]);
+    assert!(
+        stderr.contains("kafka source `lines`")
+            && stderr.contains("topic `nope` does not exist")
+            && stderr.contains(&broker.address()),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unreachable_broker_is_retried_and_logged_not_fatal() {
+    // Nothing listens on this port: connections are refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let brokers = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let p = printing_pipeline(dir.path(), &brokers, "lines");
+    let log = run_to_end(&p, &["--batches", "3", "--simulated-clock"]);
+    assert!(
+        log.contains("kafka source `lines`")
+            && log.contains(&brokers)
+            && log.contains("the batch gets no records from it"),
+        "{log}"
+    );
+    assert_eq!(log.matches("batch completed").count(), 3, "{log}");
+}
+
+#[test]
+fn a_malformed_broker_list_is_refused_by_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = printing_pipeline(dir.path(), "localhost", "lines");
+    let out = crate::support::weir()
+        .arg("validate")
+        .arg(&p)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("kafka source `lines`")
+            && stderr.contains("broker `localhost` has no port"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_record_the_plugin_cannot_decode_fails_naming_the_operator() {
+    let broker = Broker::start();
+    broker.create_topic("lines", 2);
+    broker.produce(
+        "lines",
+        &[
+            (Some(0), b"", b"fine words"),
+            (Some(1), b"", b"bad \xff\xfe utf-8"),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let p = printing_pipeline(dir.path(), &broker.address(), "lines");
+    let stderr = run_failing(&p, &["--batches", "2", "--simulated-clock"]);
+    assert!(
+        stderr.contains("`words`") && stderr.contains("split") && stderr.contains("partition 1"),
+        "{stderr}"
+    );
+}
+
+/// The broker is stopped (SIGKILL) and restarted while a job copies a
+/// topic on the system clock; every record arrives exactly once, in order
+/// per partition.
+#[test]
+fn a_broker_restarted_mid_run_loses_and_duplicates_nothing() {
+    let mut broker = Broker::start();
+    broker.create_topic("events", 2);
+    broker.create_topic("copy", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+[job]
+name = "copy"
+batch_interval = "200ms"
+partitions = 2
+checkpoint = "ck"
+
+[[source]]
+name = "events"
+type = "kafka"
+brokers = "{b}"
+topics = ["events"]
+
+[[output]]
+name = "copy"
+stream = "events"
+type = "kafka"
+brokers = "{b}"
+topic = "copy"
+partitioner = "partition"
+"#,
+        b = broker.address()
+    );
+    let p = dir.path().join("pipeline.toml");
+    std::fs::write(&p, text).unwrap();
+    let events = |range: std::ops::Range<usize>| -> Vec<(Option<i32>, Vec<u8>, Vec<u8>)> {
+        range
+            .map(|i| {
+                (
+                    Some((i % 2) as i32),
+                    Vec::new(),
+                    format!("e-{i}").into_bytes(),
+                )
+            })
+            .collect()
+    };
+    produce(&broker, "events", &events(0..500));
+    let (mut child, rx) = spawn(weir(&p, &[]));
+    assert!(wait_lines(&rx, "batch completed", 3));
+    broker.stop();
+    assert!(
+        wait_lines(&rx, "kafka source `events`", 1),
+        "the outage is logged"
+    );
+    broker.restart();
+    produce(&broker, "events", &events(500..1000));
+    // Wait (bounded) until the copy holds every event, then stop the job.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let n: usize = broker.read_committed("copy").iter().map(Vec::len).sum();
+        if n >= 1000 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {n} of 1000 copied: {}",
+            broker.log()
+        );
+        let _ = rx.recv_timeout(Duration::from_millis(500));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let copy = broker.read_committed("copy");
+    for (p, part) in copy.iter().enumerate() {
+        let got: Vec<Vec<u8>> = part.iter().map(|r| r.value.clone()).collect();
+        let want: Vec<Vec<u8>> = events(0..1000)
+            .into_iter()
+            .filter(|(q, _, _)| *q == Some(p as i32))
+            .map(|(_, _, v)| v)
+            .collect();
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "partition {p}: no loss, no duplicate"
+        );
+        assert!(got == want, "partition {p}: same records in the same order");
+    }
+}

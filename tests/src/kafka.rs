@@ -17,7 +17,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 /// How to install the broker, for failure messages.
@@ -156,34 +156,9 @@ impl Broker {
     /// to the partition given or by key hash, and waits until all are
     /// acknowledged.
     pub fn produce(&self, topic: &str, records: &[(Option<i32>, &[u8], &[u8])]) {
-        let producer: ThreadedProducer<DefaultProducerContext> = self
-            .config()
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            .create()
-            .expect("producer");
-        for (partition, key, value) in records {
-            let mut r = BaseRecord::to(topic).payload(*value);
-            if !key.is_empty() {
-                r = r.key(*key);
-            }
-            if let Some(p) = partition {
-                r = r.partition(*p);
-            }
-            let mut r = r;
-            loop {
-                match producer.send(r) {
-                    Ok(()) => break,
-                    Err((_, back)) => {
-                        r = back;
-                        producer.poll(Duration::from_millis(20));
-                    }
-                }
-            }
-        }
-        producer
-            .flush(Duration::from_secs(60))
-            .expect("all records acknowledged");
+        let p = Producer::new(&self.address());
+        p.send_borrowed(topic, records);
+        p.flush();
     }
 
     /// Every committed record of `topic`, per partition, in offset order
@@ -255,6 +230,64 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// An idempotent producer for test input.
+pub struct Producer {
+    inner: ThreadedProducer<DefaultProducerContext>,
+}
+
+impl Producer {
+    /// A producer to the broker at `address`.
+    pub fn new(address: &str) -> Producer {
+        let inner = ClientConfig::new()
+            .set("bootstrap.servers", address)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer");
+        Producer { inner }
+    }
+
+    /// Queues owned records (see [`Producer::send_borrowed`]).
+    pub fn send(&self, topic: &str, records: &[(Option<i32>, Vec<u8>, Vec<u8>)]) {
+        let borrowed: Vec<(Option<i32>, &[u8], &[u8])> = records
+            .iter()
+            .map(|(p, k, v)| (*p, k.as_slice(), v.as_slice()))
+            .collect();
+        self.send_borrowed(topic, &borrowed);
+    }
+
+    /// Queues `(partition, key, value)` records (an empty key is none; no
+    /// partition: by key hash).
+    pub fn send_borrowed(&self, topic: &str, records: &[(Option<i32>, &[u8], &[u8])]) {
+        for (partition, key, value) in records {
+            let mut r = BaseRecord::to(topic).payload(*value);
+            if !key.is_empty() {
+                r = r.key(*key);
+            }
+            if let Some(p) = partition {
+                r = r.partition(*p);
+            }
+            let mut r = r;
+            loop {
+                match self.inner.send(r) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        r = back;
+                        self.inner.poll(Duration::from_millis(20));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until every queued record is acknowledged.
+    pub fn flush(&self) {
+        self.inner
+            .flush(Duration::from_secs(60))
+            .expect("all records acknowledged");
     }
 }
 

@@ -142,22 +142,24 @@ impl KafkaOutput {
             producer
                 .init_transactions(TXN_TIMEOUT)
                 .map_err(|e| classify(&e, "cannot take over the transactional id"))?;
+            // The topic must exist (a broker that creates topics on demand
+            // creates it here); its partition count serves `partition`.
+            let md = producer
+                .client()
+                .fetch_metadata(Some(&self.spec.topic), TXN_TIMEOUT)
+                .map_err(|e| Attempt::Retry(format!("cannot fetch metadata: {e}")))?;
+            let n = md
+                .topics()
+                .iter()
+                .find(|t| t.name() == self.spec.topic && t.error().is_none())
+                .map_or(0, |t| t.partitions().len());
+            if n == 0 {
+                return Err(Attempt::Fatal(format!(
+                    "topic `{}` does not exist on {}",
+                    self.spec.topic, self.spec.endpoint.brokers
+                )));
+            }
             if self.spec.partitioner == Partitioner::Partition {
-                let md = producer
-                    .client()
-                    .fetch_metadata(Some(&self.spec.topic), TXN_TIMEOUT)
-                    .map_err(|e| Attempt::Retry(format!("cannot fetch metadata: {e}")))?;
-                let n = md
-                    .topics()
-                    .iter()
-                    .find(|t| t.name() == self.spec.topic)
-                    .map_or(0, |t| t.partitions().len());
-                if n == 0 {
-                    return Err(Attempt::Fatal(format!(
-                        "topic `{}` does not exist on {}",
-                        self.spec.topic, self.spec.endpoint.brokers
-                    )));
-                }
                 self.topic_partitions = Some(n as i32);
             }
             self.producer = Some(producer);

@@ -517,3 +517,153 @@ partitioner = "partition"
         assert!(got == want, "partition {p}: same records in the same order");
     }
 }
+
+/// Per-batch statistics of a `--stats-file`.
+fn stats(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A job slower than its input: with backpressure its scheduling delay
+/// stays bounded (the records wait in Kafka, not in memory) and it reads
+/// every partition without a gap; without it, every batch takes all that
+/// arrived while the last one ran, and the delay keeps growing.
+#[test]
+fn backpressure_bounds_the_delay_of_a_job_slower_than_its_input() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = |name: &str, backpressure: bool| -> PathBuf {
+        broker.create_topic(&format!("{name}-in"), 2);
+        broker.create_topic(&format!("{name}-out"), 2);
+        let text = format!(
+            r#"
+[job]
+name = "{name}"
+batch_interval = "500ms"
+partitions = 2
+workers = 2
+backpressure = {backpressure}
+backpressure_initial_rate = 200
+stats_file = "{name}.jsonl"
+
+[plugins]
+kit = "{kit}"
+
+[[source]]
+name = "fast"
+type = "kafka"
+brokers = "{b}"
+topics = ["{name}-in"]
+
+[[stream]]
+name = "slowed"
+op = "map"
+input = "fast"
+function = "kit:slow"
+
+[[output]]
+name = "out"
+stream = "slowed"
+type = "kafka"
+brokers = "{b}"
+topic = "{name}-out"
+partitioner = "partition"
+"#,
+            kit = crate::support::testkit().display(),
+            b = broker.address()
+        );
+        let p = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    // Input at 1 000 records/s until told to stop.
+    let produce_until_stopped = |topic: String| {
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let address = broker.address();
+        let handle = std::thread::spawn(move || {
+            let b = weir_tests::kafka::Producer::new(&address);
+            let mut i = 0usize;
+            let started = Instant::now();
+            while stop_rx.try_recv().is_err() && started.elapsed() < PATIENCE {
+                let due = (started.elapsed().as_millis() as usize) + 100;
+                let batch: Vec<(Option<i32>, Vec<u8>, Vec<u8>)> = (i..due)
+                    .map(|j| {
+                        (
+                            Some((j % 2) as i32),
+                            Vec::new(),
+                            format!("r-{j}").into_bytes(),
+                        )
+                    })
+                    .collect();
+                i = due.max(i);
+                b.send(&topic, &batch);
+                // Pacing the input, not waiting for anything.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            b.flush();
+            i
+        });
+        (stop_tx, handle)
+    };
+
+    // With backpressure: 16 batches, then a graceful stop.
+    let (stop, producer) = produce_until_stopped("bp-in".into());
+    let p = pipeline("bp", true);
+    let log = run_to_end(&p, &["--batches", "16"]);
+    stop.send(()).unwrap();
+    let produced = producer.join().unwrap();
+    let with = stats(&dir.path().join("bp.jsonl"));
+    assert_eq!(with.len(), 16, "{log}");
+    let delay = |s: &serde_json::Value| s["scheduling_delay_ms"].as_f64().unwrap();
+    let max_delay_with = with[6..].iter().map(delay).fold(0.0, f64::max);
+    // Nothing skipped: each output partition is a gapless prefix of its
+    // input partition, in order.
+    let out = broker.read_committed("bp-out");
+    let taken: usize = out.iter().map(Vec::len).sum();
+    for (p, part) in out.iter().enumerate() {
+        for (n, r) in part.iter().enumerate() {
+            assert_eq!(
+                r.value,
+                format!("r-{}", 2 * n + p).into_bytes(),
+                "partition {p}, record {n}"
+            );
+        }
+    }
+    assert!(
+        taken > 0 && taken < produced,
+        "{taken} of {produced}: the job is slower than its input"
+    );
+
+    // Without: the same input rate; stop once the delay has grown past
+    // what the backpressured job ever had (or after 8 batches).
+    let (stop, producer) = produce_until_stopped("nobp-in".into());
+    let p = pipeline("nobp", false);
+    let (mut child, rx) = spawn(weir(&p, &[]));
+    let mut grown = 0.0;
+    for _ in 0..8 {
+        assert!(wait_lines(&rx, "batch completed", 1));
+        let s = stats(&dir.path().join("nobp.jsonl"));
+        grown = s.iter().map(delay).fold(0.0, f64::max);
+        if grown > 2.0 * max_delay_with.max(500.0) {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    stop.send(()).unwrap();
+    producer.join().unwrap();
+    eprintln!(
+        "scheduling delay: at most {max_delay_with:.0} ms with backpressure (after 6 batches), {grown:.0} ms and growing without"
+    );
+    assert!(
+        max_delay_with <= 2_500.0,
+        "with backpressure the delay stays bounded: {with:?}"
+    );
+    assert!(
+        grown > max_delay_with,
+        "without backpressure the delay grows past {max_delay_with} ms: {grown}"
+    );
+}

@@ -65,3 +65,8 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The test-kit plugin (`plugins/testkit`), built by `tests/build.rs`.
+pub fn testkit() -> PathBuf {
+    weir_tests::guest(weir_tests::guests::TESTKIT)
+}

@@ -46,6 +46,25 @@ pub fn stamp(key: Vec<u8>, _value: Vec<u8>) -> (Vec<u8>, String) {
     )
 }
 
+/// 1:1 and deliberately slow: a fixed amount of work per record (about a
+/// million simple steps), for backpressure tests.
+#[map]
+pub fn slow(key: Vec<u8>, value: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ value.len() as u64;
+    for b in &value {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    for i in 0..1_000_000u64 {
+        h = (h ^ (i & 0xff)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut value = value;
+    // Keeps the loop from being optimised away; never true in practice.
+    if h == 0 {
+        value.push(b'!');
+    }
+    (key, value)
+}
+
 /// Associative but not commutative: shows the order values are combined in.
 #[reduce]
 pub fn concat(mut a: Vec<u8>, b: Vec<u8>) -> Vec<u8> {

@@ -111,6 +111,7 @@ struct RawSource {
     group: Option<String>,
     starting_offsets: Option<Spanned<toml::Value>>,
     max_rate_per_partition: Option<u64>,
+    max_records_per_batch: Option<u64>,
     metadata: Option<bool>,
     properties: Option<Spanned<BTreeMap<String, toml::Value>>>,
 }
@@ -838,6 +839,7 @@ fn parse_kafka_source(
             .unwrap_or_else(|| format!("weir-{job}-{name}")),
         starting_offsets: starting,
         max_rate_per_partition: s.max_rate_per_partition,
+        max_records_per_batch: s.max_records_per_batch,
         metadata: s.metadata.unwrap_or(false),
     })
 }

@@ -105,6 +105,7 @@ fn run(
             starting_offsets: StartingOffsets::default(),
             max_rate_per_partition: Some((batch / PARTITIONS) as u64),
             metadata: false,
+            max_records_per_batch: None,
         }),
     };
     let wc = ctx

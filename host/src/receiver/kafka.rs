@@ -77,6 +77,9 @@ pub struct KafkaSourceSpec {
     pub max_rate_per_partition: Option<u64>,
     /// Prefix each value with the record's metadata (see `docs/abi.md`).
     pub metadata: bool,
+    /// At most this many records per batch, over all partitions (`weir
+    /// serve` sets its tenant limit here).
+    pub max_records_per_batch: Option<u64>,
 }
 
 type Tp = (String, i32);
@@ -307,15 +310,26 @@ impl KafkaSource {
             .map(|tp| (tp.clone(), (ends[tp] - self.next[tp]).max(0)))
             .collect();
         let caps = self.caps(&lags);
+        let mut takes: Vec<i64> = tps.iter().map(|tp| lags[tp].min(caps[tp])).collect();
+        if let Some(max) = self.spec.max_records_per_batch {
+            let total: i64 = takes.iter().sum();
+            if total > max as i64 {
+                // Shared in proportion to what each partition would take.
+                for t in &mut takes {
+                    *t = (*t as i128 * max as i128 / total as i128) as i64;
+                }
+            }
+        }
         Ok(tps
             .iter()
-            .map(|tp| {
+            .zip(takes)
+            .map(|(tp, take)| {
                 let from = self.next[tp];
                 OffsetRange {
                     topic: tp.0.clone(),
                     partition: tp.1,
                     from,
-                    until: from + lags[tp].min(caps[tp]),
+                    until: from + take,
                 }
             })
             .collect())

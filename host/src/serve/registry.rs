@@ -472,6 +472,15 @@ impl Registry {
         if !problems.is_empty() {
             return Err(ApiError::pipeline(problems.join("\n")));
         }
+        // A Kafka source's batches hold at most what a generator's may.
+        for s in &mut pipeline.sources {
+            if let SourceSpec::Kafka(k) = &mut s.spec {
+                k.max_records_per_batch = Some(
+                    k.max_records_per_batch
+                        .map_or(l.max_batch_records, |m| m.min(l.max_batch_records)),
+                );
+            }
+        }
         let c = &mut pipeline.config;
         c.workers = c.workers.min(l.workers);
         c.progress = false;

@@ -667,3 +667,63 @@ partitioner = "partition"
         "without backpressure the delay grows past {max_delay_with} ms: {grown}"
     );
 }
+
+/// `foreachRDD` for pipeline files: a plugin formats each partition of
+/// every batch; the host writes the result keyed by (batch, partition).
+#[test]
+fn an_output_function_formats_each_partition_keyed_by_batch_and_partition() {
+    let broker = Broker::start();
+    broker.create_topic("in", 3);
+    broker.create_topic("stamped", 3);
+    let records: Vec<(Option<i32>, Vec<u8>, Vec<u8>)> = (0..90)
+        .map(|i| (Some(i % 3), Vec::new(), format!("v{i}").into_bytes()))
+        .collect();
+    produce(&broker, "in", &records);
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+[job]
+name = "stamps"
+batch_interval = "1s"
+partitions = 3
+
+[plugins]
+kit = "{kit}"
+
+[[source]]
+name = "in"
+type = "kafka"
+brokers = "{b}"
+topics = ["in"]
+max_rate_per_partition = 10
+
+[[output]]
+name = "stamped"
+stream = "in"
+type = "kafka"
+brokers = "{b}"
+topic = "stamped"
+partitioner = "partition"
+function = "kit:stamp"
+"#,
+        kit = crate::support::testkit().display(),
+        b = broker.address()
+    );
+    let p = dir.path().join("pipeline.toml");
+    std::fs::write(&p, text).unwrap();
+    run_to_end(&p, &["--batches", "3", "--simulated-clock"]);
+    let out = broker.read_committed("stamped");
+    assert_eq!(out.iter().map(Vec::len).sum::<usize>(), 90);
+    for (p, part) in out.iter().enumerate() {
+        for r in part {
+            let batch = std::str::from_utf8(r.header("weir.batch").unwrap()).unwrap();
+            let partition = std::str::from_utf8(r.header("weir.partition").unwrap()).unwrap();
+            assert_eq!(partition, p.to_string());
+            assert_eq!(
+                std::str::from_utf8(&r.value).unwrap(),
+                format!("{batch}/{partition}/3"),
+                "the function saw this batch and partition"
+            );
+        }
+    }
+}

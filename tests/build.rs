@@ -12,6 +12,7 @@ use std::process::Command;
 /// Rust guest crates: (package, wasm file stem).
 const RUST_GUESTS: &[(&str, &str)] = &[
     ("wordcount", "wordcount"),
+    ("analytics", "analytics"),
     ("testkit", "testkit"),
     ("tally-v1", "tally_v1"),
     ("tally-v2", "tally_v2"),

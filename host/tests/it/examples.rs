@@ -27,6 +27,12 @@ fn localise(example: &Path, dir: &Path) -> PathBuf {
             "../../target/plugins/wordcount.wasm",
             &plugin.display().to_string(),
         )
+        .replace(
+            "../../target/plugins/analytics.wasm",
+            &weir_tests::guest(weir_tests::guests::ANALYTICS)
+                .display()
+                .to_string(),
+        )
         .replace("../../target/", "");
     std::fs::create_dir_all(dir.join("incoming")).unwrap();
     let path = dir.join(example.file_name().unwrap());

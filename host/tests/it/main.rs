@@ -2,9 +2,11 @@
 //! area. They run the real binary (`CARGO_BIN_EXE_weir`), so they live in
 //! the crate that owns it.
 
+mod analytics;
 mod checkpoint_compat;
 mod cli;
 mod examples;
+mod kafka;
 mod plugin_inspect;
 mod recovery;
 mod serve;

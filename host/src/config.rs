@@ -32,7 +32,9 @@ use crate::kafka::{KafkaEndpoint, RESERVED_PROPERTIES};
 use crate::ops::registry;
 use crate::ops::spec::ArgValue;
 use crate::ops::{FunctionRef, OpDesc, Param, ParamKind};
-use crate::output::kafka::{KafkaOutputSpec, Partitioner, ValueFormat, KEY_HASH_PARTITIONERS};
+use crate::output::kafka::{
+    Delivery, KafkaOutputSpec, Partitioner, ValueFormat, KEY_HASH_PARTITIONERS,
+};
 use crate::receiver::generator::GeneratorKind;
 use crate::receiver::kafka::{KafkaSourceSpec, StartingOffsets};
 use crate::receiver::rate::PidConfig;
@@ -134,6 +136,7 @@ struct RawOutput {
     topic: Option<Spanned<String>>,
     partitioner: Option<Spanned<String>>,
     transactional_id: Option<String>,
+    delivery: Option<Spanned<String>>,
     format: Option<Spanned<String>>,
     properties: Option<Spanned<BTreeMap<String, toml::Value>>>,
     function: Option<Spanned<String>>,
@@ -750,12 +753,30 @@ fn parse_kafka_output(
             return None;
         }
     };
+    let delivery = match o
+        .delivery
+        .as_ref()
+        .map(|s| (s.get_ref().as_str(), s.span()))
+    {
+        None | Some(("idempotent", _)) => Delivery::Idempotent,
+        Some(("transactional", _)) => Delivery::Transactional,
+        Some((other, span)) => {
+            p.at(
+                span,
+                format!(
+                    "{what}: unknown delivery `{other}`; use \"idempotent\" or \"transactional\""
+                ),
+            );
+            return None;
+        }
+    };
     Some(KafkaOutputSpec {
         endpoint: endpoint?,
         topic,
         partitioner,
         transactional_id: o.transactional_id.clone(),
         format,
+        delivery,
     })
 }
 

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use weir::kafka::KafkaEndpoint;
-use weir::output::kafka::{KafkaOutputSpec, Partitioner, ValueFormat};
+use weir::output::kafka::{Delivery, KafkaOutputSpec, Partitioner, ValueFormat};
 use weir::receiver::kafka::{KafkaSourceSpec, StartingOffsets};
 use weir::{ClockMode, SourceSpec, StreamingConfig, StreamingContext};
 use weir_tests::kafka::Broker;
@@ -148,6 +148,7 @@ fn run(
                         partitioner: Partitioner::KeyHash("murmur2".into()),
                         transactional_id: None,
                         format: ValueFormat::Raw,
+                        delivery: Delivery::Idempotent,
                     },
                 )
                 .expect("kafka output");

@@ -91,6 +91,9 @@ impl KafkaEndpoint {
 pub struct Reporter {
     what: Arc<str>,
     last: std::sync::Mutex<Option<(String, Instant)>>,
+    /// Records a producer could not deliver since the last
+    /// [`Reporter::take_failures`], and the last reason.
+    failures: std::sync::Mutex<(u64, Option<String>)>,
 }
 
 impl Reporter {
@@ -99,7 +102,13 @@ impl Reporter {
         Reporter {
             what: what.into(),
             last: std::sync::Mutex::new(None),
+            failures: std::sync::Mutex::new((0, None)),
         }
+    }
+
+    /// Deliveries that failed since the last call, with the last reason.
+    pub fn take_failures(&self) -> (u64, Option<String>) {
+        std::mem::take(&mut *self.failures.lock().expect("reporter poisoned"))
     }
 
     /// What this client belongs to.
@@ -148,9 +157,13 @@ impl ConsumerContext for Reporter {}
 impl ProducerContext for Reporter {
     type DeliveryOpaque = ();
 
-    // A failed delivery fails the transaction's commit, which is where the
-    // output sees it.
-    fn delivery(&self, _: &DeliveryResult<'_>, _: ()) {}
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            let mut f = self.failures.lock().expect("reporter poisoned");
+            f.0 += 1;
+            f.1 = Some(e.to_string());
+        }
+    }
 }
 
 /// Doubling waits between `min` and `max`, for retrying a broker that is

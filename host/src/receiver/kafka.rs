@@ -92,7 +92,13 @@ pub struct KafkaSource {
     name: Arc<str>,
     spec: KafkaSourceSpec,
     interval_ms: i64,
+    /// Reads the records: assigned to the batch's ranges.
     consumer: BaseConsumer<Reporter>,
+    /// Asks for metadata, offsets and commits. Never assigned: an assigned
+    /// consumer keeps a fetch waiting at the broker (up to
+    /// `fetch.wait.max.ms`), and the broker answers a connection's requests
+    /// in order, so every question would wait behind it.
+    meta: BaseConsumer<Reporter>,
     /// Next offset of every topic-partition whose start is known.
     next: BTreeMap<Tp, i64>,
     /// The consumer's assignment and what it delivers next, per
@@ -154,11 +160,15 @@ impl KafkaSource {
         let consumer = config
             .create_with_context(Reporter::new(what.clone()))
             .map_err(|e| kafka_error(&what, format!("cannot create the client: {e}")))?;
+        let meta = config
+            .create_with_context(Reporter::new(what.clone()))
+            .map_err(|e| kafka_error(&what, format!("cannot create the client: {e}")))?;
         Ok(KafkaSource {
             name,
             spec,
             interval_ms,
             consumer,
+            meta,
             next: BTreeMap::new(),
             cursor: None,
             estimator: backpressure.map(|c| PidRateEstimator::new(c, interval_ms)),
@@ -182,7 +192,7 @@ impl KafkaSource {
         let mut tps = Vec::new();
         for topic in &self.spec.topics {
             let md = self
-                .consumer
+                .meta
                 .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
                 .map_err(|e| Ok(format!("cannot fetch metadata of topic `{topic}`: {e}")))?;
             let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
@@ -228,7 +238,7 @@ impl KafkaSource {
             ask.add_partition(t, *p);
         }
         let committed = self
-            .consumer
+            .meta
             .committed_offsets(ask, REQUEST_TIMEOUT)
             .map_err(|e| {
                 format!(
@@ -247,7 +257,7 @@ impl KafkaSource {
                 (None, Some(o)) => o,
                 (None, None) => {
                     let (low, high) = self
-                        .consumer
+                        .meta
                         .fetch_watermarks(&tp.0, tp.1, REQUEST_TIMEOUT)
                         .map_err(|e| {
                             format!("cannot read the offsets of {}-{}: {e}", tp.0, tp.1)
@@ -271,7 +281,7 @@ impl KafkaSource {
         let mut ends = BTreeMap::new();
         for (t, p) in tps {
             let (_, high) = self
-                .consumer
+                .meta
                 .fetch_watermarks(t, *p, REQUEST_TIMEOUT)
                 .map_err(|e| format!("cannot read the end offset of {t}-{p}: {e}"))?;
             ends.insert((t.clone(), *p), high);
@@ -695,6 +705,8 @@ impl Source for KafkaSource {
                 return;
             }
         }
+        // Serves the answers of earlier commits (they queue up otherwise).
+        let _ = self.meta.poll(Duration::ZERO);
         if tpl.count() > 0 && self.retry_at.is_none() {
             match self
                 .consumer

@@ -23,14 +23,14 @@ pub struct ToolError {
     message: String,
 }
 
-fn endpoint(brokers: &str) -> Result<KafkaEndpoint, ToolError> {
+fn endpoint(brokers: &str, properties: &[(String, String)]) -> Result<KafkaEndpoint, ToolError> {
     KafkaEndpoint::check_brokers(brokers).map_err(|message| ToolError {
         brokers: brokers.into(),
         message,
     })?;
     Ok(KafkaEndpoint {
         brokers: brokers.trim().into(),
-        properties: Default::default(),
+        properties: properties.iter().cloned().collect(),
     })
 }
 
@@ -43,7 +43,7 @@ fn fail(brokers: &str) -> impl Fn(String) -> ToolError + '_ {
 
 /// Creates `topic` with `partitions` partitions.
 pub fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), ToolError> {
-    let e = endpoint(brokers)?;
+    let e = endpoint(brokers, &[])?;
     let fail = fail(brokers);
     let admin: AdminClient<Reporter> = e
         .client_config(&[])
@@ -70,11 +70,12 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), T
 /// text before it is the key) and waits until all are acknowledged.
 pub fn produce(
     brokers: &str,
+    properties: &[(String, String)],
     topic: &str,
     key_separator: Option<&str>,
     input: impl BufRead,
 ) -> Result<u64, ToolError> {
-    let e = endpoint(brokers)?;
+    let e = endpoint(brokers, properties)?;
     let fail = fail(brokers);
     let producer: ThreadedProducer<Reporter> = e
         .client_config(&[("enable.idempotence", "true")])
@@ -120,11 +121,12 @@ pub fn produce(
 /// `uncommitted`.
 pub fn consume(
     brokers: &str,
+    properties: &[(String, String)],
     topic: &str,
     uncommitted: bool,
     out: &mut impl Write,
 ) -> Result<u64, ToolError> {
-    let e = endpoint(brokers)?;
+    let e = endpoint(brokers, properties)?;
     let fail = fail(brokers);
     let isolation = if uncommitted {
         "read_uncommitted"

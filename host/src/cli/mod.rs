@@ -184,6 +184,9 @@ pub enum KafkaCommand {
         /// and value [default: no key].
         #[arg(long)]
         key_separator: Option<String>,
+        /// A librdkafka property, `-X key=value` (repeatable).
+        #[arg(short = 'X', value_parser = parse_property)]
+        properties: Vec<(String, String)>,
     },
     /// Print every record of a topic up to its current end as
     /// `key<TAB>value` (read_committed), then exit.
@@ -196,7 +199,16 @@ pub enum KafkaCommand {
         /// Also show records of open or aborted transactions.
         #[arg(long)]
         uncommitted: bool,
+        /// A librdkafka property, `-X key=value` (repeatable).
+        #[arg(short = 'X', value_parser = parse_property)]
+        properties: Vec<(String, String)>,
     },
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .ok_or_else(|| format!("`{s}`: write a property as key=value"))
 }
 
 /// Errors a command reports before exiting non-zero.
@@ -239,17 +251,26 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
             brokers,
             topic,
             key_separator,
+            properties,
         }) => {
             let stdin = std::io::stdin().lock();
-            kafka::produce(&brokers, &topic, key_separator.as_deref(), stdin)?;
+            kafka::produce(
+                &brokers,
+                &properties,
+                &topic,
+                key_separator.as_deref(),
+                stdin,
+            )?;
             Ok(())
         }
         Command::Kafka(KafkaCommand::Consume {
             brokers,
             topic,
             uncommitted,
+            properties,
         }) => {
-            kafka::consume(&brokers, &topic, uncommitted, &mut std::io::stdout().lock())?;
+            let out = &mut std::io::stdout().lock();
+            kafka::consume(&brokers, &properties, &topic, uncommitted, out)?;
             Ok(())
         }
         Command::Serve { config } => Ok(serve::serve(&config)?),

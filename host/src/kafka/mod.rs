@@ -73,7 +73,12 @@ impl KafkaEndpoint {
     /// servers and `fixed` (weir's own settings, which win).
     pub fn client_config(&self, fixed: &[(&str, &str)]) -> ClientConfig {
         let mut c = ClientConfig::new();
-        c.set_log_level(RDKafkaLogLevel::Warning);
+        // librdkafka's `debug` property asks for its debug lines.
+        c.set_log_level(if self.properties.contains_key("debug") {
+            RDKafkaLogLevel::Debug
+        } else {
+            RDKafkaLogLevel::Warning
+        });
         for (k, v) in &self.properties {
             c.set(k, v);
         }

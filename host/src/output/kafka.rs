@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::{render_value, Output};
@@ -106,7 +106,7 @@ pub struct KafkaOutput {
     spec: KafkaOutputSpec,
     kind: ValueKind,
     transactional_id: String,
-    producer: Option<ThreadedProducer<Reporter>>,
+    producer: Option<BaseProducer<Reporter>>,
     /// Partitions of the topic, once known.
     partitions: i32,
     /// Transactional: the newest batch of this output committed in the
@@ -160,7 +160,7 @@ impl KafkaOutput {
             fixed.push(("transactional.id", self.transactional_id.as_str()));
             fixed.push(("transaction.timeout.ms", timeout.as_str()));
         }
-        let producer: ThreadedProducer<Reporter> = self
+        let producer: BaseProducer<Reporter> = self
             .spec
             .endpoint
             .client_config(&fixed)
@@ -277,8 +277,10 @@ impl KafkaOutput {
         self.unsure = Some(t);
         let producer = self.producer.as_ref().expect("connected");
         producer.context().take_failures();
+        let started = Instant::now();
         self.send_all(t, &plan, &skip)?;
         let flushed = producer.flush(TIMEOUT);
+        tracing::debug!(output = %self.name, ms = started.elapsed().as_secs_f64() * 1e3, "kafka batch written");
         let (failed, why) = producer.context().take_failures();
         match flushed {
             Ok(()) if failed == 0 => {
@@ -552,7 +554,7 @@ fn classify(e: &KafkaError, doing: &str) -> Attempt {
 
 /// Queues a record, waiting while the producer's queue is full.
 fn send(
-    producer: &ThreadedProducer<Reporter>,
+    producer: &BaseProducer<Reporter>,
     mut record: BaseRecord<'_, [u8], [u8]>,
 ) -> Result<(), Attempt> {
     loop {

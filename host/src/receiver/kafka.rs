@@ -23,7 +23,7 @@
 //!   after a doubling wait; it continues where it was once the broker is
 //!   back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -84,6 +84,22 @@ pub struct KafkaSourceSpec {
 
 type Tp = (String, i32);
 
+/// Records per partition the source may hold past the current batch
+/// before it pauses fetching that partition.
+const TAKE_AHEAD: usize = 20_000;
+
+/// A record read past its batch's range, kept for the next batch.
+struct Stashed {
+    offset: i64,
+    key: Vec<u8>,
+    /// With the metadata prefix, when the source adds it.
+    value: Vec<u8>,
+}
+
+/// How long a read waits while the broker delivers nothing before the
+/// batch takes what arrived (live) or tries again (replay).
+const STALL: Duration = Duration::from_secs(10);
+
 /// How long a cut waits for the broker to answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -101,17 +117,19 @@ pub struct KafkaSource {
     meta: BaseConsumer<Reporter>,
     /// Next offset of every topic-partition whose start is known.
     next: BTreeMap<Tp, i64>,
-    /// The consumer's assignment and what it delivers next, per
-    /// topic-partition; `None` when it must be assigned again.
+    /// The consumer's assignment and what it (with `stash`) delivers next,
+    /// per topic-partition; `None` when it must be assigned again.
     cursor: Option<BTreeMap<Tp, i64>>,
+    /// Records read past the last batch, per topic-partition, in order.
+    stash: BTreeMap<Tp, VecDeque<Stashed>>,
+    /// Partitions not fetched while their stash is full.
+    paused: BTreeSet<Tp>,
     estimator: Option<PidRateEstimator>,
     /// While the broker is away: when to try again.
     retry_at: Option<Instant>,
     backoff: Backoff,
     /// Ranges of the batches not yet committed to the group.
     to_commit: BTreeMap<Tp, i64>,
-    /// How long a live cut waits for its records before it takes fewer.
-    read_timeout: Duration,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -171,11 +189,12 @@ impl KafkaSource {
             meta,
             next: BTreeMap::new(),
             cursor: None,
+            stash: BTreeMap::new(),
+            paused: BTreeSet::new(),
             estimator: backpressure.map(|c| PidRateEstimator::new(c, interval_ms)),
             retry_at: None,
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10)),
             to_commit: BTreeMap::new(),
-            read_timeout: Duration::from_millis(interval_ms.clamp(2_000, 10_000) as u64),
         })
     }
 
@@ -358,8 +377,8 @@ impl KafkaSource {
             .collect()
     }
 
-    /// Sets the consumer to deliver every range from its start (unless it
-    /// is there already).
+    /// Sets the consumer to deliver every range from its start, unless it
+    /// (with what it took ahead) continues there already.
     fn position_for(&mut self, ranges: &[OffsetRange]) -> Result<(), String> {
         let wanted: BTreeMap<Tp, i64> = ranges
             .iter()
@@ -368,6 +387,8 @@ impl KafkaSource {
         if self.cursor.as_ref() == Some(&wanted) {
             return Ok(());
         }
+        self.set_paused(false, self.paused.clone());
+        self.stash.clear();
         let mut tpl = TopicPartitionList::new();
         for ((t, p), from) in &wanted {
             tpl.add_partition_offset(t, *p, Offset::Offset(*from))
@@ -380,35 +401,90 @@ impl KafkaSource {
         Ok(())
     }
 
+    /// Pauses (or resumes) fetching of `tps`.
+    fn set_paused(&mut self, pause: bool, tps: BTreeSet<Tp>) {
+        if tps.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in &tps {
+            tpl.add_partition(t, *p);
+        }
+        let done = if pause {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        match done {
+            Ok(()) if pause => self.paused.extend(tps),
+            Ok(()) => self.paused.retain(|tp| !tps.contains(tp)),
+            Err(e) => tracing::debug!(source = %self.name, error = %e, pause, "pause/resume"),
+        }
+    }
+
     /// Reads `ranges` into one block per range (in order). Returns the
     /// blocks and, per range, where reading stopped (its `until` when
-    /// complete). Gives up at `deadline` (`Incomplete`).
+    /// complete). Gives up (`Incomplete`) when the broker delivers nothing
+    /// for `stall`; a slow broker that keeps delivering is waited for, so
+    /// a batch's contents do not depend on the broker's speed.
+    ///
+    /// The consumer keeps fetching ahead; records past a range are kept
+    /// for the next batch (up to [`TAKE_AHEAD`] per partition, then the
+    /// partition is paused), so consecutive batches read one continuous
+    /// stream.
     fn read(
         &mut self,
         ranges: &[OffsetRange],
-        deadline: Instant,
+        stall: Duration,
     ) -> (Vec<RecordBatch>, Vec<i64>, Option<ReadError>) {
         let mut blocks: Vec<RecordBatch> = ranges.iter().map(|_| RecordBatch::new()).collect();
         let mut at: Vec<i64> = ranges.iter().map(|r| r.from).collect();
         if let Err(e) = self.position_for(ranges) {
             return (blocks, at, Some(ReadError::Fatal(e)));
         }
+        let room: BTreeSet<Tp> = self
+            .paused
+            .iter()
+            .filter(|tp| self.stash.get(*tp).map_or(0, VecDeque::len) < TAKE_AHEAD / 2)
+            .cloned()
+            .collect();
+        self.set_paused(false, room);
         let index: BTreeMap<(&str, i32), usize> = ranges
             .iter()
             .enumerate()
             .map(|(i, r)| ((r.topic.as_str(), r.partition), i))
             .collect();
-        let mut open: usize = ranges.iter().filter(|r| r.from < r.until).count();
-        let mut scratch = Vec::new();
-        // Records past a finished range that were taken off the consumer's
-        // queue: it must be positioned again for the next batch.
-        let mut overshot = false;
+        // What was taken ahead last time comes first.
+        for (i, r) in ranges.iter().enumerate() {
+            let Some(q) = self.stash.get_mut(&(r.topic.clone(), r.partition)) else {
+                continue;
+            };
+            while let Some(front) = q.front() {
+                if front.offset >= r.until {
+                    at[i] = r.until;
+                    break;
+                }
+                let s = q.pop_front().expect("front");
+                if s.offset >= at[i] {
+                    blocks[i].push(&s.key, &s.value);
+                    at[i] = s.offset + 1;
+                }
+            }
+        }
+        let mut open: usize = ranges
+            .iter()
+            .zip(&at)
+            .filter(|(r, a)| **a < r.until)
+            .count();
+        let mut to_pause = BTreeSet::new();
+        let mut progress = Instant::now();
         while open > 0 {
-            if Instant::now() >= deadline {
+            if progress.elapsed() >= stall {
                 return (blocks, at, Some(ReadError::Incomplete));
             }
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
+                    progress = Instant::now();
                     let Some(&i) = index.get(&(m.topic(), m.partition())) else {
                         continue;
                     };
@@ -416,24 +492,35 @@ impl KafkaSource {
                     if offset < at[i] {
                         continue; // delivered before
                     }
-                    if at[i] >= r.until {
-                        overshot = true; // the next batch's
+                    let mut value = m.payload().unwrap_or_default().to_vec();
+                    if self.spec.metadata {
+                        let mut with = Vec::with_capacity(value.len() + 32);
+                        encode_metadata(&m, &value, &mut with);
+                        value = with;
+                    }
+                    let key = m.key().unwrap_or_default();
+                    if offset < r.until {
+                        blocks[i].push(key, &value);
+                        at[i] = offset + 1;
+                        if at[i] >= r.until {
+                            open -= 1;
+                        }
                         continue;
                     }
-                    if offset < r.until {
-                        let value = m.payload().unwrap_or_default();
-                        let value = if self.spec.metadata {
-                            scratch.clear();
-                            encode_metadata(&m, value, &mut scratch);
-                            &scratch[..]
-                        } else {
-                            value
-                        };
-                        blocks[i].push(m.key().unwrap_or_default(), value);
-                    }
-                    at[i] = (offset + 1).min(r.until);
-                    if at[i] >= r.until {
+                    // The next batch's: keep it.
+                    if at[i] < r.until {
+                        at[i] = r.until;
                         open -= 1;
+                    }
+                    let tp = (r.topic.clone(), r.partition);
+                    let q = self.stash.entry(tp.clone()).or_default();
+                    q.push_back(Stashed {
+                        offset,
+                        key: key.to_vec(),
+                        value,
+                    });
+                    if q.len() >= TAKE_AHEAD && !self.paused.contains(&tp) {
+                        to_pause.insert(tp);
                     }
                 }
                 Some(Err(e)) => {
@@ -452,6 +539,7 @@ impl KafkaSource {
                                 .and_then(|e| e.offset().to_raw());
                             if let Some(p) = p {
                                 if at[i] < r.until && p > at[i] {
+                                    progress = Instant::now();
                                     at[i] = p.min(r.until);
                                     if at[i] >= r.until {
                                         open -= 1;
@@ -462,19 +550,18 @@ impl KafkaSource {
                     }
                 }
             }
+            if !to_pause.is_empty() {
+                self.set_paused(true, std::mem::take(&mut to_pause));
+            }
         }
-        // Every range is complete: unless records past them were taken, the
-        // consumer's queue continues exactly where the next batch begins.
-        self.cursor = if overshot {
-            None
-        } else {
-            self.cursor.take().map(|mut c| {
-                for r in ranges {
-                    c.insert((r.topic.clone(), r.partition), r.until);
-                }
-                c
-            })
-        };
+        // Every range is complete: the consumer, with what it took ahead,
+        // continues exactly where the next batch begins.
+        self.cursor = Some(
+            ranges
+                .iter()
+                .map(|r| ((r.topic.clone(), r.partition), r.until))
+                .collect(),
+        );
         (blocks, at, None)
     }
 
@@ -565,6 +652,7 @@ impl Source for KafkaSource {
             let blocks = ranges.iter().map(|_| RecordBatch::new()).collect();
             return Ok((SourceInput::Kafka(ranges), blocks));
         }
+        let started = Instant::now();
         let ranges = match self.cut() {
             Ok(r) => r,
             Err(Err(fatal)) => return Err(kafka_error(&self.what(), fatal)),
@@ -575,8 +663,9 @@ impl Source for KafkaSource {
                 return Ok((SourceInput::Kafka(ranges), blocks));
             }
         };
-        let deadline = Instant::now() + self.read_timeout;
-        let (blocks, at, error) = self.read(&ranges, deadline);
+        let cut_ms = started.elapsed().as_secs_f64() * 1e3;
+        let (blocks, at, error) = self.read(&ranges, STALL);
+        tracing::debug!(source = %self.name, cut_ms, read_ms = started.elapsed().as_secs_f64() * 1e3 - cut_ms, "kafka cut and read");
         // The batch is what was read: a range the broker did not finish
         // delivering ends where reading stopped (the rest goes into the
         // next batch).
@@ -620,7 +709,7 @@ impl Source for KafkaSource {
         let give_up = Instant::now() + Duration::from_secs(600);
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
         loop {
-            let (blocks, at, error) = self.read(ranges, Instant::now() + self.read_timeout);
+            let (blocks, at, error) = self.read(ranges, STALL);
             match error {
                 None => {
                     for r in ranges {

@@ -727,3 +727,96 @@ function = "kit:stamp"
         }
     }
 }
+
+/// `examples/pipelines/kafka_wordcount.toml`, run the way its header says:
+/// topics created, lines produced and counts read with `weir kafka`.
+#[test]
+fn the_kafka_word_count_example_runs_as_its_header_says() {
+    let broker = Broker::start();
+    let b = broker.address();
+    let dir = tempfile::tempdir().unwrap();
+    let example = weir_tests::workspace_root().join("examples/pipelines/kafka_wordcount.toml");
+    let text = std::fs::read_to_string(example)
+        .unwrap()
+        .replace("127.0.0.1:9092", &b)
+        .replace(
+            "../../target/plugins/wordcount.wasm",
+            &wordcount().display().to_string(),
+        )
+        .replace("../../target/", "");
+    let p = dir.path().join("kafka_wordcount.toml");
+    std::fs::write(&p, text).unwrap();
+    let tool = |args: &[&str], input: Option<&str>| -> String {
+        let mut cmd = crate::support::weir();
+        cmd.arg("kafka")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = cmd.spawn().unwrap();
+        if let Some(text) = input {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "weir kafka {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    tool(
+        &[
+            "create-topic",
+            "--brokers",
+            &b,
+            "lines",
+            "--partitions",
+            "4",
+        ],
+        None,
+    );
+    tool(
+        &[
+            "create-topic",
+            "--brokers",
+            &b,
+            "wordcounts",
+            "--partitions",
+            "4",
+        ],
+        None,
+    );
+    tool(
+        &["produce", "--brokers", &b, "lines"],
+        Some("to be or not to be\nthat is the question\n"),
+    );
+    run_to_end(&p, &["--batches", "2", "--simulated-clock"]);
+    let out = tool(&["consume", "--brokers", &b, "wordcounts"], None);
+    let mut counts: Vec<&str> = out.lines().collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [
+            "be\t2",
+            "is\t1",
+            "not\t1",
+            "or\t1",
+            "question\t1",
+            "that\t1",
+            "the\t1",
+            "to\t2"
+        ],
+        "{out}"
+    );
+}

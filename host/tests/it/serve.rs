@@ -588,11 +588,27 @@ fn auth_and_confinement_refusals_change_nothing() {
             "{ok_plugins}{gen}[[stream]]\nname = \"w\"\nop = \"update_state_by_key\"\ninput = \"lines\"\nfunction = \"wc:running_count\"\ninitial_state = \"../../../../../../etc/passwd\"\n{}",
             out("out")
         ),
+        // This host allows no Kafka broker at all.
+        format!(
+            "{ok_plugins}[[source]]\nname = \"lines\"\ntype = \"kafka\"\nbrokers = \"127.0.0.1:9092\"\ntopics = [\"alice.in\"]\ngroup = \"alice.g\"\n{stream}{}",
+            out("out")
+        ),
     ];
     for p in &refused {
         match alice.submit(p, &wc, &[]) {
-            Err(ClientError::Api { status, code, .. }) => {
-                assert_eq!((status, code.as_str()), (400, "path_outside_tenant"), "{p}")
+            Err(ClientError::Api {
+                status,
+                code,
+                message,
+                ..
+            }) => {
+                assert_eq!((status, code.as_str()), (400, "path_outside_tenant"), "{p}");
+                if p.contains("kafka") {
+                    assert!(
+                        message.contains("broker \"127.0.0.1:9092\" is not allowed"),
+                        "{message}"
+                    );
+                }
             }
             other => panic!("{p}: {other:?}"),
         }

@@ -10,12 +10,13 @@
 //! - `kafka → files`: the Kafka source, counts to text files;
 //! - `kafka → kafka`: the Kafka source, counts to a topic, one transaction
 //!   per batch;
-//! - `kafka → map → kafka`: records copied through a `map` to a topic (the
-//!   pure transport cost).
+//! - `kafka → map → kafka`: records copied through a 1:1 `map` (testkit
+//!   `tag`) to a topic: the transport cost.
 //!
 //! Runs alternate (`WEIR_BENCH_KAFKA_ROUNDS`, default 3) and the best of
 //! each is reported, as lines/s and as the Kafka configurations' time over
-//! the file source's. Environment: `WEIR_BENCH_KAFKA_LINES` (400 000).
+//! the file source's, next to how fast the broker serves a plain consumer
+//! (its ceiling). Environment: `WEIR_BENCH_KAFKA_LINES` (400 000).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,10 +90,14 @@ fn run(
         ..StreamingConfig::default()
     })
     .expect("context");
-    let endpoint = KafkaEndpoint {
+    let mut endpoint = KafkaEndpoint {
         brokers: broker.address(),
         properties: Default::default(),
     };
+    // WEIR_BENCH_KAFKA_DEBUG=fetch,broker: librdkafka's debug lines.
+    if let Ok(d) = std::env::var("WEIR_BENCH_KAFKA_DEBUG") {
+        endpoint.properties.insert("debug".into(), d);
+    }
     let source = match config {
         Config::FilesToFiles => SourceSpec::Files {
             dir: data.to_owned(),
@@ -113,7 +118,12 @@ fn run(
         .expect("wordcount plugin");
     let lines_stream = ctx.source(Some("lines"), source).expect("source");
     let result = match config {
-        Config::KafkaMapKafka => lines_stream.map(&wc, "split").expect("map"),
+        Config::KafkaMapKafka => {
+            let kit = ctx
+                .load_plugin(guest(guests::TESTKIT))
+                .expect("testkit plugin");
+            lines_stream.map(&kit, "tag").expect("map")
+        }
         _ => lines_stream
             .flat_map(&wc, "split")
             .and_then(|w| w.reduce_by_key(&wc, "sum", None))
@@ -172,6 +182,15 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    // Warnings (a broker that is away, a stalled read) show; WEIR_LOG=info
+    // shows every batch.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let lines = env("WEIR_BENCH_KAFKA_LINES", 400_000);
     let batch = env("WEIR_BENCH_KAFKA_BATCH", 100_000);
     let rounds = env("WEIR_BENCH_KAFKA_ROUNDS", 3);
@@ -187,6 +206,16 @@ fn main() {
     let t = Instant::now();
     broker.produce("corpus", &records);
     println!("  corpus produced in {:.1} s", t.elapsed().as_secs_f64());
+    // The broker's own ceiling: a plain consumer reading the corpus.
+    let t = Instant::now();
+    let read: usize = broker.read_committed("corpus").iter().map(Vec::len).sum();
+    let raw = t.elapsed();
+    assert_eq!(read, lines);
+    println!(
+        "  the broker serves a plain consumer {:.0} lines/s ({:.1} s for the corpus)",
+        lines as f64 / raw.as_secs_f64(),
+        raw.as_secs_f64()
+    );
     let data = tempfile::tempdir().expect("dir");
     for p in 0..PARTITIONS {
         let part: Vec<&str> = text
@@ -209,8 +238,15 @@ fn main() {
         Config::KafkaMapKafka,
     ];
     let mut best = [Duration::MAX; 4];
+    // WEIR_BENCH_KAFKA_ONLY=2 runs the second configuration alone.
+    let only = std::env::var("WEIR_BENCH_KAFKA_ONLY")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
     for round in 0..rounds {
         for (i, c) in configs.iter().enumerate() {
+            if only.is_some_and(|o| o != i + 1) {
+                continue;
+            }
             let d = run(*c, &broker, data.path(), out.path(), lines, batch, round);
             println!(
                 "  round {round}: {:<28} {:>7.2} s",

@@ -98,7 +98,7 @@ struct Stashed {
 
 /// How long a read waits while the broker delivers nothing before the
 /// batch takes what arrived (live) or tries again (replay).
-const STALL: Duration = Duration::from_secs(10);
+const STALL: Duration = Duration::from_secs(30);
 
 /// How long a cut waits for the broker to answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);

@@ -4,9 +4,8 @@
 //! for bad set-ups.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -14,9 +13,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use weir_tests::kafka::{Broker, Record};
 
-use crate::support::wordcount;
-
-const PATIENCE: Duration = Duration::from_secs(120);
+use crate::support::{
+    kill_and_restart, kills, run_to_end, spawn, wait_lines, weir_run as weir, wordcount, PATIENCE,
+};
 
 /// `n` lines of words from a small vocabulary, spread over 4 partitions by
 /// key, deterministic.
@@ -109,57 +108,6 @@ format = "text"
     path
 }
 
-fn weir(pipeline: &Path, args: &[&str]) -> Command {
-    let mut cmd = crate::support::weir();
-    cmd.arg("run")
-        .arg(pipeline)
-        .args(args)
-        .env("WEIR_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    cmd
-}
-
-fn run_to_end(pipeline: &Path, args: &[&str]) -> String {
-    let out = weir(pipeline, args)
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "weir failed: {stderr}");
-    stderr
-}
-
-fn spawn(mut cmd: Command) -> (Child, mpsc::Receiver<String>) {
-    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, rx)
-}
-
-/// Waits for `n` lines containing `needle`; false if the process ended first.
-fn wait_lines(rx: &mpsc::Receiver<String>, needle: &str, n: usize) -> bool {
-    let mut seen = 0;
-    while seen < n {
-        match rx.recv_timeout(PATIENCE) {
-            Ok(line) if line.contains(needle) => seen += 1,
-            Ok(_) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => return false,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                panic!("no `{needle}` line within {PATIENCE:?}")
-            }
-        }
-    }
-    true
-}
-
 /// A topic's committed records as (key, value, batch) per partition.
 fn committed(broker: &Broker, topic: &str) -> Vec<Vec<(Vec<u8>, Vec<u8>, String)>> {
     broker
@@ -237,13 +185,6 @@ fn kafka_word_count_matches_an_independent_count() {
     );
 }
 
-fn kills() -> usize {
-    std::env::var("WEIR_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20)
-}
-
 /// The job is killed with SIGKILL at random moments and restarted; what
 /// `read_committed` consumers see in the output topics equals an
 /// uninterrupted run's, record for record, partition by partition.
@@ -273,27 +214,8 @@ fn sigkill_at_random_moments_changes_no_committed_record() {
 
     let crashy = tempfile::tempdir().unwrap();
     let p = pipeline(crashy.path(), &broker, "crashy", "crashy", "");
-    let mut rng = StdRng::seed_from_u64(11);
-    let mut killed = 0;
-    let mut finished = false;
     let started = Instant::now();
-    while killed < kills() {
-        let (mut child, rx) = spawn(weir(&p, &["--batches", BATCHES, "--simulated-clock"]));
-        let progressed = wait_lines(&rx, "batch completed", rng.gen_range(0..=2));
-        if progressed {
-            std::thread::sleep(Duration::from_micros(rng.gen_range(0..40_000)));
-        }
-        child.kill().unwrap();
-        let status = child.wait().unwrap();
-        if status.success() {
-            finished = true;
-            break;
-        }
-        killed += 1;
-    }
-    if !finished {
-        run_to_end(&p, &["--batches", BATCHES, "--simulated-clock"]);
-    }
+    let killed = kill_and_restart(&p, &["--batches", BATCHES, "--simulated-clock"], 11, 40_000);
     eprintln!(
         "killed weir {killed} times with SIGKILL in {:?}",
         started.elapsed()

@@ -8,19 +8,20 @@
 //! `scripts/kill-test.sh` runs it with many more.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::support::{tree, wordcount};
-
-const PATIENCE: Duration = Duration::from_secs(120);
+use crate::support::{
+    kill_and_restart, kills, run_to_end, spawn, tree, wait_lines, weir_run as weir, wordcount,
+    PATIENCE,
+};
 
 /// A stateful, windowed job on the deterministic generator.
 fn pipeline(dir: &Path, window_length: &str) -> PathBuf {
@@ -82,65 +83,6 @@ prefix = "out/totals"
     path
 }
 
-fn weir(pipeline: &Path, args: &[&str]) -> Command {
-    let mut cmd = crate::support::weir();
-    cmd.arg("run")
-        .arg(pipeline)
-        .args(args)
-        .env("WEIR_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    cmd
-}
-
-fn run_to_end(pipeline: &Path, args: &[&str]) -> String {
-    let out = weir(pipeline, args)
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "weir failed: {stderr}");
-    stderr
-}
-
-/// Starts `weir`, forwarding stderr lines to a channel.
-fn spawn(mut cmd: Command) -> (Child, mpsc::Receiver<String>) {
-    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, rx)
-}
-
-/// Waits for `n` lines containing `needle`; false if the process ended first.
-fn wait_lines(rx: &mpsc::Receiver<String>, needle: &str, n: usize) -> bool {
-    let mut seen = 0;
-    while seen < n {
-        match rx.recv_timeout(PATIENCE) {
-            Ok(line) if line.contains(needle) => seen += 1,
-            Ok(_) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => return false,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                panic!("no `{needle}` line within {PATIENCE:?}")
-            }
-        }
-    }
-    true
-}
-
-fn kills() -> usize {
-    std::env::var("WEIR_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20)
-}
-
 #[test]
 fn sigkill_at_random_moments_changes_no_output_byte() {
     const BATCHES: &str = "60";
@@ -158,32 +100,16 @@ fn sigkill_at_random_moments_changes_no_output_byte() {
 
     let crashy = tempfile::tempdir().unwrap();
     let p = pipeline(crashy.path(), "5s");
-    let mut rng = StdRng::seed_from_u64(
-        std::env::var("WEIR_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(7),
+    let seed = std::env::var("WEIR_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(7);
+    let killed = kill_and_restart(
+        &p,
+        &["--batches", BATCHES, "--simulated-clock"],
+        seed,
+        15_000,
     );
-    let mut killed = 0;
-    let mut finished = false;
-    while killed < kills() {
-        let (mut child, rx) = spawn(weir(&p, &["--batches", BATCHES, "--simulated-clock"]));
-        // Let it complete 0-2 batches, then kill it somewhere in the next.
-        let progressed = wait_lines(&rx, "batch completed", rng.gen_range(0..=2));
-        if progressed {
-            std::thread::sleep(Duration::from_micros(rng.gen_range(0..15_000)));
-        }
-        child.kill().unwrap();
-        let status = child.wait().unwrap();
-        if status.success() {
-            finished = true;
-            break;
-        }
-        killed += 1;
-    }
-    if !finished {
-        run_to_end(&p, &["--batches", BATCHES, "--simulated-clock"]);
-    }
     eprintln!("killed weir {killed} times with SIGKILL");
     assert!(killed >= kills().min(20), "only {killed} kills");
     let got = tree(&crashy.path().join("out"));

@@ -2,8 +2,14 @@
 //! the plugins the tests run, text output, reading output trees.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long a test waits for a line a running `weir` should log.
+pub const PATIENCE: Duration = Duration::from_secs(120);
 
 /// A command for the `weir` binary cargo built for this test.
 pub fn weir() -> Command {
@@ -69,4 +75,90 @@ pub fn copy_dir(from: &Path, to: &Path) {
 /// The test-kit plugin (`plugins/testkit`), built by `tests/build.rs`.
 pub fn testkit() -> PathBuf {
     weir_tests::guest(weir_tests::guests::TESTKIT)
+}
+
+/// `weir run PIPELINE ARGS` logging at info, without stdin or stdout.
+pub fn weir_run(pipeline: &Path, args: &[&str]) -> Command {
+    let mut cmd = weir();
+    cmd.arg("run")
+        .arg(pipeline)
+        .args(args)
+        .env("WEIR_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    cmd
+}
+
+/// Runs a pipeline to its end; its log (stderr), asserting success.
+pub fn run_to_end(pipeline: &Path, args: &[&str]) -> String {
+    let out = weir_run(pipeline, args)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "weir failed: {stderr}");
+    stderr
+}
+
+/// Starts `weir`, forwarding stderr lines to a channel.
+pub fn spawn(mut cmd: Command) -> (Child, mpsc::Receiver<String>) {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Waits for `n` lines containing `needle`; false if the process ended first.
+pub fn wait_lines(rx: &mpsc::Receiver<String>, needle: &str, n: usize) -> bool {
+    let mut seen = 0;
+    while seen < n {
+        match rx.recv_timeout(PATIENCE) {
+            Ok(line) if line.contains(needle) => seen += 1,
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("no `{needle}` line within {PATIENCE:?}")
+            }
+        }
+    }
+    true
+}
+
+/// Kills of the SIGKILL tests: `WEIR_KILLS`, default 20.
+pub fn kills() -> usize {
+    std::env::var("WEIR_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
+
+/// Runs `weir run PIPELINE ARGS` again and again, each time letting it
+/// complete 0 to 2 batches and killing it (SIGKILL) up to `max_delay_us`
+/// into the next, [`kills`] times (or until a run finishes first); then
+/// runs it to its end. Returns the number of kills.
+pub fn kill_and_restart(pipeline: &Path, args: &[&str], seed: u64, max_delay_us: u64) -> usize {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut killed = 0;
+    while killed < kills() {
+        let (mut child, rx) = spawn(weir_run(pipeline, args));
+        let progressed = wait_lines(&rx, "batch completed", rng.gen_range(0..=2));
+        if progressed {
+            std::thread::sleep(Duration::from_micros(rng.gen_range(0..max_delay_us)));
+        }
+        child.kill().unwrap();
+        if child.wait().unwrap().success() {
+            return killed; // it finished before the kill
+        }
+        killed += 1;
+    }
+    run_to_end(pipeline, args);
+    killed
 }

@@ -161,6 +161,31 @@ impl Broker {
         p.flush();
     }
 
+    /// The offsets group `group` has committed for `topic`'s partitions
+    /// (-1 where none).
+    pub fn committed_offsets(&self, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", group)
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_range(topic, 0, partitions - 1);
+        let got = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets");
+        (0..partitions)
+            .map(|p| {
+                got.find_partition(topic, p)
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    })
+                    .unwrap_or(-1)
+            })
+            .collect()
+    }
+
     /// Every committed record of `topic`, per partition, in offset order
     /// (read with `isolation.level = read_committed`).
     pub fn read_committed(&self, topic: &str) -> Vec<Vec<Record>> {

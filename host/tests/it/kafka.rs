@@ -179,6 +179,11 @@ fn kafka_word_count_matches_an_independent_count() {
         .map(|(_, _, b)| b.as_str())
         .collect();
     assert_eq!(
+        broker.committed_offsets("kwc", "lines", 4),
+        [150, 150, 150, 150],
+        "the group's offsets show what the job has read (for lag tools)"
+    );
+    assert_eq!(
         batches.len(),
         4,
         "150 lines per partition at 40 per batch: 4 batches with records: {batches:?}"

@@ -747,3 +747,57 @@ fn the_kafka_word_count_example_runs_as_its_header_says() {
         "{out}"
     );
 }
+
+/// A broker without Kafka transactions (tansu) refuses `delivery =
+/// "transactional"` at once, with a message that says what to use.
+#[test]
+fn transactional_delivery_on_a_broker_without_transactions_fails_at_once() {
+    let broker = Broker::start();
+    broker.create_topic("in", 1);
+    broker.create_topic("out", 1);
+    produce(&broker, "in", &[(Some(0), Vec::new(), b"a b".to_vec())]);
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+[job]
+name = "txn"
+partitions = 1
+
+[[source]]
+name = "in"
+type = "kafka"
+brokers = "{b}"
+topics = ["in"]
+
+[[output]]
+name = "out"
+stream = "in"
+type = "kafka"
+brokers = "{b}"
+topic = "out"
+delivery = "transactional"
+"#,
+        b = broker.address()
+    );
+    let p = dir.path().join("pipeline.toml");
+    std::fs::write(&p, text).unwrap();
+    let started = Instant::now();
+    let out = weir(&p, &["--batches", "2", "--simulated-clock"])
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("kafka output `out`") && stderr.contains("delivery = \"idempotent\""),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "no retrying for minutes"
+    );
+    assert!(
+        broker.read_committed("out")[0].is_empty(),
+        "nothing written"
+    );
+}

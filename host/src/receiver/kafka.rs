@@ -454,23 +454,7 @@ impl KafkaSource {
             .enumerate()
             .map(|(i, r)| ((r.topic.as_str(), r.partition), i))
             .collect();
-        // What was taken ahead last time comes first.
-        for (i, r) in ranges.iter().enumerate() {
-            let Some(q) = self.stash.get_mut(&(r.topic.clone(), r.partition)) else {
-                continue;
-            };
-            while let Some(front) = q.front() {
-                if front.offset >= r.until {
-                    at[i] = r.until;
-                    break;
-                }
-                let s = q.pop_front().expect("front");
-                if s.offset >= at[i] {
-                    blocks[i].push(&s.key, &s.value);
-                    at[i] = s.offset + 1;
-                }
-            }
-        }
+        self.take_stashed(ranges, &mut blocks, &mut at);
         let mut open: usize = ranges
             .iter()
             .zip(&at)
@@ -529,25 +513,11 @@ impl KafkaSource {
                     }
                 }
                 None => {
-                    // Offsets without records (transaction markers, or
-                    // records compacted away): the consumer's position
-                    // moves past them though no message does.
-                    if let Ok(pos) = self.consumer.position() {
-                        for (i, r) in ranges.iter().enumerate() {
-                            let p = pos
-                                .find_partition(&r.topic, r.partition)
-                                .and_then(|e| e.offset().to_raw());
-                            if let Some(p) = p {
-                                if at[i] < r.until && p > at[i] {
-                                    progress = Instant::now();
-                                    at[i] = p.min(r.until);
-                                    if at[i] >= r.until {
-                                        open -= 1;
-                                    }
-                                }
-                            }
-                        }
+                    let (advanced, completed) = self.skip_empty_offsets(ranges, &mut at);
+                    if advanced {
+                        progress = Instant::now();
                     }
+                    open -= completed;
                 }
             }
             if !to_pause.is_empty() {
@@ -563,6 +533,50 @@ impl KafkaSource {
                 .collect(),
         );
         (blocks, at, None)
+    }
+
+    /// Moves what was taken ahead last time into this batch's blocks.
+    fn take_stashed(&mut self, ranges: &[OffsetRange], blocks: &mut [RecordBatch], at: &mut [i64]) {
+        for (i, r) in ranges.iter().enumerate() {
+            let Some(q) = self.stash.get_mut(&(r.topic.clone(), r.partition)) else {
+                continue;
+            };
+            while let Some(front) = q.front() {
+                if front.offset >= r.until {
+                    at[i] = r.until;
+                    break;
+                }
+                let s = q.pop_front().expect("front");
+                if s.offset >= at[i] {
+                    blocks[i].push(&s.key, &s.value);
+                    at[i] = s.offset + 1;
+                }
+            }
+        }
+    }
+
+    /// Offsets without records (transaction markers, records compacted
+    /// away): the consumer's position moves past them though no message
+    /// does. Advances `at` there; says whether any moved and how many
+    /// ranges that completed.
+    fn skip_empty_offsets(&self, ranges: &[OffsetRange], at: &mut [i64]) -> (bool, usize) {
+        let Ok(pos) = self.consumer.position() else {
+            return (false, 0);
+        };
+        let (mut advanced, mut completed) = (false, 0);
+        for (i, r) in ranges.iter().enumerate() {
+            let p = pos
+                .find_partition(&r.topic, r.partition)
+                .and_then(|e| e.offset().to_raw());
+            if let Some(p) = p {
+                if at[i] < r.until && p > at[i] {
+                    advanced = true;
+                    at[i] = p.min(r.until);
+                    completed += usize::from(at[i] >= r.until);
+                }
+            }
+        }
+        (advanced, completed)
     }
 
     fn fatal_read_error(

@@ -202,6 +202,17 @@ impl KafkaSource {
         format!("kafka source `{}`", self.name)
     }
 
+    /// How long a question to the broker may take: while the broker is
+    /// known to be away, a probe waits at most half a batch interval, so
+    /// the job's batches keep their pace.
+    fn request_timeout(&self) -> Duration {
+        if self.retry_at.is_some() {
+            Duration::from_millis((self.interval_ms / 2).clamp(200, 5_000) as u64)
+        } else {
+            REQUEST_TIMEOUT
+        }
+    }
+
     fn brokers(&self) -> &str {
         &self.spec.endpoint.brokers
     }
@@ -212,7 +223,7 @@ impl KafkaSource {
         for topic in &self.spec.topics {
             let md = self
                 .meta
-                .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+                .fetch_metadata(Some(topic), self.request_timeout())
                 .map_err(|e| Ok(format!("cannot fetch metadata of topic `{topic}`: {e}")))?;
             let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
                 return Err(Ok(format!(
@@ -258,7 +269,7 @@ impl KafkaSource {
         }
         let committed = self
             .meta
-            .committed_offsets(ask, REQUEST_TIMEOUT)
+            .committed_offsets(ask, self.request_timeout())
             .map_err(|e| {
                 format!(
                     "cannot read the committed offsets of group `{}`: {e}",
@@ -277,7 +288,7 @@ impl KafkaSource {
                 (None, None) => {
                     let (low, high) = self
                         .meta
-                        .fetch_watermarks(&tp.0, tp.1, REQUEST_TIMEOUT)
+                        .fetch_watermarks(&tp.0, tp.1, self.request_timeout())
                         .map_err(|e| {
                             format!("cannot read the offsets of {}-{}: {e}", tp.0, tp.1)
                         })?;
@@ -301,7 +312,7 @@ impl KafkaSource {
         for (t, p) in tps {
             let (_, high) = self
                 .meta
-                .fetch_watermarks(t, *p, REQUEST_TIMEOUT)
+                .fetch_watermarks(t, *p, self.request_timeout())
                 .map_err(|e| format!("cannot read the end offset of {t}-{p}: {e}"))?;
             ends.insert((t.clone(), *p), high);
         }

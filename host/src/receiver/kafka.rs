@@ -624,9 +624,9 @@ impl KafkaSource {
         tracing::warn!(
             source = %self.name,
             brokers = %self.brokers(),
-            retry_in_ms = wait.as_millis() as u64,
-            "kafka source `{}`: {why}; the batch gets no records from it and the source tries again",
-            self.name
+            "kafka source `{}`: {why}; trying again in {} ms",
+            self.name,
+            wait.as_millis()
         );
     }
 }
@@ -682,7 +682,7 @@ impl Source for KafkaSource {
             Ok(r) => r,
             Err(Err(fatal)) => return Err(kafka_error(&self.what(), fatal)),
             Err(Ok(away)) => {
-                self.broker_away(&away);
+                self.broker_away(&format!("{away}; the batch gets no records from it"));
                 let ranges = self.empty_ranges();
                 let blocks = ranges.iter().map(|_| RecordBatch::new()).collect();
                 return Ok((SourceInput::Kafka(ranges), blocks));

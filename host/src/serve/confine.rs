@@ -11,6 +11,7 @@ use super::config::KafkaPolicy;
 use crate::config::{OutputKind, Pipeline};
 use crate::job::SourceSpec;
 use crate::kafka::KafkaEndpoint;
+use crate::output::kafka::Delivery;
 
 /// The file the pipeline is written to in the job directory.
 pub const PIPELINE_FILE: &str = "pipeline.toml";
@@ -117,17 +118,21 @@ fn check_kafka(pipeline: &Pipeline, policy: &KafkaPolicy) -> Vec<String> {
                 &policy.topic_prefixes,
                 &mut problems,
             );
-            let id = k.transactional_id.clone().unwrap_or_else(|| {
-                let name = o.name.clone().unwrap_or_else(|| format!("to-{}", k.topic));
-                format!("weir.{}.{name}", pipeline.config.job_name)
-            });
-            prefixed(
-                &at,
-                "transactional_id",
-                &id,
-                &policy.group_prefixes,
-                &mut problems,
-            );
+            // Only a transactional output uses its id (and could fence
+            // another tenant's producer with it).
+            if k.delivery == Delivery::Transactional {
+                let id = k.transactional_id.clone().unwrap_or_else(|| {
+                    let name = o.name.clone().unwrap_or_else(|| format!("to-{}", k.topic));
+                    format!("weir.{}.{name}", pipeline.config.job_name)
+                });
+                prefixed(
+                    &at,
+                    "transactional_id",
+                    &id,
+                    &policy.group_prefixes,
+                    &mut problems,
+                );
+            }
         }
     }
     problems
@@ -329,7 +334,12 @@ mod tests {
             "transactional_id = \"alice.t\"",
         );
         assert_eq!(check_pipeline(&ok, &policy), Vec::<String>::new());
-        let bad = src("10.0.0.1:9092", "bob.in", "bob.g", "");
+        let bad = src(
+            "10.0.0.1:9092",
+            "bob.in",
+            "bob.g",
+            "delivery = \"transactional\"",
+        );
         let p = check_pipeline(&bad, &policy);
         for needle in [
             "[[source]] #1 brokers: broker \"10.0.0.1:9092\" is not allowed",

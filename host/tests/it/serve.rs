@@ -930,3 +930,102 @@ fn issue_9_idle_jobs_cost_one_thread_each() {
         alice.stop(id).unwrap();
     }
 }
+
+/// A served job reads and writes Kafka topics under the tenant's prefix,
+/// on the broker the host allows.
+#[test]
+fn a_served_job_reads_and_writes_the_tenants_topics() {
+    let broker = weir_tests::kafka::Broker::start();
+    broker.create_topic("alice.lines", 2);
+    broker.create_topic("alice.counts", 2);
+    let lines: Vec<String> = (0..60).map(|i| format!("w{} w{}", i % 7, i % 3)).collect();
+    let records: Vec<(Option<i32>, &[u8], &[u8])> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (Some((i % 2) as i32), &b""[..], l.as_bytes()))
+        .collect();
+    broker.produce("alice.lines", &records);
+    let host = Host::start(&tenants(&format!(
+        "[kafka]\nbrokers = [\"{}\"]\n",
+        broker.address()
+    )));
+    let pipeline = format!(
+        r#"[job]
+name = "kwc"
+batch_interval = "{INTERVAL_MS}ms"
+partitions = 2
+
+[plugins]
+wc = "wordcount.wat"
+
+[[source]]
+name = "lines"
+type = "kafka"
+brokers = "{b}"
+topics = ["alice.lines"]
+group = "alice.kwc"
+
+[[stream]]
+name = "words"
+op = "flat_map"
+input = "lines"
+function = "wc:split"
+
+[[stream]]
+name = "counts"
+op = "reduce_by_key"
+input = "words"
+function = "wc:sum"
+
+[[output]]
+name = "counts"
+stream = "counts"
+type = "kafka"
+brokers = "{b}"
+topic = "alice.counts"
+"#,
+        b = broker.address()
+    );
+    let alice = host.client(Some(ALICE));
+    let info = alice
+        .submit(
+            &pipeline,
+            &modules(&[("wordcount.wat", wat_wordcount())]),
+            &[],
+        )
+        .unwrap();
+    let mut expected = std::collections::BTreeMap::new();
+    for w in lines.iter().flat_map(|l| l.split_whitespace()) {
+        *expected.entry(w.to_owned()).or_insert(0i64) += 1;
+    }
+    // Every word counted (bounded wait), none twice.
+    let deadline = Instant::now() + WAIT;
+    let mut batches = 0;
+    loop {
+        let mut got = std::collections::BTreeMap::new();
+        for r in broker.read_committed("alice.counts").into_iter().flatten() {
+            *got.entry(String::from_utf8(r.key).unwrap()).or_insert(0i64) +=
+                i64::from_le_bytes(r.value.as_slice().try_into().unwrap());
+        }
+        if got == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && got.values().sum::<i64>() <= 120,
+            "{got:?} against {expected:?}:\n{}",
+            host.log()
+        );
+        batches = wait_for(&alice, &info.id, "another batch", |i| i.batches > batches).batches;
+    }
+    // The topic prefix is bob's, not alice's: refused.
+    let bobs = pipeline.replace("alice.counts", "bob.counts");
+    match alice.submit(&bobs, &modules(&[("wordcount.wat", wat_wordcount())]), &[]) {
+        Err(ClientError::Api {
+            status, message, ..
+        }) => {
+            assert_eq!(status, 400);
+            assert!(message.contains("topic = \"bob.counts\""), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

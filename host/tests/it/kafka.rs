@@ -801,3 +801,104 @@ delivery = "transactional"
         "nothing written"
     );
 }
+
+/// Two pipelines chained through a topic: the first splits lines into
+/// words and writes them keyed by word (so every word's records meet in
+/// one partition), the second counts them — how a shuffle crosses
+/// processes. The totals equal an independent count.
+#[test]
+fn two_stages_chained_through_a_keyed_topic_count_every_word_once() {
+    let broker = Broker::start();
+    broker.create_topic("lines", 4);
+    broker.create_topic("words", 4);
+    broker.create_topic("totals", 4);
+    let input = lines(400, 3);
+    produce(&broker, "lines", &input);
+    let dir = tempfile::tempdir().unwrap();
+    let stage = |name: &str, body: &str| -> PathBuf {
+        let text = format!(
+            r#"
+[job]
+name = "{name}"
+batch_interval = "1s"
+partitions = 4
+checkpoint = "{name}-ck"
+
+[plugins]
+wc = "{plugin}"
+{body}"#,
+            plugin = wordcount().display(),
+        );
+        let p = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let b = broker.address();
+    let split = stage(
+        "split",
+        &format!(
+            r#"
+[[source]]
+name = "lines"
+type = "kafka"
+brokers = "{b}"
+topics = ["lines"]
+max_rate_per_partition = 40
+
+[[stream]]
+name = "words"
+op = "flat_map"
+input = "lines"
+function = "wc:split"
+
+[[output]]
+name = "words"
+stream = "words"
+type = "kafka"
+brokers = "{b}"
+topic = "words"
+partitioner = "murmur2"
+"#
+        ),
+    );
+    let count = stage(
+        "count",
+        &format!(
+            r#"
+[[source]]
+name = "words"
+type = "kafka"
+brokers = "{b}"
+topics = ["words"]
+max_rate_per_partition = 200
+
+[[stream]]
+name = "totals"
+op = "update_state_by_key"
+input = "words"
+function = "wc:running_count"
+
+[[output]]
+name = "totals"
+stream = "totals"
+type = "kafka"
+brokers = "{b}"
+topic = "totals"
+format = "text"
+"#
+        ),
+    );
+    run_to_end(&split, &["--batches", "4", "--simulated-clock"]);
+    let words = broker.read_committed("words");
+    let n: usize = words.iter().map(Vec::len).sum();
+    assert_eq!(n, expected_totals(&input).values().sum::<i64>() as usize);
+    // A word's records all sit in one partition of `words`.
+    let mut home = BTreeMap::new();
+    for (p, part) in words.iter().enumerate() {
+        for r in part {
+            assert_eq!(*home.entry(r.key.clone()).or_insert(p), p, "{:?}", r.key);
+        }
+    }
+    run_to_end(&count, &["--batches", "8", "--simulated-clock"]);
+    assert_eq!(last_totals(&broker, "totals"), expected_totals(&input));
+}

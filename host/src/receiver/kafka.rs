@@ -473,6 +473,7 @@ impl KafkaSource {
             .count();
         let mut to_pause = BTreeSet::new();
         let mut progress = Instant::now();
+        let mut scratch = Vec::new();
         while open > 0 {
             if progress.elapsed() >= stall {
                 return (blocks, at, Some(ReadError::Incomplete));
@@ -487,15 +488,19 @@ impl KafkaSource {
                     if offset < at[i] {
                         continue; // delivered before
                     }
-                    let mut value = m.payload().unwrap_or_default().to_vec();
-                    if self.spec.metadata {
-                        let mut with = Vec::with_capacity(value.len() + 32);
-                        encode_metadata(&m, &value, &mut with);
-                        value = with;
-                    }
+                    let payload = m.payload().unwrap_or_default();
+                    // With metadata the value is built in a reused buffer;
+                    // without, it is the payload as it is.
+                    let value = if self.spec.metadata {
+                        scratch.clear();
+                        encode_metadata(&m, payload, &mut scratch);
+                        &scratch[..]
+                    } else {
+                        payload
+                    };
                     let key = m.key().unwrap_or_default();
                     if offset < r.until {
-                        blocks[i].push(key, &value);
+                        blocks[i].push(key, value);
                         at[i] = offset + 1;
                         if at[i] >= r.until {
                             open -= 1;
@@ -512,7 +517,7 @@ impl KafkaSource {
                     q.push_back(Stashed {
                         offset,
                         key: key.to_vec(),
-                        value,
+                        value: value.to_vec(),
                     });
                     if q.len() >= TAKE_AHEAD && !self.paused.contains(&tp) {
                         to_pause.insert(tp);

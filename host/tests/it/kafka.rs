@@ -902,3 +902,85 @@ format = "text"
     run_to_end(&count, &["--batches", "8", "--simulated-clock"]);
     assert_eq!(last_totals(&broker, "totals"), expected_totals(&input));
 }
+
+/// `metadata = true`: each value is prefixed with the record's timestamp,
+/// partition, offset and headers, as `docs/abi.md` lays them out.
+#[test]
+fn metadata_prefixes_values_as_the_abi_documents() {
+    let broker = Broker::start();
+    broker.create_topic("in", 2);
+    broker.create_topic("out", 2);
+    produce(
+        &broker,
+        "in",
+        &[
+            (Some(1), b"k".to_vec(), b"first".to_vec()),
+            (Some(1), Vec::new(), b"second".to_vec()),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+[job]
+name = "meta"
+partitions = 2
+
+[[source]]
+name = "in"
+type = "kafka"
+brokers = "{b}"
+topics = ["in"]
+metadata = true
+
+[[output]]
+name = "out"
+stream = "in"
+type = "kafka"
+brokers = "{b}"
+topic = "out"
+partitioner = "partition"
+"#,
+        b = broker.address()
+    );
+    let p = dir.path().join("pipeline.toml");
+    std::fs::write(&p, text).unwrap();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    run_to_end(&p, &["--batches", "1", "--simulated-clock"]);
+    let out = broker.read_committed("out");
+    assert!(out[0].is_empty());
+    let got: Vec<(Vec<u8>, i64, i32, i64, u32, Vec<u8>)> = out[1]
+        .iter()
+        .map(|r| {
+            let v = &r.value;
+            let ts = i64::from_le_bytes(v[0..8].try_into().unwrap());
+            let partition = i32::from_le_bytes(v[8..12].try_into().unwrap());
+            let offset = i64::from_le_bytes(v[12..20].try_into().unwrap());
+            let headers = u32::from_le_bytes(v[20..24].try_into().unwrap());
+            (
+                r.key.clone(),
+                ts,
+                partition,
+                offset,
+                headers,
+                v[24..].to_vec(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    for (i, (key, ts, partition, offset, headers, value)) in got.iter().enumerate() {
+        assert!(
+            *ts > before - 600_000 && *ts < before + 600_000,
+            "a producer timestamp: {ts}"
+        );
+        assert_eq!((*partition, *offset, *headers), (1, i as i64, 0));
+        let (k, v): (&[u8], &[u8]) = if i == 0 {
+            (b"k", b"first")
+        } else {
+            (b"", b"second")
+        };
+        assert_eq!((key.as_slice(), value.as_slice()), (k, v));
+    }
+}

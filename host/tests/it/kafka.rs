@@ -269,6 +269,38 @@ type = "print"
     path
 }
 
+/// A job that copies topic `in` to topic `out` (2 partitions unless `job`
+/// says otherwise): `job` is added after the `[job]` keys (it may open
+/// `[plugins]`), `source` and `output` to the source and the output.
+fn copy_pipeline(dir: &Path, broker: &Broker, job: &str, source: &str, output: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[job]
+name = "copy"
+{job}
+
+[[source]]
+name = "in"
+type = "kafka"
+brokers = "{b}"
+topics = ["in"]
+{source}
+
+[[output]]
+name = "out"
+stream = "in"
+type = "kafka"
+brokers = "{b}"
+topic = "out"
+{output}
+"#,
+        b = broker.address()
+    );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 fn run_failing(pipeline: &Path, args: &[&str]) -> String {
     let out = weir(pipeline, args)
         .stderr(Stdio::piped())
@@ -359,35 +391,16 @@ fn a_record_the_plugin_cannot_decode_fails_naming_the_operator() {
 #[test]
 fn a_broker_restarted_mid_run_loses_and_duplicates_nothing() {
     let mut broker = Broker::start();
-    broker.create_topic("events", 2);
-    broker.create_topic("copy", 2);
+    broker.create_topic("in", 2);
+    broker.create_topic("out", 2);
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        r#"
-[job]
-name = "copy"
-batch_interval = "200ms"
-partitions = 2
-checkpoint = "ck"
-
-[[source]]
-name = "events"
-type = "kafka"
-brokers = "{b}"
-topics = ["events"]
-
-[[output]]
-name = "copy"
-stream = "events"
-type = "kafka"
-brokers = "{b}"
-topic = "copy"
-partitioner = "partition"
-"#,
-        b = broker.address()
+    let p = copy_pipeline(
+        dir.path(),
+        &broker,
+        "batch_interval = \"200ms\"\npartitions = 2\ncheckpoint = \"ck\"",
+        "",
+        "partitioner = \"partition\"",
     );
-    let p = dir.path().join("pipeline.toml");
-    std::fs::write(&p, text).unwrap();
     let events = |range: std::ops::Range<usize>| -> Vec<(Option<i32>, Vec<u8>, Vec<u8>)> {
         range
             .map(|i| {
@@ -399,20 +412,20 @@ partitioner = "partition"
             })
             .collect()
     };
-    produce(&broker, "events", &events(0..500));
+    produce(&broker, "in", &events(0..500));
     let (mut child, rx) = spawn(weir(&p, &[]));
     assert!(wait_lines(&rx, "batch completed", 3));
     broker.stop();
     assert!(
-        wait_lines(&rx, "kafka source `events`", 1),
+        wait_lines(&rx, "kafka source `in`", 1),
         "the outage is logged"
     );
     broker.restart();
-    produce(&broker, "events", &events(500..1000));
+    produce(&broker, "in", &events(500..1000));
     // Wait (bounded) until the copy holds every event, then stop the job.
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let n: usize = broker.read_committed("copy").iter().map(Vec::len).sum();
+        let n: usize = broker.read_committed("out").iter().map(Vec::len).sum();
         if n >= 1000 {
             break;
         }
@@ -428,7 +441,7 @@ partitioner = "partition"
         .status()
         .unwrap();
     assert!(child.wait().unwrap().success());
-    let copy = broker.read_committed("copy");
+    let copy = broker.read_committed("out");
     for (p, part) in copy.iter().enumerate() {
         let got: Vec<Vec<u8>> = part.iter().map(|r| r.value.clone()).collect();
         let want: Vec<Vec<u8>> = events(0..1000)
@@ -601,45 +614,25 @@ partitioner = "partition"
 fn an_output_function_formats_each_partition_keyed_by_batch_and_partition() {
     let broker = Broker::start();
     broker.create_topic("in", 3);
-    broker.create_topic("stamped", 3);
+    broker.create_topic("out", 3);
     let records: Vec<(Option<i32>, Vec<u8>, Vec<u8>)> = (0..90)
         .map(|i| (Some(i % 3), Vec::new(), format!("v{i}").into_bytes()))
         .collect();
     produce(&broker, "in", &records);
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        r#"
-[job]
-name = "stamps"
-batch_interval = "1s"
-partitions = 3
-
-[plugins]
-kit = "{kit}"
-
-[[source]]
-name = "in"
-type = "kafka"
-brokers = "{b}"
-topics = ["in"]
-max_rate_per_partition = 10
-
-[[output]]
-name = "stamped"
-stream = "in"
-type = "kafka"
-brokers = "{b}"
-topic = "stamped"
-partitioner = "partition"
-function = "kit:stamp"
-"#,
-        kit = crate::support::testkit().display(),
-        b = broker.address()
+    let job = format!(
+        "partitions = 3\n[plugins]\nkit = \"{}\"",
+        crate::support::testkit().display()
     );
-    let p = dir.path().join("pipeline.toml");
-    std::fs::write(&p, text).unwrap();
+    let p = copy_pipeline(
+        dir.path(),
+        &broker,
+        &job,
+        "max_rate_per_partition = 10",
+        "partitioner = \"partition\"\nfunction = \"kit:stamp\"",
+    );
     run_to_end(&p, &["--batches", "3", "--simulated-clock"]);
-    let out = broker.read_committed("stamped");
+    let out = broker.read_committed("out");
     assert_eq!(out.iter().map(Vec::len).sum::<usize>(), 90);
     for (p, part) in out.iter().enumerate() {
         for r in part {
@@ -757,37 +750,15 @@ fn transactional_delivery_on_a_broker_without_transactions_fails_at_once() {
     broker.create_topic("out", 1);
     produce(&broker, "in", &[(Some(0), Vec::new(), b"a b".to_vec())]);
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        r#"
-[job]
-name = "txn"
-partitions = 1
-
-[[source]]
-name = "in"
-type = "kafka"
-brokers = "{b}"
-topics = ["in"]
-
-[[output]]
-name = "out"
-stream = "in"
-type = "kafka"
-brokers = "{b}"
-topic = "out"
-delivery = "transactional"
-"#,
-        b = broker.address()
+    let p = copy_pipeline(
+        dir.path(),
+        &broker,
+        "partitions = 1",
+        "",
+        "delivery = \"transactional\"",
     );
-    let p = dir.path().join("pipeline.toml");
-    std::fs::write(&p, text).unwrap();
     let started = Instant::now();
-    let out = weir(&p, &["--batches", "2", "--simulated-clock"])
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let stderr = run_failing(&p, &["--batches", "2", "--simulated-clock"]);
     assert!(
         stderr.contains("kafka output `out`") && stderr.contains("delivery = \"idempotent\""),
         "{stderr}"
@@ -919,31 +890,13 @@ fn metadata_prefixes_values_as_the_abi_documents() {
         ],
     );
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        r#"
-[job]
-name = "meta"
-partitions = 2
-
-[[source]]
-name = "in"
-type = "kafka"
-brokers = "{b}"
-topics = ["in"]
-metadata = true
-
-[[output]]
-name = "out"
-stream = "in"
-type = "kafka"
-brokers = "{b}"
-topic = "out"
-partitioner = "partition"
-"#,
-        b = broker.address()
+    let p = copy_pipeline(
+        dir.path(),
+        &broker,
+        "partitions = 2",
+        "metadata = true",
+        "partitioner = \"partition\"",
     );
-    let p = dir.path().join("pipeline.toml");
-    std::fs::write(&p, text).unwrap();
     let before = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

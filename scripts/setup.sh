@@ -23,6 +23,11 @@ apt_install() {
 
 install_tansu() {
     local root="${HOME}/.cache/tansu"
+    # The tests add an index tansu 0.6 lacks to its SQLite file (see
+    # tests/src/kafka.rs): they need the sqlite3 shell.
+    if ! command -v sqlite3 >/dev/null; then
+        apt_install sqlite3
+    fi
     if [[ -n "${WEIR_TANSU:-}" && -x "${WEIR_TANSU}" ]] || [[ -x "${root}/bin/tansu" ]]; then
         return
     fi

@@ -27,7 +27,9 @@ use toml::Spanned;
 use crate::checkpoint::CheckpointConfig;
 use crate::error::BuildError;
 use crate::host::Host;
-use crate::job::{ClockMode, SourceSpec, Stream, StreamingConfig, StreamingContext};
+use crate::job::{
+    ClockMode, ScaleOutConfig, SourceSpec, Stream, StreamingConfig, StreamingContext,
+};
 use crate::kafka::{KafkaEndpoint, RESERVED_PROPERTIES};
 use crate::ops::registry;
 use crate::ops::spec::ArgValue;
@@ -55,6 +57,15 @@ struct RawFile {
     streams: Vec<Spanned<RawStream>>,
     #[serde(default, rename = "output")]
     outputs: Vec<Spanned<RawOutput>>,
+    scale_out: Option<Spanned<RawScaleOut>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScaleOut {
+    changelog: Spanned<String>,
+    instance: Option<Spanned<String>>,
+    partitioner: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -407,6 +418,8 @@ pub struct Overrides {
     pub checkpoint: Option<PathBuf>,
     /// Discard an existing checkpoint and start from scratch.
     pub fresh: bool,
+    /// This instance's name, scaled out.
+    pub instance: Option<String>,
 }
 
 /// Resolves paths written in the file against its directory.
@@ -531,12 +544,56 @@ fn parse_job(
                 initial_rate: j.backpressure_initial_rate,
             }
         }),
+        scale_out: None,
     };
     let paths = [("stats_file", &j.stats_file), ("checkpoint", &j.checkpoint)]
         .into_iter()
         .filter_map(|(k, v)| Some((k, v.clone()?)))
         .collect();
     (config, paths)
+}
+
+/// `[scale_out]`.
+fn parse_scale_out(p: &mut Problems<'_>, raw: &RawScaleOut) -> Option<ScaleOutConfig> {
+    let changelog = raw.changelog.get_ref().trim();
+    if changelog.is_empty() {
+        p.at(
+            raw.changelog.span(),
+            "`changelog` names the changelog topic; it is empty",
+        );
+        return None;
+    }
+    let instance = match &raw.instance {
+        Some(i) if i.get_ref().trim().is_empty() => {
+            p.at(
+                i.span(),
+                "`instance` is empty; leave it out to use host-pid",
+            );
+            return None;
+        }
+        Some(i) => i.get_ref().trim().to_owned(),
+        None => crate::job::default_instance(),
+    };
+    let partitioner = match &raw.partitioner {
+        Some(h) if !KEY_HASH_PARTITIONERS.contains(&h.get_ref().as_str()) => {
+            p.at(
+                h.span(),
+                format!(
+                    "unknown partitioner `{}`; use one of {}",
+                    h.get_ref(),
+                    KEY_HASH_PARTITIONERS.join(", ")
+                ),
+            );
+            return None;
+        }
+        Some(h) => h.get_ref().clone(),
+        None => "murmur2".into(),
+    };
+    Some(ScaleOutConfig {
+        changelog: changelog.to_owned(),
+        instance,
+        partitioner,
+    })
 }
 
 /// Stream names must be unique across sources and streams.
@@ -1556,7 +1613,15 @@ impl Pipeline {
         let r = Resolver {
             base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         };
-        let (config, job_paths) = parse_job(&mut p, path, &raw.job, &raw.limits, &r);
+        let (mut config, job_paths) = parse_job(&mut p, path, &raw.job, &raw.limits, &r);
+        if let Some(so) = &raw.scale_out {
+            config.scale_out = parse_scale_out(&mut p, so.get_ref());
+            if raw.job.partitions.is_none() {
+                // Each task (input partition) is one partition: the
+                // instance's tasks run side by side.
+                config.partitions = 1;
+            }
+        }
         let plugins: BTreeMap<String, PluginDef> = raw
             .plugins
             .iter()
@@ -1673,6 +1738,9 @@ impl Pipeline {
             });
         }
         self.config.fresh_start = o.fresh;
+        if let (Some(name), Some(so)) = (&o.instance, &mut self.config.scale_out) {
+            so.instance = name.clone();
+        }
     }
 
     /// Loads the plugins and builds the job on a new context. Every plugin

@@ -183,6 +183,9 @@ pub enum BuildError {
     #[error("`{key}` must be above zero")]
     ZeroSetting { key: &'static str },
     /// The checkpoint directory cannot be used (or belongs to another pipeline).
+    /// A scaled-out job that cannot work as asked.
+    #[error("scaled out: {0}")]
+    ScaleOut(String),
     #[error(transparent)]
     Checkpoint(crate::checkpoint::CheckpointError),
     /// A source could not start.

@@ -112,6 +112,38 @@ impl Broker {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        self.index_headers();
+    }
+
+    /// tansu 0.6 keeps record headers in an SQLite table without an index
+    /// and looks up each fetched record's headers in it, so every fetch
+    /// scans all headers ever written: with weir's three headers per
+    /// output record, reading slows quadratically until the broker stops
+    /// answering (60 000 records are never read back). The index makes the
+    /// lookup what it should be; the broker's behaviour is otherwise
+    /// unchanged.
+    fn index_headers(&self) {
+        let db = self.dir.path().join("tansu.db");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = Command::new("sqlite3")
+                .arg(&db)
+                .arg("create index if not exists weir_header_record on header (topition, offset_id);")
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!("cannot run sqlite3 ({e}); install it with:\n  apt-get install sqlite3   (or {INSTALL})")
+                });
+            if out.status.success() {
+                return;
+            }
+            // The broker creates its tables as it starts.
+            assert!(
+                Instant::now() < deadline,
+                "cannot index tansu's header table: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Stops the broker (SIGKILL: it must survive that) and waits for it.
@@ -135,15 +167,25 @@ impl Broker {
 
     /// Creates a topic with `partitions` partitions.
     pub fn create_topic(&self, name: &str, partitions: i32) {
+        self.create_topic_with(name, partitions, &[]);
+    }
+
+    /// Creates topic `name` with `partitions` partitions and the topic
+    /// configuration `configs` (e.g. `cleanup.policy=compact`).
+    pub fn create_topic_with(&self, name: &str, partitions: i32, configs: &[(&str, &str)]) {
         let admin: AdminClient<DefaultClientContext> =
             self.config().create().expect("admin client");
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
+        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        for (k, v) in configs {
+            topic = topic.set(k, v);
+        }
         let results = rt
             .block_on(admin.create_topics(
-                &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+                &[topic],
                 &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
             ))
             .expect("create_topics");
@@ -270,6 +312,8 @@ impl Producer {
             .set("bootstrap.servers", address)
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
+            // Keys go where the Java client (and weir's Kafka output) puts them.
+            .set("partitioner", "murmur2_random")
             .create()
             .expect("producer");
         Producer { inner }

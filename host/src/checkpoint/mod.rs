@@ -631,7 +631,7 @@ fn newest_valid_checkpoint(dir: &Path) -> Result<Option<CheckpointData>, Checkpo
 }
 
 /// Differences between two pipeline descriptions, by stream name.
-fn pipeline_changes(old: &[String], new: &[String]) -> Vec<String> {
+pub(crate) fn pipeline_changes(old: &[String], new: &[String]) -> Vec<String> {
     let key = |l: &String| {
         l.split_once(" = ")
             .map_or(l.clone(), |(k, _)| k.to_string())

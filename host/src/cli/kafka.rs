@@ -41,8 +41,14 @@ fn fail(brokers: &str) -> impl Fn(String) -> ToolError + '_ {
     }
 }
 
-/// Creates `topic` with `partitions` partitions.
-pub fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), ToolError> {
+/// Creates `topic` with `partitions` partitions and the topic
+/// configuration `configs`.
+pub fn create_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    configs: &[(String, String)],
+) -> Result<(), ToolError> {
     let e = endpoint(brokers, &[])?;
     let fail = fail(brokers);
     let admin: AdminClient<Reporter> = e
@@ -53,9 +59,13 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), T
         .enable_all()
         .build()
         .map_err(|e| fail(e.to_string()))?;
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        new = new.set(k, v);
+    }
     let results = rt
         .block_on(admin.create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &[new],
             &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
         ))
         .map_err(|e| fail(format!("cannot create topic `{topic}`: {e}")))?;
@@ -78,7 +88,10 @@ pub fn produce(
     let e = endpoint(brokers, properties)?;
     let fail = fail(brokers);
     let producer: ThreadedProducer<Reporter> = e
-        .client_config(&[("enable.idempotence", "true")])
+        .client_config(&[
+            ("enable.idempotence", "true"),
+            ("partitioner", "murmur2_random"),
+        ])
         .create_with_context(Reporter::new("weir kafka produce"))
         .map_err(|e| fail(e.to_string()))?;
     let mut n = 0;

@@ -64,6 +64,10 @@ pub enum Command {
         /// (move new modules in atomically) [default: off].
         #[arg(long)]
         watch_plugins: bool,
+        /// This instance's name in a scaled-out job [default: the file's
+        /// `[scale_out] instance`, else host-pid].
+        #[arg(long)]
+        instance: Option<String>,
     },
     /// Check a pipeline file without running it: parse it, load every
     /// plugin, check every function exists with the right kind and ABI
@@ -172,6 +176,10 @@ pub enum KafkaCommand {
         /// Partitions [default: 1].
         #[arg(long, default_value_t = 1)]
         partitions: i32,
+        /// A topic configuration, `key=value` (repeatable), e.g.
+        /// `cleanup.policy=compact` for a scaled-out job's changelog.
+        #[arg(long = "config", value_parser = parse_property)]
+        configs: Vec<(String, String)>,
     },
     /// Produce every line of standard input as a record.
     Produce {
@@ -246,7 +254,8 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
             brokers,
             topic,
             partitions,
-        }) => Ok(kafka::create_topic(&brokers, &topic, partitions)?),
+            configs,
+        }) => Ok(kafka::create_topic(&brokers, &topic, partitions, &configs)?),
         Command::Kafka(KafkaCommand::Produce {
             brokers,
             topic,
@@ -302,6 +311,7 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
             checkpoint,
             fresh,
             watch_plugins,
+            instance,
         } => {
             let overrides = Overrides {
                 batch_interval,
@@ -311,6 +321,7 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
                 stats_file,
                 checkpoint,
                 fresh,
+                instance,
             };
             run(&pipeline, batches, &overrides, watch_plugins)
         }

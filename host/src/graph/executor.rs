@@ -48,6 +48,11 @@ pub enum SwapError {
     /// The job has ended.
     #[error("the job is not running")]
     NotRunning,
+    /// Instances of a scaled-out job must run the same modules.
+    #[error(
+        "a scaled-out job's modules are its group's: stop every instance, then start them all with the new module"
+    )]
+    ScaledOut,
     /// The new module does not load.
     #[error(transparent)]
     Load(#[from] crate::wasm::LoadError),
@@ -117,6 +122,20 @@ impl Executor {
             states,
             previous: Default::default(),
         }
+    }
+
+    /// A fresh executor of the same graph and settings, without state:
+    /// a scaled-out job's task.
+    pub(crate) fn fresh(&self) -> Executor {
+        Executor::new(
+            self.graph.clone(),
+            self.job.clone(),
+            self.pool.clone(),
+            self.workers,
+            self.partitions,
+            self.interval_ms,
+            self.limits,
+        )
     }
 
     /// The job's name.

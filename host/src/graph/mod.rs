@@ -23,7 +23,7 @@ pub(crate) enum NodeKind {
 }
 
 /// One stream of the graph.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Node {
     /// The stream's name (the operator name in errors).
     pub name: Arc<str>,
@@ -38,6 +38,15 @@ pub(crate) struct Node {
     pub slide_ms: i64,
     /// Its partitions.
     pub partitions: usize,
+}
+
+impl Clone for NodeKind {
+    fn clone(&self) -> Self {
+        match self {
+            NodeKind::Source(i) => NodeKind::Source(*i),
+            NodeKind::Op(op) => NodeKind::Op(op.clone_box()),
+        }
+    }
 }
 
 impl Node {
@@ -60,7 +69,7 @@ impl Node {
 
 /// Nodes in creation order, which is a topological order: a node can only
 /// read nodes created before it.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Graph {
     /// The nodes.
     pub nodes: Vec<Node>,

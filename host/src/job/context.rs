@@ -88,6 +88,9 @@ pub struct StreamingConfig {
     /// Sources that can (Kafka) adapt their rate to how fast batches are
     /// processed, with these constants (Spark's `backpressure.enabled`).
     pub backpressure: Option<PidConfig>,
+    /// Share the job with other instances through the Kafka source's
+    /// consumer group, state in a changelog topic.
+    pub scale_out: Option<super::ScaleOutConfig>,
 }
 
 impl Default for StreamingConfig {
@@ -108,6 +111,7 @@ impl Default for StreamingConfig {
             max_retries: 0,
             max_state_bytes: None,
             backpressure: None,
+            scale_out: None,
         }
     }
 }
@@ -375,6 +379,7 @@ impl StreamingContext {
         };
         let cfg = &self.config;
         let interval_ms = cfg.batch_interval.as_millis().max(1) as i64;
+        let scale_out = self.scale_out(&builder, interval_ms)?;
         let checkpointer = self.open_checkpoint(&builder, interval_ms)?;
         let block_log = checkpointer.as_ref().and_then(|(c, _)| c.block_log());
         let sources = self.start_sources(builder.sources, block_log, interval_ms)?;
@@ -420,6 +425,7 @@ impl StreamingContext {
             max_retries: cfg.max_retries,
             max_state_bytes: cfg.max_state_bytes,
             run: None,
+            scale_out,
         };
         let termination = Arc::new(Termination::default());
         // The job is a task on the host's runtime: it sleeps there between
@@ -439,6 +445,87 @@ impl StreamingContext {
         })
     }
 
+    /// One line per stream: the pipeline's identity in checkpoints and
+    /// changelogs.
+    fn describe(&self, builder: &Builder, interval_ms: i64) -> Vec<String> {
+        let descriptions: Vec<String> = builder.sources.iter().map(|(_, s)| s.describe()).collect();
+        let mut pipeline = vec![format!(
+            "job = interval {interval_ms} ms, partitions {}",
+            self.config.partitions
+        )];
+        pipeline.extend(builder.graph.describe(&descriptions));
+        pipeline
+    }
+
+    /// A scaled-out job's set-up, checked: one Kafka source of one topic,
+    /// no checkpoint directory (the changelog is the checkpoint), outputs
+    /// that tell tasks apart, and a graph that regroups nothing across
+    /// partitions.
+    fn scale_out(
+        &self,
+        builder: &Builder,
+        interval_ms: i64,
+    ) -> Result<Option<super::scale_out::ScaleOut>, BuildError> {
+        let Some(config) = &self.config.scale_out else {
+            return Ok(None);
+        };
+        let refuse = |m: String| Err(BuildError::ScaleOut(m));
+        let spec = match &builder.sources[..] {
+            [(_, SourceSpec::Kafka(spec))] if spec.topics.len() == 1 => spec,
+            [(name, SourceSpec::Kafka(_))] => {
+                return refuse(format!(
+                    "source `{name}` reads several topics; a scaled-out job reads one (its partitions are the tasks)"
+                ))
+            }
+            _ => {
+                return refuse(
+                    "a scaled-out job reads exactly one source, of type kafka (its partitions are the tasks)"
+                        .into(),
+                )
+            }
+        };
+        if self.config.checkpoint.is_some() {
+            return refuse(
+                "a scaled-out job keeps its state in the changelog topic: remove [job] checkpoint"
+                    .into(),
+            );
+        }
+        for (_, name, out) in &builder.outputs {
+            match out {
+                OutputSpec::TextFiles { .. } => {
+                    return refuse(format!(
+                        "output `{name}` writes files, which instances would overwrite for one another: write to a Kafka topic"
+                    ))
+                }
+                OutputSpec::Kafka(k) if k.delivery != crate::output::kafka::Delivery::Idempotent => {
+                    return refuse(format!(
+                        "output `{name}`: a scaled-out job writes with delivery = \"idempotent\""
+                    ))
+                }
+                _ => {}
+            }
+        }
+        let keyed = super::scale_out::check_graph(&builder.graph).map_err(BuildError::ScaleOut)?;
+        let fingerprint = crate::kafka::changelog::Fingerprint {
+            job: self.config.job_name.clone(),
+            pipeline: self.describe(builder, interval_ms),
+            modules: self
+                .plugins
+                .borrow()
+                .iter()
+                .map(|(n, (h, _))| (n.clone(), h.clone()))
+                .collect(),
+        };
+        Ok(Some(super::scale_out::ScaleOut::new(
+            config.clone(),
+            spec.endpoint.clone(),
+            spec.group.clone(),
+            spec.topics[0].clone(),
+            fingerprint,
+            keyed,
+        )))
+    }
+
     /// The checkpoint directory, recognised by the pipeline's description.
     fn open_checkpoint(
         &self,
@@ -449,12 +536,7 @@ impl StreamingContext {
         let Some(ck) = &cfg.checkpoint else {
             return Ok(None);
         };
-        let descriptions: Vec<String> = builder.sources.iter().map(|(_, s)| s.describe()).collect();
-        let mut pipeline = vec![format!(
-            "job = interval {interval_ms} ms, partitions {}",
-            cfg.partitions
-        )];
-        pipeline.extend(builder.graph.describe(&descriptions));
+        let pipeline = self.describe(builder, interval_ms);
         let modules = self.plugins.borrow().clone();
         Checkpointer::open(
             ck.clone(),

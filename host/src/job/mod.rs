@@ -3,6 +3,7 @@
 //! scheduler that drive the executor batch after batch.
 
 pub(crate) mod context;
+pub(crate) mod scale_out;
 pub(crate) mod scheduler;
 
 pub use crate::graph::executor::{SwapError, SwapReport};
@@ -13,4 +14,5 @@ pub use context::{
     ClockMode, JobControl, RunError, RunningJob, SourceSpec, StateOptions, Stream, StreamingConfig,
     StreamingContext, SwapReply,
 };
+pub use scale_out::{default_instance, ScaleOutConfig};
 pub use scheduler::{JobFailed, JobState, JobStatus, RunSummary, StopSignal};

@@ -197,6 +197,8 @@ pub(crate) struct BatchLoop {
     pub max_state_bytes: Option<u64>,
     /// The run once begun.
     pub(crate) run: Option<Run>,
+    /// Scaled out through a consumer group: the tasks this instance runs.
+    pub(crate) scale_out: Option<super::scale_out::ScaleOut>,
 }
 
 /// A request to the running batch loop.
@@ -242,6 +244,9 @@ pub struct JobStatus {
     pub recent: Vec<BatchStats>,
     /// Plugin name → module hash running now.
     pub modules: BTreeMap<String, String>,
+    /// Scaled out: the input partitions this instance owns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<Vec<i32>>,
 }
 
 impl Default for JobStatus {
@@ -252,6 +257,7 @@ impl Default for JobStatus {
             last_batch_ms: None,
             recent: Vec::new(),
             modules: BTreeMap::new(),
+            partitions: None,
         }
     }
 }
@@ -310,6 +316,12 @@ impl BatchLoop {
             .map(|(n, p)| (n, p.hash_hex()))
             .collect();
         let mut run = Run::new(self.progress && std::io::stderr().is_terminal());
+        if self.scale_out.is_some() {
+            self.begin_scaled()?;
+            run.next_t = self.next_live_time(None);
+            self.run = Some(run);
+            return Ok(());
+        }
         let mut checkpoint = self.checkpoint.take();
         if let Some((ck, recovery)) = &mut checkpoint {
             if let Some(c) = recovery.checkpoint.take() {
@@ -358,6 +370,15 @@ impl BatchLoop {
         checkpoint: &mut Option<(Checkpointer, Recovery)>,
     ) -> Result<(), EngineError> {
         self.apply_controls(t, checkpoint.as_mut().map(|(ck, _)| ck))?;
+        if self.scale_out.is_some() {
+            let mut run = self.run.take().expect("begun");
+            let result = self.scaled_batch(t, &mut run);
+            run.at.seq += 1;
+            run.at.last_t = Some(t);
+            run.next_t = t + self.interval_ms;
+            self.run = Some(run);
+            return result;
+        }
         let started = (self.clock.now_ms(), Instant::now());
         let mut logged = Vec::with_capacity(self.sources.len());
         let mut inputs = Vec::with_capacity(self.sources.len());
@@ -405,6 +426,7 @@ impl BatchLoop {
     /// replays nothing), and the job's status says how it ended.
     pub(crate) fn end(mut self, result: Result<(), EngineError>) -> Result<RunSummary, JobFailed> {
         let run = self.run.take().unwrap_or_else(|| Run::new(false));
+        self.end_scaled();
         let result = result.and_then(|()| {
             let Progressed {
                 seq,
@@ -620,6 +642,11 @@ impl BatchLoop {
         };
         let mut failure = None;
         while let Ok(msg) = rx.try_recv() {
+            if self.scale_out.is_some() {
+                let (Control::Swap { reply, .. } | Control::Rollback { reply, .. }) = msg;
+                let _ = reply.send(Err(SwapError::ScaledOut));
+                continue;
+            }
             let (result, reply) = match msg {
                 Control::Swap {
                     plugin,
@@ -710,7 +737,7 @@ impl BatchLoop {
         }
     }
 
-    fn completed(&mut self, stats: BatchStats, run: &mut Run, replayed: bool) {
+    pub(super) fn completed(&mut self, stats: BatchStats, run: &mut Run, replayed: bool) {
         let (summary, progress) = (&mut run.summary, &mut run.progress);
         let t = stats.batch_time_ms;
         progress.records += stats.input_records;

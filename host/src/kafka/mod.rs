@@ -15,6 +15,9 @@ use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 
+pub mod changelog;
+pub mod group;
+
 /// A Kafka cluster as a source or output reaches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaEndpoint {
@@ -168,6 +171,30 @@ impl ProducerContext for Reporter {
             f.0 += 1;
             f.1 = Some(e.to_string());
         }
+    }
+}
+
+/// The partition librdkafka's partitioner `name` (`murmur2`,
+/// `consistent` or `fnv1a`) gives `key` among `n`.
+pub fn key_hash(name: &str, key: &[u8], n: i32) -> i32 {
+    use rdkafka_sys as sys;
+    let f = match name {
+        "consistent" => sys::rd_kafka_msg_partitioner_consistent,
+        "fnv1a" => sys::rd_kafka_msg_partitioner_fnv1a,
+        _ => sys::rd_kafka_msg_partitioner_murmur2,
+    };
+    // SAFETY: these partitioners are pure functions of the key bytes and
+    // the partition count; they read `keylen` bytes at `key` and use no
+    // other argument.
+    unsafe {
+        f(
+            std::ptr::null(),
+            key.as_ptr().cast(),
+            key.len(),
+            n,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
     }
 }
 

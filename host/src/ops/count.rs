@@ -66,7 +66,7 @@ pub(crate) static COUNT_BY_VALUE: OpDesc = OpDesc {
 /// `count`; with `skip_empty`, an empty batch gives no record (the first
 /// stage of `count_by_window`, as Spark's `map(_ => 1L)` before its
 /// windowed reduce).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Count {
     pub skip_empty: bool,
 }
@@ -102,7 +102,7 @@ impl Operator for Count {
 }
 
 /// `reduce`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Reduce {
     pub func: FunctionRef,
 }
@@ -131,7 +131,7 @@ impl Operator for Reduce {
 }
 
 /// `count_by_value`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct CountByValue {
     pub partitions: usize,
 }

@@ -22,7 +22,7 @@ pub(crate) static GLOM: OpDesc = OpDesc {
 };
 
 /// `glom`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Glom;
 
 impl Operator for Glom {

@@ -24,7 +24,7 @@ pub(crate) static GROUP_BY_KEY: OpDesc = OpDesc {
 };
 
 /// `group_by_key`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct GroupByKey {
     partitions: usize,
 }

@@ -86,7 +86,7 @@ join_desc!(
 );
 
 /// A join (`kind`) or, without a kind, `cogroup`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Join {
     kind: Option<JoinKind>,
     partitions: usize,

@@ -76,7 +76,7 @@ map_desc!(
 );
 
 /// A map-kind operator.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct MapOp {
     pub flavor: MapFlavor,
     pub func: FunctionRef,

@@ -178,8 +178,21 @@ pub(crate) struct Inputs<'a> {
     pub due: bool,
 }
 
+/// A copy of an operator, boxed: each task of a scaled-out job runs its
+/// own copy of the graph.
+pub(crate) trait OperatorClone {
+    /// The copy.
+    fn clone_box(&self) -> Box<dyn Operator>;
+}
+
+impl<T: Operator + Clone + 'static> OperatorClone for T {
+    fn clone_box(&self) -> Box<dyn Operator> {
+        Box::new(self.clone())
+    }
+}
+
 /// An operator of the graph, as it runs.
-pub(crate) trait Operator: Send + Sync + std::fmt::Debug {
+pub(crate) trait Operator: OperatorClone + Send + Sync + std::fmt::Debug {
     /// Its description.
     fn desc(&self) -> &'static OpDesc;
     /// Its parameters in one line, part of the pipeline's identity in a

@@ -33,7 +33,7 @@ pub(crate) static REDUCE_BY_KEY: OpDesc = OpDesc {
 };
 
 /// `reduce_by_key`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ReduceByKey {
     func: FunctionRef,
     partitions: usize,

@@ -43,7 +43,7 @@ pub(crate) static UNION: OpDesc = OpDesc {
 };
 
 /// `repartition`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Repartition {
     partitions: usize,
 }
@@ -75,7 +75,7 @@ impl Operator for Repartition {
 }
 
 /// `union`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Union;
 
 impl Operator for Union {

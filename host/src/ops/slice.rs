@@ -65,7 +65,7 @@ impl Slicer {
 }
 
 /// `remember`, the operator behind `slice`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Remember {
     remember_ms: i64,
     slicer: Slicer,

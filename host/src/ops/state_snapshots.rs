@@ -31,7 +31,7 @@ pub(crate) static STATE_SNAPSHOTS: OpDesc = OpDesc {
 };
 
 /// `state_snapshots`: reads its input's state once the input has run.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct StateSnapshots;
 
 impl Operator for StateSnapshots {

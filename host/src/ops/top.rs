@@ -31,7 +31,7 @@ pub(crate) static TOP: OpDesc = OpDesc {
 };
 
 /// `top`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Top {
     n: usize,
 }

@@ -64,7 +64,7 @@ fn build(args: &super::Args) -> Result<Vec<Stage>, crate::error::BuildError> {
 }
 
 /// A function over the same partition of several inputs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Transform {
     desc: &'static OpDesc,
     func: FunctionRef,

@@ -34,7 +34,7 @@ pub(crate) static WINDOW: OpDesc = OpDesc {
 };
 
 /// `window`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Window {
     length_ms: i64,
     slide_ms: i64,

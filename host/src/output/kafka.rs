@@ -39,7 +39,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::{render_value, Output};
 use crate::error::EngineError;
-use crate::kafka::{Backoff, KafkaEndpoint, Reporter};
+use crate::kafka::{key_hash, Backoff, KafkaEndpoint, Reporter};
 use crate::ops::{Partitions, ValueKind};
 
 /// How records are spread over the topic's partitions.
@@ -97,6 +97,14 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One record to write: key, value, weir partition.
 type Planned<'a> = (&'a [u8], &'a [u8], usize);
+
+/// Part of a batch to write: a scaled-out job's task (`None`: the whole
+/// job), its partitions, and whether some of it may be in the topic.
+struct Part<'a> {
+    task: Option<i32>,
+    parts: &'a Partitions,
+    check: bool,
+}
 
 /// The Kafka output.
 pub struct KafkaOutput {
@@ -194,14 +202,16 @@ impl KafkaOutput {
     }
 
     /// Each topic partition's records of the batch, in the order written.
-    fn plan<'a>(&self, parts: &'a Partitions) -> Vec<Vec<Planned<'a>>> {
+    /// Records without a key go by weir partition, or by task when the job
+    /// is scaled out.
+    fn plan<'a>(&self, parts: &'a Partitions, task: Option<i32>) -> Vec<Vec<Planned<'a>>> {
         let n = self.partitions;
         let mut plan: Vec<Vec<Planned<'a>>> = (0..n).map(|_| Vec::new()).collect();
         for (p, batch) in parts.iter().enumerate() {
             for (key, value) in batch.iter() {
                 let q = match &self.spec.partitioner {
                     Partitioner::KeyHash(h) if !key.is_empty() => key_hash(h, key, n),
-                    _ => p as i32 % n,
+                    _ => task.unwrap_or(p as i32) % n,
                 };
                 plan[q as usize].push((key, value, p));
             }
@@ -210,9 +220,16 @@ impl KafkaOutput {
     }
 
     /// Queues the planned records, skipping `skip[q]` of partition `q`.
-    fn send_all(&self, t: i64, plan: &[Vec<Planned<'_>>], skip: &[usize]) -> Result<(), Attempt> {
+    fn send_all(
+        &self,
+        t: i64,
+        task: Option<i32>,
+        plan: &[Vec<Planned<'_>>],
+        skip: &[usize],
+    ) -> Result<(), Attempt> {
         let producer = self.producer.as_ref().expect("connected");
         let stamp = t.to_string();
+        let task_name = task.map(|j| j.to_string());
         let mut text = String::new();
         let mut partition_names: Vec<String> = Vec::new();
         for (q, records) in plan.iter().enumerate() {
@@ -244,6 +261,13 @@ impl KafkaOutput {
                         key: "weir.partition",
                         value: Some(partition_names[p].as_bytes()),
                     });
+                let headers = match &task_name {
+                    Some(j) => headers.insert(Header {
+                        key: "weir.task",
+                        value: Some(j.as_bytes()),
+                    }),
+                    None => headers,
+                };
                 let mut record = BaseRecord::to(&self.spec.topic)
                     .payload(value)
                     .headers(headers)
@@ -257,28 +281,34 @@ impl KafkaOutput {
         Ok(())
     }
 
-    /// Writes the batch with the idempotent producer; `resume`: only what
-    /// is not in the topic yet.
-    fn attempt_idempotent(&mut self, t: i64, parts: &Partitions) -> Result<(), Attempt> {
+    /// Writes the batch's parts with the idempotent producer, each only
+    /// as far as it is not in the topic yet when it may be in part.
+    fn attempt_idempotent(&mut self, t: i64, batch: &[Part<'_>]) -> Result<(), Attempt> {
         self.connect()?;
-        let plan = self.plan(parts);
-        let skip = if self.unsure == Some(t) {
-            let present = self.present(t)?;
-            let total: usize = present.iter().sum();
-            if total > 0 {
-                tracing::info!(output = %self.name, batch_time_ms = t, records = total, "kafka output: part of the batch is in the topic already; writing the rest");
-            }
-            present
-        } else {
-            vec![0; plan.len()]
-        };
+        let mut plans = Vec::with_capacity(batch.len());
+        for part in batch {
+            let plan = self.plan(part.parts, part.task);
+            let skip = if part.check || self.unsure == Some(t) {
+                let present = self.present(t, part.task)?;
+                let total: usize = present.iter().sum();
+                if total > 0 {
+                    tracing::info!(output = %self.name, batch_time_ms = t, task = ?part.task, records = total, "kafka output: part of the batch is in the topic already; writing the rest");
+                }
+                present
+            } else {
+                vec![0; plan.len()]
+            };
+            plans.push((part.task, plan, skip));
+        }
         // From here until it is all acknowledged, the batch may be in the
         // topic in part.
         self.unsure = Some(t);
         let producer = self.producer.as_ref().expect("connected");
         producer.context().take_failures();
         let started = Instant::now();
-        self.send_all(t, &plan, &skip)?;
+        for (task, plan, skip) in &plans {
+            self.send_all(t, *task, plan, skip)?;
+        }
         let flushed = producer.flush(TIMEOUT);
         tracing::debug!(output = %self.name, ms = started.elapsed().as_secs_f64() * 1e3, "kafka batch written");
         let (failed, why) = producer.context().take_failures();
@@ -304,13 +334,13 @@ impl KafkaOutput {
     /// Writes the batch in one transaction.
     fn attempt_transactional(&mut self, t: i64, parts: &Partitions) -> Result<(), Attempt> {
         self.connect()?;
-        let plan = self.plan(parts);
+        let plan = self.plan(parts, None);
         let producer = self.producer.as_ref().expect("connected");
         producer
             .begin_transaction()
             .map_err(|e| classify(&e, "cannot begin a transaction"))?;
         let skip = vec![0; plan.len()];
-        let committed = self.send_all(t, &plan, &skip).and_then(|()| {
+        let committed = self.send_all(t, None, &plan, &skip).and_then(|()| {
             producer
                 .commit_transaction(TIMEOUT)
                 .map_err(|e| classify(&e, "cannot commit the batch's transaction"))
@@ -338,13 +368,14 @@ impl KafkaOutput {
             .map_err(|e| Attempt::Fatal(format!("cannot create a consumer: {e}")))
     }
 
-    /// How many records of batch `t` each topic partition ends with.
-    fn present(&self, t: i64) -> Result<Vec<usize>, Attempt> {
+    /// How many records of batch `t` (of `task`) each topic partition
+    /// ends with.
+    fn present(&self, t: i64, task: Option<i32>) -> Result<Vec<usize>, Attempt> {
         let consumer = self.reader()?;
         let mut counts = Vec::with_capacity(self.partitions as usize);
         for q in 0..self.partitions {
             let mut count = 0;
-            self.scan_back(&consumer, q, |batch| match batch.cmp(&t) {
+            self.scan_back(&consumer, q, task, |batch| match batch.cmp(&t) {
                 std::cmp::Ordering::Less => false,
                 std::cmp::Ordering::Equal => {
                     count += 1;
@@ -362,7 +393,7 @@ impl KafkaOutput {
         let consumer = self.reader()?;
         let mut newest = None;
         for q in 0..self.partitions {
-            self.scan_back(&consumer, q, |batch| {
+            self.scan_back(&consumer, q, None, |batch| {
                 newest = newest.max(Some(batch));
                 false
             })?;
@@ -377,6 +408,7 @@ impl KafkaOutput {
         &self,
         consumer: &BaseConsumer<Reporter>,
         q: i32,
+        task: Option<i32>,
         mut f: impl FnMut(i64) -> bool,
     ) -> Result<(), Attempt> {
         // Unassigned, the consumer has no fetch waiting at the broker for
@@ -389,7 +421,7 @@ impl KafkaOutput {
         let mut end = high;
         while end > low {
             let start = (end - window).max(low);
-            let mut batches = self.own_batches(consumer, q, start, end)?;
+            let mut batches = self.own_batches(consumer, q, task, start, end)?;
             batches.reverse();
             for b in batches {
                 if !f(b) {
@@ -402,12 +434,13 @@ impl KafkaOutput {
         Ok(())
     }
 
-    /// The `weir.batch` of this output's records among offsets
-    /// `[start, end)` of partition `q`, in offset order.
+    /// The `weir.batch` of this output's records (of `task`) among
+    /// offsets `[start, end)` of partition `q`, in offset order.
     fn own_batches(
         &self,
         consumer: &BaseConsumer<Reporter>,
         q: i32,
+        task: Option<i32>,
         start: i64,
         end: i64,
     ) -> Result<Vec<i64>, Attempt> {
@@ -429,7 +462,7 @@ impl KafkaOutput {
             match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
                     if m.offset() < end {
-                        if let Some(b) = m.headers().and_then(|h| own_batch(h, &self.owner)) {
+                        if let Some(b) = m.headers().and_then(|h| own_batch(h, &self.owner, task)) {
                             found.push(b);
                         }
                     }
@@ -487,41 +520,25 @@ impl KafkaOutput {
     }
 }
 
-/// The partition librdkafka's partitioner `name` gives `key` among `n`.
-fn key_hash(name: &str, key: &[u8], n: i32) -> i32 {
-    use rdkafka_sys as sys;
-    let f = match name {
-        "consistent" => sys::rd_kafka_msg_partitioner_consistent,
-        "fnv1a" => sys::rd_kafka_msg_partitioner_fnv1a,
-        _ => sys::rd_kafka_msg_partitioner_murmur2,
-    };
-    // SAFETY: these partitioners are pure functions of the key bytes and
-    // the partition count; they read `keylen` bytes at `key` and use no
-    // other argument.
-    unsafe {
-        f(
-            std::ptr::null(),
-            key.as_ptr().cast(),
-            key.len(),
-            n,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        )
-    }
-}
-
-/// The batch time in a record's headers, if the record is `owner`'s.
-fn own_batch(h: &impl Headers, owner: &str) -> Option<i64> {
+/// The batch time in a record's headers, if the record is `owner`'s (and
+/// `task`'s, for a scaled-out job).
+fn own_batch(h: &impl Headers, owner: &str, task: Option<i32>) -> Option<i64> {
     let mut job = None;
     let mut batch = None;
+    let mut its_task = None;
     for header in h.iter() {
         match header.key {
             "weir.job" => job = header.value,
             "weir.batch" => batch = header.value,
+            "weir.task" => its_task = header.value,
             _ => {}
         }
     }
     if job? != owner.as_bytes() {
+        return None;
+    }
+    let its_task = its_task.and_then(|b| std::str::from_utf8(b).ok()?.parse::<i32>().ok());
+    if its_task != task {
         return None;
     }
     std::str::from_utf8(batch?).ok()?.parse().ok()
@@ -575,9 +592,16 @@ fn send(
 impl Output for KafkaOutput {
     fn write(&mut self, batch_time_ms: i64, parts: &Partitions) -> Result<(), EngineError> {
         match self.spec.delivery {
-            Delivery::Idempotent => self.with_retries(batch_time_ms, |o| {
-                o.attempt_idempotent(batch_time_ms, parts)
-            }),
+            Delivery::Idempotent => {
+                let part = [Part {
+                    task: None,
+                    parts,
+                    check: false,
+                }];
+                self.with_retries(batch_time_ms, |o| {
+                    o.attempt_idempotent(batch_time_ms, &part)
+                })
+            }
             Delivery::Transactional => self.with_retries(batch_time_ms, |o| {
                 o.attempt_transactional(batch_time_ms, parts)
             }),
@@ -611,6 +635,29 @@ impl Output for KafkaOutput {
             return Ok(());
         }
         self.write(batch_time_ms, parts)
+    }
+
+    fn write_tasks(
+        &mut self,
+        batch_time_ms: i64,
+        tasks: &[super::TaskPart<'_>],
+    ) -> Result<(), EngineError> {
+        if self.spec.delivery != Delivery::Idempotent {
+            return Err(
+                self.error("a scaled-out job writes with `delivery = \"idempotent\"`".into())
+            );
+        }
+        let parts: Vec<Part<'_>> = tasks
+            .iter()
+            .map(|t| Part {
+                task: Some(t.task),
+                parts: t.parts,
+                check: t.replayed,
+            })
+            .collect();
+        self.with_retries(batch_time_ms, |o| {
+            o.attempt_idempotent(batch_time_ms, &parts)
+        })
     }
 }
 

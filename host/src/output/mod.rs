@@ -34,6 +34,36 @@ pub trait Output: Send {
     ) -> Result<(), EngineError> {
         self.write(batch_time_ms, parts)
     }
+
+    /// Handles one batch of a scaled-out job: each task's (input
+    /// partition's) part, in partition order. Outputs that can tell tasks
+    /// apart override it (a Kafka output writes them together and labels
+    /// each record with its task); the default writes the parts one by one.
+    fn write_tasks(
+        &mut self,
+        batch_time_ms: i64,
+        tasks: &[TaskPart<'_>],
+    ) -> Result<(), EngineError> {
+        for t in tasks {
+            if t.replayed {
+                self.write_replayed(batch_time_ms, t.parts)?;
+            } else {
+                self.write(batch_time_ms, t.parts)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One task's part of a scaled-out job's batch.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskPart<'a> {
+    /// The task: its input partition.
+    pub task: i32,
+    /// Its partitions of the stream.
+    pub parts: &'a Partitions,
+    /// Recomputed from the changelog: it may be written in part already.
+    pub replayed: bool,
 }
 
 /// Runs a [`BatchFn`].

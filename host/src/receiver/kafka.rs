@@ -130,6 +130,9 @@ pub struct KafkaSource {
     backoff: Backoff,
     /// Ranges of the batches not yet committed to the group.
     to_commit: BTreeMap<Tp, i64>,
+    /// Scaled out: the partitions this instance owns (of the one topic),
+    /// which the group's member commits for; `None`: every partition.
+    owned: Option<BTreeSet<i32>>,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -195,6 +198,73 @@ impl KafkaSource {
             retry_at: None,
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(10)),
             to_commit: BTreeMap::new(),
+            owned: None,
+        })
+    }
+
+    /// Scaled out: reads only the partitions given with
+    /// [`KafkaSource::own`] (none until then).
+    pub fn own_none(&mut self) {
+        self.owned = Some(BTreeSet::new());
+        self.next.clear();
+        self.cursor = None;
+    }
+
+    /// Scaled out: reads `partition` of the topic from offset `next` on.
+    pub fn own(&mut self, partition: i32, next: i64) {
+        let tp = (self.spec.topics[0].clone(), partition);
+        self.owned
+            .get_or_insert_with(BTreeSet::new)
+            .insert(partition);
+        self.next.insert(tp.clone(), next);
+        self.stash.remove(&tp);
+        self.cursor = None;
+    }
+
+    /// Scaled out: stops reading `partition`.
+    pub fn release(&mut self, partition: i32) {
+        let tp = (self.spec.topics[0].clone(), partition);
+        if let Some(owned) = &mut self.owned {
+            owned.remove(&partition);
+        }
+        self.next.remove(&tp);
+        self.stash.remove(&tp);
+        self.paused.remove(&tp);
+        self.to_commit.remove(&tp);
+        self.cursor = None;
+    }
+
+    /// The topic's partition count (scaled-out jobs read one topic).
+    pub fn partition_count(&self) -> Result<i32, EngineError> {
+        let n = self
+            .discover()
+            .map_err(|e| kafka_error(&self.what(), e.unwrap_or_else(|e| e)))?
+            .len();
+        Ok(n as i32)
+    }
+
+    /// Where `partition` begins when no state says: the offset given in
+    /// `starting_offsets`, else the earliest or latest offset. (Not the
+    /// group's committed offset: a scaled-out job's position is the
+    /// changelog's, with the state that goes with it.)
+    pub fn start_offset(&self, partition: i32) -> Result<i64, EngineError> {
+        let tp = (self.spec.topics[0].clone(), partition);
+        if let Some(o) = self.spec.starting_offsets.given.get(&tp) {
+            return Ok(*o);
+        }
+        let (low, high) = self
+            .meta
+            .fetch_watermarks(&tp.0, tp.1, REQUEST_TIMEOUT)
+            .map_err(|e| {
+                kafka_error(
+                    &self.what(),
+                    format!("cannot read the offsets of {}-{}: {e}", tp.0, tp.1),
+                )
+            })?;
+        Ok(if self.spec.starting_offsets.latest {
+            high
+        } else {
+            low
         })
     }
 
@@ -342,7 +412,10 @@ impl KafkaSource {
 
     /// Decides this batch's ranges, or says why the broker could not.
     fn cut(&mut self) -> Result<Vec<OffsetRange>, Result<String, String>> {
-        let tps = self.discover()?;
+        let mut tps = self.discover()?;
+        if let Some(owned) = &self.owned {
+            tps.retain(|(_, p)| owned.contains(p));
+        }
         self.resolve_starts(&tps).map_err(Ok)?;
         let ends = self.ends(&tps).map_err(Ok)?;
         let lags: BTreeMap<Tp, i64> = tps
@@ -801,6 +874,10 @@ impl Source for KafkaSource {
         }
     }
 
+    fn as_kafka(&mut self) -> Option<&mut KafkaSource> {
+        Some(self)
+    }
+
     fn completed(&mut self, done: &BatchDone) {
         if let Some(e) = &mut self.estimator {
             if !done.replayed {
@@ -813,6 +890,9 @@ impl Source for KafkaSource {
                     tracing::debug!(source = %self.name, rate, "backpressure rate");
                 }
             }
+        }
+        if self.owned.is_some() {
+            return; // the group's member commits a scaled-out job's offsets
         }
         // The group learns how far the job has come (for lag tools); the
         // checkpoint, not the group, decides where a restart begins.

@@ -122,6 +122,12 @@ pub trait Source: Send {
     /// outputs are written. Sources that adapt their rate or report
     /// progress elsewhere do it here.
     fn completed(&mut self, _done: &BatchDone) {}
+
+    /// The source as a Kafka source, if it is one (a scaled-out job's
+    /// batch loop steers its partitions).
+    fn as_kafka(&mut self) -> Option<&mut kafka::KafkaSource> {
+        None
+    }
 }
 
 /// How a completed batch went, as a source sees it.

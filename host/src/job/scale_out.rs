@@ -1,0 +1,785 @@
+//! Scaling out: several `weir run` processes share one job through a
+//! Kafka consumer group.
+//!
+//! Each partition of the input topic is a *task* with a timeline of its
+//! own: its own copy of the graph and its state, its own batch numbers,
+//! its history in the changelog topic (see [`crate::kafka::changelog`]).
+//! The group coordinator decides which instance runs which tasks; an
+//! instance follows its assignments between batches. Every batch of an
+//! instance runs its tasks side by side, each a pure function of its state
+//! and its logged offset range, so a task computes the same whichever
+//! instance runs it, and a batch replayed by a new owner writes what the
+//! old one wrote.
+//!
+//! Per batch: the ranges of the owned partitions are logged to the
+//! changelog (and acknowledged) before the batch runs; once the outputs are
+//! written, each task's state follows. A task taken over is restored from
+//! its newest state, and the ranges logged after it are run again first
+//! (their outputs were perhaps written already: the idempotent Kafka
+//! output writes only what is missing).
+//!
+//! Nothing regroups across tasks: [`check_graph`] refuses pipelines whose
+//! results would be per-instance partial ones.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir_abi::RecordBatch;
+
+use super::scheduler::{BatchLoop, Run};
+use crate::checkpoint::Snapshot;
+use crate::error::EngineError;
+use crate::graph::executor::Executor;
+use crate::graph::Graph;
+use crate::kafka::changelog::{Changelog, Entry, Fingerprint, RangeEntry, StateEntry};
+use crate::kafka::group::{Change, Membership};
+use crate::kafka::{key_hash, KafkaEndpoint};
+use crate::ops::{total_records, Partitions};
+use crate::output::stats::BatchStats;
+use crate::output::TaskPart;
+use crate::receiver::kafka::{KafkaSource, OffsetRange};
+use crate::receiver::{blocks_to_partitions, Source, SourceInput};
+
+/// How a job scales out, as `[scale_out]` gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaleOutConfig {
+    /// The compacted changelog topic (one partition per input partition).
+    pub changelog: String,
+    /// This instance's name (in logs, the changelog and the group).
+    pub instance: String,
+    /// The partitioner the input topic is keyed with (`murmur2`,
+    /// `consistent` or `fnv1a`), checked on every record when the job
+    /// keeps keyed state.
+    pub partitioner: String,
+}
+
+/// The default instance name: host and process id.
+pub fn default_instance() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "weir".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Operators whose output keeps its input's keys (and partitioning).
+const KEEP_KEYS: &[&str] = &[
+    "filter",
+    "window",
+    "union",
+    "repartition",
+    "state_snapshots",
+];
+/// Operators that group by key: their input must still be keyed as the
+/// topic is; their output keeps the keys.
+const BY_KEY: &[&str] = &[
+    "reduce_by_key",
+    "group_by_key",
+    "join",
+    "left_outer_join",
+    "right_outer_join",
+    "full_outer_join",
+    "cogroup",
+    "update_state_by_key",
+    "reduce_by_key_and_window",
+];
+/// Operators that group by key but emit other keys.
+const BY_KEY_NEW_KEYS: &[&str] = &["map_with_state"];
+/// Operators over every record of the batch.
+const GLOBAL: &[&str] = &[
+    "count",
+    "reduce",
+    "count_by_value",
+    "count_by_window",
+    "reduce_by_window",
+    "count_by_value_and_window",
+    "top",
+];
+
+/// Refuses a graph that, run as one task per input partition, would give
+/// per-instance partial results where the pipeline asks for global ones.
+/// Returns whether it groups by key (then every record's key must hash to
+/// the partition it is in).
+pub(crate) fn check_graph(graph: &Graph) -> Result<bool, String> {
+    let mut keyed = vec![false; graph.nodes.len()];
+    let mut groups = false;
+    for (id, node) in graph.nodes.iter().enumerate() {
+        let op = node.op_name();
+        let inputs_keyed = node.inputs.iter().all(|&i| keyed[i]);
+        let changed_by = || {
+            node.inputs
+                .iter()
+                .find(|&&i| !keyed[i])
+                .map(|&i| {
+                    let n = &graph.nodes[i];
+                    format!("stream `{}` ({})", n.name, n.op_name())
+                })
+                .unwrap_or_default()
+        };
+        keyed[id] = match op {
+            "source" => true,
+            _ if GLOBAL.contains(&op) => {
+                return Err(format!(
+                    "stream `{}` ({op}) aggregates every record of the batch: scaled out, each instance \
+                     would compute it over its own partitions only. Compute it in a job that is not \
+                     scaled out, reading this job's output topic",
+                    node.name
+                ))
+            }
+            _ if BY_KEY.contains(&op) || BY_KEY_NEW_KEYS.contains(&op) => {
+                if !inputs_keyed {
+                    return Err(format!(
+                        "stream `{}` ({op}) groups by a key that {} may have changed: scaled out, each \
+                         instance would group only the records of its own partitions. Regroup through \
+                         Kafka: write that stream to a topic keyed by the new key and read it in a \
+                         second pipeline (README: Scaling out)",
+                        node.name,
+                        changed_by()
+                    ));
+                }
+                groups = true;
+                BY_KEY.contains(&op)
+            }
+            _ if KEEP_KEYS.contains(&op) => inputs_keyed,
+            _ => false,
+        };
+    }
+    Ok(groups)
+}
+
+/// One input partition's task, as this instance runs it.
+struct Task {
+    executor: Executor,
+    /// Its last batch number (0: none yet).
+    seq: u64,
+    /// Its next input offset.
+    next: i64,
+    /// Where this instance's next changelog write must land; anywhere
+    /// else means another instance wrote there.
+    expected: i64,
+    /// Its state as last written to the changelog.
+    last_nodes: Vec<(String, Snapshot)>,
+}
+
+/// One task's part of a batch.
+struct TaskBatch<'a> {
+    partition: i32,
+    task: &'a mut Task,
+    block: RecordBatch,
+    /// Replayed: the logged batch.
+    logged: Option<RangeEntry>,
+    /// Live: the offsets read, `[from, until)`.
+    range: Option<(i64, i64)>,
+}
+
+/// The scaled-out part of a job.
+pub(crate) struct ScaleOut {
+    config: ScaleOutConfig,
+    endpoint: KafkaEndpoint,
+    group: String,
+    topic: String,
+    fingerprint: Fingerprint,
+    /// Whether records' keys must hash to their partition.
+    keyed: bool,
+    /// Partitions of the input topic, once known.
+    partitions: i32,
+    membership: Option<Membership>,
+    changelog: Option<Changelog>,
+    tasks: BTreeMap<i32, Task>,
+    /// Tasks revoked, kept in case the next assignment gives them back
+    /// (the eager protocol revokes everything on every rebalance).
+    parked: BTreeMap<i32, Task>,
+}
+
+impl std::fmt::Debug for ScaleOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScaleOut")
+            .field("instance", &self.config.instance)
+            .field("tasks", &self.tasks.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScaleOut {
+    /// The scaled-out part of a job reading `topic` of `endpoint` in
+    /// `group`.
+    pub(crate) fn new(
+        config: ScaleOutConfig,
+        endpoint: KafkaEndpoint,
+        group: String,
+        topic: String,
+        fingerprint: Fingerprint,
+        keyed: bool,
+    ) -> ScaleOut {
+        ScaleOut {
+            config,
+            endpoint,
+            group,
+            topic,
+            fingerprint,
+            keyed,
+            partitions: 0,
+            membership: None,
+            changelog: None,
+            tasks: BTreeMap::new(),
+            parked: BTreeMap::new(),
+        }
+    }
+
+    fn error(&self, message: String) -> EngineError {
+        EngineError::Kafka {
+            what: format!(
+                "scaled-out job `{}` (instance `{}`)",
+                self.fingerprint.job, self.config.instance
+            ),
+            message,
+        }
+    }
+
+    fn changelog(&self) -> &Changelog {
+        self.changelog.as_ref().expect("begun")
+    }
+
+    /// Refuses to join a group whose job differs from this one.
+    fn check_fingerprint(
+        &self,
+        partition: i32,
+        owner: &(String, Fingerprint),
+    ) -> Result<(), EngineError> {
+        let differences = self.fingerprint.differences(&owner.1);
+        if differences.is_empty() {
+            return Ok(());
+        }
+        Err(self.error(format!(
+            "this instance's job differs from the group's (changelog `{}` partition {partition}, written by \
+             instance `{}`):\n{}\nrun every instance with the same pipeline and modules",
+            self.config.changelog,
+            owner.0,
+            differences
+                .iter()
+                .map(|d| format!("  - {d}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )))
+    }
+}
+
+/// What the batch loop's source is, scaled out.
+fn kafka_source(lp: &mut BatchLoop) -> &mut KafkaSource {
+    lp.sources[0]
+        .as_kafka()
+        .expect("a scaled-out job reads one Kafka source")
+}
+
+impl BatchLoop {
+    /// Scaled out: checks the changelog and the group's job, and joins the
+    /// group.
+    pub(crate) fn begin_scaled(&mut self) -> Result<(), EngineError> {
+        let mut so = self.scale_out.take().expect("scaled out");
+        let result = (|| {
+            let source = kafka_source(self);
+            source.own_none();
+            so.partitions = source.partition_count()?;
+            let changelog =
+                Changelog::open(&so.endpoint, &so.config.changelog, &so.topic, so.partitions)
+                    .map_err(|e| so.error(format!("changelog `{}`: {e}", so.config.changelog)))?;
+            // Every partition's newest writer must run this job.
+            for p in 0..so.partitions {
+                let history = changelog
+                    .history(p)
+                    .map_err(|e| so.error(format!("changelog `{}`: {e}", so.config.changelog)))?;
+                if let Some(owner) = &history.owner {
+                    so.check_fingerprint(p, owner)?;
+                }
+            }
+            so.changelog = Some(changelog);
+            so.membership = Some(
+                Membership::join(&so.endpoint, &so.group, &so.topic, &so.config.instance)
+                    .map_err(|e| so.error(e))?,
+            );
+            tracing::info!(instance = %so.config.instance, group = %so.group, topic = %so.topic, partitions = so.partitions, "joined the group");
+            Ok(())
+        })();
+        self.scale_out = Some(so);
+        self.report_owned();
+        result
+    }
+
+    /// Scaled out: leaves the group (every batch's state is in the
+    /// changelog already).
+    pub(crate) fn end_scaled(&mut self) {
+        if let Some(so) = &mut self.scale_out {
+            if let Some(m) = so.membership.take() {
+                m.leave();
+                tracing::info!(instance = %so.config.instance, "left the group");
+            }
+        }
+    }
+
+    /// Scaled out: follows the group's changes, then runs batch `t` of
+    /// every task this instance owns.
+    pub(crate) fn scaled_batch(&mut self, t: i64, run: &mut Run) -> Result<(), EngineError> {
+        let mut so = self.scale_out.take().expect("scaled out");
+        let result = self.follow_group(&mut so, run).and_then(|()| {
+            if so.tasks.is_empty() {
+                return Ok(());
+            }
+            self.run_tasks(&mut so, t, run)
+        });
+        self.scale_out = Some(so);
+        result
+    }
+
+    fn follow_group(&mut self, so: &mut ScaleOut, run: &mut Run) -> Result<(), EngineError> {
+        let membership = so.membership.as_ref().expect("begun");
+        let mut changes = membership.poll(Duration::ZERO);
+        // After a revocation the new assignment follows within moments:
+        // wait for it rather than run a batch of nothing.
+        if matches!(changes.last(), Some(Change::Revoked(_))) {
+            changes.extend(membership.poll(Duration::from_secs(3)));
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        for change in changes {
+            match change {
+                Change::Revoked(ps) => {
+                    for p in ps {
+                        if let Some(task) = so.tasks.remove(&p) {
+                            kafka_source(self).release(p);
+                            so.parked.insert(p, task);
+                        }
+                    }
+                }
+                Change::Assigned(ps) => {
+                    for p in ps {
+                        if !so.tasks.contains_key(&p) {
+                            self.adopt(so, p, run)?;
+                        }
+                    }
+                }
+            }
+        }
+        so.parked.clear();
+        self.report_owned_of(so);
+        Ok(())
+    }
+
+    /// Takes partition `p` on: the parked task if nobody wrote to its
+    /// changelog since, else its newest state and the batches logged after
+    /// it, run again.
+    fn adopt(&mut self, so: &mut ScaleOut, p: i32, run: &mut Run) -> Result<(), EngineError> {
+        let started = Instant::now();
+        let changelog_error = |so: &ScaleOut, e: String| {
+            so.error(format!("changelog `{}`: {e}", so.config.changelog))
+        };
+        if let Some(task) = so.parked.remove(&p) {
+            let end = so.changelog().end(p).map_err(|e| changelog_error(so, e))?;
+            if end == task.expected {
+                kafka_source(self).own(p, task.next);
+                so.tasks.insert(p, task);
+                return Ok(());
+            }
+        }
+        let history = so
+            .changelog()
+            .history(p)
+            .map_err(|e| changelog_error(so, e))?;
+        if let Some(owner) = &history.owner {
+            so.check_fingerprint(p, owner)?;
+        }
+        let mut task = Task {
+            executor: self.executor.fresh(),
+            seq: 0,
+            next: 0,
+            expected: history.end,
+            last_nodes: Vec::new(),
+        };
+        match &history.state {
+            Some(state) => {
+                task.executor
+                    .restore(state.zero_ms, &state.nodes, false)
+                    .map_err(|e| {
+                        so.error(format!("partition {p}: cannot restore its state: {e}"))
+                    })?;
+                task.seq = state.seq;
+                task.next = state.next;
+                task.last_nodes = state.nodes.clone();
+            }
+            None => {
+                task.next = kafka_source(self).start_offset(p)?;
+                task.last_nodes = task.executor.snapshots();
+            }
+        }
+        let claim = Entry::Claim {
+            instance: so.config.instance.clone(),
+            fingerprint: so.fingerprint.clone(),
+        };
+        let at = so
+            .changelog()
+            .append(&[(p, claim)])
+            .map_err(|e| changelog_error(so, e))?[0];
+        if at != task.expected {
+            return Err(so.error(format!(
+                "partition {p}: another instance wrote to its changelog while this one took it over \
+                 (claim at offset {at}, expected {}); two instances believe they own it",
+                task.expected
+            )));
+        }
+        task.expected = at + 1;
+        let replayed = history.ranges.len();
+        for range in &history.ranges {
+            self.replay_range(so, p, &mut task, range, run)?;
+        }
+        let last_t = history.ranges.last().map(|r| r.batch_time_ms);
+        tracing::info!(
+            instance = %so.config.instance,
+            partition = p,
+            from_batch = task.seq,
+            next_offset = task.next,
+            replayed_batches = replayed,
+            previous_owner = history.owner.as_ref().map(|o| o.0.as_str()).unwrap_or("none"),
+            ms = started.elapsed().as_millis() as u64,
+            "partition taken over"
+        );
+        kafka_source(self).own(p, task.next);
+        so.tasks.insert(p, task);
+        if let Some(t) = last_t {
+            let state = state_entry(so, &so.tasks[&p], t);
+            self.append_states(so, vec![(p, state)])?;
+        }
+        Ok(())
+    }
+
+    /// Runs a logged batch of partition `p` again (its outputs may be
+    /// written in part).
+    fn replay_range(
+        &mut self,
+        so: &ScaleOut,
+        p: i32,
+        task: &mut Task,
+        range: &RangeEntry,
+        run: &mut Run,
+    ) -> Result<(), EngineError> {
+        let started = (self.clock.now_ms(), Instant::now());
+        let input = SourceInput::Kafka(vec![OffsetRange {
+            topic: so.topic.clone(),
+            partition: p,
+            from: range.from,
+            until: range.until,
+        }]);
+        let blocks = kafka_source(self)
+            .replay(&input, &Default::default())
+            .map_err(|e| {
+                so.error(format!(
+                    "partition {p}, batch {} ms: {e}",
+                    range.batch_time_ms
+                ))
+            })?;
+        task.executor.set_zero(range.zero_ms);
+        let t = range.batch_time_ms;
+        let block = blocks.into_iter().next().unwrap_or_default();
+        let records = block.len() as u64;
+        self.run_task_batch(
+            so,
+            t,
+            vec![TaskBatch {
+                partition: p,
+                task,
+                block,
+                logged: Some(range.clone()),
+                range: None,
+            }],
+        )?;
+        task.seq = range.seq;
+        task.next = range.until;
+        self.completed(task_stats(t, records, started), run, true);
+        Ok(())
+    }
+
+    /// Runs batch `t` of every owned task.
+    fn run_tasks(&mut self, so: &mut ScaleOut, t: i64, run: &mut Run) -> Result<(), EngineError> {
+        let started = (self.clock.now_ms(), Instant::now());
+        let (input, blocks) = self.sources[0].next_batch(t)?;
+        let SourceInput::Kafka(ranges) = input else {
+            unreachable!("a Kafka source cuts offset ranges")
+        };
+        let records: u64 = blocks.iter().map(|b| b.len() as u64).sum();
+        let mut owned = std::mem::take(&mut so.tasks);
+        let ran = {
+            let mut by_partition: BTreeMap<i32, (OffsetRange, RecordBatch)> = ranges
+                .into_iter()
+                .zip(blocks)
+                .map(|(r, b)| (r.partition, (r, b)))
+                .collect();
+            let batch = owned
+                .iter_mut()
+                .filter_map(|(p, task)| {
+                    let (range, block) = by_partition.remove(p)?;
+                    Some(TaskBatch {
+                        partition: *p,
+                        task,
+                        block,
+                        logged: None,
+                        range: Some((range.from, range.until)),
+                    })
+                })
+                .collect();
+            self.run_task_batch(so, t, batch)
+        };
+        so.tasks = owned;
+        let (logged, lost) = ran?;
+        for p in &lost {
+            so.tasks.remove(p);
+            kafka_source(self).release(*p);
+        }
+        // The state of every task whose batch was logged.
+        let states: Vec<(i32, Entry)> = logged
+            .iter()
+            .filter_map(|p| Some((*p, state_entry(so, so.tasks.get(p)?, t))))
+            .collect();
+        self.append_states(so, states)?;
+        let positions: Vec<(i32, i64)> = so.tasks.iter().map(|(p, t)| (*p, t.next)).collect();
+        if let Some(m) = &so.membership {
+            m.commit(&positions);
+        }
+        self.completed(task_stats(t, records, started), run, false);
+        Ok(())
+    }
+
+    /// Writes tasks' states and notes where their next writes land.
+    fn append_states(
+        &self,
+        so: &mut ScaleOut,
+        states: Vec<(i32, Entry)>,
+    ) -> Result<(), EngineError> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        let offsets = so
+            .changelog()
+            .append(&states)
+            .map_err(|e| so.error(format!("changelog `{}`: {e}", so.config.changelog)))?;
+        for ((p, entry), at) in states.into_iter().zip(offsets) {
+            if let (Some(task), Entry::State(state)) = (so.tasks.get_mut(&p), entry) {
+                task.expected = at + 1;
+                task.last_nodes = state.nodes;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs batch `t` of `tasks` side by side and commits their state;
+    /// logs the range of every live task whose batch did something (read
+    /// records, wrote output or changed its state: a batch that did
+    /// nothing need not be replayed, so it is not logged), then writes the
+    /// outputs of the logged and replayed ones together. Returns the live
+    /// tasks logged and those lost to another instance.
+    fn run_task_batch(
+        &mut self,
+        so: &ScaleOut,
+        t: i64,
+        mut tasks: Vec<TaskBatch<'_>>,
+    ) -> Result<(Vec<i32>, Vec<i32>), EngineError> {
+        if so.keyed {
+            for tb in &tasks {
+                check_keys(so, tb.partition, &tb.block)?;
+            }
+        }
+        let partitions = self.partitions;
+        let values: Vec<Result<Vec<Option<Arc<Partitions>>>, EngineError>> =
+            std::thread::scope(|s| {
+                let handles: Vec<_> = tasks
+                    .iter_mut()
+                    .map(|tb| {
+                        let input = Some(Arc::new(blocks_to_partitions(
+                            vec![tb.block.clone()],
+                            partitions,
+                        )));
+                        let executor = &mut tb.task.executor;
+                        s.spawn(move || executor.run_batch(t, &[input]))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(so.error("a task's batch panicked".into())))
+                    })
+                    .collect()
+            });
+        let values: Vec<Vec<Option<Arc<Partitions>>>> =
+            values.into_iter().collect::<Result<_, _>>()?;
+        if let Some(limit) = self.max_state_bytes {
+            let bytes: u64 = tasks
+                .iter()
+                .map(|tb| tb.task.executor.state_bytes_after())
+                .sum();
+            if bytes > limit {
+                return Err(EngineError::StateLimit {
+                    job: self.executor.job().clone(),
+                    batch_time_ms: t,
+                    bytes,
+                    limit,
+                });
+            }
+        }
+        // Which live batches count, and their ranges, logged before any
+        // output is written.
+        let mut entries = Vec::new();
+        let mut write = vec![false; tasks.len()];
+        for (i, (tb, v)) in tasks.iter_mut().zip(&values).enumerate() {
+            tb.task.executor.commit();
+            if tb.logged.is_some() {
+                write[i] = true;
+                continue;
+            }
+            let output = self
+                .outputs
+                .iter()
+                .any(|(node, _)| v[*node].as_deref().is_some_and(|p| total_records(p) > 0));
+            let acted = !tb.block.is_empty()
+                || output
+                || tb.task.executor.snapshots() != tb.task.last_nodes;
+            let (from, until) = tb.range.expect("a live batch has a range");
+            tb.task.next = until;
+            if !acted {
+                continue;
+            }
+            write[i] = true;
+            entries.push((
+                i,
+                Entry::Range(RangeEntry {
+                    seq: tb.task.seq + 1,
+                    batch_time_ms: t,
+                    zero_ms: tb.task.executor.zero_ms().unwrap_or(t - self.interval_ms),
+                    from,
+                    until,
+                    instance: so.config.instance.clone(),
+                }),
+            ));
+        }
+        let mut logged = Vec::new();
+        let mut lost = Vec::new();
+        if !entries.is_empty() {
+            let to_write: Vec<(i32, Entry)> = entries
+                .iter()
+                .map(|(i, e)| (tasks[*i].partition, e.clone()))
+                .collect();
+            let offsets = so
+                .changelog()
+                .append(&to_write)
+                .map_err(|e| so.error(format!("changelog `{}`: {e}", so.config.changelog)))?;
+            for ((i, _), at) in entries.iter().zip(offsets) {
+                let tb = &mut tasks[*i];
+                if at != tb.task.expected {
+                    tracing::warn!(instance = %so.config.instance, partition = tb.partition, at, expected = tb.task.expected, "another instance wrote to this partition's changelog: it owns the partition now; this instance gives it up");
+                    write[*i] = false;
+                    lost.push(tb.partition);
+                    continue;
+                }
+                tb.task.expected = at + 1;
+                tb.task.seq += 1;
+                logged.push(tb.partition);
+            }
+        }
+        for (node, output) in &mut self.outputs {
+            let parts: Vec<TaskPart<'_>> = tasks
+                .iter()
+                .zip(&values)
+                .zip(&write)
+                .filter(|(_, w)| **w)
+                .filter_map(|((tb, v), _)| {
+                    Some(TaskPart {
+                        task: tb.partition,
+                        parts: v[*node].as_deref()?,
+                        replayed: tb.logged.is_some(),
+                    })
+                })
+                .collect();
+            if !parts.is_empty() {
+                output.write_tasks(t, &parts)?;
+            }
+        }
+        Ok((logged, lost))
+    }
+
+    fn report_owned(&self) {
+        if let Some(so) = &self.scale_out {
+            self.report_owned_of(so);
+        }
+    }
+
+    /// Says which partitions this instance owns: in the status, the log
+    /// and on stderr.
+    fn report_owned_of(&self, so: &ScaleOut) {
+        let owned: Vec<i32> = so.tasks.keys().copied().collect();
+        let mut status = self.status.lock().expect("status poisoned");
+        if status.partitions.as_ref() == Some(&owned) {
+            return;
+        }
+        status.partitions = Some(owned.clone());
+        drop(status);
+        let list = owned
+            .iter()
+            .map(i32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        tracing::info!(instance = %so.config.instance, topic = %so.topic, partitions = %list, "owned partitions");
+        eprintln!(
+            "[weir] instance {} owns partitions [{list}] of {} ({} in all)",
+            so.config.instance, so.topic, so.partitions
+        );
+    }
+}
+
+/// Refuses records whose key the topic's partitioner puts elsewhere: the
+/// keyed state of a scaled-out job is per partition, so a key must always
+/// be in the same one.
+fn check_keys(so: &ScaleOut, p: i32, block: &RecordBatch) -> Result<(), EngineError> {
+    for (key, _) in block.iter() {
+        let home = (!key.is_empty()).then(|| key_hash(&so.config.partitioner, key, so.partitions));
+        if home != Some(p) {
+            let shown = String::from_utf8_lossy(&key[..key.len().min(40)]).into_owned();
+            return Err(so.error(format!(
+                "partition {p} of `{}` holds a record {}: a scaled-out job that groups by key needs its \
+                 input keyed by that key with the `{}` partitioner (weir's Kafka output and the Java \
+                 client do this by default)",
+                so.topic,
+                match home {
+                    None => "without a key".to_string(),
+                    Some(h) => format!("keyed `{shown}`, which {} puts in partition {h}", so.config.partitioner),
+                },
+                so.config.partitioner
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A task's state entry after its batch at `t`.
+fn state_entry(so: &ScaleOut, task: &Task, t: i64) -> Entry {
+    Entry::State(Box::new(StateEntry {
+        seq: task.seq,
+        batch_time_ms: t,
+        zero_ms: task.executor.zero_ms().unwrap_or(0),
+        next: task.next,
+        nodes: task.executor.snapshots(),
+        instance: so.config.instance.clone(),
+        fingerprint: so.fingerprint.clone(),
+    }))
+}
+
+fn task_stats(t: i64, records: u64, (start_ms, started): (i64, Instant)) -> BatchStats {
+    let processing_ms = started.elapsed().as_secs_f64() * 1e3;
+    let scheduling_delay_ms = (start_ms - t).max(0) as f64;
+    BatchStats {
+        batch_time_ms: t,
+        input_records: records,
+        processing_ms,
+        scheduling_delay_ms,
+        total_delay_ms: scheduling_delay_ms + processing_ms,
+    }
+}

@@ -354,103 +354,123 @@ impl BatchLoop {
                     }
                 }
                 Change::Assigned(ps) => {
-                    for p in ps {
-                        if !so.tasks.contains_key(&p) {
-                            self.adopt(so, p, run)?;
-                        }
-                    }
+                    let new: Vec<i32> = ps
+                        .into_iter()
+                        .filter(|p| !so.tasks.contains_key(p))
+                        .collect();
+                    self.adopt(so, &new, run)?;
+                    // Parked tasks not given back belong to others now.
+                    so.parked.clear();
                 }
             }
         }
-        so.parked.clear();
         self.report_owned_of(so);
         Ok(())
     }
 
-    /// Takes partition `p` on: the parked task if nobody wrote to its
-    /// changelog since, else its newest state and the batches logged after
-    /// it, run again.
-    fn adopt(&mut self, so: &mut ScaleOut, p: i32, run: &mut Run) -> Result<(), EngineError> {
+    /// Takes partitions `ps` on: a parked task if nobody wrote to its
+    /// changelog since, else the partition's newest state and the batches
+    /// logged after it, run again. Every new owner claims its partitions
+    /// in the changelog first.
+    fn adopt(&mut self, so: &mut ScaleOut, ps: &[i32], run: &mut Run) -> Result<(), EngineError> {
+        if ps.is_empty() {
+            return Ok(());
+        }
         let started = Instant::now();
         let changelog_error = |so: &ScaleOut, e: String| {
             so.error(format!("changelog `{}`: {e}", so.config.changelog))
         };
-        if let Some(task) = so.parked.remove(&p) {
-            let end = so.changelog().end(p).map_err(|e| changelog_error(so, e))?;
-            if end == task.expected {
-                kafka_source(self).own(p, task.next);
-                so.tasks.insert(p, task);
-                return Ok(());
+        let mut restored = Vec::new();
+        for &p in ps {
+            if let Some(task) = so.parked.remove(&p) {
+                let end = so.changelog().end(p).map_err(|e| changelog_error(so, e))?;
+                if end == task.expected {
+                    kafka_source(self).own(p, task.next);
+                    so.tasks.insert(p, task);
+                    continue;
+                }
             }
+            let history = so
+                .changelog()
+                .history(p)
+                .map_err(|e| changelog_error(so, e))?;
+            if let Some(owner) = &history.owner {
+                so.check_fingerprint(p, owner)?;
+            }
+            let mut task = Task {
+                executor: self.executor.fresh(),
+                seq: 0,
+                next: 0,
+                expected: history.end,
+                last_nodes: Vec::new(),
+            };
+            match &history.state {
+                Some(state) => {
+                    task.executor
+                        .restore(state.zero_ms, &state.nodes, false)
+                        .map_err(|e| {
+                            so.error(format!("partition {p}: cannot restore its state: {e}"))
+                        })?;
+                    task.seq = state.seq;
+                    task.next = state.next;
+                    task.last_nodes = state.nodes.clone();
+                }
+                None => {
+                    task.next = kafka_source(self).start_offset(p)?;
+                    task.last_nodes = task.executor.snapshots();
+                }
+            }
+            restored.push((p, task, history));
         }
-        let history = so
+        if restored.is_empty() {
+            return Ok(());
+        }
+        let claims: Vec<(i32, Entry)> = restored
+            .iter()
+            .map(|(p, _, _)| {
+                (
+                    *p,
+                    Entry::Claim {
+                        instance: so.config.instance.clone(),
+                        fingerprint: so.fingerprint.clone(),
+                    },
+                )
+            })
+            .collect();
+        let offsets = so
             .changelog()
-            .history(p)
+            .append(&claims)
             .map_err(|e| changelog_error(so, e))?;
-        if let Some(owner) = &history.owner {
-            so.check_fingerprint(p, owner)?;
-        }
-        let mut task = Task {
-            executor: self.executor.fresh(),
-            seq: 0,
-            next: 0,
-            expected: history.end,
-            last_nodes: Vec::new(),
-        };
-        match &history.state {
-            Some(state) => {
-                task.executor
-                    .restore(state.zero_ms, &state.nodes, false)
-                    .map_err(|e| {
-                        so.error(format!("partition {p}: cannot restore its state: {e}"))
-                    })?;
-                task.seq = state.seq;
-                task.next = state.next;
-                task.last_nodes = state.nodes.clone();
+        let mut states = Vec::new();
+        for ((p, mut task, history), at) in restored.into_iter().zip(offsets) {
+            if at != task.expected {
+                return Err(so.error(format!(
+                    "partition {p}: another instance wrote to its changelog while this one took it over \
+                     (claim at offset {at}, expected {}); two instances believe they own it",
+                    task.expected
+                )));
             }
-            None => {
-                task.next = kafka_source(self).start_offset(p)?;
-                task.last_nodes = task.executor.snapshots();
+            task.expected = at + 1;
+            for range in &history.ranges {
+                self.replay_range(so, p, &mut task, range, run)?;
             }
+            tracing::info!(
+                instance = %so.config.instance,
+                partition = p,
+                from_batch = task.seq,
+                next_offset = task.next,
+                replayed_batches = history.ranges.len(),
+                previous_owner = history.owner.as_ref().map(|o| o.0.as_str()).unwrap_or("none"),
+                ms = started.elapsed().as_millis() as u64,
+                "partition taken over"
+            );
+            if let Some(last) = history.ranges.last() {
+                states.push((p, state_entry(so, &task, last.batch_time_ms)));
+            }
+            kafka_source(self).own(p, task.next);
+            so.tasks.insert(p, task);
         }
-        let claim = Entry::Claim {
-            instance: so.config.instance.clone(),
-            fingerprint: so.fingerprint.clone(),
-        };
-        let at = so
-            .changelog()
-            .append(&[(p, claim)])
-            .map_err(|e| changelog_error(so, e))?[0];
-        if at != task.expected {
-            return Err(so.error(format!(
-                "partition {p}: another instance wrote to its changelog while this one took it over \
-                 (claim at offset {at}, expected {}); two instances believe they own it",
-                task.expected
-            )));
-        }
-        task.expected = at + 1;
-        let replayed = history.ranges.len();
-        for range in &history.ranges {
-            self.replay_range(so, p, &mut task, range, run)?;
-        }
-        let last_t = history.ranges.last().map(|r| r.batch_time_ms);
-        tracing::info!(
-            instance = %so.config.instance,
-            partition = p,
-            from_batch = task.seq,
-            next_offset = task.next,
-            replayed_batches = replayed,
-            previous_owner = history.owner.as_ref().map(|o| o.0.as_str()).unwrap_or("none"),
-            ms = started.elapsed().as_millis() as u64,
-            "partition taken over"
-        );
-        kafka_source(self).own(p, task.next);
-        so.tasks.insert(p, task);
-        if let Some(t) = last_t {
-            let state = state_entry(so, &so.tasks[&p], t);
-            self.append_states(so, vec![(p, state)])?;
-        }
-        Ok(())
+        self.append_states(so, states)
     }
 
     /// Runs a logged batch of partition `p` again (its outputs may be

@@ -40,6 +40,10 @@ use crate::checkpoint::Snapshot;
 
 const MAGIC: &[u8; 8] = b"weirchg1";
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a write may wait for the broker: the producer retries within
+/// its `message.timeout.ms` (5 minutes), so a broker away for less loses
+/// nothing; then the job fails, naming the changelog.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(310);
 
 /// What makes two instances run the same job: its name, its pipeline (one
 /// line per stream) and its modules.
@@ -265,6 +269,9 @@ impl Changelog {
                 ("group.id", &format!("weir.changelog.{topic}")),
                 ("enable.auto.commit", "false"),
                 ("isolation.level", "read_committed"),
+                // A read goes to a known end: no fetch should wait at the
+                // broker for more.
+                ("fetch.wait.max.ms", "10"),
             ])
             .create_with_context(Reporter::new(what))
             .map_err(|e| format!("cannot create a consumer: {e}"))?;
@@ -370,7 +377,7 @@ impl Changelog {
             }
         }
         self.producer
-            .flush(TIMEOUT)
+            .flush(WRITE_TIMEOUT)
             .map_err(|e| format!("writes not acknowledged: {e}"))?;
         let mut acks = self
             .producer

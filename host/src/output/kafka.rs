@@ -3,7 +3,9 @@
 //! Every record carries three headers: `weir.job` (`JOB/OUTPUT`),
 //! `weir.batch` (the batch time in ms, decimal) and `weir.partition` (the
 //! weir partition it came from), so (batch, partition) identifies where a
-//! record comes from. The output picks each record's topic partition itself
+//! record comes from; a scaled-out job adds `weir.task` (the input
+//! partition whose task wrote it), and the batch's parts of its tasks
+//! are written together. The output picks each record's topic partition itself
 //! (a key hash, or the weir partition), so a batch's records and their
 //! order in every topic partition are the same each time the batch is
 //! computed.

@@ -9,5 +9,6 @@ mod examples;
 mod kafka;
 mod plugin_inspect;
 mod recovery;
+mod scale_out;
 mod serve;
 mod support;

@@ -163,6 +163,9 @@ struct Task {
     last_nodes: Vec<(String, Snapshot)>,
 }
 
+/// Every node's batch of one task.
+type TaskValues = Vec<Option<Arc<Partitions>>>;
+
 /// One task's part of a batch.
 struct TaskBatch<'a> {
     partition: i32,
@@ -603,108 +606,8 @@ impl BatchLoop {
         t: i64,
         mut tasks: Vec<TaskBatch<'_>>,
     ) -> Result<(Vec<i32>, Vec<i32>), EngineError> {
-        if so.keyed {
-            for tb in &tasks {
-                check_keys(so, tb.partition, &tb.block)?;
-            }
-        }
-        let partitions = self.partitions;
-        let values: Vec<Result<Vec<Option<Arc<Partitions>>>, EngineError>> =
-            std::thread::scope(|s| {
-                let handles: Vec<_> = tasks
-                    .iter_mut()
-                    .map(|tb| {
-                        let input = Some(Arc::new(blocks_to_partitions(
-                            vec![tb.block.clone()],
-                            partitions,
-                        )));
-                        let executor = &mut tb.task.executor;
-                        s.spawn(move || executor.run_batch(t, &[input]))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err(so.error("a task's batch panicked".into())))
-                    })
-                    .collect()
-            });
-        let values: Vec<Vec<Option<Arc<Partitions>>>> =
-            values.into_iter().collect::<Result<_, _>>()?;
-        if let Some(limit) = self.max_state_bytes {
-            let bytes: u64 = tasks
-                .iter()
-                .map(|tb| tb.task.executor.state_bytes_after())
-                .sum();
-            if bytes > limit {
-                return Err(EngineError::StateLimit {
-                    job: self.executor.job().clone(),
-                    batch_time_ms: t,
-                    bytes,
-                    limit,
-                });
-            }
-        }
-        // Which live batches count, and their ranges, logged before any
-        // output is written.
-        let mut entries = Vec::new();
-        let mut write = vec![false; tasks.len()];
-        for (i, (tb, v)) in tasks.iter_mut().zip(&values).enumerate() {
-            tb.task.executor.commit();
-            if tb.logged.is_some() {
-                write[i] = true;
-                continue;
-            }
-            let output = self
-                .outputs
-                .iter()
-                .any(|(node, _)| v[*node].as_deref().is_some_and(|p| total_records(p) > 0));
-            let acted = !tb.block.is_empty()
-                || output
-                || tb.task.executor.snapshots() != tb.task.last_nodes;
-            let (from, until) = tb.range.expect("a live batch has a range");
-            tb.task.next = until;
-            if !acted {
-                continue;
-            }
-            write[i] = true;
-            entries.push((
-                i,
-                Entry::Range(RangeEntry {
-                    seq: tb.task.seq + 1,
-                    batch_time_ms: t,
-                    zero_ms: tb.task.executor.zero_ms().unwrap_or(t - self.interval_ms),
-                    from,
-                    until,
-                    instance: so.config.instance.clone(),
-                }),
-            ));
-        }
-        let mut logged = Vec::new();
-        let mut lost = Vec::new();
-        if !entries.is_empty() {
-            let to_write: Vec<(i32, Entry)> = entries
-                .iter()
-                .map(|(i, e)| (tasks[*i].partition, e.clone()))
-                .collect();
-            let offsets = so
-                .changelog()
-                .append(&to_write)
-                .map_err(|e| so.error(format!("changelog `{}`: {e}", so.config.changelog)))?;
-            for ((i, _), at) in entries.iter().zip(offsets) {
-                let tb = &mut tasks[*i];
-                if at != tb.task.expected {
-                    tracing::warn!(instance = %so.config.instance, partition = tb.partition, at, expected = tb.task.expected, "another instance wrote to this partition's changelog: it owns the partition now; this instance gives it up");
-                    write[*i] = false;
-                    lost.push(tb.partition);
-                    continue;
-                }
-                tb.task.expected = at + 1;
-                tb.task.seq += 1;
-                logged.push(tb.partition);
-            }
-        }
+        let values = self.compute_tasks(so, t, &mut tasks)?;
+        let (write, logged, lost) = self.log_ranges(so, t, &mut tasks, &values)?;
         for (node, output) in &mut self.outputs {
             let parts: Vec<TaskPart<'_>> = tasks
                 .iter()
@@ -724,6 +627,124 @@ impl BatchLoop {
             }
         }
         Ok((logged, lost))
+    }
+
+    /// Computes batch `t` of every task, on a thread each (their plugin
+    /// calls share the worker pool), and commits their state.
+    fn compute_tasks(
+        &self,
+        so: &ScaleOut,
+        t: i64,
+        tasks: &mut [TaskBatch<'_>],
+    ) -> Result<Vec<TaskValues>, EngineError> {
+        if so.keyed {
+            for tb in tasks.iter() {
+                check_keys(so, tb.partition, &tb.block)?;
+            }
+        }
+        let partitions = self.partitions;
+        let values: Vec<Result<TaskValues, EngineError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = tasks
+                .iter_mut()
+                .map(|tb| {
+                    let input = Some(Arc::new(blocks_to_partitions(
+                        vec![tb.block.clone()],
+                        partitions,
+                    )));
+                    let executor = &mut tb.task.executor;
+                    s.spawn(move || executor.run_batch(t, &[input]))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(so.error("a task's batch panicked".into())))
+                })
+                .collect()
+        });
+        let values: Vec<TaskValues> = values.into_iter().collect::<Result<_, _>>()?;
+        if let Some(limit) = self.max_state_bytes {
+            let bytes: u64 = tasks
+                .iter()
+                .map(|tb| tb.task.executor.state_bytes_after())
+                .sum();
+            if bytes > limit {
+                return Err(EngineError::StateLimit {
+                    job: self.executor.job().clone(),
+                    batch_time_ms: t,
+                    bytes,
+                    limit,
+                });
+            }
+        }
+        for tb in tasks.iter_mut() {
+            tb.task.executor.commit();
+        }
+        Ok(values)
+    }
+
+    /// Logs the range of every live task whose batch did something,
+    /// before any output is written. Returns which tasks' outputs to
+    /// write, the live tasks logged, and those lost to another instance.
+    fn log_ranges(
+        &self,
+        so: &ScaleOut,
+        t: i64,
+        tasks: &mut [TaskBatch<'_>],
+        values: &[TaskValues],
+    ) -> Result<(Vec<bool>, Vec<i32>, Vec<i32>), EngineError> {
+        let mut entries = Vec::new();
+        let mut write = vec![false; tasks.len()];
+        for (i, (tb, v)) in tasks.iter_mut().zip(values).enumerate() {
+            if tb.logged.is_some() {
+                write[i] = true;
+                continue;
+            }
+            let output = self
+                .outputs
+                .iter()
+                .any(|(node, _)| v[*node].as_deref().is_some_and(|p| total_records(p) > 0));
+            let acted = !tb.block.is_empty()
+                || output
+                || tb.task.executor.snapshots() != tb.task.last_nodes;
+            let (from, until) = tb.range.expect("a live batch has a range");
+            tb.task.next = until;
+            if acted {
+                write[i] = true;
+                let range = RangeEntry {
+                    seq: tb.task.seq + 1,
+                    batch_time_ms: t,
+                    zero_ms: tb.task.executor.zero_ms().unwrap_or(t - self.interval_ms),
+                    from,
+                    until,
+                    instance: so.config.instance.clone(),
+                };
+                entries.push((i, (tb.partition, Entry::Range(range))));
+            }
+        }
+        let (mut logged, mut lost) = (Vec::new(), Vec::new());
+        if entries.is_empty() {
+            return Ok((write, logged, lost));
+        }
+        let to_write: Vec<(i32, Entry)> = entries.iter().map(|(_, e)| e.clone()).collect();
+        let offsets = so
+            .changelog()
+            .append(&to_write)
+            .map_err(|e| so.error(format!("changelog `{}`: {e}", so.config.changelog)))?;
+        for ((i, _), at) in entries.iter().zip(offsets) {
+            let tb = &mut tasks[*i];
+            if at != tb.task.expected {
+                tracing::warn!(instance = %so.config.instance, partition = tb.partition, at, expected = tb.task.expected, "another instance wrote to this partition's changelog: it owns the partition now; this instance gives it up");
+                write[*i] = false;
+                lost.push(tb.partition);
+                continue;
+            }
+            tb.task.expected = at + 1;
+            tb.task.seq += 1;
+            logged.push(tb.partition);
+        }
+        Ok((write, logged, lost))
     }
 
     fn report_owned(&self) {

@@ -399,6 +399,8 @@ pub struct Pipeline {
     pub streams: Vec<StreamDef>,
     /// Outputs.
     pub outputs: Vec<OutputDef>,
+    /// Where `[scale_out]` is, for messages.
+    scale_out_span: Option<Range<usize>>,
 }
 
 /// Overrides from the command line, applied after the file.
@@ -1586,7 +1588,13 @@ impl Pipeline {
             src: &src,
             list: problems,
         };
-        pipeline.build_into(ctx, &mut p)?;
+        let ctx = pipeline.build_into(ctx, &mut p)?;
+        if let Err(e) = ctx.check_scale_out() {
+            p.at(
+                pipeline.scale_out_span.clone().unwrap_or(0..0),
+                e.to_string(),
+            );
+        }
         p.finish(path)?;
         Ok(pipeline)
     }
@@ -1655,6 +1663,7 @@ impl Pipeline {
             sources,
             streams,
             outputs,
+            scale_out_span: raw.scale_out.as_ref().map(|s| s.span()),
         };
         Ok((pipeline, p.list))
     }

@@ -469,6 +469,42 @@ impl StreamingContext {
         let Some(config) = &self.config.scale_out else {
             return Ok(None);
         };
+        let (spec, keyed) = self.scale_out_checked(builder)?;
+        let fingerprint = crate::kafka::changelog::Fingerprint {
+            job: self.config.job_name.clone(),
+            pipeline: self.describe(builder, interval_ms),
+            modules: self
+                .plugins
+                .borrow()
+                .iter()
+                .map(|(n, (h, _))| (n.clone(), h.clone()))
+                .collect(),
+        };
+        Ok(Some(super::scale_out::ScaleOut::new(
+            config.clone(),
+            spec.endpoint.clone(),
+            spec.group.clone(),
+            spec.topics[0].clone(),
+            fingerprint,
+            keyed,
+        )))
+    }
+
+    /// What `weir validate` checks of a scaled-out job before it runs (the
+    /// same as [`StreamingContext::start`]).
+    pub(crate) fn check_scale_out(&self) -> Result<(), BuildError> {
+        if self.config.scale_out.is_none() {
+            return Ok(());
+        }
+        self.scale_out_checked(&self.builder.borrow()).map(|_| ())
+    }
+
+    /// The Kafka source of a scaled-out job, and whether it groups by key;
+    /// or why it cannot be scaled out.
+    fn scale_out_checked<'b>(
+        &self,
+        builder: &'b Builder,
+    ) -> Result<(&'b KafkaSourceSpec, bool), BuildError> {
         let refuse = |m: String| Err(BuildError::ScaleOut(m));
         let spec = match &builder.sources[..] {
             [(_, SourceSpec::Kafka(spec))] if spec.topics.len() == 1 => spec,
@@ -506,24 +542,7 @@ impl StreamingContext {
             }
         }
         let keyed = super::scale_out::check_graph(&builder.graph).map_err(BuildError::ScaleOut)?;
-        let fingerprint = crate::kafka::changelog::Fingerprint {
-            job: self.config.job_name.clone(),
-            pipeline: self.describe(builder, interval_ms),
-            modules: self
-                .plugins
-                .borrow()
-                .iter()
-                .map(|(n, (h, _))| (n.clone(), h.clone()))
-                .collect(),
-        };
-        Ok(Some(super::scale_out::ScaleOut::new(
-            config.clone(),
-            spec.endpoint.clone(),
-            spec.group.clone(),
-            spec.topics[0].clone(),
-            fingerprint,
-            keyed,
-        )))
+        Ok((spec, keyed))
     }
 
     /// The checkpoint directory, recognised by the pipeline's description.

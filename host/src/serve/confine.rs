@@ -60,8 +60,9 @@ pub fn check_pipeline(src: &str, kafka: &KafkaPolicy) -> Vec<String> {
     problems
 }
 
-/// Kafka sources and outputs may reach only the brokers the host allows,
-/// and use only the tenant's topic, group and transactional id prefixes.
+/// Kafka sources, outputs and changelogs may reach only the brokers the
+/// host allows, and use only the tenant's topic, group and transactional
+/// id prefixes.
 fn check_kafka(pipeline: &Pipeline, policy: &KafkaPolicy) -> Vec<String> {
     let mut problems = Vec::new();
     let brokers = |at: &str, endpoint: &KafkaEndpoint, problems: &mut Vec<String>| {
@@ -106,6 +107,16 @@ fn check_kafka(pipeline: &Pipeline, policy: &KafkaPolicy) -> Vec<String> {
                 &mut problems,
             );
         }
+    }
+    // A scaled-out job writes its changelog topic.
+    if let Some(so) = &pipeline.config.scale_out {
+        prefixed(
+            "[scale_out]",
+            "changelog",
+            &so.changelog,
+            &policy.topic_prefixes,
+            &mut problems,
+        );
     }
     for o in &pipeline.outputs {
         if let OutputKind::Kafka(k) = &o.kind {
@@ -355,6 +366,22 @@ mod tests {
         assert_eq!(p.len(), 6, "{p:#?}");
         let none = check_pipeline(&ok, &KafkaPolicy::default());
         assert!(none[0].contains("allows no Kafka broker"), "{none:?}");
+        // A scaled-out job's changelog is a topic the tenant writes.
+        let scaled = |changelog: &str| {
+            format!(
+                "[scale_out]\nchangelog = \"{changelog}\"\n{}",
+                src("127.0.0.1:9092", "alice.in", "alice.g", "")
+            )
+        };
+        assert_eq!(
+            check_pipeline(&scaled("alice.log"), &policy),
+            Vec::<String>::new()
+        );
+        let p = check_pipeline(&scaled("bob.log"), &policy);
+        assert!(
+            p.len() == 1 && p[0].starts_with("[scale_out] changelog = \"bob.log\""),
+            "{p:#?}"
+        );
     }
 
     #[test]

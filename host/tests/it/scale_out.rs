@@ -585,6 +585,17 @@ type = "print"
 "#
         ),
     );
+    // `weir validate` says so too, at the [scale_out] table.
+    let out = crate::support::weir()
+        .arg("validate")
+        .arg(&regroup)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("groups by a key that stream `words` (flat_map)"),
+        "{said}"
+    );
     let log = failing(&regroup);
     assert!(
         log.contains("stream `counts` (reduce_by_key) groups by a key that stream `words` (flat_map) may have changed")

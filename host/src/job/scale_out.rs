@@ -564,6 +564,8 @@ impl BatchLoop {
             .filter_map(|p| Some((*p, state_entry(so, so.tasks.get(p)?, t))))
             .collect();
         self.append_states(so, states)?;
+        // Partitions lost to another instance are no longer reported.
+        self.report_owned_of(so);
         let positions: Vec<(i32, i64)> = so.tasks.iter().map(|(p, t)| (*p, t.next)).collect();
         if let Some(m) = &so.membership {
             m.commit(&positions);
@@ -572,9 +574,10 @@ impl BatchLoop {
         Ok(())
     }
 
-    /// Writes tasks' states and notes where their next writes land.
+    /// Writes tasks' states and notes where their next writes land; a
+    /// task whose state landed after another instance's write is given up.
     fn append_states(
-        &self,
+        &mut self,
         so: &mut ScaleOut,
         states: Vec<(i32, Entry)>,
     ) -> Result<(), EngineError> {
@@ -586,8 +589,17 @@ impl BatchLoop {
             .append(&states)
             .map_err(|e| so.error(format!("changelog `{}`: {e}", so.config.changelog)))?;
         for ((p, entry), at) in states.into_iter().zip(offsets) {
-            if let (Some(task), Entry::State(state)) = (so.tasks.get_mut(&p), entry) {
-                task.expected = at + 1;
+            let Some(task) = so.tasks.get_mut(&p) else {
+                continue;
+            };
+            if at != task.expected {
+                tracing::warn!(instance = %so.config.instance, partition = p, at, expected = task.expected, "another instance wrote to this partition's changelog: it owns the partition now; this instance gives it up");
+                so.tasks.remove(&p);
+                kafka_source(self).release(p);
+                continue;
+            }
+            task.expected = at + 1;
+            if let Entry::State(state) = entry {
                 task.last_nodes = state.nodes;
             }
         }

@@ -526,6 +526,12 @@ impl StreamingContext {
                     .into(),
             );
         }
+        if self.config.backpressure.is_some() {
+            return refuse(
+                "backpressure is not available to scaled-out jobs yet: use max_rate_per_partition"
+                    .into(),
+            );
+        }
         for (_, name, out) in &builder.outputs {
             match out {
                 OutputSpec::TextFiles { .. } => {

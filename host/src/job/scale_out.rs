@@ -12,8 +12,8 @@
 //! old one wrote.
 //!
 //! Per batch: the ranges of the owned partitions are logged to the
-//! changelog (and acknowledged) before the batch runs; once the outputs are
-//! written, each task's state follows. A task taken over is restored from
+//! changelog (and acknowledged) before any output of the batch is written;
+//! once the outputs are written, each task's state follows. A task taken over is restored from
 //! its newest state, and the ranges logged after it are run again first
 //! (their outputs were perhaps written already: the idempotent Kafka
 //! output writes only what is missing).
@@ -161,6 +161,9 @@ struct Task {
     expected: i64,
     /// Its state as last written to the changelog.
     last_nodes: Vec<(String, Snapshot)>,
+    /// The time of its last logged batch: its next batch must be later,
+    /// whichever instance runs it.
+    last_t: Option<i64>,
 }
 
 /// Every node's batch of one task.
@@ -194,6 +197,9 @@ pub(crate) struct ScaleOut {
     /// Tasks revoked, kept in case the next assignment gives them back
     /// (the eager protocol revokes everything on every rebalance).
     parked: BTreeMap<i32, Task>,
+    /// This process's claims: the instance name, the process id and the
+    /// time it started.
+    token: String,
 }
 
 impl std::fmt::Debug for ScaleOut {
@@ -216,6 +222,14 @@ impl ScaleOut {
         fingerprint: Fingerprint,
         keyed: bool,
     ) -> ScaleOut {
+        let token = format!(
+            "{}/{}/{}",
+            config.instance,
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
         ScaleOut {
             config,
             endpoint,
@@ -228,6 +242,7 @@ impl ScaleOut {
             changelog: None,
             tasks: BTreeMap::new(),
             parked: BTreeMap::new(),
+            token,
         }
     }
 
@@ -243,6 +258,22 @@ impl ScaleOut {
 
     fn changelog(&self) -> &Changelog {
         self.changelog.as_ref().expect("begun")
+    }
+
+    /// After a write of partition `p` landed where this instance did not
+    /// expect (another instance wrote there too): whether the newest claim
+    /// is still this process's, in which case it keeps the partition (the
+    /// other write was a late one of an earlier owner).
+    fn still_mine(&self, p: i32) -> Result<bool, EngineError> {
+        let (claim, _) = self
+            .changelog()
+            .newest_claim(p)
+            .map_err(|e| self.error(format!("changelog `{}`: {e}", self.config.changelog)))?;
+        let mine = claim.as_deref() == Some(self.token.as_str());
+        if !mine {
+            tracing::warn!(instance = %self.config.instance, partition = p, "another instance claimed this partition after this one: it owns it now; this instance gives it up");
+        }
+        Ok(mine)
     }
 
     /// Refuses to join a group whose job differs from this one.
@@ -323,13 +354,25 @@ impl BatchLoop {
 
     /// Scaled out: follows the group's changes, then runs batch `t` of
     /// every task this instance owns.
-    pub(crate) fn scaled_batch(&mut self, t: i64, run: &mut Run) -> Result<(), EngineError> {
+    /// Returns the earliest time the next batch may have: after the last
+    /// logged batch of every task (a partition taken over from an instance
+    /// whose clock ran ahead never runs a batch at an earlier time).
+    pub(crate) fn scaled_batch(&mut self, t: i64, run: &mut Run) -> Result<i64, EngineError> {
         let mut so = self.scale_out.take().expect("scaled out");
         let result = self.follow_group(&mut so, run).and_then(|()| {
-            if so.tasks.is_empty() {
-                return Ok(());
+            let latest = so.tasks.values().filter_map(|task| task.last_t).max();
+            if let Some(latest) = latest.filter(|l| *l >= t) {
+                tracing::debug!(
+                    batch_time_ms = t,
+                    latest,
+                    "a task ran later already; this batch waits"
+                );
+                return Ok(latest + self.interval_ms);
             }
-            self.run_tasks(&mut so, t, run)
+            if !so.tasks.is_empty() {
+                self.run_tasks(&mut so, t, run)?;
+            }
+            Ok(t + self.interval_ms)
         });
         self.scale_out = Some(so);
         result
@@ -361,7 +404,7 @@ impl BatchLoop {
                         .into_iter()
                         .filter(|p| !so.tasks.contains_key(p))
                         .collect();
-                    self.adopt(so, &new, run)?;
+                    self.adopt(so, &new, run, 0)?;
                     // Parked tasks not given back belong to others now.
                     so.parked.clear();
                 }
@@ -375,7 +418,13 @@ impl BatchLoop {
     /// changelog since, else the partition's newest state and the batches
     /// logged after it, run again. Every new owner claims its partitions
     /// in the changelog first.
-    fn adopt(&mut self, so: &mut ScaleOut, ps: &[i32], run: &mut Run) -> Result<(), EngineError> {
+    fn adopt(
+        &mut self,
+        so: &mut ScaleOut,
+        ps: &[i32],
+        run: &mut Run,
+        attempt: u32,
+    ) -> Result<(), EngineError> {
         if ps.is_empty() {
             return Ok(());
         }
@@ -406,6 +455,7 @@ impl BatchLoop {
                 next: 0,
                 expected: history.end,
                 last_nodes: Vec::new(),
+                last_t: None,
             };
             match &history.state {
                 Some(state) => {
@@ -417,9 +467,13 @@ impl BatchLoop {
                     task.seq = state.seq;
                     task.next = state.next;
                     task.last_nodes = state.nodes.clone();
+                    task.last_t = Some(state.batch_time_ms);
                 }
                 None => {
-                    task.next = kafka_source(self).start_offset(p)?;
+                    task.next = match history.claimed_next {
+                        Some(next) => next,
+                        None => kafka_source(self).start_offset(p)?,
+                    };
                     task.last_nodes = task.executor.snapshots();
                 }
             }
@@ -430,12 +484,16 @@ impl BatchLoop {
         }
         let claims: Vec<(i32, Entry)> = restored
             .iter()
-            .map(|(p, _, _)| {
+            .map(|(p, task, history)| {
+                // Where it continues once the logged batches are run again.
+                let next = history.ranges.last().map_or(task.next, |r| r.until);
                 (
                     *p,
                     Entry::Claim {
                         instance: so.config.instance.clone(),
                         fingerprint: so.fingerprint.clone(),
+                        next,
+                        token: so.token.clone(),
                     },
                 )
             })
@@ -445,13 +503,15 @@ impl BatchLoop {
             .append(&claims)
             .map_err(|e| changelog_error(so, e))?;
         let mut states = Vec::new();
+        let mut again = Vec::new();
         for ((p, mut task, history), at) in restored.into_iter().zip(offsets) {
             if at != task.expected {
-                return Err(so.error(format!(
-                    "partition {p}: another instance wrote to its changelog while this one took it over \
-                     (claim at offset {at}, expected {}); two instances believe they own it",
-                    task.expected
-                )));
+                // Another instance wrote after the history was read: read
+                // it again (and claim again) if the partition is still ours.
+                if attempt < 3 && so.still_mine(p)? {
+                    again.push(p);
+                }
+                continue;
             }
             task.expected = at + 1;
             for range in &history.ranges {
@@ -473,7 +533,8 @@ impl BatchLoop {
             kafka_source(self).own(p, task.next);
             so.tasks.insert(p, task);
         }
-        self.append_states(so, states)
+        self.append_states(so, states)?;
+        self.adopt(so, &again, run, attempt + 1)
     }
 
     /// Runs a logged batch of partition `p` again (its outputs may be
@@ -518,6 +579,7 @@ impl BatchLoop {
         )?;
         task.seq = range.seq;
         task.next = range.until;
+        task.last_t = Some(t);
         self.completed(task_stats(t, records, started), run, true);
         Ok(())
     }
@@ -575,7 +637,7 @@ impl BatchLoop {
     }
 
     /// Writes tasks' states and notes where their next writes land; a
-    /// task whose state landed after another instance's write is given up.
+    /// task another instance claimed since is given up.
     fn append_states(
         &mut self,
         so: &mut ScaleOut,
@@ -589,15 +651,17 @@ impl BatchLoop {
             .append(&states)
             .map_err(|e| so.error(format!("changelog `{}`: {e}", so.config.changelog)))?;
         for ((p, entry), at) in states.into_iter().zip(offsets) {
-            let Some(task) = so.tasks.get_mut(&p) else {
+            let Some(expected) = so.tasks.get(&p).map(|t| t.expected) else {
                 continue;
             };
-            if at != task.expected {
-                tracing::warn!(instance = %so.config.instance, partition = p, at, expected = task.expected, "another instance wrote to this partition's changelog: it owns the partition now; this instance gives it up");
+            if at != expected && !so.still_mine(p)? {
                 so.tasks.remove(&p);
                 kafka_source(self).release(p);
                 continue;
             }
+            let Some(task) = so.tasks.get_mut(&p) else {
+                continue;
+            };
             task.expected = at + 1;
             if let Entry::State(state) = entry {
                 task.last_nodes = state.nodes;
@@ -746,14 +810,14 @@ impl BatchLoop {
             .map_err(|e| so.error(format!("changelog `{}`: {e}", so.config.changelog)))?;
         for ((i, _), at) in entries.iter().zip(offsets) {
             let tb = &mut tasks[*i];
-            if at != tb.task.expected {
-                tracing::warn!(instance = %so.config.instance, partition = tb.partition, at, expected = tb.task.expected, "another instance wrote to this partition's changelog: it owns the partition now; this instance gives it up");
+            if at != tb.task.expected && !so.still_mine(tb.partition)? {
                 write[*i] = false;
                 lost.push(tb.partition);
                 continue;
             }
             tb.task.expected = at + 1;
             tb.task.seq += 1;
+            tb.task.last_t = Some(t);
             logged.push(tb.partition);
         }
         Ok((write, logged, lost))

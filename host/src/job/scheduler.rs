@@ -375,9 +375,12 @@ impl BatchLoop {
             let result = self.scaled_batch(t, &mut run);
             run.at.seq += 1;
             run.at.last_t = Some(t);
-            run.next_t = t + self.interval_ms;
+            run.next_t = match &result {
+                Ok(next) => *next,
+                Err(_) => t + self.interval_ms,
+            };
             self.run = Some(run);
-            return result;
+            return result.map(|_| ());
         }
         let started = (self.clock.now_ms(), Instant::now());
         let mut logged = Vec::with_capacity(self.sources.len());

@@ -8,7 +8,7 @@
 //! - `claim`: an instance took the partition over (its name and the job's
 //!   fingerprint);
 //! - `range`: batch `seq` of the partition reads input offsets
-//!   `[from, until)`, written and acknowledged before the batch runs;
+//!   `[from, until)`, written and acknowledged before the batch's outputs;
 //! - `state`: the partition's operator state and next input offset after
 //!   batch `seq`, written once the batch's outputs are.
 //!
@@ -143,6 +143,12 @@ pub enum Entry {
         instance: String,
         /// Its job.
         fingerprint: Fingerprint,
+        /// The input offset it continues from (so a successor of an owner
+        /// that logged nothing starts there too, not at `latest` again).
+        next: i64,
+        /// The claiming process (unique even when a restarted instance
+        /// reuses its name).
+        token: String,
     },
     /// A batch's input, logged before it runs.
     Range(RangeEntry),
@@ -182,6 +188,7 @@ impl Entry {
             Entry::Claim {
                 instance,
                 fingerprint,
+                ..
             } => Some((instance, fingerprint)),
             Entry::State(s) => Some((&s.instance, &s.fingerprint)),
             Entry::Range(_) => None,
@@ -201,6 +208,9 @@ pub struct History {
     pub end: i64,
     /// The newest claim's or state's instance and job.
     pub owner: Option<(String, Fingerprint)>,
+    /// Where the newest claim read continues (used when there is no
+    /// state).
+    pub claimed_next: Option<i64>,
 }
 
 /// Records each write's offset.
@@ -430,19 +440,60 @@ impl Changelog {
                     .find_map(Entry::fingerprint)
                     .map(|(i, f)| (i.to_owned(), f.clone()));
             }
-            if let Some(at) = newer.iter().rposition(|e| matches!(e, Entry::State(_))) {
-                let Entry::State(state) = newer[at].clone() else {
-                    unreachable!("found above")
-                };
-                history.ranges = ranges_after(&newer[at + 1..], state.seq);
-                history.state = Some(*state);
+            // The state of the highest batch: a late write of an earlier
+            // owner (one cut off from the group while its write was in
+            // flight) can land after its successor's records.
+            let newest = newer
+                .iter()
+                .filter_map(|e| match e {
+                    Entry::State(s) => Some(s),
+                    _ => None,
+                })
+                .max_by_key(|s| s.seq);
+            if let Some(state) = newest {
+                history.ranges = ranges_after(&newer, state.seq);
+                history.state = Some((**state).clone());
                 return Ok(history);
             }
             end = start;
             window *= 4;
         }
+        history.claimed_next = newer.iter().rev().find_map(|e| match e {
+            Entry::Claim { next, .. } => Some(*next),
+            _ => None,
+        });
         history.ranges = ranges_after(&newer, 0);
         Ok(history)
+    }
+
+    /// The token of the newest claim of `partition` (read back from the
+    /// end in growing windows), and the partition's end offset. When two
+    /// instances believe they own a partition, the newest claim wins.
+    pub fn newest_claim(&self, partition: i32) -> Result<(Option<String>, i64), String> {
+        let _ = self.reader.unassign();
+        let (low, high) = self
+            .reader
+            .fetch_watermarks(&self.topic, partition, TIMEOUT)
+            .map_err(|e| format!("cannot read the offsets of partition {partition}: {e}"))?;
+        let mut window = 8;
+        let mut end = high;
+        while end > low {
+            let start = (end - window).max(low);
+            let claim = self
+                .read(partition, start, end)?
+                .into_iter()
+                .rev()
+                .find_map(|e| match e {
+                    Entry::Claim { token, .. } => Some(token),
+                    _ => None,
+                });
+            if claim.is_some() {
+                return Ok((claim, high));
+            }
+            end = start;
+            window *= 4;
+        }
+        Ok((None, high))
     }
 
     /// The entries at offsets `[start, end)` of `partition`, in order.

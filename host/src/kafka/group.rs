@@ -119,10 +119,14 @@ impl Membership {
             ("isolation.level", "read_committed"),
         ]);
         // A member learns of a rebalance from its heartbeat: frequent
-        // heartbeats make handovers quick.
+        // heartbeats make handovers quick. A rebalance waits for every
+        // member up to `max.poll.interval.ms` (a crashed one never comes):
+        // 60 s rather than librdkafka's 5 min; the member is polled every
+        // batch.
         for (k, v) in [
             ("heartbeat.interval.ms", "500"),
             ("session.timeout.ms", "10000"),
+            ("max.poll.interval.ms", "60000"),
         ] {
             if !endpoint.properties.contains_key(k) {
                 config.set(k, v);

@@ -14,7 +14,8 @@ use rand::{Rng, SeedableRng};
 use weir_tests::kafka::{Broker, Record};
 
 use crate::support::{
-    kill_and_restart, kills, run_to_end, spawn, wait_lines, weir_run as weir, wordcount, PATIENCE,
+    kill_and_restart, kills, run_failing, run_to_end, spawn, wait_lines, weir_run as weir,
+    wordcount, PATIENCE,
 };
 
 /// `n` lines of words from a small vocabulary, spread over 4 partitions by
@@ -299,17 +300,6 @@ topic = "out"
     let path = dir.join("pipeline.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn run_failing(pipeline: &Path, args: &[&str]) -> String {
-    let out = weir(pipeline, args)
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "weir should have failed: {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    stderr
 }
 
 #[test]

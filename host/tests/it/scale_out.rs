@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use weir_tests::kafka::Broker;
 
-use crate::support::{weir_run, wordcount, PATIENCE};
+use crate::support::{run_failing, weir_run, wordcount, PATIENCE};
 
 const PARTITIONS: i32 = 6;
 
@@ -476,17 +476,6 @@ topic = "words"
     assert_eq!(last_totals(&by_key), truth, "the totals one instance gives");
 }
 
-/// Runs a pipeline that must fail; its log.
-fn failing(pipeline: &Path) -> String {
-    let out = weir_run(pipeline, &["--instance", "x"])
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "it should have failed: {log}");
-    log
-}
-
 #[test]
 fn bad_changelogs_and_a_differing_job_are_refused_naming_what_differs() {
     let broker = Broker::start();
@@ -506,18 +495,18 @@ fn bad_changelogs_and_a_differing_job_are_refused_naming_what_differs() {
         std::fs::write(&q, text).unwrap();
         q
     };
-    let log = failing(&with_changelog("missing"));
+    let log = run_failing(&with_changelog("missing"), &["--instance", "x"]);
     assert!(
         log.contains("topic `missing` does not exist")
             && log.contains("--config cleanup.policy=compact"),
         "{log}"
     );
-    let log = failing(&with_changelog("plain"));
+    let log = run_failing(&with_changelog("plain"), &["--instance", "x"]);
     assert!(
         log.contains("cleanup.policy `delete`, not `compact`"),
         "{log}"
     );
-    let log = failing(&with_changelog("narrow"));
+    let log = run_failing(&with_changelog("narrow"), &["--instance", "x"]);
     assert!(
         log.contains("has 2 partitions but input topic `words` has 6"),
         "{log}"
@@ -538,7 +527,7 @@ fn bad_changelogs_and_a_differing_job_are_refused_naming_what_differs() {
             .replace("map_with_state", "reduce_by_key"),
     )
     .unwrap();
-    let log = failing(&changed);
+    let log = run_failing(&changed, &["--instance", "x"]);
     assert!(
         log.contains("this instance's job differs from the group's")
             && log.contains("`totals` changed")
@@ -553,7 +542,7 @@ fn bad_changelogs_and_a_differing_job_are_refused_naming_what_differs() {
             .replace("name = \"wordcount\"", "name = \"another\""),
     )
     .unwrap();
-    let log = failing(&other_job);
+    let log = run_failing(&other_job, &["--instance", "x"]);
     assert!(
         log.contains("the changelog holds state of job `wordcount`, not `another`"),
         "{log}"
@@ -607,7 +596,7 @@ type = "print"
         !out.status.success() && said.contains("groups by a key that stream `words` (flat_map)"),
         "{said}"
     );
-    let log = failing(&regroup);
+    let log = run_failing(&regroup, &["--instance", "x"]);
     assert!(
         log.contains("stream `counts` (reduce_by_key) groups by a key that stream `words` (flat_map) may have changed")
             && log.contains("Regroup through Kafka"),
@@ -631,7 +620,7 @@ type = "print"
 "#
         ),
     );
-    let log = failing(&global);
+    let log = run_failing(&global, &["--instance", "x"]);
     assert!(
         log.contains("stream `n` (count) aggregates every record of the batch"),
         "{log}"
@@ -650,7 +639,7 @@ prefix = "out/lines"
 "#
         ),
     );
-    let log = failing(&files);
+    let log = run_failing(&files, &["--instance", "x"]);
     assert!(
         log.contains("writes files, which instances would overwrite"),
         "{log}"
@@ -669,7 +658,10 @@ fn records_not_keyed_as_the_stateful_operator_needs_stop_the_job_naming_the_key(
     let one = 1i64.to_le_bytes();
     broker.produce("words", &[(Some(wrong), &b"w1"[..], &one[..])]);
     let dir = tempfile::tempdir().unwrap();
-    let log = failing(&counting(dir.path(), &broker, "wc", "totals"));
+    let log = run_failing(
+        &counting(dir.path(), &broker, "wc", "totals"),
+        &["--instance", "x"],
+    );
     assert!(
         log.contains(&format!(
             "partition {wrong} of `words` holds a record keyed `w1`, which murmur2 puts in partition {home}"

@@ -100,6 +100,18 @@ pub fn run_to_end(pipeline: &Path, args: &[&str]) -> String {
     stderr
 }
 
+/// Runs a pipeline that must fail (without a panic); its log (stderr).
+pub fn run_failing(pipeline: &Path, args: &[&str]) -> String {
+    let out = weir_run(pipeline, args)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "weir should have failed: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
 /// Starts `weir`, forwarding stderr lines to a channel.
 pub fn spawn(mut cmd: Command) -> (Child, mpsc::Receiver<String>) {
     let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();

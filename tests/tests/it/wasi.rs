@@ -289,3 +289,46 @@ fn a_rust_panic_reaches_the_host_with_its_message_and_location() {
         other => panic!("expected a guest error, got {other}"),
     }
 }
+
+/// The wasm extensions `docs/abi.md` lists as accepted compile and run;
+/// those it lists as refused are refused at load.
+#[test]
+fn the_documented_wasm_extensions() {
+    let accepted = [
+        ("bulk memory", "(memory.copy (i32.const 0) (i32.const 8) (i32.const 4))"),
+        ("sign extension", "(drop (i32.extend8_s (i32.const 255)))"),
+        ("non-trapping float-to-int", "(drop (i32.trunc_sat_f32_s (f32.const 1e30)))"),
+        ("SIMD", "(drop (i32x4.extract_lane 0 (v128.const i32x4 1 2 3 4)))"),
+        ("multi-value", "(drop (drop (call $two)))"),
+        ("reference types", "(drop (ref.is_null (ref.null func)))"),
+        ("tail calls", "(drop (call $tail))"),
+    ];
+    for (name, body) in accepted {
+        let wat = module(
+            "",
+            &format!(
+                r#"(func $two (result i32 i32) (i32.const 1) (i32.const 2))
+  (func $tail (result i32) (return_call $one))
+  (func $one (result i32) (i32.const 1))
+  (func (export "map:f") (param i32 i32 i32) (result i32)
+    {body}
+    (call $put_value (local.get 2) (i32.const 0)))"#
+            ),
+        );
+        let plugin = load(name, &wat).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(value(&plugin, "f", &inv(0, 0)), b"", "{name}");
+    }
+    let refused = [
+        ("threads (shared memory)", r#"(memory (export "memory") 1 1 shared)"#),
+        ("memory64", r#"(memory (export "memory") i64 1)"#),
+    ];
+    for (name, memory) in refused {
+        let wat = format!(
+            r#"(module {memory}
+  (func (export "weir_abi_version") (result i32) (i32.const 1))
+  (func (export "weir_alloc") (param i32) (result i32) (i32.const 0))
+  (func (export "map:f") (param i32 i32 i32) (result i32) (i32.const 1)))"#
+        );
+        assert!(load(name, &wat).is_err(), "{name} must be refused");
+    }
+}

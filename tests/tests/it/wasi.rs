@@ -295,10 +295,19 @@ fn a_rust_panic_reaches_the_host_with_its_message_and_location() {
 #[test]
 fn the_documented_wasm_extensions() {
     let accepted = [
-        ("bulk memory", "(memory.copy (i32.const 0) (i32.const 8) (i32.const 4))"),
+        (
+            "bulk memory",
+            "(memory.copy (i32.const 0) (i32.const 8) (i32.const 4))",
+        ),
         ("sign extension", "(drop (i32.extend8_s (i32.const 255)))"),
-        ("non-trapping float-to-int", "(drop (i32.trunc_sat_f32_s (f32.const 1e30)))"),
-        ("SIMD", "(drop (i32x4.extract_lane 0 (v128.const i32x4 1 2 3 4)))"),
+        (
+            "non-trapping float-to-int",
+            "(drop (i32.trunc_sat_f32_s (f32.const 1e30)))",
+        ),
+        (
+            "SIMD",
+            "(drop (i32x4.extract_lane 0 (v128.const i32x4 1 2 3 4)))",
+        ),
         ("multi-value", "(drop (drop (call $two)))"),
         ("reference types", "(drop (ref.is_null (ref.null func)))"),
         ("tail calls", "(drop (call $tail))"),
@@ -319,7 +328,10 @@ fn the_documented_wasm_extensions() {
         assert_eq!(value(&plugin, "f", &inv(0, 0)), b"", "{name}");
     }
     let refused = [
-        ("threads (shared memory)", r#"(memory (export "memory") 1 1 shared)"#),
+        (
+            "threads (shared memory)",
+            r#"(memory (export "memory") 1 1 shared)"#,
+        ),
         ("memory64", r#"(memory (export "memory") i64 1)"#),
     ];
     for (name, memory) in refused {

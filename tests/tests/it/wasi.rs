@@ -197,6 +197,23 @@ fn a_reactor_is_initialised_on_every_fresh_instance() {
 }
 
 #[test]
+fn a_command_runs_start_first_and_exit_0_ends_it_normally() {
+    let plugin = load(
+        "command",
+        &module(
+            r#"(import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))"#,
+            r#"(global $ran (mut i32) (i32.const 0))
+  (func (export "_start") (global.set $ran (i32.const 7)) (call $exit (i32.const 0)) (unreachable))
+  (func (export "map:ran") (param i32 i32 i32) (result i32)
+    (i32.store (i32.const 1036) (global.get $ran))
+    (call $put_value (local.get 2) (i32.const 4)))"#,
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(value(&plugin, "ran", &inv(0, 0)), 7u32.to_le_bytes());
+}
+
+#[test]
 fn an_assemblyscript_abort_is_a_guest_error_with_message_and_place() {
     // AssemblyScript strings: UTF-16LE, byte length in the 4 bytes before.
     let plugin = load(

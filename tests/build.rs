@@ -48,6 +48,7 @@ fn main() {
         let out = guest_target.join(format!("{}.wasm", name.to_lowercase()));
         emit(&mut code, name, build_c(&root.join(source), &out));
     }
+    emit(&mut code, "WORDCOUNT_JS", build_js(&root, &guest_target.join("js")));
     std::fs::write(out_dir.join("guests.rs"), code).unwrap();
 }
 
@@ -142,4 +143,47 @@ fn build_c(source: &Path, out: &Path) -> Result<PathBuf, String> {
         println!("cargo:warning=C plugin failed to build");
         Err(why)
     }
+}
+
+/// The JavaScript word count (`plugins/wordcount-js`): QuickJS, through the
+/// `rquickjs` crate, in a `wasm32-wasip1` cdylib. The plugin is its own
+/// workspace with its own lock file (QuickJS's C must not be part of the
+/// host's build); its C is compiled by Debian's clang against wasi-libc.
+fn build_js(root: &Path, target_dir: &Path) -> Result<PathBuf, String> {
+    const INSTALL: &str = "install the toolchain with `rustup target add wasm32-wasip1` and \
+        `apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32`";
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let clang = env::var("WEIR_CLANG").unwrap_or_else(|_| "clang".into());
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(root.join("plugins/wordcount-js"))
+        .args(["build", "--release", "--target", "wasm32-wasip1", "--target-dir"])
+        .arg(target_dir);
+    for (key, _) in env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_") && key != "CARGO_HOME"
+            || key == "RUSTFLAGS"
+            || key == "RUSTC_WRAPPER"
+        {
+            cmd.env_remove(key.as_ref());
+        }
+    }
+    // rquickjs-sys would otherwise download a WASI SDK (which fails here).
+    cmd.env("RQUICKJS_SYS_NO_WASI_SDK", "1")
+        .env("CC_wasm32_wasip1", &clang)
+        .env("CFLAGS_wasm32_wasip1", "--target=wasm32-wasi")
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "true");
+    let output = cmd
+        .output()
+        .map_err(|e| format!("could not run {cargo}: {e}"))?;
+    if output.status.success() {
+        return Ok(target_dir.join("wasm32-wasip1/release/wordcount_js.wasm"));
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+    println!("cargo:warning=the JavaScript plugin failed to build: {INSTALL}");
+    Err(format!(
+        "the JavaScript plugin (plugins/wordcount-js) failed to build: {INSTALL}; cargo said:\n{tail}"
+    ))
 }

@@ -6,6 +6,7 @@ mod analytics;
 mod checkpoint_compat;
 mod cli;
 mod examples;
+mod javascript;
 mod kafka;
 mod plugin_inspect;
 mod recovery;

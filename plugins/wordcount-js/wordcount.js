@@ -6,20 +6,18 @@
 //   reduce:sum            adds two i64 counts (BigInt); overflow throws
 //   update:running_count  state = running total per word; emits [word, total]
 
-// Rust's char::is_whitespace (Unicode White_Space), exactly. JavaScript's \s
-// differs: it includes U+FEFF and lacks U+0085.
-const WHITE_SPACE = /[\t\n\v\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]+/;
+// A run of characters that are not white space as Rust's char::is_whitespace
+// (Unicode White_Space) has it. JavaScript's \s differs: it includes U+FEFF
+// and lacks U+0085. (One global match is about twice as fast in QuickJS as
+// String.prototype.split with a regular expression.)
+const WORD = /[^\t\n\v\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]+/g;
 
 const I64_MIN = -(2n ** 63n);
 const I64_MAX = 2n ** 63n - 1n;
 
 /** Splits a line (a string: the host's bytes, checked to be UTF-8) into words. */
 export function split(line) {
-  const out = [];
-  for (const word of line.split(WHITE_SPACE)) {
-    if (word !== "") out.push([word, 1n]);
-  }
-  return out;
+  return (line.match(WORD) ?? []).map((word) => [word, 1n]);
 }
 
 /** Adds two counts; fails rather than wrapping past the i64 range. */

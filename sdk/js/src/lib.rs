@@ -67,7 +67,7 @@
 //! wasm32-wasip1` with Debian's `clang lld wasi-libc` (see
 //! `plugins/wordcount-js/README.md`).
 
-use rquickjs::function::Rest;
+use rquickjs::function::{Rest, This};
 use rquickjs::{
     qjs, ArrayBuffer, BigInt, CatchResultExt, CaughtError, Coerced, Context, Ctx, Function,
     Module, Object, Runtime, TypedArray, Value,
@@ -198,19 +198,6 @@ impl JsType for () {
     }
 }
 
-/// The definitions every module sees: `console`, `weir` and the state
-/// object of `update` functions.
-const PRELUDE: &str = r#"
-globalThis.__weirState = function (exists, value, timingOut) {
-  return {
-    exists, timingOut, _value: value,
-    get() { return this._value; },
-    set(v) { this._value = v; this.exists = true; },
-    remove() { this._value = undefined; this.exists = false; },
-  };
-};
-"#;
-
 /// A QuickJS runtime with the plugin's module evaluated. Made once per call
 /// and never torn down (the instance is discarded after the call).
 struct Engine {
@@ -262,7 +249,8 @@ impl Engine {
     }
 }
 
-/// `console.*`, `weir.*` and the prelude.
+/// `console.*` and `weir.*`. All native: parsing a JavaScript prelude
+/// would cost more, on every call.
 fn install_globals(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
     use weir_sdk::Level;
     let globals = ctx.globals();
@@ -281,6 +269,8 @@ fn install_globals(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
         console.set(name, Function::new(ctx.clone(), log)?)?;
     }
     globals.set("console", console)?;
+    // The header is read when called: the driver sets it before the first
+    // record, after the module's top level ran.
     let weir = Object::new(ctx.clone())?;
     weir.set(
         "batchTimeMs",
@@ -291,8 +281,34 @@ fn install_globals(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
         "numPartitions",
         Function::new(ctx.clone(), weir_sdk::num_partitions)?,
     )?;
-    globals.set("weir", weir)?;
-    ctx.eval::<(), _>(PRELUDE)
+    globals.set("weir", weir)
+}
+
+/// The prototype of the state objects `update` functions get: `get()`,
+/// `set(v)`, `remove()` over the own properties `exists` and `value`.
+fn state_prototype<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Object<'js>> {
+    let proto = Object::new(ctx.clone())?;
+    proto.set(
+        "get",
+        Function::new(ctx.clone(), |this: This<Object<'js>>| {
+            this.0.get::<_, Value<'js>>("value")
+        })?,
+    )?;
+    proto.set(
+        "set",
+        Function::new(ctx.clone(), |this: This<Object<'js>>, v: Value<'js>| {
+            this.0.set("value", v)?;
+            this.0.set("exists", true)
+        })?,
+    )?;
+    proto.set(
+        "remove",
+        Function::new(ctx.clone(), |this: This<Object<'js>>| {
+            this.0.set("value", Value::new_undefined(this.0.ctx().clone()))?;
+            this.0.set("exists", false)
+        })?,
+    )?;
+    Ok(proto)
 }
 
 /// The message of a caught JavaScript error: an `Error`'s `message`, or the
@@ -321,14 +337,11 @@ fn to_js<'js, T: JsType>(ctx: &Ctx<'js>, v: T) -> Result<Value<'js>, Error> {
     v.into_js(ctx).catch(ctx).map_err(message)
 }
 
-fn from_js<T: JsType>(what: &str, value: &Value<'_>) -> Result<T, Error> {
-    T::from_js(value).ok_or_else(|| {
-        format!(
-            "{what} must be {}, got {}",
-            T::EXPECTED,
-            describe(value)
-        )
-    })
+/// `value` as a `T`, or an error that says what `what()` must be (the
+/// message is only built on failure: this runs per output element).
+fn from_js<T: JsType>(what: impl FnOnce() -> String, value: &Value<'_>) -> Result<T, Error> {
+    T::from_js(value)
+        .ok_or_else(|| format!("{} must be {}, got {}", what(), T::EXPECTED, describe(value)))
 }
 
 fn describe(value: &Value<'_>) -> String {
@@ -369,8 +382,8 @@ fn pairs<K: JsType, V: JsType>(
         let k: Value = pair.get(0).map_err(|e| e.to_string())?;
         let v: Value = pair.get(1).map_err(|e| e.to_string())?;
         let (mut kb, mut vb) = (Vec::new(), Vec::new());
-        from_js::<K>(&format!("{function}: the key of pair {i}"), &k)?.encode(&mut kb);
-        from_js::<V>(&format!("{function}: the value of pair {i}"), &v)?.encode(&mut vb);
+        from_js::<K>(|| format!("{function}: the key of pair {i}"), &k)?.encode(&mut kb);
+        from_js::<V>(|| format!("{function}: the value of pair {i}"), &v)?.encode(&mut vb);
         out.push((kb, vb));
     }
     Ok(out)
@@ -434,7 +447,7 @@ pub fn reduce<V: JsType>(source: &str, name: &str, input: &[u8]) -> Result<Vec<u
     Engine::new()?.with_function(source, name, |ctx, f| {
         weir_sdk::invoke::reduce(input, |a: V, b: V| -> Result<V, Error> {
             let result = call(ctx, &f, vec![to_js(ctx, a)?, to_js(ctx, b)?])?;
-            from_js(&format!("the result of {export}"), &result)
+            from_js(|| format!("the result of {export}"), &result)
         })
     })
 }
@@ -455,10 +468,7 @@ pub fn update<K: JsType, V: JsType, S: JsType, K2: JsType, V2: JsType>(
         );
     }
     Engine::new()?.with_function(source, name, |ctx, f| {
-        let make_state: Function = ctx
-            .globals()
-            .get("__weirState")
-            .map_err(|e| e.to_string())?;
+        let proto = state_prototype(ctx).map_err(|e| e.to_string())?;
         weir_sdk::invoke::update(input, |k: K, values: Vec<V>, state: &mut State<S>| {
             let key = to_js(ctx, k)?;
             let array = rquickjs::Array::new(ctx.clone()).map_err(|e| e.to_string())?;
@@ -471,15 +481,20 @@ pub fn update<K: JsType, V: JsType, S: JsType, K2: JsType, V2: JsType>(
                 Some(s) => to_js(ctx, s)?,
                 None => Value::new_undefined(ctx.clone()),
             };
-            let js_state: Object = make_state
-                .call((exists, old, timing_out))
-                .catch(ctx)
-                .map_err(message)?;
+            let js_state = Object::new(ctx.clone())
+                .and_then(|o| {
+                    o.set_prototype(Some(&proto))?;
+                    o.set("exists", exists)?;
+                    o.set("timingOut", timing_out)?;
+                    o.set("value", old)?;
+                    Ok(o)
+                })
+                .map_err(|e| e.to_string())?;
             let result = call(ctx, &f, vec![key, array.into_value(), js_state.clone().into_value()])?;
             let exists: bool = js_state.get("exists").map_err(|e| e.to_string())?;
             if exists {
-                let v: Value = js_state.get("_value").map_err(|e| e.to_string())?;
-                state.set(from_js(&format!("{export}: the state"), &v)?);
+                let v: Value = js_state.get("value").map_err(|e| e.to_string())?;
+                state.set(from_js(|| format!("{export}: the state"), &v)?);
             }
             pairs::<K2, V2>(&export, result)
         })

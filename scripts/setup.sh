@@ -37,6 +37,19 @@ install_tansu() {
     rm -rf "${HOME}/.cache/tansu-build"
 }
 
+# With --tests: the JavaScript plugin (plugins/wordcount-js) needs the
+# wasm32-wasip1 target, and Debian's clang with wasi-libc to build QuickJS's
+# C for it (tests/build.rs).
+install_js_toolchain() {
+    if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
+        echo "setup: adding the wasm32-wasip1 Rust target" >&2
+        rustup target add wasm32-wasip1
+    fi
+    if [[ ! -e /usr/lib/wasm32-wasi/libc.a ]] || ! ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1; then
+        apt_install clang lld wasi-libc libclang-rt-14-dev-wasm32
+    fi
+}
+
 if [[ "${1:-}" == "--kafka" ]]; then
     install_tansu
     exit 0
@@ -55,5 +68,6 @@ if [[ "${1:-}" == "--tests" ]]; then
     if ! command -v clang >/dev/null || ! command -v wasm-ld >/dev/null; then
         apt_install clang lld
     fi
+    install_js_toolchain
     install_tansu
 fi

@@ -211,6 +211,11 @@ impl Engine {
         // The instance lives for one call: collect cycles only under real
         // memory pressure (the host's memory cap still applies).
         runtime.set_gc_threshold(256 << 20);
+        // QuickJS checks its C stack against this much below where the
+        // runtime was made; the module's whole shadow stack is 1 MiB (the
+        // Rust default), so deep recursion fails as a RangeError ("Maximum
+        // call stack size exceeded") instead of running off the stack.
+        runtime.set_max_stack_size(512 << 10);
         let context = Context::full(&runtime).map_err(|e| format!("cannot start QuickJS: {e}"))?;
         Ok(Engine {
             context: std::mem::ManuallyDrop::new(context),
@@ -584,4 +589,14 @@ macro_rules! __export {
             stringify!($($other)*)
         ));
     };
+}
+
+/// On `wasm32-unknown-unknown`, `rquickjs-sys` links a vendored libc whose
+/// clock asks the host for `env.__rquickjs_host_now_us`; defined here, the
+/// module needs no import for it: QuickJS's clock (`Date.now()`, the seed of
+/// `Math.random()`) reads the batch time, so replays compute the same.
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+#[no_mangle]
+pub extern "C" fn __rquickjs_host_now_us() -> f64 {
+    weir_sdk::batch_time_ms() as f64 * 1000.0
 }

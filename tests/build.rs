@@ -48,7 +48,7 @@ fn main() {
         let out = guest_target.join(format!("{}.wasm", name.to_lowercase()));
         emit(&mut code, name, build_c(&root.join(source), &out));
     }
-    emit(&mut code, "WORDCOUNT_JS", build_js(&root, &guest_target.join("js")));
+    emit(&mut code, "WORDCOUNT_JS", build_js(&root, &guest_target));
     std::fs::write(out_dir.join("guests.rs"), code).unwrap();
 }
 
@@ -149,15 +149,22 @@ fn build_c(source: &Path, out: &Path) -> Result<PathBuf, String> {
 /// `rquickjs` crate, in a `wasm32-wasip1` cdylib. The plugin is its own
 /// workspace with its own lock file (QuickJS's C must not be part of the
 /// host's build); its C is compiled by Debian's clang against wasi-libc.
-fn build_js(root: &Path, target_dir: &Path) -> Result<PathBuf, String> {
+fn build_js(root: &Path, guest_target: &Path) -> Result<PathBuf, String> {
+    let target_dir = guest_target.join("js");
     const INSTALL: &str = "install the toolchain with `rustup target add wasm32-wasip1` and \
         `apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32`";
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let clang = env::var("WEIR_CLANG").unwrap_or_else(|_| "clang".into());
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(root.join("plugins/wordcount-js"))
-        .args(["build", "--release", "--target", "wasm32-wasip1", "--target-dir"])
-        .arg(target_dir);
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip1",
+            "--target-dir",
+        ])
+        .arg(&target_dir);
     for (key, _) in env::vars_os() {
         let key = key.to_string_lossy();
         if key.starts_with("CARGO_") && key != "CARGO_HOME"

@@ -47,7 +47,11 @@ fn inv() -> Invocation {
 }
 
 /// Output bytes, or the guest's error message; any other failure panics.
-fn call(plugin: &Plugin, (kind, function): (FunctionKind, &str), body: &[u8]) -> Result<Vec<u8>, String> {
+fn call(
+    plugin: &Plugin,
+    (kind, function): (FunctionKind, &str),
+    body: &[u8],
+) -> Result<Vec<u8>, String> {
     match plugin.call(kind, function, &inv(), body) {
         Ok(out) => Ok(out),
         Err(e) => match e.kind {
@@ -111,7 +115,12 @@ fn split_is_byte_identical_to_rust() {
 
 #[test]
 fn split_fails_on_non_utf8_like_rust() {
-    for bad in [&b"ok \xff no"[..], b"\xe3\x80", b"\xc3\x28", b"\xed\xa0\x80"] {
+    for bad in [
+        &b"ok \xff no"[..],
+        b"\xe3\x80",
+        b"\xc3\x28",
+        b"\xed\xa0\x80",
+    ] {
         let err = same(SPLIT, &lines(&[b"fine", bad])).unwrap_err();
         assert!(err.starts_with("record 1: value: "), "{err}");
     }
@@ -125,12 +134,23 @@ fn sum_is_byte_identical_to_rust() {
     let min = i64::MIN.to_le_bytes();
     let minus = (-1i64).to_le_bytes();
     same(SUM, &groups(&[])).unwrap();
-    same(SUM, &groups(&[(b"a", &[&one]), (b"b", &[&one, &two, &two]), (b"c", &[&max, &minus])])).unwrap();
+    same(
+        SUM,
+        &groups(&[
+            (b"a", &[&one]),
+            (b"b", &[&one, &two, &two]),
+            (b"c", &[&max, &minus]),
+        ]),
+    )
+    .unwrap();
     same(SUM, &groups(&[(b"m", &[&min, &one])])).unwrap();
     let overflow = same(SUM, &groups(&[(b"a", &[&one]), (b"x", &[&max, &one])])).unwrap_err();
     assert_eq!(overflow, "count overflow adding 9223372036854775807 and 1");
     let underflow = same(SUM, &groups(&[(b"x", &[&min, &minus])])).unwrap_err();
-    assert_eq!(underflow, "count overflow adding -9223372036854775808 and -1");
+    assert_eq!(
+        underflow,
+        "count overflow adding -9223372036854775808 and -1"
+    );
     let short = same(SUM, &groups(&[(b"x", &[&one, b"abc"])])).unwrap_err();
     assert!(short.contains("expected 8 bytes, found 3"), "{short}");
 }
@@ -139,7 +159,10 @@ fn sum_is_byte_identical_to_rust() {
 fn running_count_is_byte_identical_to_rust() {
     let (one, two, ten) = (1i64.to_le_bytes(), 2i64.to_le_bytes(), 10i64.to_le_bytes());
     let max = i64::MAX.to_le_bytes();
-    let entry = |key: &'static [u8], state: Option<&'static [u8]>, timed_out, values: Vec<&'static [u8]>| UpdateEntry {
+    let entry = |key: &'static [u8],
+                 state: Option<&'static [u8]>,
+                 timed_out,
+                 values: Vec<&'static [u8]>| UpdateEntry {
         key,
         state,
         timed_out,

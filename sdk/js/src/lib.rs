@@ -69,8 +69,8 @@
 
 use rquickjs::function::{Rest, This};
 use rquickjs::{
-    qjs, ArrayBuffer, BigInt, CatchResultExt, CaughtError, Coerced, Context, Ctx, Function,
-    Module, Object, Runtime, TypedArray, Value,
+    qjs, ArrayBuffer, BigInt, CatchResultExt, CaughtError, Coerced, Context, Ctx, Function, Module,
+    Object, Runtime, TypedArray, Value,
 };
 use weir_sdk::{Decode, Encode, State};
 
@@ -155,9 +155,8 @@ impl JsType for i64 {
         }
         let back = BigInt::from_i64(ctx.clone(), n).ok()?;
         // SAFETY: both values are live; JS_IsStrictEqual does not consume them.
-        let exact = unsafe {
-            qjs::JS_IsStrictEqual(ctx.as_raw().as_ptr(), value.as_raw(), back.as_raw())
-        };
+        let exact =
+            unsafe { qjs::JS_IsStrictEqual(ctx.as_raw().as_ptr(), value.as_raw(), back.as_raw()) };
         exact.then_some(n)
     }
 }
@@ -232,7 +231,8 @@ impl Engine {
         body: impl for<'js> FnOnce(&Ctx<'js>, Function<'js>) -> Result<R, Error>,
     ) -> Result<R, Error> {
         self.context.with(|ctx| {
-            install_globals(&ctx).map_err(|e| format!("cannot set up the JavaScript globals: {e}"))?;
+            install_globals(&ctx)
+                .map_err(|e| format!("cannot set up the JavaScript globals: {e}"))?;
             let (module, promise) = Module::declare(ctx.clone(), "plugin.js", source)
                 .and_then(|m| m.eval())
                 .catch(&ctx)
@@ -281,7 +281,10 @@ fn install_globals(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
         "batchTimeMs",
         Function::new(ctx.clone(), || weir_sdk::batch_time_ms() as f64)?,
     )?;
-    weir.set("partition", Function::new(ctx.clone(), weir_sdk::partition)?)?;
+    weir.set(
+        "partition",
+        Function::new(ctx.clone(), weir_sdk::partition)?,
+    )?;
     weir.set(
         "numPartitions",
         Function::new(ctx.clone(), weir_sdk::num_partitions)?,
@@ -309,7 +312,8 @@ fn state_prototype<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Object<'js>> {
     proto.set(
         "remove",
         Function::new(ctx.clone(), |this: This<Object<'js>>| {
-            this.0.set("value", Value::new_undefined(this.0.ctx().clone()))?;
+            this.0
+                .set("value", Value::new_undefined(this.0.ctx().clone()))?;
             this.0.set("exists", false)
         })?,
     )?;
@@ -332,7 +336,11 @@ fn message(e: CaughtError<'_>) -> String {
 }
 
 /// Calls `f` and turns an exception into the call's error.
-fn call<'js>(ctx: &Ctx<'js>, f: &Function<'js>, args: Vec<Value<'js>>) -> Result<Value<'js>, Error> {
+fn call<'js>(
+    ctx: &Ctx<'js>,
+    f: &Function<'js>,
+    args: Vec<Value<'js>>,
+) -> Result<Value<'js>, Error> {
     let mut a = rquickjs::function::Args::new(ctx.clone(), args.len());
     a.push_args(args).map_err(|e| e.to_string())?;
     f.call_arg::<Value>(a).catch(ctx).map_err(message)
@@ -345,8 +353,14 @@ fn to_js<'js, T: JsType>(ctx: &Ctx<'js>, v: T) -> Result<Value<'js>, Error> {
 /// `value` as a `T`, or an error that says what `what()` must be (the
 /// message is only built on failure: this runs per output element).
 fn from_js<T: JsType>(what: impl FnOnce() -> String, value: &Value<'_>) -> Result<T, Error> {
-    T::from_js(value)
-        .ok_or_else(|| format!("{} must be {}, got {}", what(), T::EXPECTED, describe(value)))
+    T::from_js(value).ok_or_else(|| {
+        format!(
+            "{} must be {}, got {}",
+            what(),
+            T::EXPECTED,
+            describe(value)
+        )
+    })
 }
 
 fn describe(value: &Value<'_>) -> String {
@@ -467,9 +481,7 @@ pub fn update<K: JsType, V: JsType, S: JsType, K2: JsType, V2: JsType>(
     if empty_body(input) {
         return weir_sdk::invoke::update(
             input,
-            |_: K, _: Vec<V>, _: &mut State<S>| -> Result<(), Error> {
-                unreachable!("no entries")
-            },
+            |_: K, _: Vec<V>, _: &mut State<S>| -> Result<(), Error> { unreachable!("no entries") },
         );
     }
     Engine::new()?.with_function(source, name, |ctx, f| {
@@ -495,7 +507,11 @@ pub fn update<K: JsType, V: JsType, S: JsType, K2: JsType, V2: JsType>(
                     Ok(o)
                 })
                 .map_err(|e| e.to_string())?;
-            let result = call(ctx, &f, vec![key, array.into_value(), js_state.clone().into_value()])?;
+            let result = call(
+                ctx,
+                &f,
+                vec![key, array.into_value(), js_state.clone().into_value()],
+            )?;
             let exists: bool = js_state.get("exists").map_err(|e| e.to_string())?;
             if exists {
                 let v: Value = js_state.get("value").map_err(|e| e.to_string())?;

@@ -7,7 +7,8 @@
 //! cargo build --release --target wasm32-wasip1`
 
 weir_js::plugin! {
-    source = include_str!("../wordcount.js");
+    // wordcount.js, compiled by build.rs.
+    bytecode = include_bytes!(concat!(env!("OUT_DIR"), "/wordcount.js.qjsbc"));
     map split(String) -> (String, i64);
     reduce sum(i64);
     update running_count(String, i64, i64) -> (String, i64);

@@ -45,6 +45,7 @@
 //! | [`partition`] | the fixed, seeded partitioning hash |
 //! | [`worker_pool`] | the elastic pool partition work runs on |
 //! | [`wasm`] | engine, plugins, calls and their limits |
+//! | [`conformance`] | the plugin conformance suite (`weir plugin test`) |
 //! | [`host`] | the process-wide host: wasm runtime, receiver runtime, pool |
 //! | [`checkpoint`] | checkpoint directories, logs, snapshots |
 //! | [`error`] | the engine's and the builder's errors |
@@ -99,6 +100,7 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod conformance;
 pub mod error;
 pub(crate) mod graph;
 pub mod host;

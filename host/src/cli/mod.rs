@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 mod kafka;
+pub mod plugin;
 
 use crate::config::{Overrides, Pipeline, PipelineError};
 use crate::job::{JobFailed, StopSignal};
@@ -161,6 +162,46 @@ pub enum PluginCommand {
         /// Path to a `.wasm` (or `.wat`) module.
         module: PathBuf,
     },
+    /// Run the conformance suite on a module: reference cases for the
+    /// word-count functions (map:split, reduce:sum, update:running_count),
+    /// generic checks (no trap, valid framing, determinism) for any other.
+    /// Prints one line per case; exits non-zero if any fails.
+    Test {
+        /// Path to a `.wasm` (or `.wat`) module.
+        module: PathBuf,
+        /// Test only this function, KIND:NAME [default: every function].
+        #[arg(long)]
+        function: Option<String>,
+    },
+    /// Call one function on a fresh instance and print its output as the
+    /// `print` output does, plus the fuel and time it took (on stderr).
+    ///
+    /// Input: --text "LINES" for a map function (one unkeyed record per
+    /// line), or --input FILE of JSON lines, where BYTES is a string (its
+    /// UTF-8), an integer (an i64, 8 bytes little-endian) or {"hex": "ff00"}:
+    ///   map:    {"key": BYTES, "value": BYTES}  (or "key_hex"/"value_hex")
+    ///   reduce: {"key": BYTES, "values": [BYTES, ...]}  one group per line
+    ///   update: {"key": BYTES, "state": BYTES, "timed_out": false, "values": [BYTES, ...]}
+    ///           one entry per line; leave "state" out for a key without state
+    #[command(verbatim_doc_comment)]
+    Call {
+        /// Path to a `.wasm` (or `.wat`) module.
+        module: PathBuf,
+        /// The function, KIND:NAME, e.g. map:split.
+        function: String,
+        /// Lines of text, one unkeyed record each (map functions).
+        #[arg(long, conflicts_with = "input")]
+        text: Option<String>,
+        /// A file of JSON lines (`-` for standard input).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Fuel budget of the call [default: the runtime's default, 50000000000].
+        #[arg(long)]
+        fuel: Option<u64>,
+        /// Batch time handed to the function, in ms since the epoch [default: 0].
+        #[arg(long, default_value_t = 0)]
+        batch_time: i64,
+    },
 }
 
 /// `weir kafka ...`
@@ -240,6 +281,9 @@ pub enum CliError {
     /// A request to a `weir serve` host failed.
     #[error(transparent)]
     Client(#[from] crate::serve::ClientError),
+    /// `weir plugin test` or `weir plugin call` failed.
+    #[error(transparent)]
+    Plugin(#[from] plugin::PluginToolError),
     /// A Kafka client command failed.
     #[error(transparent)]
     Kafka(#[from] kafka::ToolError),
@@ -250,6 +294,30 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
     use crate::serve::commands as serve;
     match cli.command {
         Command::Plugin(PluginCommand::Inspect { module }) => inspect(&module),
+        Command::Plugin(PluginCommand::Test { module, function }) => {
+            plugin::test(&module, function.as_deref())
+        }
+        Command::Plugin(PluginCommand::Call {
+            module,
+            function,
+            text,
+            input,
+            fuel,
+            batch_time,
+        }) => {
+            let input = match (text, input) {
+                (Some(t), None) => plugin::CallInput::Text(t),
+                (None, Some(p)) => plugin::CallInput::Json(p),
+                _ => return Err(plugin::PluginToolError::NoInput.into()),
+            };
+            let opts = plugin::CallOptions {
+                function,
+                input,
+                fuel,
+                batch_time_ms: batch_time,
+            };
+            plugin::call(&module, &opts)
+        }
         Command::Kafka(KafkaCommand::CreateTopic {
             brokers,
             topic,

@@ -11,5 +11,5 @@ mod store;
 
 pub use engine::{Limits, RuntimeConfig};
 pub use error::{CallError, CallErrorKind, CallSite, LoadError, Problem};
-pub use plugin::{FunctionInfo, Invocation, Plugin};
+pub use plugin::{CallStats, FunctionInfo, Invocation, Plugin};
 pub use runtime::Runtime;

@@ -8,6 +8,7 @@ mod cli;
 mod examples;
 mod kafka;
 mod plugin_inspect;
+mod plugin_workflow;
 mod recovery;
 mod scale_out;
 mod serve;

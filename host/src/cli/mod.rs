@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 
 mod kafka;
 pub mod plugin;
+pub mod scaffold;
+mod toolchain;
 
 use crate::config::{Overrides, Pipeline, PipelineError};
 use crate::job::{JobFailed, StopSignal};
@@ -202,6 +204,32 @@ pub enum PluginCommand {
         #[arg(long, default_value_t = 0)]
         batch_time: i64,
     },
+    /// Create a plugin project: a map, a reduce and an update function
+    /// (word count: split, sum, running_count), native unit tests where the
+    /// language has them, a pipeline.toml using it, a README.
+    New {
+        /// The plugin's name (lowercase letters, digits, `-`, `_`).
+        name: String,
+        /// The language.
+        #[arg(long, value_enum)]
+        lang: scaffold::Lang,
+        /// Where to create it [default: ./NAME].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Rust: the weir-sdk crate to depend on by path [default: the sdk/
+        /// of the weir source tree this binary was built from, if present].
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build the plugin project in DIR with its language's toolchain
+    /// (detected from Cargo.toml, go.mod, *.zig, package.json, *.c or a
+    /// Makefile), then load the module and show its path, size and
+    /// functions.
+    Build {
+        /// The project directory [default: the current directory].
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 /// `weir kafka ...`
@@ -284,6 +312,9 @@ pub enum CliError {
     /// `weir plugin test` or `weir plugin call` failed.
     #[error(transparent)]
     Plugin(#[from] plugin::PluginToolError),
+    /// `weir plugin new` or `weir plugin build` failed.
+    #[error(transparent)]
+    Scaffold(#[from] scaffold::ScaffoldError),
     /// A Kafka client command failed.
     #[error(transparent)]
     Kafka(#[from] kafka::ToolError),
@@ -318,6 +349,18 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
             };
             plugin::call(&module, &opts)
         }
+        Command::Plugin(PluginCommand::New {
+            name,
+            lang,
+            dir,
+            sdk,
+        }) => {
+            let dir = scaffold::new(&name, lang, dir.as_deref(), sdk.as_deref())?;
+            println!("created plugin `{name}` ({lang}) in {}", dir.display());
+            println!("next: weir plugin build {}", dir.display());
+            Ok(())
+        }
+        Command::Plugin(PluginCommand::Build { dir }) => scaffold::build(&dir),
         Command::Kafka(KafkaCommand::CreateTopic {
             brokers,
             topic,

@@ -773,7 +773,7 @@ impl Plugin {
             let err = self.error(kind, function, inv, CallErrorKind::NoSuchFunction);
             return (Err(err), CallStats::default());
         };
-        let mut store = self.compiled.store(&self.name, &inv.limits);
+        let mut store = self.compiled.store(&self.name, inv);
         let result = self
             .call_in(
                 &mut store,

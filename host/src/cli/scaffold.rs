@@ -109,7 +109,11 @@ fn check_sdk(path: &Path) -> Result<PathBuf, ScaffoldError> {
 
 /// Per-language facts the templates are filled with.
 struct Facts {
+    /// The toolchain command that builds the module.
     build_command: String,
+    /// What a person types to build it (differs where a package manager
+    /// wraps the toolchain).
+    by_hand: String,
     wasm_path: String,
     test_section: String,
 }
@@ -119,26 +123,31 @@ fn facts(lang: Lang, name: &str) -> Facts {
     match lang {
         Lang::Rust => Facts {
             build_command: "cargo build --release --target wasm32-unknown-unknown".into(),
+            by_hand: "cargo build --release --target wasm32-unknown-unknown".into(),
             wasm_path: format!("target/wasm32-unknown-unknown/release/{}.wasm", name.replace('-', "_")),
             test_section: test("cargo test", "runs the functions natively (the SDK's attributes leave them plain Rust functions)."),
         },
         Lang::C => Facts {
             build_command: format!("clang --target=wasm32 -nostdlib -O2 -fuse-ld=lld -Wl,--no-entry -o {name}.wasm {name}.c"),
+            by_hand: format!("clang --target=wasm32 -nostdlib -O2 -fuse-ld=lld -Wl,--no-entry -o {name}.wasm {name}.c"),
             wasm_path: format!("{name}.wasm"),
             test_section: test("make test", &format!("compiles `test_{name}.c` natively against the plugin's logic and runs it.")),
         },
         Lang::Go => Facts {
             build_command: format!("GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o {name}.wasm ."),
+            by_hand: format!("GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o {name}.wasm ."),
             wasm_path: format!("{name}.wasm"),
             test_section: test("go test", "runs the logic natively (`exports.go`, the wasm glue, is built only for wasip1)."),
         },
         Lang::Zig => Facts {
             build_command: format!("python3 -m ziglang build-exe {name}.zig -target wasm32-freestanding -fno-entry -rdynamic -O ReleaseSmall"),
+            by_hand: format!("python3 -m ziglang build-exe {name}.zig -target wasm32-freestanding -fno-entry -rdynamic -O ReleaseSmall"),
             wasm_path: format!("{name}.wasm"),
             test_section: test(&format!("python3 -m ziglang test {name}.zig"), "runs the `test` blocks natively (or `zig test` with a zig on PATH)."),
         },
         Lang::AssemblyScript => Facts {
             build_command: format!("asc assembly/index.ts -o build/{name}.wasm -O3z --runtime stub --use abort="),
+            by_hand: "npm install && npm run build".into(),
             wasm_path: format!("build/{name}.wasm"),
             test_section: "## Test\n\nAssemblyScript has no native test runner here: `weir plugin test` runs the conformance suite on the module.\n".into(),
         },
@@ -258,6 +267,7 @@ pub fn new(
         text.replace("{{name}}", name)
             .replace("{{lang}}", &lang.to_string())
             .replace("{{build_command}}", &facts.build_command)
+            .replace("{{by_hand}}", &facts.by_hand)
             .replace("{{wasm_path}}", &facts.wasm_path)
             .replace("{{test_section}}", &facts.test_section)
             .replace("{{sdk_dependency}}", &sdk_dependency(sdk.as_deref()))

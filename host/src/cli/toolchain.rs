@@ -246,7 +246,7 @@ fn zig(dir: &Path) -> Result<PathBuf, ScaffoldError> {
 fn assemblyscript(dir: &Path) -> Result<PathBuf, ScaffoldError> {
     if !dir.join("node_modules/assemblyscript").is_dir() {
         let mut install = Command::new("npm");
-        install.arg("install");
+        install.args(["install", "--prefer-offline", "--no-audit", "--no-fund"]);
         run(Lang::AssemblyScript, dir, install, INSTALL_NPM, no_hint)?;
     }
     let mut cmd = Command::new("npm");

@@ -323,43 +323,7 @@ pub enum CliError {
 pub fn execute(cli: Cli) -> Result<(), CliError> {
     use crate::serve::commands as serve;
     match cli.command {
-        Command::Plugin(PluginCommand::Inspect { module }) => inspect(&module),
-        Command::Plugin(PluginCommand::Test { module, function }) => {
-            plugin::test(&module, function.as_deref())
-        }
-        Command::Plugin(PluginCommand::Call {
-            module,
-            function,
-            text,
-            input,
-            fuel,
-            batch_time,
-        }) => {
-            let input = match (text, input) {
-                (Some(t), None) => plugin::CallInput::Text(t),
-                (None, Some(p)) => plugin::CallInput::Json(p),
-                _ => return Err(plugin::PluginToolError::NoInput.into()),
-            };
-            let opts = plugin::CallOptions {
-                function,
-                input,
-                fuel,
-                batch_time_ms: batch_time,
-            };
-            plugin::call(&module, &opts)
-        }
-        Command::Plugin(PluginCommand::New {
-            name,
-            lang,
-            dir,
-            sdk,
-        }) => {
-            let dir = scaffold::new(&name, lang, dir.as_deref(), sdk.as_deref())?;
-            println!("created plugin `{name}` ({lang}) in {}", dir.display());
-            println!("next: weir plugin build {}", dir.display());
-            Ok(())
-        }
-        Command::Plugin(PluginCommand::Build { dir }) => scaffold::build(&dir),
+        Command::Plugin(command) => plugin_command(command),
         Command::Kafka(KafkaCommand::CreateTopic {
             brokers,
             topic,
@@ -435,6 +399,47 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
             };
             run(&pipeline, batches, &overrides, watch_plugins)
         }
+    }
+}
+
+/// Runs `weir plugin ...`.
+fn plugin_command(command: PluginCommand) -> Result<(), CliError> {
+    match command {
+        PluginCommand::Inspect { module } => inspect(&module),
+        PluginCommand::Test { module, function } => plugin::test(&module, function.as_deref()),
+        PluginCommand::Call {
+            module,
+            function,
+            text,
+            input,
+            fuel,
+            batch_time,
+        } => {
+            let input = match (text, input) {
+                (Some(t), None) => plugin::CallInput::Text(t),
+                (None, Some(p)) => plugin::CallInput::Json(p),
+                _ => return Err(plugin::PluginToolError::NoInput.into()),
+            };
+            let opts = plugin::CallOptions {
+                function,
+                input,
+                fuel,
+                batch_time_ms: batch_time,
+            };
+            plugin::call(&module, &opts)
+        }
+        PluginCommand::New {
+            name,
+            lang,
+            dir,
+            sdk,
+        } => {
+            let dir = scaffold::new(&name, lang, dir.as_deref(), sdk.as_deref())?;
+            println!("created plugin `{name}` ({lang}) in {}", dir.display());
+            println!("next: weir plugin build {}", dir.display());
+            Ok(())
+        }
+        PluginCommand::Build { dir } => scaffold::build(&dir),
     }
 }
 

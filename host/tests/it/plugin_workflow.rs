@@ -117,6 +117,28 @@ fn a_sum_that_wraps_fails_the_overflow_case() {
 }
 
 #[test]
+fn traps_and_endless_loops_fail_and_say_so() {
+    let out = plugin(&["test"], &weir_tests::fixture("abi/trap.wat"));
+    let stdout = text(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("✗ map:unreachable empty batch succeeds or fails cleanly"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("must succeed or fail cleanly (status 1), but failed: trap"),
+        "{stdout}"
+    );
+    let out = plugin(&["test"], &weir_tests::fixture("abi/endless_loop.wat"));
+    let stdout = text(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("failed: out_of_fuel (ran out of fuel"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn test_names_a_missing_function() {
     let out = plugin(&["test", "--function", "map:nope"], &wat_wordcount());
     assert!(!out.status.success());

@@ -134,8 +134,8 @@ fn facts(lang: Lang, name: &str) -> Facts {
             test_section: test("make test", &format!("compiles `test_{name}.c` natively against the plugin's logic and runs it.")),
         },
         Lang::Go => Facts {
-            build_command: format!("GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o {name}.wasm ."),
-            by_hand: format!("GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o {name}.wasm ."),
+            build_command: format!("GOOS=wasip1 GOARCH=wasm go build -buildvcs=false -buildmode=c-shared -o {name}.wasm ."),
+            by_hand: format!("GOOS=wasip1 GOARCH=wasm go build -buildvcs=false -buildmode=c-shared -o {name}.wasm ."),
             wasm_path: format!("{name}.wasm"),
             test_section: test("go test", "runs the logic natively (`exports.go`, the wasm glue, is built only for wasip1)."),
         },

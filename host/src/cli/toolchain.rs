@@ -175,7 +175,7 @@ fn go(dir: &Path) -> Result<PathBuf, ScaffoldError> {
     let mut cmd = Command::new("go");
     cmd.env("GOOS", "wasip1")
         .env("GOARCH", "wasm")
-        .args(["build", "-buildmode=c-shared", "-o"])
+        .args(["build", "-buildvcs=false", "-buildmode=c-shared", "-o"])
         .arg(&out)
         .arg(".");
     run(Lang::Go, dir, cmd, INSTALL_GO, |o| {

@@ -362,9 +362,6 @@ Result<Out> running_count(Reader r) {
 
 // ---- the weir ABI glue ---------------------------------------------------------------
 
-// Buffers handed to the host live until the instance is discarded.
-std::vector<std::vector<uint8_t>>* keep = new std::vector<std::vector<uint8_t>>;
-
 int run(Result<Out> (*f)(Reader), std::string_view context, uint32_t input, uint32_t len, uint32_t result) {
   Bytes in(reinterpret_cast<const char*>(input), len);
   std::vector<uint8_t> out;
@@ -379,8 +376,10 @@ int run(Result<Out> (*f)(Reader), std::string_view context, uint32_t input, uint
     out.assign(r.error().message.begin(), r.error().message.end());
     status = 1;
   }
-  const std::vector<uint8_t>& kept = keep->emplace_back(std::move(out));
-  uint32_t area[2] = {reinterpret_cast<uint32_t>(kept.data()), static_cast<uint32_t>(kept.size())};
+  // Leaked on purpose: the host reads it after the call, then discards the
+  // whole instance.
+  const auto* kept = new std::vector<uint8_t>(std::move(out));
+  uint32_t area[2] = {reinterpret_cast<uint32_t>(kept->data()), static_cast<uint32_t>(kept->size())};
   std::memcpy(reinterpret_cast<void*>(result), area, 8);
   return status;
 }

@@ -7,6 +7,7 @@ mod checkpoint_compat;
 mod cli;
 mod examples;
 mod kafka;
+mod languages;
 mod plugin_inspect;
 mod recovery;
 mod scale_out;

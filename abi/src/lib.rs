@@ -48,6 +48,11 @@ pub const EXPORT_MEMORY: &str = "memory";
 pub const IMPORT_MODULE: &str = "weir";
 /// `weir.log(level: i32, ptr: i32, len: i32)`: an optional log call.
 pub const IMPORT_LOG: &str = "log";
+/// `weir.fail(ptr: i32, len: i32)`: ends the call as failed with the UTF-8
+/// message at `ptr` (a panic hook's way out); never returns.
+pub const IMPORT_FAIL: &str = "fail";
+/// Separator of the alternative export spelling `KIND__NAME`.
+pub const ALT_SEPARATOR: &str = "__";
 
 /// Status returned by a function: success, the result area holds output.
 pub const STATUS_OK: i32 = 0;
@@ -111,9 +116,14 @@ impl FunctionKind {
     }
 
     /// Splits an export name such as `map:split` into kind and function name.
-    /// Returns `None` for exports that are not weir functions.
+    /// The alternative spelling `map__split` (two underscores for the colon,
+    /// for languages whose export names are identifiers, like
+    /// AssemblyScript) is accepted too. Returns `None` for exports that are
+    /// not weir functions.
     pub fn parse_export(export: &str) -> Option<(FunctionKind, &str)> {
-        let (prefix, name) = export.split_once(':')?;
+        let (prefix, name) = export
+            .split_once(':')
+            .or_else(|| export.split_once(ALT_SEPARATOR))?;
         let kind = FunctionKind::ALL
             .into_iter()
             .find(|k| k.prefix() == prefix)?;
@@ -1188,6 +1198,16 @@ mod tests {
             Some((FunctionKind::Reduce, "sum"))
         );
         assert_eq!(FunctionKind::parse_export("map:"), None);
+        assert_eq!(
+            FunctionKind::parse_export("map__split"),
+            Some((FunctionKind::Map, "split"))
+        );
+        assert_eq!(
+            FunctionKind::parse_export("update__running_count"),
+            Some((FunctionKind::Update, "running_count"))
+        );
+        assert_eq!(FunctionKind::parse_export("map__"), None);
+        assert_eq!(FunctionKind::parse_export("__heap_base"), None);
         assert_eq!(FunctionKind::parse_export("weir_alloc"), None);
         assert_eq!(FunctionKind::Update.export_name("count"), "update:count");
     }

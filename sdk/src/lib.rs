@@ -270,6 +270,40 @@ impl<V, E: fmt::Display> Reduced<V> for Result<V, E> {
     }
 }
 
+/// Ends the call as failed with `message` (the host's `weir.fail`): the
+/// host reports it as the function's error. Outside wasm, panics with it.
+pub fn fail(message: &str) -> ! {
+    #[cfg(target_arch = "wasm32")]
+    {
+        #[link(wasm_import_module = "weir")]
+        extern "C" {
+            #[link_name = "fail"]
+            fn weir_fail(ptr: *const u8, len: usize);
+        }
+        // SAFETY: the host reads `len` bytes at `ptr`, a live str, and
+        // never returns (it ends the call).
+        unsafe { weir_fail(message.as_ptr(), message.len()) }
+        std::process::abort()
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        panic!("{message}")
+    }
+}
+
+/// Routes panics to the host through [`fail`], so a panic is reported with
+/// its message and location instead of as a bare `unreachable` trap.
+#[cfg(target_arch = "wasm32")]
+fn install_panic_hook() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let message = info.to_string().replace(":\n", ": ");
+            fail(&message)
+        }))
+    });
+}
+
 /// Module-level exports every weir plugin needs, defined once here so a
 /// plugin crate only writes its functions.
 #[cfg(target_arch = "wasm32")]
@@ -284,6 +318,8 @@ mod exports {
     /// never freed: the instance is discarded after one call.
     #[no_mangle]
     pub extern "C" fn weir_alloc(size: u32) -> *mut u8 {
+        // The host calls this first in every call, on a fresh instance.
+        crate::install_panic_hook();
         // u64 elements make the block 8-byte aligned, as the ABI requires.
         let words = (size as usize).div_ceil(8).max(1);
         let mut buf = std::mem::ManuallyDrop::new(Vec::<u64>::with_capacity(words));

@@ -29,9 +29,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use weir::wasm::{Invocation, Plugin, Runtime, RuntimeConfig};
 use weir_abi::{CallHeader, FunctionKind, RecordBatch};
+use weir_tests::corpus::Vocabulary;
 use weir_tests::{fixture, guest, guests};
 
 /// Targets from the issue.
@@ -241,65 +242,6 @@ fn main() {
 
 // ---------------------------------------------------------------------------
 // Input data
-
-/// `n` distinct lowercase words, shortest first (rank 0 is the most frequent
-/// word, as in natural text), drawn with Zipf(1) weights.
-struct Vocabulary {
-    words: Vec<String>,
-    /// Cumulative Zipf weights, `cdf[i]` = sum of 1/(k+1) for k <= i.
-    cdf: Vec<f64>,
-}
-
-impl Vocabulary {
-    fn new(n: usize, rng: &mut StdRng) -> Self {
-        let mut seen = std::collections::HashSet::new();
-        let mut words = Vec::with_capacity(n);
-        while words.len() < n {
-            let len = rng.gen_range(2..=10);
-            let w: String = (0..len)
-                .map(|_| rng.gen_range(b'a'..=b'z') as char)
-                .collect();
-            if seen.insert(w.clone()) {
-                words.push(w);
-            }
-        }
-        words.sort_by_key(String::len);
-        let mut acc = 0.0;
-        let cdf = (0..n)
-            .map(|k| {
-                acc += 1.0 / (k + 1) as f64;
-                acc
-            })
-            .collect();
-        Vocabulary { words, cdf }
-    }
-
-    fn word(&self, rng: &mut StdRng) -> &str {
-        let x = rng.gen::<f64>() * self.cdf[self.cdf.len() - 1];
-        let i = self
-            .cdf
-            .partition_point(|&c| c < x)
-            .min(self.words.len() - 1);
-        &self.words[i]
-    }
-
-    /// `lines` unkeyed records of 8 to 12 words separated by single spaces.
-    fn batch(&self, lines: usize, rng: &mut StdRng) -> RecordBatch {
-        let mut batch = RecordBatch::with_capacity(lines * 64);
-        let mut line = String::new();
-        for _ in 0..lines {
-            line.clear();
-            for i in 0..rng.gen_range(8..=12) {
-                if i > 0 {
-                    line.push(' ');
-                }
-                line.push_str(self.word(rng));
-            }
-            batch.push(b"", line.as_bytes());
-        }
-        batch
-    }
-}
 
 fn with_header(header: &CallHeader, body: &[u8]) -> Vec<u8> {
     let mut input = header.encode().to_vec();

@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::{
-    Caller, Config, Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig,
-};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig};
 
 use super::store::CallState;
 
@@ -127,17 +125,7 @@ impl SharedEngine {
         let engine = Engine::new(&cfg)?;
 
         let mut linker = Linker::new(&engine);
-        linker.func_wrap(
-            weir_abi::IMPORT_MODULE,
-            weir_abi::IMPORT_LOG,
-            |mut caller: Caller<'_, CallState>,
-             level: i32,
-             ptr: i32,
-             len: i32|
-             -> wasmtime::Result<()> {
-                super::store::guest_log(&mut caller, level, ptr as u32, len as u32)
-            },
-        )?;
+        super::imports::define(&mut linker)?;
 
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let ticker_engine = engine.weak();

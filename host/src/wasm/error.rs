@@ -20,13 +20,20 @@ pub enum Problem {
         expected: &'static str,
     },
     /// The module imports something weir does not provide.
-    UnsupportedImport { module: String, name: String },
+    UnsupportedImport {
+        module: String,
+        name: String,
+        /// What to change in the module's toolchain.
+        hint: String,
+    },
     /// `weir_abi_version` returned another version.
     WrongAbiVersion { found: i32 },
     /// `weir_abi_version` could not be called.
     AbiVersionFailed { reason: String },
     /// No `map:`, `reduce:` or `update:` function is exported.
     NoFunctions,
+    /// One function exported under both spellings (`map:f` and `map__f`).
+    DuplicateFunction { first: String, second: String },
 }
 
 impl fmt::Display for Problem {
@@ -34,17 +41,19 @@ impl fmt::Display for Problem {
         match self {
             Problem::MissingExport { export, hint } => write!(f, "missing export `{export}` ({hint})"),
             Problem::BadExport { export, expected } => write!(f, "export `{export}` must be {expected}"),
-            Problem::UnsupportedImport { module, name } => write!(
-                f,
-                "imports `{module}.{name}`, but a weir plugin may import only `weir.log`; \
-                 build without WASI or std I/O (e.g. for wasm32-unknown-unknown)"
-            ),
+            Problem::UnsupportedImport { module, name, hint } => {
+                write!(f, "imports `{module}.{name}`, which weir does not offer: {hint}")
+            }
             Problem::WrongAbiVersion { found } => write!(
                 f,
                 "exports ABI version {found}, this host speaks version {}; rebuild it against a matching weir-sdk",
                 weir_abi::ABI_VERSION
             ),
             Problem::AbiVersionFailed { reason } => write!(f, "calling `weir_abi_version` failed: {reason}"),
+            Problem::DuplicateFunction { first, second } => write!(
+                f,
+                "exports one function twice, as `{first}` and `{second}`; keep one spelling"
+            ),
             Problem::NoFunctions => write!(
                 f,
                 "exports no weir function: expected exports named `map:NAME`, `reduce:NAME` or `update:NAME`"
@@ -152,9 +161,14 @@ pub enum CallErrorKind {
         #[source]
         source: wasmtime::Error,
     },
-    /// The user function reported an error.
+    /// The user function reported an error (status 1, `weir.fail`, a Rust
+    /// panic through the SDK's hook, an AssemblyScript `abort`).
     #[error("failed: {message}")]
     Guest { message: String },
+    /// The guest called WASI's `proc_exit` (with a non-zero code, or with
+    /// 0 before returning a result).
+    #[error("exited with code {code} (proc_exit) before returning a result{}", if stderr.is_empty() { String::new() } else { format!("; its stderr ended with: {stderr}") })]
+    Exit { code: i32, stderr: String },
     /// A pointer/length pair from the guest does not lie inside its memory.
     #[error("returned an out-of-range {what}: pointer {ptr}, length {len}, but memory is {memory_size} bytes")]
     BadPointer {
@@ -211,6 +225,7 @@ impl CallErrorKind {
             CallErrorKind::Trap { .. } => "trap",
             CallErrorKind::Instantiate { .. } => "instantiate",
             CallErrorKind::Guest { .. } => "guest_error",
+            CallErrorKind::Exit { .. } => "exit",
             CallErrorKind::BadPointer { .. } => "bad_pointer",
             CallErrorKind::OutputTooLarge { .. } => "output_too_large",
             CallErrorKind::Malformed(_) => "malformed_output",

@@ -5,9 +5,11 @@
 
 mod engine;
 mod error;
+mod imports;
 mod plugin;
 mod runtime;
 mod store;
+mod wasi;
 
 pub use engine::{Limits, RuntimeConfig};
 pub use error::{CallError, CallErrorKind, CallSite, LoadError, Problem};

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use wasmtime::{
-    Engine, Extern, ExternType, FuncType, InstancePre, Module, ModuleExport, Store, Trap, ValType,
+    Engine, Extern, ExternType, FuncType, Instance, InstancePre, Module, ModuleExport, Store, Trap,
+    ValType,
 };
 use weir_abi::{
     read_reduced, write_update_entries, CallHeader, FunctionKind, GroupsWriter, RecordBatch,
@@ -14,7 +15,9 @@ use weir_abi::{
 
 use super::engine::{Limits, SharedEngine, EPOCH_TICK};
 use super::error::{CallError, CallErrorKind, CallSite, LoadError, Problem};
+use super::imports::GuestFailure;
 use super::store::{CallState, MemoryLimiter};
+use super::wasi::{GuestEnv, GuestExit};
 
 /// One weir function a module exports.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -44,18 +47,25 @@ pub(crate) struct Compiled {
 struct Exports {
     memory: ModuleExport,
     alloc: ModuleExport,
+    /// A WASI reactor's `_initialize`, run on every fresh instance first.
+    initialize: Option<ModuleExport>,
     /// One per entry of `functions`, in the same order.
     functions: Vec<ModuleExport>,
 }
 
+/// A WASI reactor's initialisation export (constructors, a language
+/// runtime's start-up), `() -> ()`.
+const EXPORT_INITIALIZE: &str = "_initialize";
+
 impl Exports {
-    fn resolve(module: &Module, functions: &[FunctionInfo]) -> Option<Self> {
+    fn resolve(module: &Module, export_names: &[&str]) -> Option<Self> {
         Some(Exports {
             memory: module.get_export_index(EXPORT_MEMORY)?,
             alloc: module.get_export_index(EXPORT_ALLOC)?,
-            functions: functions
+            initialize: module.get_export_index(EXPORT_INITIALIZE),
+            functions: export_names
                 .iter()
-                .map(|f| module.get_export_index(&f.kind.export_name(&f.name)))
+                .map(|name| module.get_export_index(name))
                 .collect::<Option<_>>()?,
         })
     }
@@ -80,14 +90,8 @@ impl Compiled {
         let mut problems = Vec::new();
 
         for import in module.imports() {
-            let ok = import.module() == weir_abi::IMPORT_MODULE
-                && import.name() == weir_abi::IMPORT_LOG
-                && matches!(import.ty(), ExternType::Func(ref f) if { let (p, r) = func_sig(f); is_i32s(&p, 3) && r.is_empty() });
-            if !ok {
-                problems.push(Problem::UnsupportedImport {
-                    module: import.module().into(),
-                    name: import.name().into(),
-                });
+            if let Err(problem) = super::imports::check(&import) {
+                problems.push(problem);
             }
         }
 
@@ -124,13 +128,33 @@ impl Compiled {
                         expected: "a function (i32) -> i32",
                     });
                 }
+            } else if name == EXPORT_INITIALIZE {
+                if !matches!(ty, ExternType::Func(ref f) if { let (p, r) = func_sig(f); p.is_empty() && r.is_empty() })
+                {
+                    problems.push(Problem::BadExport {
+                        export: name.into(),
+                        expected: "a function () -> () (a WASI reactor's initialisation)",
+                    });
+                }
             } else if let Some((kind, fname)) = FunctionKind::parse_export(name) {
                 if matches!(ty, ExternType::Func(ref f) if { let (p, r) = func_sig(f); is_i32s(&p, 3) && is_i32s(&r, 1) })
                 {
-                    functions.push(FunctionInfo {
-                        kind,
-                        name: fname.into(),
-                    });
+                    if let Some((_, other)) = functions
+                        .iter()
+                        .find(|(f, _): &&(FunctionInfo, &str)| f.kind == kind && f.name == fname)
+                    {
+                        problems.push(Problem::DuplicateFunction {
+                            first: (*other).into(),
+                            second: name.into(),
+                        });
+                    }
+                    functions.push((
+                        FunctionInfo {
+                            kind,
+                            name: fname.into(),
+                        },
+                        name,
+                    ));
                 } else {
                     problems.push(Problem::BadExport {
                         export: name.into(),
@@ -198,9 +222,12 @@ impl Compiled {
                 pre,
                 hash,
                 bytes: Arc::from(bytes),
-                exports: Exports::resolve(&module, &functions)
-                    .expect("every export was found above"),
-                functions,
+                exports: Exports::resolve(
+                    &module,
+                    &functions.iter().map(|(_, e)| *e).collect::<Vec<_>>(),
+                )
+                .expect("every export was found above"),
+                functions: functions.into_iter().map(|(f, _)| f).collect(),
                 state_version,
             }),
             _ => Err(LoadError::NotAPlugin {
@@ -210,8 +237,14 @@ impl Compiled {
         }
     }
 
-    fn store(&self, plugin: &Arc<str>, limits: &Limits) -> Store<CallState> {
-        new_store(self.engine.engine(), plugin, limits)
+    fn store(&self, plugin: &Arc<str>, inv: &Invocation) -> Store<CallState> {
+        let env = GuestEnv::new(
+            inv.job.as_deref().unwrap_or(""),
+            inv.operator.as_deref().unwrap_or(""),
+            inv.header.batch_time_ms,
+            inv.header.partition,
+        );
+        new_store(self.engine.engine(), plugin, &inv.limits, env)
     }
 }
 
@@ -226,9 +259,8 @@ fn check_abi_version(
         memory_bytes: 64 << 20,
         ..Limits::default()
     };
-    let mut store = new_store(engine, name, &limits);
-    let version = pre
-        .instantiate(&mut store)
+    let mut store = new_store(engine, name, &limits, GuestEnv::new("", "", 0, 0));
+    let version = instantiate_and_init(pre, &mut store)
         .and_then(|i| i.get_typed_func::<(), i32>(&mut store, EXPORT_ABI_VERSION))
         .and_then(|f| f.call(&mut store, ()))
         .map_err(|e| Problem::AbiVersionFailed {
@@ -238,9 +270,8 @@ fn check_abi_version(
         return Err(Problem::WrongAbiVersion { found: version });
     }
     // The optional state version, from the same instance's module.
-    let mut store = new_store(engine, name, &limits);
-    let state_version = match pre
-        .instantiate(&mut store)
+    let mut store = new_store(engine, name, &limits, GuestEnv::new("", "", 0, 0));
+    let state_version = match instantiate_and_init(pre, &mut store)
         .and_then(|i| i.get_typed_func::<(), i32>(&mut store, weir_abi::EXPORT_STATE_VERSION))
     {
         Ok(f) => f
@@ -253,7 +284,24 @@ fn check_abi_version(
     Ok(state_version)
 }
 
-fn new_store(engine: &Engine, plugin: &Arc<str>, limits: &Limits) -> Store<CallState> {
+/// Instantiates the module and, for a WASI reactor, runs `_initialize`.
+fn instantiate_and_init(
+    pre: &InstancePre<CallState>,
+    store: &mut Store<CallState>,
+) -> wasmtime::Result<Instance> {
+    let instance = pre.instantiate(&mut *store)?;
+    if let Some(init) = instance.get_func(&mut *store, EXPORT_INITIALIZE) {
+        init.typed::<(), ()>(&*store)?.call(&mut *store, ())?;
+    }
+    Ok(instance)
+}
+
+fn new_store(
+    engine: &Engine,
+    plugin: &Arc<str>,
+    limits: &Limits,
+    env: GuestEnv,
+) -> Store<CallState> {
     let state = CallState {
         limiter: MemoryLimiter {
             limit: limits.memory_bytes,
@@ -262,6 +310,7 @@ fn new_store(engine: &Engine, plugin: &Arc<str>, limits: &Limits) -> Store<CallS
         log_left: limits.log_bytes,
         log_truncated: false,
         plugin: plugin.clone(),
+        env,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -501,7 +550,7 @@ impl Plugin {
         else {
             return Err(self.error(kind, function, inv, CallErrorKind::NoSuchFunction));
         };
-        let mut store = self.compiled.store(&self.name, &inv.limits);
+        let mut store = self.compiled.store(&self.name, inv);
         self.call_in(&mut store, index, inv, body_len, write, read)
             .map_err(|e| self.error(kind, function, inv, e))
     }
@@ -522,6 +571,16 @@ impl Plugin {
             .pre
             .instantiate(&mut *store)
             .map_err(|e| classify(e, store, limits, true))?;
+        if let Some(init) = &exports.initialize {
+            let Some(Extern::Func(init)) = instance.get_module_export(&mut *store, init) else {
+                unreachable!("validated at load")
+            };
+            init.typed::<(), ()>(&*store)
+                .expect("validated at load")
+                .call(&mut *store, ())
+                .or_else(exited_cleanly)
+                .map_err(|e| classify(e, store, limits, false))?;
+        }
         let Some(Extern::Memory(memory)) = instance.get_module_export(&mut *store, &exports.memory)
         else {
             unreachable!("validated at load")
@@ -619,6 +678,14 @@ fn check_range(
     }
 }
 
+/// `proc_exit(0)` during a reactor's initialisation ends it normally.
+fn exited_cleanly(err: wasmtime::Error) -> wasmtime::Result<()> {
+    match err.downcast_ref::<GuestExit>() {
+        Some(exit) if exit.code == 0 => Ok(()),
+        _ => Err(err),
+    }
+}
+
 /// Turns a wasmtime error into the reason a user can act on.
 fn classify(
     err: wasmtime::Error,
@@ -630,6 +697,17 @@ fn classify(
         return CallErrorKind::MemoryLimit {
             limit: limits.memory_bytes,
             requested,
+        };
+    }
+    if let Some(exit) = err.downcast_ref::<GuestExit>() {
+        return CallErrorKind::Exit {
+            code: exit.code,
+            stderr: exit.stderr.clone(),
+        };
+    }
+    if let Some(failure) = err.downcast_ref::<GuestFailure>() {
+        return CallErrorKind::Guest {
+            message: failure.message.clone(),
         };
     }
     match err.downcast_ref::<Trap>() {

@@ -5,12 +5,16 @@ use std::sync::Arc;
 
 use wasmtime::{Caller, Extern, ResourceLimiter};
 
+use super::wasi::GuestEnv;
+
 /// Per-call store data.
 pub(crate) struct CallState {
     pub(crate) limiter: MemoryLimiter,
     pub(crate) log_left: usize,
     pub(crate) log_truncated: bool,
     pub(crate) plugin: Arc<str>,
+    /// The virtual clock, randomness and stderr of WASI and runtime imports.
+    pub(crate) env: GuestEnv,
 }
 
 /// Caps linear memory and remembers whether the cap was hit, so a failed
@@ -47,6 +51,52 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// Copies `len` bytes at `ptr` out of guest memory; an error (a trap)
+/// naming `what` when the range is outside memory.
+pub(crate) fn guest_bytes(
+    caller: &mut Caller<'_, CallState>,
+    what: &str,
+    ptr: u32,
+    len: u32,
+) -> wasmtime::Result<Vec<u8>> {
+    let Some(Extern::Memory(memory)) = caller.get_export(weir_abi::EXPORT_MEMORY) else {
+        return Err(wasmtime::Error::msg(format!(
+            "{what} called by a module without exported memory"
+        )));
+    };
+    let data = memory.data(&caller);
+    let end = ptr as usize + len as usize;
+    match data.get(ptr as usize..end) {
+        Some(bytes) => Ok(bytes.to_vec()),
+        None => Err(wasmtime::Error::msg(format!(
+            "{what}: pointer {ptr} + length {len} is outside memory of {} bytes",
+            data.len()
+        ))),
+    }
+}
+
+/// Logs guest output at `level` (1 debug, 2 info, 3 warn, 4 error) within
+/// the call's budget; what does not fit is dropped, once with a warning.
+pub(crate) fn log_bytes(state: &mut CallState, level: i32, bytes: &[u8]) {
+    if state.log_left == 0 {
+        return;
+    }
+    let take = bytes.len().min(state.log_left);
+    let msg = String::from_utf8_lossy(&bytes[..take]);
+    state.log_left -= take;
+    let plugin = &state.plugin;
+    if take < bytes.len() && !state.log_truncated {
+        state.log_truncated = true;
+        tracing::warn!(plugin = %plugin, "log budget of this call exhausted; further plugin log output dropped");
+    }
+    match level {
+        i32::MIN..=1 => tracing::debug!(plugin = %plugin, "{msg}"),
+        2 => tracing::info!(plugin = %plugin, "{msg}"),
+        3 => tracing::warn!(plugin = %plugin, "{msg}"),
+        _ => tracing::error!(plugin = %plugin, "{msg}"),
+    }
+}
+
 /// `weir.log(level, ptr, len)`: bounds-checked, budgeted, never fails the
 /// call for running out of budget (logging must not change results).
 pub(crate) fn guest_log(
@@ -60,32 +110,14 @@ pub(crate) fn guest_log(
             "weir.log called by a module without exported memory",
         ));
     };
-    let data = memory.data(&caller);
+    let (data, state) = memory.data_and_store_mut(caller);
     let end = ptr as usize + len as usize;
-    if end > data.len() {
+    let Some(bytes) = data.get(ptr as usize..end) else {
         return Err(wasmtime::Error::msg(format!(
             "weir.log: pointer {ptr} + length {len} is outside memory of {} bytes",
             data.len()
         )));
-    }
-    let state = caller.data();
-    if state.log_left == 0 {
-        return Ok(());
-    }
-    let take = (len as usize).min(state.log_left);
-    let msg = String::from_utf8_lossy(&data[ptr as usize..ptr as usize + take]).into_owned();
-    let plugin = state.plugin.clone();
-    let state = caller.data_mut();
-    state.log_left -= take;
-    if take < len as usize && !state.log_truncated {
-        state.log_truncated = true;
-        tracing::warn!(plugin = %plugin, "log budget of this call exhausted; further plugin log output dropped");
-    }
-    match level {
-        i32::MIN..=1 => tracing::debug!(plugin = %plugin, "{msg}"),
-        2 => tracing::info!(plugin = %plugin, "{msg}"),
-        3 => tracing::warn!(plugin = %plugin, "{msg}"),
-        _ => tracing::error!(plugin = %plugin, "{msg}"),
-    }
+    };
+    log_bytes(state, level, bytes);
     Ok(())
 }

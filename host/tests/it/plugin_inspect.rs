@@ -83,13 +83,11 @@ fn inspect_names_unsupported_imports() {
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("  - imports `wasi_snapshot_preview1.fd_write`, but a weir plugin may import only `weir.log`"),
+        stderr.contains("  - imports `wasi_snapshot_preview1.fd_write`, which weir does not offer"),
         "{stderr}"
     );
-    assert!(
-        stderr.contains("  - imports `wasi_snapshot_preview1.proc_exit`"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("  - imports `env.printf`"), "{stderr}");
+    assert!(!stderr.contains("proc_exit"), "{stderr}");
 }
 
 #[test]

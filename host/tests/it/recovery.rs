@@ -553,3 +553,118 @@ fn disk_use_stays_bounded_in_a_long_run() {
         "batch log segments: {after_15:?} then {after_90:?}"
     );
 }
+
+/// A WASI plugin that reads the clock and random numbers: one record per
+/// partition and batch, `(clock, monotonic clock, 8 random bytes, input
+/// count)`. Replay must give it the same clock and the same numbers.
+const WASI_STAMP: &str = r#"(module
+  (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (global $heap (mut i32) (i32.const 4096))
+  (func (export "weir_abi_version") (result i32) (i32.const 1))
+  (func (export "weir_alloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.and (i32.add (i32.add (global.get $heap) (local.get $n)) (i32.const 7)) (i32.const -8)))
+    (local.get $p))
+  (func (export "map:stamp") (param $in i32) (param $len i32) (param $result i32) (result i32)
+    (i32.store (i32.const 1024) (i32.const 1))
+    (i32.store (i32.const 1028) (i32.const 5))
+    (i32.store (i32.const 1032) (i32.const 0x6d617473))
+    (i32.store8 (i32.const 1036) (i32.const 0x70))
+    (i32.store (i32.const 1037) (i32.const 28))
+    (drop (call $clock (i32.const 0) (i64.const 1) (i32.const 1041)))
+    (drop (call $clock (i32.const 1) (i64.const 1) (i32.const 1049)))
+    (drop (call $random (i32.const 1057) (i32.const 8)))
+    (i32.store (i32.const 1065) (i32.load offset=16 (local.get $in)))
+    (i32.store (local.get $result) (i32.const 1024))
+    (i32.store offset=4 (local.get $result) (i32.const 45))
+    (i32.const 0)))"#;
+
+#[test]
+fn a_wasi_plugin_reading_clock_and_random_replays_byte_identically() {
+    let pipeline = |dir: &Path| {
+        std::fs::write(dir.join("stamp.wat"), WASI_STAMP).unwrap();
+        let text = format!(
+            r#"
+[job]
+name = "wasi-recovery"
+batch_interval = "1s"
+partitions = 2
+checkpoint = "ck"
+checkpoint_interval = "3s"
+
+[plugins]
+wc = "{plugin}"
+clock = "stamp.wat"
+
+[[source]]
+name = "lines"
+type = "generator"
+rate = 2000
+words_per_line = 4
+vocabulary = 100
+
+[[stream]]
+name = "stamps"
+op = "map_partitions"
+input = "lines"
+function = "clock:stamp"
+
+[[stream]]
+name = "words"
+op = "flat_map"
+input = "lines"
+function = "wc:split"
+
+[[stream]]
+name = "totals"
+op = "update_state_by_key"
+input = "words"
+function = "wc:running_count"
+
+[[output]]
+stream = "stamps"
+type = "text_files"
+prefix = "out/stamps"
+
+[[output]]
+stream = "totals"
+type = "text_files"
+prefix = "out/totals"
+"#,
+            plugin = wordcount().display()
+        );
+        let path = dir.join("pipeline.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let args = ["--batches", "30", "--simulated-clock"];
+    let clean = tempfile::tempdir().unwrap();
+    run_to_end(&pipeline(clean.path()), &args);
+    let expected = tree(&clean.path().join("out"));
+    let stamps: Vec<&PathBuf> = expected
+        .keys()
+        .filter(|p| p.to_string_lossy().contains("stamps") && !p.ends_with("_SUCCESS"))
+        .collect();
+    assert!(!stamps.is_empty(), "no stamp output: {:?}", expected.keys());
+
+    let crashy = tempfile::tempdir().unwrap();
+    let killed = kill_and_restart(&pipeline(crashy.path()), &args, 11, 15_000);
+    eprintln!("killed weir {killed} times with SIGKILL");
+    assert!(killed >= kills().min(10), "only {killed} kills");
+    let got = tree(&crashy.path().join("out"));
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "same files"
+    );
+    for (path, bytes) in &expected {
+        assert!(
+            &got[path] == bytes,
+            "{} differs after crashes",
+            path.display()
+        );
+    }
+}

@@ -32,6 +32,16 @@ pub fn fail_on_boom(key: Vec<u8>, value: String) -> Result<(Vec<u8>, String), St
     }
 }
 
+/// Panics on the value `panic` (the SDK reports the panic's message and
+/// location to the host).
+#[map]
+pub fn panic_on_panic(key: Vec<u8>, value: String) -> (Vec<u8>, String) {
+    if value == "panic" {
+        panic!("asked to panic by {key:?}");
+    }
+    (key, value)
+}
+
 /// Value becomes `batch_time/partition/num_partitions`, from the call header.
 #[map]
 pub fn stamp(key: Vec<u8>, _value: Vec<u8>) -> (Vec<u8>, String) {

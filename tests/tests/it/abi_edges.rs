@@ -455,23 +455,29 @@ fn wrong_abi_version() {
 fn unsupported_imports() {
     let err = load_err("wasi_import");
     let shown = err.to_string();
+    let refused: Vec<(String, String)> = problems(err, "wasi_import")
+        .into_iter()
+        .map(|p| match p {
+            Problem::UnsupportedImport { module, name, .. } => (module, name),
+            other => panic!("unexpected problem {other}"),
+        })
+        .collect();
     assert_eq!(
-        problems(err, "wasi_import"),
+        refused,
         [
-            Problem::UnsupportedImport {
-                module: "wasi_snapshot_preview1".into(),
-                name: "fd_write".into()
-            },
-            Problem::UnsupportedImport {
-                module: "wasi_snapshot_preview1".into(),
-                name: "proc_exit".into()
-            },
-        ]
+            ("wasi_snapshot_preview1".into(), "fd_write".into()),
+            ("env".into(), "printf".into()),
+        ],
+        "proc_exit is offered"
     );
     assert!(
-        shown.contains("imports `wasi_snapshot_preview1.fd_write`"),
+        shown.contains(
+            "imports `wasi_snapshot_preview1.fd_write`, which weir does not offer: \
+             weir offers it with parameters (iiii)"
+        ),
         "{shown}"
     );
+    assert!(shown.contains("undefined symbol `printf`"), "{shown}");
     good_plugin_still_works();
 }
 

@@ -8,4 +8,5 @@ mod operators;
 mod runtime;
 mod spark_ops;
 mod state;
+mod wasi;
 mod windows;

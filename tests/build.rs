@@ -37,7 +37,14 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!("cargo:rerun-if-env-changed=WEIR_GUEST_TARGET_DIR");
-    for var in ["WEIR_CLANG", "WEIR_CLANGXX", "WEIR_GO", "WEIR_ZIG", "WEIR_ASC", "WEIR_TOOLCHAINS"] {
+    for var in [
+        "WEIR_CLANG",
+        "WEIR_CLANGXX",
+        "WEIR_GO",
+        "WEIR_ZIG",
+        "WEIR_ASC",
+        "WEIR_TOOLCHAINS",
+    ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
 
@@ -242,7 +249,9 @@ fn up_to_date(out: &Path, dir: &Path) -> bool {
 fn run(cmd: &mut Command, what: &str, install: &str) -> Result<(), String> {
     let shown = format!("{cmd:?}");
     let output: Output = cmd.output().map_err(|e| {
-        format!("{what}: could not run {shown} ({e}); to install the toolchain {SETUP}, or {install}")
+        format!(
+            "{what}: could not run {shown} ({e}); to install the toolchain {SETUP}, or {install}"
+        )
     })?;
     if output.status.success() {
         return Ok(());
@@ -266,7 +275,10 @@ fn build_go(root: &Path, target: &Path, out: &Path) -> Result<(), String> {
     let dir = prepare(root, "plugins/wordcount-go", out)?;
     let go = tool(
         "WEIR_GO",
-        [venv_file("go/bin/go"), toolchains_venv().map(|v| v.join("bin/go"))],
+        [
+            venv_file("go/bin/go"),
+            toolchains_venv().map(|v| v.join("bin/go")),
+        ],
         "go",
     );
     // GOCACHE keeps compiled packages between builds (the Go runtime takes
@@ -304,7 +316,16 @@ fn build_zig(root: &Path, target: &Path, out: &Path) -> Result<(), String> {
             "-O",
             "ReleaseSmall",
         ])
-        .args(["weir_abi_version", "weir_alloc", "map:split", "reduce:sum", "update:running_count"].map(|e| format!("--export={e}")))
+        .args(
+            [
+                "weir_abi_version",
+                "weir_alloc",
+                "map:split",
+                "reduce:sum",
+                "update:running_count",
+            ]
+            .map(|e| format!("--export={e}")),
+        )
         .arg(format!("-femit-bin={}", out.display()))
         .env("ZIG_GLOBAL_CACHE_DIR", target.join("zig/global"))
         .env("ZIG_LOCAL_CACHE_DIR", target.join("zig/local"));
@@ -341,7 +362,14 @@ fn build_cpp(root: &Path, _target: &Path, out: &Path) -> Result<(), String> {
     let clangxx = tool("WEIR_CLANGXX", [], "clang++");
     run(
         Command::new(&clangxx)
-            .args(["--target=wasm32-wasi", "-std=c++20", "-O2", "-Wall", "-Werror", "-fno-exceptions"])
+            .args([
+                "--target=wasm32-wasi",
+                "-std=c++20",
+                "-O2",
+                "-Wall",
+                "-Werror",
+                "-fno-exceptions",
+            ])
             .args(["-mexec-model=reactor", "-s", "-o"])
             .arg(out)
             .arg(dir.join("wordcount.cpp")),
@@ -358,7 +386,15 @@ fn build_cwasi(root: &Path, _target: &Path, out: &Path) -> Result<(), String> {
     let clang = tool("WEIR_CLANG", [], "clang");
     run(
         Command::new(&clang)
-            .args(["--target=wasm32-wasi", "-O2", "-Wall", "-Werror", "-mexec-model=reactor", "-s", "-o"])
+            .args([
+                "--target=wasm32-wasi",
+                "-O2",
+                "-Wall",
+                "-Werror",
+                "-mexec-model=reactor",
+                "-s",
+                "-o",
+            ])
             .arg(out)
             .arg(dir.join("wordcount.c")),
         "the C (wasi-libc) word count plugin",

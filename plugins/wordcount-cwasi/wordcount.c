@@ -139,9 +139,9 @@ static bool body(const uint8_t *input, uint32_t len, const char *context, Reader
 
 static bool is_cont(uint8_t c) { return c >= 0x80 && c <= 0xbf; }
 
-/* Checks UTF-8, failing with Rust's str::from_utf8 message after `what`
- * ("record 3: value: "). */
-static bool decode_string(Bytes s, const char *what, uint32_t index) {
+/* Checks UTF-8, failing with Rust's str::from_utf8 message after
+ * "WHAT INDEX: FIELD: " ("record 3: value: "). */
+static bool decode_string(Bytes s, const char *what, uint32_t index, const char *field) {
   size_t i = 0;
   size_t error_len = 0;
   while (i < s.len) {
@@ -177,15 +177,16 @@ static bool decode_string(Bytes s, const char *what, uint32_t index) {
   }
   return true;
 bad:
-  return fail("%s %" PRIu32 ": cannot decode alloc::string::String: invalid utf-8 sequence of %zu bytes from index %zu",
-              what, index, error_len, i);
+  return fail("%s %" PRIu32 ": %s: cannot decode alloc::string::String: invalid utf-8 sequence of %zu bytes from index %zu",
+              what, index, field, error_len, i);
 incomplete:
-  return fail("%s %" PRIu32 ": cannot decode alloc::string::String: incomplete utf-8 byte sequence from index %zu", what,
-              index, i);
+  return fail("%s %" PRIu32 ": %s: cannot decode alloc::string::String: incomplete utf-8 byte sequence from index %zu",
+              what, index, field, i);
 }
 
-static bool decode_i64(Bytes b, const char *what, uint32_t index, int64_t *v) {
-  if (b.len != 8) return fail("%s %" PRIu32 ": cannot decode i64: expected 8 bytes, found %" PRIu32, what, index, b.len);
+static bool decode_i64(Bytes b, const char *what, uint32_t index, const char *field, int64_t *v) {
+  if (b.len != 8)
+    return fail("%s %" PRIu32 ": %s: cannot decode i64: expected 8 bytes, found %" PRIu32, what, index, field, b.len);
   memcpy(v, b.ptr, 8);
   return true;
 }
@@ -223,7 +224,7 @@ static bool split(Reader *r, Buf *out) {
   for (uint32_t i = 0; i < n; i++) {
     read_bytes(r, "", &key);
     read_bytes(r, "", &value);
-    if (!decode_string(value, "record", i)) return false;
+    if (!decode_string(value, "record", i, "value")) return false;
     const uint8_t *p = value.ptr, *end = value.ptr + value.len, *word = NULL;
     while (p < end) {
       size_t sp = space_len(p, end);
@@ -272,7 +273,7 @@ static bool sum(Reader *r, Buf *out) {
     int64_t acc = 0, x, next;
     for (uint32_t v = 0; v < m; v++) {
       read_bytes(r, "", &b);
-      if (!decode_i64(b, "group", g, &x)) return false;
+      if (!decode_i64(b, "group", g, "value", &x)) return false;
       if (v == 0) {
         acc = x;
         continue;
@@ -314,15 +315,15 @@ static bool running_count(Reader *r, Buf *out) {
     bool has_state = flags & 1;
     if (has_state) read_bytes(r, "", &state);
     read_u32(r, "", &m);
-    if (!decode_string(key, "entry", e)) return false;
+    if (!decode_string(key, "entry", e, "key")) return false;
     uint64_t added = 0; /* wrapping, like the Rust plugin's release build */
     int64_t x, total = 0;
     for (uint32_t v = 0; v < m; v++) {
       read_bytes(r, "", &b);
-      if (!decode_i64(b, "entry", e, &x)) return false;
+      if (!decode_i64(b, "entry", e, "value", &x)) return false;
       added += (uint64_t)x;
     }
-    if (has_state && !decode_i64(state, "entry", e, &total)) return false;
+    if (has_state && !decode_i64(state, "entry", e, "state", &total)) return false;
     if (m > 0) {
       total = (int64_t)((uint64_t)total + added);
       put_u8(out, 1);

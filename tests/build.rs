@@ -282,11 +282,13 @@ fn build_go(root: &Path, target: &Path, out: &Path) -> Result<(), String> {
         "go",
     );
     // GOCACHE keeps compiled packages between builds (the Go runtime takes
-    // seconds); GOTOOLCHAIN=local never downloads another Go.
+    // seconds); GOTOOLCHAIN=local never downloads another Go; -trimpath and
+    // -buildvcs=false keep paths and the git commit out of the module, so
+    // the same source gives the same bytes (and plugin hash).
     run(
         Command::new(&go)
             .current_dir(&dir)
-            .args(["build", "-buildmode=c-shared", "-trimpath", "-o"])
+            .args(["build", "-buildmode=c-shared", "-trimpath", "-buildvcs=false", "-o"])
             .arg(out)
             .arg(".")
             .env("GOOS", "wasip1")

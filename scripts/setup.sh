@@ -88,7 +88,7 @@ install_guest_toolchains() {
     fi
     if command -v dpkg-query >/dev/null; then
         local missing
-        missing=$(missing_debs wasi-libc libclang-rt-14-dev-wasm32 libc++-14-dev-wasm32 libc++abi-14-dev-wasm32 wabt)
+        missing=$(missing_debs wasi-libc libclang-rt-14-dev-wasm32 libc++-14-dev-wasm32 libc++abi-14-dev-wasm32)
         if [[ -n "${missing}" ]]; then
             # shellcheck disable=SC2086
             apt_install ${missing}

@@ -47,7 +47,8 @@ pub(crate) struct Compiled {
 struct Exports {
     memory: ModuleExport,
     alloc: ModuleExport,
-    /// A WASI reactor's `_initialize`, run on every fresh instance first.
+    /// A WASI reactor's `_initialize` (or else a command's `_start`), run on
+    /// every fresh instance first.
     initialize: Option<ModuleExport>,
     /// One per entry of `functions`, in the same order.
     functions: Vec<ModuleExport>,
@@ -56,13 +57,18 @@ struct Exports {
 /// A WASI reactor's initialisation export (constructors, a language
 /// runtime's start-up), `() -> ()`.
 const EXPORT_INITIALIZE: &str = "_initialize";
+/// A WASI command's entry point, run instead when there is no
+/// `_initialize` (Go's runtime needs it before any export works).
+const EXPORT_START: &str = "_start";
 
 impl Exports {
     fn resolve(module: &Module, export_names: &[&str]) -> Option<Self> {
         Some(Exports {
             memory: module.get_export_index(EXPORT_MEMORY)?,
             alloc: module.get_export_index(EXPORT_ALLOC)?,
-            initialize: module.get_export_index(EXPORT_INITIALIZE),
+            initialize: module
+                .get_export_index(EXPORT_INITIALIZE)
+                .or_else(|| module.get_export_index(EXPORT_START)),
             functions: export_names
                 .iter()
                 .map(|name| module.get_export_index(name))
@@ -128,12 +134,12 @@ impl Compiled {
                         expected: "a function (i32) -> i32",
                     });
                 }
-            } else if name == EXPORT_INITIALIZE {
+            } else if name == EXPORT_INITIALIZE || name == EXPORT_START {
                 if !matches!(ty, ExternType::Func(ref f) if { let (p, r) = func_sig(f); p.is_empty() && r.is_empty() })
                 {
                     problems.push(Problem::BadExport {
                         export: name.into(),
-                        expected: "a function () -> () (a WASI reactor's initialisation)",
+                        expected: "a function () -> () (a WASI reactor's or command's start)",
                     });
                 }
             } else if let Some((kind, fname)) = FunctionKind::parse_export(name) {
@@ -290,8 +296,13 @@ fn instantiate_and_init(
     store: &mut Store<CallState>,
 ) -> wasmtime::Result<Instance> {
     let instance = pre.instantiate(&mut *store)?;
-    if let Some(init) = instance.get_func(&mut *store, EXPORT_INITIALIZE) {
-        init.typed::<(), ()>(&*store)?.call(&mut *store, ())?;
+    let init = instance
+        .get_func(&mut *store, EXPORT_INITIALIZE)
+        .or_else(|| instance.get_func(&mut *store, EXPORT_START));
+    if let Some(init) = init {
+        init.typed::<(), ()>(&*store)?
+            .call(&mut *store, ())
+            .or_else(exited_cleanly)?;
     }
     Ok(instance)
 }
@@ -678,7 +689,8 @@ fn check_range(
     }
 }
 
-/// `proc_exit(0)` during a reactor's initialisation ends it normally.
+/// `proc_exit(0)` during `_initialize` or `_start` ends it normally (a
+/// command's `main` returning exits so).
 fn exited_cleanly(err: wasmtime::Error) -> wasmtime::Result<()> {
     match err.downcast_ref::<GuestExit>() {
         Some(exit) if exit.code == 0 => Ok(()),

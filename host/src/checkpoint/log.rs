@@ -153,7 +153,27 @@ impl SegmentLog {
         &self,
         decode: impl Fn(&[u8]) -> Option<T>,
     ) -> Result<Vec<T>, CheckpointError> {
+        self.read_segments(decode, true).map(|(all, _)| all)
+    }
+
+    /// As [`SegmentLog::read_all_with`], but changes nothing on disk: a
+    /// damaged tail is skipped, not cut off, and returned as `(segment,
+    /// damaged bytes)` (what `weir replay` reads, which must leave the
+    /// directory as it found it).
+    pub fn read_only_with<T>(
+        &self,
+        decode: impl Fn(&[u8]) -> Option<T>,
+    ) -> Result<(Vec<T>, Vec<(PathBuf, usize)>), CheckpointError> {
+        self.read_segments(decode, false)
+    }
+
+    fn read_segments<T>(
+        &self,
+        decode: impl Fn(&[u8]) -> Option<T>,
+        repair: bool,
+    ) -> Result<(Vec<T>, Vec<(PathBuf, usize)>), CheckpointError> {
         let mut all = Vec::new();
+        let mut damaged = Vec::new();
         for (_, path) in self.segments()? {
             let mut bytes = Vec::new();
             File::open(&path)
@@ -161,6 +181,9 @@ impl SegmentLog {
                 .map_err(|e| self.err(&path, e))?;
             let (values, valid) = read_frames_with(&bytes, &decode);
             if valid < bytes.len() {
+                damaged.push((path.clone(), bytes.len() - valid));
+            }
+            if valid < bytes.len() && repair {
                 tracing::warn!(
                     path = %path.display(),
                     valid_bytes = valid,
@@ -177,7 +200,7 @@ impl SegmentLog {
             }
             all.extend(values);
         }
-        Ok(all)
+        Ok((all, damaged))
     }
 
     /// Starts a new segment whose first record has key `first`.

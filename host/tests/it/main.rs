@@ -9,6 +9,7 @@ mod examples;
 mod kafka;
 mod plugin_inspect;
 mod recovery;
+mod replay;
 mod scale_out;
 mod serve;
 mod support;

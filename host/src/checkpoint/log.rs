@@ -88,6 +88,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Segments with a damaged tail: `(segment, damaged bytes)`.
+pub type Damaged = Vec<(PathBuf, usize)>;
+
 /// A log of records in numbered segments `PREFIX-<first key>.log`.
 pub struct SegmentLog {
     dir: PathBuf,
@@ -163,7 +166,7 @@ impl SegmentLog {
     pub fn read_only_with<T>(
         &self,
         decode: impl Fn(&[u8]) -> Option<T>,
-    ) -> Result<(Vec<T>, Vec<(PathBuf, usize)>), CheckpointError> {
+    ) -> Result<(Vec<T>, Damaged), CheckpointError> {
         self.read_segments(decode, false)
     }
 
@@ -171,7 +174,7 @@ impl SegmentLog {
         &self,
         decode: impl Fn(&[u8]) -> Option<T>,
         repair: bool,
-    ) -> Result<(Vec<T>, Vec<(PathBuf, usize)>), CheckpointError> {
+    ) -> Result<(Vec<T>, Damaged), CheckpointError> {
         let mut all = Vec::new();
         let mut damaged = Vec::new();
         for (_, path) in self.segments()? {

@@ -170,7 +170,7 @@ pub enum ReplayFailure {
     Candidate {
         plugin: String,
         #[source]
-        source: SwapError,
+        source: Box<SwapError>,
     },
     /// A module the checkpoint recorded cannot be run again.
     #[error("batch {seq} ({batch_time_ms} ms): the recorded module {hash} of plugin `{plugin}`: {source}")]
@@ -180,7 +180,7 @@ pub enum ReplayFailure {
         plugin: String,
         hash: String,
         #[source]
-        source: SwapError,
+        source: Box<SwapError>,
     },
     /// The checkpoint's state cannot be restored.
     #[error("the state of checkpoint {seq} in {}: {source}", dir.display())]
@@ -216,7 +216,13 @@ pub enum ReplayFailure {
     BaselineDiverged { seq: u64, stream: String },
     /// The job could not be set up.
     #[error(transparent)]
-    Build(#[from] BuildError),
+    Build(Box<BuildError>),
+}
+
+impl From<BuildError> for ReplayFailure {
+    fn from(e: BuildError) -> Self {
+        ReplayFailure::Build(Box::new(e))
+    }
 }
 
 /// One batch in which the candidate's streams differ from the baseline's.
@@ -392,7 +398,7 @@ impl Replayer {
                 };
                 let mut chosen = logged.iter().filter(within).map(|e| e.seq);
                 let a = chosen.next();
-                (a.unwrap_or(1), chosen.last().or(a).unwrap_or(0))
+                (a.unwrap_or(1), chosen.next_back().or(a).unwrap_or(0))
             }
         };
         let start = (first <= last)
@@ -481,7 +487,10 @@ impl Replayer {
                 SwapError::UnknownPlugin { plugin, known } => {
                     ReplayFailure::UnknownPlugin { plugin, known }
                 }
-                source => ReplayFailure::Candidate { plugin, source },
+                source => ReplayFailure::Candidate {
+                    plugin,
+                    source: Box::new(source),
+                },
             })
     }
 
@@ -653,7 +662,7 @@ fn align_modules(
             batch_time_ms: t,
             plugin: name.clone(),
             hash: hash.clone(),
-            source,
+            source: Box::new(source),
         };
         let key = (name.clone(), hash.clone());
         let plugin = match cache.0.get(&key) {

@@ -453,3 +453,57 @@ fn unusable_checkpoints_and_modules_are_clear_errors() {
         "{err}"
     );
 }
+
+/// A checkpoint directory of format 1 (`host/tests/fixtures/checkpoint-v1`,
+/// written by an earlier weir) replays too: its own module gives no
+/// differences, a changed `sum` changes the windowed counts.
+#[test]
+fn a_format_1_checkpoint_replays_unchanged() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/checkpoint-v1");
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::copy_dir(&fixture.join("ck"), &dir.path().join("ck"));
+    let ck = dir.path().join("ck");
+    let run = |module: &Path| {
+        let before = all_files(&ck);
+        let out = weir()
+            .arg("replay")
+            .arg(&ck)
+            .arg("--pipeline")
+            .arg(fixture.join("pipeline.toml"))
+            .arg("--module")
+            .arg(module)
+            .args(["--plugin", "wordcount", "--diff"])
+            .env("WEIR_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(before == all_files(&ck), "the checkpoint directory changed");
+        out
+    };
+    let out = run(&fixture.join("wordcount.wat"));
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("batches 7..7 (7000..7000 ms), from the state of checkpoint 6"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("no differences"), "{stdout}");
+
+    let plus_one = wat_variant(
+        dir.path(),
+        "wordcount.wat",
+        "(local.set $sum (i64.add (local.get $acc) (local.get $x)))",
+        "(local.set $sum (i64.add (i64.add (local.get $acc) (local.get $x)) (i64.const 1)))",
+    );
+    let out = run(&plus_one);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(DIFFERS),
+        "{stdout}{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("stream `recent_counts` (reduce_by_key_and_window, output)"),
+        "{stdout}"
+    );
+}

@@ -293,6 +293,14 @@ mod tests {
             frame(&3u64).len()
         );
         assert_eq!(log.delete_through(2).unwrap(), 1);
+        // Read-only: a damaged tail is reported and left where it is.
+        let mut f = OpenOptions::new().append(true).open(&last).unwrap();
+        f.write_all(&[9, 0]).unwrap();
+        let before = fs::read(&last).unwrap();
+        let (values, damaged) = log.read_only_with(decode::<u64>).unwrap();
+        assert_eq!(values, vec![3]);
+        assert_eq!(damaged, vec![(last.clone(), 2)]);
+        assert_eq!(fs::read(&last).unwrap(), before, "nothing cut off");
         assert_eq!(log.read_all::<u64>().unwrap(), vec![3]);
     }
 }

@@ -171,3 +171,77 @@ impl Recorded {
             .then_some(run)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: u64) -> BatchEntry {
+        BatchEntry {
+            magic: super::super::BATCH_ENTRY_MAGIC,
+            seq,
+            batch_time_ms: seq as i64 * 1000,
+            zero_ms: 0,
+            sources: Vec::new(),
+            modules: BTreeMap::new(),
+        }
+    }
+
+    fn checkpoint(seq: u64) -> CheckpointData {
+        CheckpointData {
+            format: super::super::FORMAT,
+            seq,
+            batch_time_ms: seq as i64 * 1000,
+            zero_ms: 0,
+            nodes: Vec::new(),
+            sources: Vec::new(),
+            blocks_consumed: None,
+            modules: BTreeMap::new(),
+        }
+    }
+
+    /// Checkpoints `kept`, batches `logged` in the log.
+    fn recorded(kept: &[u64], logged: std::ops::RangeInclusive<u64>) -> Recorded {
+        Recorded {
+            dir: PathBuf::from("ck"),
+            job: "j".into(),
+            pipeline: Vec::new(),
+            modules: BTreeMap::new(),
+            checkpoints: kept.iter().map(|&s| checkpoint(s)).collect(),
+            damaged: Vec::new(),
+            batches: logged.map(entry).collect(),
+            blocks: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_replay_starts_at_the_newest_checkpoint_before_the_first_batch() {
+        let r = recorded(&[4, 8], 5..=10);
+        assert_eq!(r.replayable(), Some((5, 10)));
+        let s = r.start_for(9, 10).unwrap();
+        assert_eq!(s.checkpoint.map(|c| c.seq), Some(8));
+        assert_eq!(s.batches.iter().map(|e| e.seq).collect::<Vec<_>>(), [9, 10]);
+        let s = r.start_for(6, 7).unwrap();
+        assert_eq!(s.checkpoint.map(|c| c.seq), Some(4));
+        assert_eq!(
+            s.batches.len(),
+            3,
+            "5 rebuilds the state, 6 and 7 are compared"
+        );
+        assert!(
+            r.start_for(3, 6).is_none(),
+            "batches 1..4 are no longer logged"
+        );
+        assert!(r.start_for(9, 11).is_none(), "batch 11 was never logged");
+    }
+
+    #[test]
+    fn without_a_checkpoint_a_log_from_batch_one_replays_from_the_start() {
+        let r = recorded(&[], 1..=3);
+        assert_eq!(r.replayable(), Some((1, 3)));
+        let s = r.start_for(2, 3).unwrap();
+        assert!(s.checkpoint.is_none());
+        assert_eq!(s.batches.len(), 3);
+        assert_eq!(recorded(&[], 4..=6).replayable(), None);
+    }
+}

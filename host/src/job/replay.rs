@@ -418,8 +418,18 @@ impl Replayer {
         })
     }
 
-    /// What the directory can replay, for messages.
+    /// What the directory can replay, for messages, with the damage found.
     fn available(&self) -> String {
+        let rec = &self.recorded;
+        let mut text = self.replayable_text();
+        for d in &rec.damaged {
+            text.push_str("\n  ");
+            text.push_str(d);
+        }
+        text
+    }
+
+    fn replayable_text(&self) -> String {
         let rec = &self.recorded;
         let time = |seq: u64| {
             rec.batches

@@ -377,6 +377,23 @@ fn unusable_checkpoints_and_modules_are_clear_errors() {
     let err = job.replay_error(&broken, &tally);
     assert!(err.contains("metadata.json is unreadable"), "{err}");
 
+    // A damaged checkpoint is skipped; without it nothing connects to the
+    // log, and the error says so, naming the damaged file.
+    let damaged = job.path("damaged");
+    crate::support::copy_dir(&job.ck(), &damaged);
+    let four = damaged.join("checkpoints/checkpoint-00000000000000000004.bin");
+    let mut bytes = std::fs::read(&four).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&four, bytes).unwrap();
+    let err = job.replay_error(&damaged, &tally);
+    assert!(
+        err.contains(
+            "no kept checkpoint connects to its log (the log holds batches 5..8; checkpoints: 8)"
+        ) && err.contains("checkpoint-00000000000000000004.bin: damaged checkpoint"),
+        "{err}"
+    );
+
     // A damaged log tail is reported and skipped, not cut off (the replay
     // checks the directory is unchanged).
     let torn = job.path("torn");

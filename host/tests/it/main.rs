@@ -10,6 +10,7 @@ mod kafka;
 mod languages;
 mod plugin_inspect;
 mod recovery;
+mod replay;
 mod scale_out;
 mod serve;
 mod support;

@@ -288,7 +288,13 @@ fn build_go(root: &Path, target: &Path, out: &Path) -> Result<(), String> {
     run(
         Command::new(&go)
             .current_dir(&dir)
-            .args(["build", "-buildmode=c-shared", "-trimpath", "-buildvcs=false", "-o"])
+            .args([
+                "build",
+                "-buildmode=c-shared",
+                "-trimpath",
+                "-buildvcs=false",
+                "-o",
+            ])
             .arg(out)
             .arg(".")
             .env("GOOS", "wasip1")

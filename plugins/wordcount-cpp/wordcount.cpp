@@ -200,13 +200,14 @@ Result<int64_t> decode_i64(Bytes b, const std::string& what) {
 // or 0. Unicode White_Space, the set of Rust's char::is_whitespace; not
 // std::isspace/iswspace, which are ASCII or locale dependent.
 size_t space_len(std::string_view s) {
+  char c = s[0];
+  if (static_cast<uint8_t>(c) < 0x80) return c == ' ' || (c >= '\t' && c <= '\r') ? 1 : 0;
   for (std::string_view ws : {"\u0085", "\u00a0", "\u1680", "\u2000", "\u2001", "\u2002", "\u2003", "\u2004",
                               "\u2005", "\u2006", "\u2007", "\u2008", "\u2009", "\u200a", "\u2028", "\u2029",
                               "\u202f", "\u205f", "\u3000"}) {
     if (s.starts_with(ws)) return ws.size();
   }
-  char c = s[0];
-  return c == ' ' || (c >= '\t' && c <= '\r') ? 1 : 0;
+  return 0;
 }
 
 // The words of a valid UTF-8 line, as Rust's str::split_whitespace.
@@ -244,7 +245,11 @@ Result<Out> split(Reader r) {
   out.u32(0);
   uint32_t words = 0;
   for (size_t i = 0; i < lines.size(); i++) {
-    TRY(line, decode_string(lines[i], "record " + str(i) + ": value: "));
+    // The error context is built only when the check fails.
+    if (!decode_string(lines[i], std::string()).ok()) {
+      return decode_string(lines[i], "record " + str(i) + ": value: ").error();
+    }
+    std::string_view line = lines[i];
     for (std::string_view word : split_whitespace(line)) {
       out.bytes(word);
       out.i64(1);

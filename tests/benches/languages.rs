@@ -106,7 +106,7 @@ fn main() {
     );
     println!(
         "\n  {:<18} {:>9} {:>14} {:>9} {:>14} {:>12}",
-        "language", "module", "split words/s", "÷native", "sum groups/s", "empty call"
+        "language", "module", "split words/s", "t÷native", "sum groups/s", "empty call"
     );
     for (name, _, size) in &plugins {
         let s = split[name];

@@ -34,7 +34,11 @@
 //!
 //! **Running jobs.** [`StreamingContext::start`] returns a running job whose
 //! [`job::JobControl`] reports status, stops it, and swaps a plugin's module
-//! between two batches with its state migrated. A pipeline file
+//! between two batches with its state migrated.
+//! [`StreamingContext::replay`] tries such a swap first against a
+//! checkpoint's recorded input ([`job::replay`], `weir replay`): the logged
+//! batches run with the recorded modules and with the candidate, and every
+//! stream's batches are compared. A pipeline file
 //! ([`config::Pipeline`]) builds the same jobs without Rust code;
 //! [`serve`] runs many tenants' jobs in one host behind an HTTP API.
 //!

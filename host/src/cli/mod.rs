@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod kafka;
 pub mod plugin;
+mod replay;
 pub mod scaffold;
 mod toolchain;
 
@@ -78,6 +79,47 @@ pub enum Command {
     Validate {
         /// The pipeline file (TOML).
         pipeline: PathBuf,
+    },
+    /// Dry-run a hot swap against past input: replay the batches a
+    /// checkpoint directory recorded, once with the recorded modules and
+    /// once with a candidate module in place of one plugin, and compare
+    /// every stream. The directory is only read; no output is written.
+    /// Exit status: 0 no differences, 3 an output differs (with --diff),
+    /// 1 an error.
+    Replay {
+        /// The checkpoint directory of the job (only read).
+        checkpoint: PathBuf,
+        /// The candidate module (.wasm or .wat).
+        #[arg(long)]
+        module: PathBuf,
+        /// The plugin the candidate replaces [default: the module's file stem].
+        #[arg(long)]
+        plugin: Option<String>,
+        /// The pipeline file the job ran with (the checkpoint keeps only its
+        /// fingerprint, which the file must match).
+        #[arg(long)]
+        pipeline: PathBuf,
+        /// Batches to compare: batch numbers A..B (from 1, inclusive; 5..,
+        /// ..9 and 4 too) or batch times 3000ms..7000ms [default: every
+        /// batch the directory can replay].
+        #[arg(long)]
+        batches: Option<crate::job::replay::BatchSelection>,
+        /// Compare the candidate with the recorded modules and report the
+        /// differences [default: print the candidate's outputs].
+        #[arg(long)]
+        diff: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Differing records shown per stream and batch.
+        #[arg(long, default_value_t = 5)]
+        samples: usize,
+        /// The batch interval override the job ran with, if any.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        batch_interval: Option<Duration>,
+        /// The partitions override the job ran with, if any.
+        #[arg(long)]
+        partitions: Option<usize>,
     },
     /// Work with plugin modules.
     #[command(subcommand)]
@@ -317,12 +359,68 @@ pub enum CliError {
     /// A Kafka client command failed.
     #[error(transparent)]
     Kafka(#[from] kafka::ToolError),
+    /// `weir replay` could not replay.
+    #[error(transparent)]
+    Replay(#[from] crate::job::replay::ReplayFailure),
+}
+
+/// How a command that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done.
+    Done,
+    /// `weir replay --diff` found an output that differs.
+    Differences,
+}
+
+impl Outcome {
+    /// The exit status of `weir replay --diff` when an output differs
+    /// (1 is an error, 2 a usage error).
+    pub const DIFFERENCES_EXIT_STATUS: u8 = 3;
+
+    /// The process's exit status.
+    pub fn exit_status(self) -> u8 {
+        match self {
+            Outcome::Done => 0,
+            Outcome::Differences => Self::DIFFERENCES_EXIT_STATUS,
+        }
+    }
 }
 
 /// Runs a parsed command line.
-pub fn execute(cli: Cli) -> Result<(), CliError> {
-    use crate::serve::commands as serve;
+pub fn execute(cli: Cli) -> Result<Outcome, CliError> {
     match cli.command {
+        Command::Replay {
+            checkpoint,
+            module,
+            plugin,
+            pipeline,
+            batches,
+            diff,
+            json,
+            samples,
+            batch_interval,
+            partitions,
+        } => replay::replay(replay::ReplayArgs {
+            checkpoint,
+            module,
+            plugin,
+            pipeline,
+            batches,
+            diff,
+            json,
+            samples,
+            batch_interval,
+            partitions,
+        }),
+        other => execute_other(other).map(|()| Outcome::Done),
+    }
+}
+
+fn execute_other(command: Command) -> Result<(), CliError> {
+    use crate::serve::commands as serve;
+    match command {
+        Command::Replay { .. } => unreachable!("handled by execute"),
         Command::Plugin(command) => plugin_command(command),
         Command::Kafka(KafkaCommand::CreateTopic {
             brokers,

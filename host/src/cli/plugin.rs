@@ -66,9 +66,9 @@ pub enum PluginToolError {
         #[source]
         source: hex::FromHexError,
     },
-    /// The call failed.
+    /// The call failed (boxed: a call error is large).
     #[error(transparent)]
-    Call(#[from] CallError),
+    Call(Box<CallError>),
     /// The call succeeded but its output is not framed for its kind.
     #[error("plugin `{plugin}` function `{function}` returned malformed output: {source}")]
     Malformed {
@@ -213,7 +213,7 @@ pub fn call(module: &Path, opts: &CallOptions) -> Result<(), super::CliError> {
         limits.fuel,
         stats.elapsed.as_secs_f64() * 1000.0
     );
-    let out = result.map_err(PluginToolError::from)?;
+    let out = result.map_err(|e| PluginToolError::Call(Box::new(e)))?;
     let text = render_output(kind, &body, &out).map_err(|source| PluginToolError::Malformed {
         plugin: plugin.name().to_string(),
         function: kind.export_name(&name),

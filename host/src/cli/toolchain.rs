@@ -112,8 +112,7 @@ fn rust(dir: &Path) -> Result<PathBuf, ScaffoldError> {
                 })
                 .unwrap_or_default()
         })
-        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
-        .last()
+        .rfind(|p| p.extension().is_some_and(|e| e == "wasm"))
         .ok_or_else(|| ScaffoldError::NoModule {
             lang: Lang::Rust,
             dir: dir.to_owned(),

@@ -6,6 +6,8 @@
 //! words, a large batch, sums that overflow, values of the wrong width,
 //! updates with and without state and values, malformed framing).
 //!
+//! Each also passes `weir::conformance` (what `weir plugin test` runs).
+//!
 //! One test per language, so a missing toolchain or a broken port fails
 //! alone. The plugins are built by `tests/build.rs`; the Go, C++ and C
 //! (wasi-libc) ones are WASI reactors and AssemblyScript imports
@@ -83,6 +85,18 @@ fn check(language: &str, plugin: &Plugin) {
         differences.len(),
         cases.len(),
         differences.join("\n")
+    );
+    // And the conformance suite `weir plugin test` runs.
+    let report = weir::conformance::run(plugin, &weir::conformance::Selection::All)
+        .unwrap_or_else(|e| panic!("{language}: {e}"));
+    assert!(
+        report.passed(),
+        "{language}: the conformance suite failed:\n{report}"
+    );
+    assert!(
+        report.results.len() >= 30,
+        "{language}: {}",
+        report.summary()
     );
 }
 

@@ -86,41 +86,7 @@ pub enum Command {
     /// every stream. The directory is only read; no output is written.
     /// Exit status: 0 no differences, 3 an output differs (with --diff),
     /// 1 an error.
-    Replay {
-        /// The checkpoint directory of the job (only read).
-        checkpoint: PathBuf,
-        /// The candidate module (.wasm or .wat).
-        #[arg(long)]
-        module: PathBuf,
-        /// The plugin the candidate replaces [default: the module's file stem].
-        #[arg(long)]
-        plugin: Option<String>,
-        /// The pipeline file the job ran with (the checkpoint keeps only its
-        /// fingerprint, which the file must match).
-        #[arg(long)]
-        pipeline: PathBuf,
-        /// Batches to compare: batch numbers A..B (from 1, inclusive; 5..,
-        /// ..9 and 4 too) or batch times 3000ms..7000ms [default: every
-        /// batch the directory can replay].
-        #[arg(long)]
-        batches: Option<crate::job::replay::BatchSelection>,
-        /// Compare the candidate with the recorded modules and report the
-        /// differences [default: print the candidate's outputs].
-        #[arg(long)]
-        diff: bool,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-        /// Differing records shown per stream and batch.
-        #[arg(long, default_value_t = 5)]
-        samples: usize,
-        /// The batch interval override the job ran with, if any.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        batch_interval: Option<Duration>,
-        /// The partitions override the job ran with, if any.
-        #[arg(long)]
-        partitions: Option<usize>,
-    },
+    Replay(replay::ReplayArgs),
     /// Work with plugin modules.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -390,29 +356,7 @@ impl Outcome {
 /// Runs a parsed command line.
 pub fn execute(cli: Cli) -> Result<Outcome, CliError> {
     match cli.command {
-        Command::Replay {
-            checkpoint,
-            module,
-            plugin,
-            pipeline,
-            batches,
-            diff,
-            json,
-            samples,
-            batch_interval,
-            partitions,
-        } => replay::replay(replay::ReplayArgs {
-            checkpoint,
-            module,
-            plugin,
-            pipeline,
-            batches,
-            diff,
-            json,
-            samples,
-            batch_interval,
-            partitions,
-        }),
+        Command::Replay(args) => replay::replay(args),
         other => execute_other(other).map(|()| Outcome::Done),
     }
 }

@@ -13,27 +13,40 @@ use crate::job::replay::{BatchSelection, ReplayReport, ReplayRequest};
 use crate::wasm::LoadError;
 
 /// What `weir replay` was asked.
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
-    /// The checkpoint directory.
+    /// The checkpoint directory of the job (only read).
     pub checkpoint: PathBuf,
-    /// The candidate module.
+    /// The candidate module (.wasm or .wat).
+    #[arg(long)]
     pub module: PathBuf,
-    /// The plugin it replaces.
+    /// The plugin the candidate replaces [default: the module's file stem].
+    #[arg(long)]
     pub plugin: Option<String>,
-    /// The pipeline file the job ran with.
+    /// The pipeline file the job ran with (the checkpoint keeps only its
+    /// fingerprint, which the file must match).
+    #[arg(long)]
     pub pipeline: PathBuf,
-    /// Batches to report.
+    /// Batches to compare: batch numbers A..B (from 1, inclusive; 5..,
+    /// ..9 and 4 too) or batch times 3000ms..7000ms [default: every
+    /// batch the directory can replay].
+    #[arg(long)]
     pub batches: Option<BatchSelection>,
-    /// Compare (else print the candidate's outputs).
+    /// Compare the candidate with the recorded modules and report the
+    /// differences [default: print the candidate's outputs].
+    #[arg(long)]
     pub diff: bool,
-    /// Print JSON.
+    /// Print the report as JSON.
+    #[arg(long)]
     pub json: bool,
     /// Differing records shown per stream and batch.
+    #[arg(long, default_value_t = 5)]
     pub samples: usize,
-    /// The batch interval override the job ran with.
+    /// The batch interval override the job ran with, if any.
+    #[arg(long, value_parser = humantime::parse_duration)]
     pub batch_interval: Option<Duration>,
-    /// The partitions override the job ran with.
+    /// The partitions override the job ran with, if any.
+    #[arg(long)]
     pub partitions: Option<usize>,
 }
 

@@ -418,6 +418,14 @@ impl Plugin {
             .collect()
     }
 
+    /// The position of `kind:name` among the module's functions.
+    fn index_of(&self, kind: FunctionKind, name: &str) -> Option<usize> {
+        self.compiled
+            .functions
+            .iter()
+            .position(|f| f.kind == kind && f.name == name)
+    }
+
     /// True if the module exports `kind:name`.
     pub fn has_function(&self, kind: FunctionKind, name: &str) -> bool {
         self.functions()
@@ -553,12 +561,7 @@ impl Plugin {
         write: impl FnOnce(&mut [u8]),
         read: impl FnOnce(&[u8]) -> Result<R, CallErrorKind>,
     ) -> Result<R, CallError> {
-        let Some(index) = self
-            .compiled
-            .functions
-            .iter()
-            .position(|f| f.kind == kind && f.name == function)
-        else {
+        let Some(index) = self.index_of(kind, function) else {
             return Err(self.error(kind, function, inv, CallErrorKind::NoSuchFunction));
         };
         let mut store = self.compiled.store(&self.name, inv);
@@ -764,12 +767,7 @@ impl Plugin {
         body: &[u8],
     ) -> (Result<Vec<u8>, CallError>, CallStats) {
         let start = std::time::Instant::now();
-        let Some(index) = self
-            .compiled
-            .functions
-            .iter()
-            .position(|f| f.kind == kind && f.name == function)
-        else {
+        let Some(index) = self.index_of(kind, function) else {
             let err = self.error(kind, function, inv, CallErrorKind::NoSuchFunction);
             return (Err(err), CallStats::default());
         };

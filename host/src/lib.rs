@@ -34,7 +34,11 @@
 //!
 //! **Running jobs.** [`StreamingContext::start`] returns a running job whose
 //! [`job::JobControl`] reports status, stops it, and swaps a plugin's module
-//! between two batches with its state migrated. A pipeline file
+//! between two batches with its state migrated.
+//! [`StreamingContext::replay`] tries such a swap first against a
+//! checkpoint's recorded input ([`job::replay`], `weir replay`): the logged
+//! batches run with the recorded modules and with the candidate, and every
+//! stream's batches are compared. A pipeline file
 //! ([`config::Pipeline`]) builds the same jobs without Rust code;
 //! [`serve`] runs many tenants' jobs in one host behind an HTTP API.
 //!
@@ -45,6 +49,7 @@
 //! | [`partition`] | the fixed, seeded partitioning hash |
 //! | [`worker_pool`] | the elastic pool partition work runs on |
 //! | [`wasm`] | engine, plugins, calls and their limits |
+//! | [`conformance`] | the plugin conformance suite (`weir plugin test`) |
 //! | [`host`] | the process-wide host: wasm runtime, receiver runtime, pool |
 //! | [`checkpoint`] | checkpoint directories, logs, snapshots |
 //! | [`error`] | the engine's and the builder's errors |
@@ -99,6 +104,7 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod conformance;
 pub mod error;
 pub(crate) mod graph;
 pub mod host;

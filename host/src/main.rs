@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         .init();
     let cli = weir::cli::Cli::parse();
     match weir::cli::execute(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(outcome) => ExitCode::from(outcome.exit_status()),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -88,6 +88,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Segments with a damaged tail: `(segment, damaged bytes)`.
+pub type Damaged = Vec<(PathBuf, usize)>;
+
 /// A log of records in numbered segments `PREFIX-<first key>.log`.
 pub struct SegmentLog {
     dir: PathBuf,
@@ -153,7 +156,27 @@ impl SegmentLog {
         &self,
         decode: impl Fn(&[u8]) -> Option<T>,
     ) -> Result<Vec<T>, CheckpointError> {
+        self.read_segments(decode, true).map(|(all, _)| all)
+    }
+
+    /// As [`SegmentLog::read_all_with`], but changes nothing on disk: a
+    /// damaged tail is skipped, not cut off, and returned as `(segment,
+    /// damaged bytes)` (what `weir replay` reads, which must leave the
+    /// directory as it found it).
+    pub fn read_only_with<T>(
+        &self,
+        decode: impl Fn(&[u8]) -> Option<T>,
+    ) -> Result<(Vec<T>, Damaged), CheckpointError> {
+        self.read_segments(decode, false)
+    }
+
+    fn read_segments<T>(
+        &self,
+        decode: impl Fn(&[u8]) -> Option<T>,
+        repair: bool,
+    ) -> Result<(Vec<T>, Damaged), CheckpointError> {
         let mut all = Vec::new();
+        let mut damaged = Vec::new();
         for (_, path) in self.segments()? {
             let mut bytes = Vec::new();
             File::open(&path)
@@ -161,6 +184,9 @@ impl SegmentLog {
                 .map_err(|e| self.err(&path, e))?;
             let (values, valid) = read_frames_with(&bytes, &decode);
             if valid < bytes.len() {
+                damaged.push((path.clone(), bytes.len() - valid));
+            }
+            if valid < bytes.len() && repair {
                 tracing::warn!(
                     path = %path.display(),
                     valid_bytes = valid,
@@ -177,7 +203,7 @@ impl SegmentLog {
             }
             all.extend(values);
         }
-        Ok(all)
+        Ok((all, damaged))
     }
 
     /// Starts a new segment whose first record has key `first`.
@@ -267,6 +293,14 @@ mod tests {
             frame(&3u64).len()
         );
         assert_eq!(log.delete_through(2).unwrap(), 1);
+        // Read-only: a damaged tail is reported and left where it is.
+        let mut f = OpenOptions::new().append(true).open(&last).unwrap();
+        f.write_all(&[9, 0]).unwrap();
+        let before = fs::read(&last).unwrap();
+        let (values, damaged) = log.read_only_with(decode::<u64>).unwrap();
+        assert_eq!(values, vec![3]);
+        assert_eq!(damaged, vec![(last.clone(), 2)]);
+        assert_eq!(fs::read(&last).unwrap(), before, "nothing cut off");
         assert_eq!(log.read_all::<u64>().unwrap(), vec![3]);
     }
 }

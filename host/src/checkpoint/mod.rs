@@ -24,6 +24,7 @@
 //! checkpoint kept are deleted, so disk use stays bounded.
 
 pub mod log;
+pub mod recorded;
 pub(crate) mod v1;
 
 use std::collections::{BTreeMap, HashMap};
@@ -193,6 +194,13 @@ pub enum CheckpointError {
         changes.iter().map(|c| format!("  - {c}")).collect::<Vec<_>>().join("\n")
     )]
     PipelineChanged { dir: PathBuf, changes: Vec<String> },
+    /// The directory holds no checkpoint (no metadata.json).
+    #[error(
+        "{} is not a checkpoint directory (it has no metadata.json): give the directory a job ran with \
+         `checkpoint = \"...\"` or `--checkpoint DIR`",
+        dir.display()
+    )]
+    NotACheckpoint { dir: PathBuf },
     /// Metadata that cannot be read.
     #[error("checkpoint metadata {} is unreadable: {reason}", path.display())]
     BadMetadata { path: PathBuf, reason: String },
@@ -418,15 +426,7 @@ impl Checkpointer {
         let checkpoint = newest_valid_checkpoint(&dir.join("checkpoints"))?;
         let after = checkpoint.as_ref().map_or(0, |c| c.seq);
         let replay: Vec<BatchEntry> = batches
-            .read_all_with(|payload| {
-                // Format 2 entries begin with their magic number; anything
-                // else is format 1 (never decoded as the other format).
-                if payload.get(..8) == Some(&BATCH_ENTRY_MAGIC.to_le_bytes()[..]) {
-                    log::decode::<BatchEntry>(payload)
-                } else {
-                    v1::decode_batch_entry(payload)
-                }
-            })?
+            .read_all_with(decode_batch_entry)?
             .into_iter()
             .filter(|e| e.seq > after)
             .collect();
@@ -556,6 +556,17 @@ impl Checkpointer {
             }
         }
         Ok(())
+    }
+}
+
+/// A batch-log entry of either format: format 2 entries begin with their
+/// magic number; anything else is format 1 (never decoded as the other
+/// format).
+fn decode_batch_entry(payload: &[u8]) -> Option<BatchEntry> {
+    if payload.get(..8) == Some(&BATCH_ENTRY_MAGIC.to_le_bytes()[..]) {
+        log::decode::<BatchEntry>(payload)
+    } else {
+        v1::decode_batch_entry(payload)
     }
 }
 

@@ -9,6 +9,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 mod kafka;
+pub mod plugin;
+mod replay;
+pub mod scaffold;
+mod toolchain;
 
 use crate::config::{Overrides, Pipeline, PipelineError};
 use crate::job::{JobFailed, StopSignal};
@@ -76,6 +80,13 @@ pub enum Command {
         /// The pipeline file (TOML).
         pipeline: PathBuf,
     },
+    /// Dry-run a hot swap against past input: replay the batches a
+    /// checkpoint directory recorded, once with the recorded modules and
+    /// once with a candidate module in place of one plugin, and compare
+    /// every stream. The directory is only read; no output is written.
+    /// Exit status: 0 no differences, 3 an output differs (with --diff),
+    /// 1 an error.
+    Replay(replay::ReplayArgs),
     /// Work with plugin modules.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -161,6 +172,71 @@ pub enum PluginCommand {
         /// Path to a `.wasm` (or `.wat`) module.
         module: PathBuf,
     },
+    /// Run the conformance suite on a module: reference cases for the
+    /// word-count functions (map:split, reduce:sum, update:running_count),
+    /// generic checks (no trap, valid framing, determinism) for any other.
+    /// Prints one line per case; exits non-zero if any fails.
+    Test {
+        /// Path to a `.wasm` (or `.wat`) module.
+        module: PathBuf,
+        /// Test only this function, KIND:NAME [default: every function].
+        #[arg(long)]
+        function: Option<String>,
+    },
+    /// Call one function on a fresh instance; print its output as `print` does, and the fuel and time it took (stderr).
+    ///
+    /// Input: --text "LINES" for a map function (one unkeyed record per
+    /// line), or --input FILE of JSON lines, where BYTES is a string (its
+    /// UTF-8), an integer (an i64, 8 bytes little-endian) or {"hex": "ff00"}:
+    ///   map:    {"key": BYTES, "value": BYTES}  (or "key_hex"/"value_hex")
+    ///   reduce: {"key": BYTES, "values": [BYTES, ...]}  one group per line
+    ///   update: {"key": BYTES, "state": BYTES, "timed_out": false, "values": [BYTES, ...]}
+    ///           one entry per line; leave "state" out for a key without state
+    #[command(verbatim_doc_comment)]
+    Call {
+        /// Path to a `.wasm` (or `.wat`) module.
+        module: PathBuf,
+        /// The function, KIND:NAME, e.g. map:split.
+        function: String,
+        /// Lines of text, one unkeyed record each (map functions).
+        #[arg(long, conflicts_with = "input")]
+        text: Option<String>,
+        /// A file of JSON lines (`-` for standard input).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Fuel budget of the call [default: the runtime's default, 50000000000].
+        #[arg(long)]
+        fuel: Option<u64>,
+        /// Batch time handed to the function, in ms since the epoch.
+        #[arg(long, default_value_t = 0)]
+        batch_time: i64,
+    },
+    /// Create a plugin project: a map, a reduce and an update function
+    /// (word count: split, sum, running_count), native unit tests where the
+    /// language has them, a pipeline.toml using it, a README.
+    New {
+        /// The plugin's name (lowercase letters, digits, `-`, `_`).
+        name: String,
+        /// The language.
+        #[arg(long, value_enum)]
+        lang: scaffold::Lang,
+        /// Where to create it [default: ./NAME].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Rust: the weir-sdk crate to depend on by path [default: the sdk/
+        /// of the weir source tree this binary was built from, if present].
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build the plugin project in DIR with its language's toolchain
+    /// (detected from Cargo.toml, go.mod, *.zig, package.json, *.c or a
+    /// Makefile), then load the module and show its path, size and
+    /// functions.
+    Build {
+        /// The project directory [default: the current directory].
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 /// `weir kafka ...`
@@ -240,16 +316,56 @@ pub enum CliError {
     /// A request to a `weir serve` host failed.
     #[error(transparent)]
     Client(#[from] crate::serve::ClientError),
+    /// `weir plugin test` or `weir plugin call` failed.
+    #[error(transparent)]
+    Plugin(#[from] plugin::PluginToolError),
+    /// `weir plugin new` or `weir plugin build` failed.
+    #[error(transparent)]
+    Scaffold(#[from] scaffold::ScaffoldError),
     /// A Kafka client command failed.
     #[error(transparent)]
     Kafka(#[from] kafka::ToolError),
+    /// `weir replay` could not replay.
+    #[error(transparent)]
+    Replay(#[from] crate::job::replay::ReplayFailure),
+}
+
+/// How a command that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done.
+    Done,
+    /// `weir replay --diff` found an output that differs.
+    Differences,
+}
+
+impl Outcome {
+    /// The exit status of `weir replay --diff` when an output differs
+    /// (1 is an error, 2 a usage error).
+    pub const DIFFERENCES_EXIT_STATUS: u8 = 3;
+
+    /// The process's exit status.
+    pub fn exit_status(self) -> u8 {
+        match self {
+            Outcome::Done => 0,
+            Outcome::Differences => Self::DIFFERENCES_EXIT_STATUS,
+        }
+    }
 }
 
 /// Runs a parsed command line.
-pub fn execute(cli: Cli) -> Result<(), CliError> {
-    use crate::serve::commands as serve;
+pub fn execute(cli: Cli) -> Result<Outcome, CliError> {
     match cli.command {
-        Command::Plugin(PluginCommand::Inspect { module }) => inspect(&module),
+        Command::Replay(args) => replay::replay(args),
+        other => execute_other(other).map(|()| Outcome::Done),
+    }
+}
+
+fn execute_other(command: Command) -> Result<(), CliError> {
+    use crate::serve::commands as serve;
+    match command {
+        Command::Replay { .. } => unreachable!("handled by execute"),
+        Command::Plugin(command) => plugin_command(command),
         Command::Kafka(KafkaCommand::CreateTopic {
             brokers,
             topic,
@@ -325,6 +441,47 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
             };
             run(&pipeline, batches, &overrides, watch_plugins)
         }
+    }
+}
+
+/// Runs `weir plugin ...`.
+fn plugin_command(command: PluginCommand) -> Result<(), CliError> {
+    match command {
+        PluginCommand::Inspect { module } => inspect(&module),
+        PluginCommand::Test { module, function } => plugin::test(&module, function.as_deref()),
+        PluginCommand::Call {
+            module,
+            function,
+            text,
+            input,
+            fuel,
+            batch_time,
+        } => {
+            let input = match (text, input) {
+                (Some(t), None) => plugin::CallInput::Text(t),
+                (None, Some(p)) => plugin::CallInput::Json(p),
+                _ => return Err(plugin::PluginToolError::NoInput.into()),
+            };
+            let opts = plugin::CallOptions {
+                function,
+                input,
+                fuel,
+                batch_time_ms: batch_time,
+            };
+            plugin::call(&module, &opts)
+        }
+        PluginCommand::New {
+            name,
+            lang,
+            dir,
+            sdk,
+        } => {
+            let dir = scaffold::new(&name, lang, dir.as_deref(), sdk.as_deref())?;
+            println!("created plugin `{name}` ({lang}) in {}", dir.display());
+            println!("next: weir plugin build {}", dir.display());
+            Ok(())
+        }
+        PluginCommand::Build { dir } => scaffold::build(&dir),
     }
 }
 

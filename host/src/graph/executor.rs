@@ -138,6 +138,11 @@ impl Executor {
         )
     }
 
+    /// The graph it runs.
+    pub(crate) fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
     /// The job's name.
     pub(crate) fn job(&self) -> &Arc<str> {
         &self.job

@@ -382,7 +382,7 @@ impl StreamingContext {
         let scale_out = self.scale_out(&builder, interval_ms)?;
         let checkpointer = self.open_checkpoint(&builder, interval_ms)?;
         let block_log = checkpointer.as_ref().and_then(|(c, _)| c.block_log());
-        let sources = self.start_sources(builder.sources, block_log, interval_ms)?;
+        let sources = self.start_sources(builder.sources, block_log, interval_ms, false)?;
         let outputs = make_outputs(&cfg.job_name, &builder.graph, builder.outputs);
         let stats_file = match &cfg.stats_file {
             Some(p) => Some(StatsFile::open(p).map_err(|source| BuildError::Start {
@@ -574,18 +574,24 @@ impl StreamingContext {
         .map_err(BuildError::Checkpoint)
     }
 
-    /// Starts every source (socket receivers on the host's runtime).
+    /// Starts every source (socket receivers on the host's runtime). With
+    /// `replay_only`, sources only rebuild logged batches: sockets do not
+    /// connect, file sources do not list their directory.
     fn start_sources(
         &self,
         specs: Vec<(Arc<str>, SourceSpec)>,
         block_log: Option<Arc<crate::checkpoint::BlockLog>>,
         interval_ms: i64,
+        replay_only: bool,
     ) -> Result<Vec<Box<dyn Source>>, BuildError> {
         let cfg = &self.config;
         let block_ms = cfg.block_interval.as_millis().clamp(1, interval_ms as u128) as u64;
         let mut sources: Vec<Box<dyn Source>> = Vec::new();
         for (index, (name, spec)) in specs.into_iter().enumerate() {
             sources.push(match spec {
+                SourceSpec::Socket { .. } if replay_only => {
+                    Box::new(SocketSource::logged_only(self.host.io()))
+                }
                 SourceSpec::Socket { host, port } => Box::new(SocketSource::start(
                     name,
                     SocketConfig {
@@ -603,7 +609,7 @@ impl StreamingContext {
                     dir,
                     include_existing,
                 } => Box::new(
-                    FileSource::new(name, dir, include_existing, 50_000)
+                    FileSource::new(name, dir, include_existing || replay_only, 50_000)
                         .map_err(BuildError::Receiver)?,
                 ),
                 SourceSpec::Generator {
@@ -633,6 +639,57 @@ impl StreamingContext {
         }
 
         Ok(sources)
+    }
+
+    /// Replays the batches a checkpoint directory recorded, once with the
+    /// recorded modules and once with `request.candidate` in place of the
+    /// plugin of its name, and compares every stream (see
+    /// [`replay`](super::replay)). The context must describe the pipeline
+    /// that wrote the checkpoint; the directory is only read and no output
+    /// is written.
+    pub fn replay(
+        self,
+        request: &super::replay::ReplayRequest,
+    ) -> Result<super::replay::ReplayReport, super::replay::ReplayFailure> {
+        use super::replay::{ReplayFailure, Replayer};
+        let builder = std::mem::take(&mut *self.builder.borrow_mut());
+        let cfg = &self.config;
+        let interval_ms = cfg.batch_interval.as_millis().max(1) as i64;
+        let recorded = crate::checkpoint::recorded::Recorded::read(&request.dir)?;
+        let changes = crate::checkpoint::pipeline_changes(
+            &recorded.pipeline,
+            &self.describe(&builder, interval_ms),
+        );
+        if !changes.is_empty() {
+            return Err(ReplayFailure::PipelineMismatch {
+                dir: request.dir.clone(),
+                changes,
+            });
+        }
+        let mut outputs: Vec<NodeId> = builder.outputs.iter().map(|(n, _, _)| *n).collect();
+        outputs.dedup();
+        let sources = self.start_sources(builder.sources, None, interval_ms, true)?;
+        let executor = || {
+            Executor::new(
+                builder.graph.clone(),
+                cfg.job_name.as_str().into(),
+                self.host.pool().clone(),
+                cfg.workers,
+                cfg.partitions,
+                interval_ms,
+                cfg.limits,
+            )
+        };
+        Replayer {
+            recorded,
+            sources,
+            baseline: executor(),
+            candidate: executor(),
+            outputs,
+            partitions: cfg.partitions,
+            wasm: self.host.wasm().clone(),
+        }
+        .run(request)
     }
 
     /// Starts the job and waits for it: a convenience for tests and tools.

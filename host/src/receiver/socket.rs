@@ -70,6 +70,20 @@ impl SocketSource {
     }
 }
 
+impl SocketSource {
+    /// A source that only replays logged blocks and never connects (what
+    /// `weir replay` runs): its receiver task ends at once.
+    pub fn logged_only(rt: &tokio::runtime::Handle) -> Self {
+        let (_, rx) = mpsc::channel(1);
+        SocketSource {
+            rx,
+            task: rt.spawn(async {}).abort_handle(),
+            consumed: 0,
+            pending: Vec::new(),
+        }
+    }
+}
+
 impl Drop for SocketSource {
     fn drop(&mut self) {
         self.task.abort();

@@ -418,6 +418,14 @@ impl Plugin {
             .collect()
     }
 
+    /// The position of `kind:name` among the module's functions.
+    fn index_of(&self, kind: FunctionKind, name: &str) -> Option<usize> {
+        self.compiled
+            .functions
+            .iter()
+            .position(|f| f.kind == kind && f.name == name)
+    }
+
     /// True if the module exports `kind:name`.
     pub fn has_function(&self, kind: FunctionKind, name: &str) -> bool {
         self.functions()
@@ -553,12 +561,7 @@ impl Plugin {
         write: impl FnOnce(&mut [u8]),
         read: impl FnOnce(&[u8]) -> Result<R, CallErrorKind>,
     ) -> Result<R, CallError> {
-        let Some(index) = self
-            .compiled
-            .functions
-            .iter()
-            .position(|f| f.kind == kind && f.name == function)
-        else {
+        let Some(index) = self.index_of(kind, function) else {
             return Err(self.error(kind, function, inv, CallErrorKind::NoSuchFunction));
         };
         let mut store = self.compiled.store(&self.name, inv);
@@ -739,5 +742,51 @@ fn classify(
             message: format!("{err:#}"),
             source: err,
         },
+    }
+}
+
+/// What one call cost: the fuel it burnt and the wall-clock time it took
+/// (instantiation included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallStats {
+    /// Fuel units used: the budget minus what was left after the call (the
+    /// whole budget when the call ran out of fuel).
+    pub fuel: u64,
+    /// Wall-clock time of the call.
+    pub elapsed: std::time::Duration,
+}
+
+impl Plugin {
+    /// Like [`Plugin::call`], and also reports what the call cost, whether
+    /// it succeeded or not (`weir plugin call`, `weir plugin test`).
+    pub fn call_measured(
+        &self,
+        kind: FunctionKind,
+        function: &str,
+        inv: &Invocation,
+        body: &[u8],
+    ) -> (Result<Vec<u8>, CallError>, CallStats) {
+        let start = std::time::Instant::now();
+        let Some(index) = self.index_of(kind, function) else {
+            let err = self.error(kind, function, inv, CallErrorKind::NoSuchFunction);
+            return (Err(err), CallStats::default());
+        };
+        let mut store = self.compiled.store(&self.name, inv);
+        let result = self
+            .call_in(
+                &mut store,
+                index,
+                inv,
+                body.len(),
+                |buf| buf.copy_from_slice(body),
+                |out| Ok(out.to_vec()),
+            )
+            .map_err(|e| self.error(kind, function, inv, e));
+        let left = store.get_fuel().unwrap_or(0);
+        let stats = CallStats {
+            fuel: inv.limits.fuel.saturating_sub(left),
+            elapsed: start.elapsed(),
+        };
+        (result, stats)
     }
 }

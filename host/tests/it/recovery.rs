@@ -112,13 +112,17 @@ fn sigkill_at_random_moments_changes_no_output_byte() {
     );
     eprintln!("killed weir {killed} times with SIGKILL");
     assert!(killed >= kills().min(20), "only {killed} kills");
-    let got = tree(&crashy.path().join("out"));
+    assert_same_files(&expected, &tree(&crashy.path().join("out")));
+}
+
+/// The crashed run's outputs equal the clean run's, file by file.
+fn assert_same_files(expected: &BTreeMap<PathBuf, Vec<u8>>, got: &BTreeMap<PathBuf, Vec<u8>>) {
     assert_eq!(
         got.keys().collect::<Vec<_>>(),
         expected.keys().collect::<Vec<_>>(),
         "same files"
     );
-    for (path, bytes) in &expected {
+    for (path, bytes) in expected {
         assert!(
             &got[path] == bytes,
             "{} differs after crashes",
@@ -654,17 +658,5 @@ prefix = "out/totals"
     let killed = kill_and_restart(&pipeline(crashy.path()), &args, 11, 15_000);
     eprintln!("killed weir {killed} times with SIGKILL");
     assert!(killed >= kills().min(10), "only {killed} kills");
-    let got = tree(&crashy.path().join("out"));
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        expected.keys().collect::<Vec<_>>(),
-        "same files"
-    );
-    for (path, bytes) in &expected {
-        assert!(
-            &got[path] == bytes,
-            "{} differs after crashes",
-            path.display()
-        );
-    }
+    assert_same_files(&expected, &tree(&crashy.path().join("out")));
 }

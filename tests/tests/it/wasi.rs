@@ -361,3 +361,70 @@ fn the_documented_wasm_extensions() {
         assert!(load(name, &wat).is_err(), "{name} must be refused");
     }
 }
+
+#[test]
+fn a_guest_sleeping_or_yielding_forever_runs_out_of_fuel_not_time() {
+    let plugin = load(
+        "sleeper",
+        &module(
+            r#"
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sched_yield" (func $yield (result i32)))
+  (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))"#,
+            r#"(func (export "map:sleep") (param i32 i32 i32) (result i32)
+    ;; one relative clock subscription of 1 s at 2048, events at 2200
+    (i64.store (i32.const 2048) (i64.const 42))
+    (i32.store8 (i32.const 2056) (i32.const 0))
+    (i32.store (i32.const 2064) (i32.const 1))
+    (i64.store (i32.const 2072) (i64.const 1000000000))
+    (drop (call $poll (i32.const 2048) (i32.const 2200) (i32.const 1) (i32.const 2300)))
+    ;; slept: the event names the subscription, the clock moved a second
+    (drop (call $clock (i32.const 1) (i64.const 1) (i32.const 1036)))
+    (i64.store (i32.const 1044) (i64.load (i32.const 2200)))
+    (i32.store (i32.const 1052) (i32.load (i32.const 2300)))
+    (call $put_value (local.get 2) (i32.const 20)))
+  (func (export "map:forever") (param i32 i32 i32) (result i32)
+    (loop $l
+      (drop (call $poll (i32.const 2048) (i32.const 2200) (i32.const 1) (i32.const 2300)))
+      (drop (call $yield))
+      (br $l))
+    (i32.const 0))"#,
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let v = value(&plugin, "sleep", &inv(1_000, 0));
+    assert_eq!(u64_at(&v, 0), 2_000_000_000, "one virtual second later");
+    assert_eq!(u64_at(&v, 8), 42, "the clock subscription fired");
+    assert_eq!(&v[16..20], 1u32.to_le_bytes(), "one event");
+
+    let mut tight = inv(0, 0);
+    tight.limits.fuel = 1_000_000;
+    let started = std::time::Instant::now();
+    let err = plugin.map("forever", &tight, &one_line()).unwrap_err();
+    assert!(matches!(err.kind, CallErrorKind::OutOfFuel { .. }), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn stdout_beyond_the_log_budget_is_dropped_without_failing_the_call() {
+    let plugin = load(
+        "chatty",
+        &module(
+            r#"(import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))"#,
+            r#"(func (export "map:chat") (param i32 i32 i32) (result i32)
+    (local $i i32)
+    ;; 64 KiB of memory from 65536 as one iovec, written 100 times
+    (i32.store (i32.const 2100) (i32.const 65536))
+    (i32.store (i32.const 2104) (i32.const 65536))
+    (loop $l
+      (i32.store (i32.const 1036) (call $write (i32.const 1) (i32.const 2100) (i32.const 1) (i32.const 1040)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 100))))
+    (call $put_value (local.get 2) (i32.const 8)))"#,
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let v = value(&plugin, "chat", &inv(0, 0));
+    assert_eq!(&v[0..4], 0u32.to_le_bytes(), "fd_write succeeds");
+    assert_eq!(&v[4..8], 65536u32.to_le_bytes(), "all of it is taken");
+}

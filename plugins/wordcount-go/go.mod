@@ -1,0 +1,3 @@
+module weir.example/wordcount
+
+go 1.24

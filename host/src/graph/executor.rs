@@ -14,8 +14,8 @@ use weir_abi::FunctionKind;
 use super::{Graph, NodeKind};
 use crate::checkpoint::{RestoreError, Snapshot};
 use crate::error::EngineError;
-use crate::ops::{Inputs, MigrationError, OpContext, OpState, Partitions, Staged};
-use crate::wasm::{Invocation, Limits, Plugin};
+use crate::ops::{total_records, Inputs, MigrationError, OpContext, OpState, Partitions, Staged};
+use crate::wasm::{CallMeter, Invocation, Limits, Plugin};
 
 /// Why a plugin swap was refused (the job keeps running the old module).
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +91,43 @@ pub(crate) struct Executor {
     pending: Vec<Option<Staged>>,
     /// The module each swapped plugin ran before its last swap.
     previous: HashMap<String, Plugin>,
+    /// What each operator did in the last batch, in graph order.
+    operators: Vec<OperatorStats>,
+}
+
+/// What one operator did in one batch: what the UI's batch detail, the
+/// metrics and the listener events show.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OperatorStats {
+    /// The stream it computes.
+    pub name: String,
+    /// The operator (`flat_map`, `reduce_by_key`, ...).
+    pub op: String,
+    /// Records of its inputs.
+    pub records_in: u64,
+    /// Records it produced (0 when it had no batch at this time).
+    pub records_out: u64,
+    /// Wall-clock time of the operator, plugin calls included.
+    pub millis: f64,
+    /// Plugin calls made.
+    pub calls: u64,
+    /// Fuel those calls used.
+    pub fuel: u64,
+    /// Calls that failed (a failed call fails the batch).
+    pub failed_calls: u64,
+}
+
+/// State one stateful operator holds after a batch.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StateSize {
+    /// The stream whose operator keeps the state.
+    pub name: String,
+    /// The operator.
+    pub op: String,
+    /// Keys, where the state is keyed.
+    pub keys: Option<u64>,
+    /// Bytes of keys and values.
+    pub bytes: u64,
 }
 
 impl Executor {
@@ -121,7 +158,47 @@ impl Executor {
             zero_ms: None,
             states,
             previous: Default::default(),
+            operators: Vec::new(),
         }
+    }
+
+    /// What each operator did in the last batch run (graph order; sources
+    /// and operators without a batch at that time are left out).
+    pub(crate) fn operator_stats(&self) -> &[OperatorStats] {
+        &self.operators
+    }
+
+    /// The names of the job's sources, indexed like its sources.
+    pub(crate) fn source_names(&self) -> Vec<String> {
+        let mut named: Vec<(usize, String)> = self
+            .graph
+            .nodes
+            .iter()
+            .filter_map(|n| match n.kind {
+                NodeKind::Source(i) => Some((i, n.name.to_string())),
+                NodeKind::Op(_) => None,
+            })
+            .collect();
+        named.sort();
+        named.into_iter().map(|(_, name)| name).collect()
+    }
+
+    /// The state each stateful operator holds (committed state).
+    pub(crate) fn state_sizes(&self) -> Vec<StateSize> {
+        self.graph
+            .nodes
+            .iter()
+            .zip(&self.states)
+            .filter_map(|(node, state)| {
+                let state = state.as_deref()?;
+                Some(StateSize {
+                    name: node.name.to_string(),
+                    op: node.op_name().to_owned(),
+                    keys: state.keys(),
+                    bytes: state.bytes(),
+                })
+            })
+            .collect()
     }
 
     /// A fresh executor of the same graph and settings, without state:
@@ -223,6 +300,7 @@ impl Executor {
                     },
                     job: Some(self.job.clone()),
                     operator: Some(node.name.clone()),
+                    meter: None,
                     limits: self.limits,
                 };
                 match op.migrate_state(state, name, &new, &invocation) {
@@ -375,6 +453,7 @@ impl Executor {
         let t = batch_time_ms;
         let zero = *self.zero_ms.get_or_insert(t - self.interval_ms);
         self.discard();
+        self.operators.clear();
         let mut values: Vec<Option<Arc<Partitions>>> = Vec::with_capacity(self.graph.nodes.len());
         for (id, node) in self.graph.nodes.iter().enumerate() {
             let op = match &node.kind {
@@ -411,6 +490,7 @@ impl Executor {
                     .collect(),
                 due: (t - zero) % node.slide_ms == 0,
             };
+            let meter = Arc::new(CallMeter::default());
             let cx = OpContext {
                 pool: &self.pool,
                 share: self.workers,
@@ -419,9 +499,22 @@ impl Executor {
                 op: node.op_name(),
                 batch_time_ms: t,
                 limits: self.limits,
+                meter: Some(meter.clone()),
             };
+            let records_in = inputs.batches.iter().map(|b| total_records(b) as u64).sum();
+            let started = std::time::Instant::now();
             let step = op.run(&cx, &inputs, self.states[id].as_deref())?;
             drop(inputs);
+            self.operators.push(OperatorStats {
+                name: node.name.to_string(),
+                op: node.op_name().to_owned(),
+                records_in,
+                records_out: step.out.as_deref().map_or(0, |p| total_records(p) as u64),
+                millis: started.elapsed().as_secs_f64() * 1e3,
+                calls: meter.calls(),
+                fuel: meter.fuel(),
+                failed_calls: meter.failures(),
+            });
             self.pending[id] = step.staged;
             values.push(step.out);
         }

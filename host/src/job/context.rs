@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use weir_abi::RecordBatch;
 
+use super::events::{Listeners, LogListener, StreamingListener};
 use super::scheduler::{
     BatchLoop, Clock, Control, JobFailed, JobStatus, RunSummary, SimulatedClock, StopSignal,
     SystemClock,
@@ -213,6 +214,8 @@ pub struct StreamingContext {
     builder: Rc<RefCell<Builder>>,
     /// Loaded plugins: name → (module hash, file), for checkpoints.
     plugins: RefCell<BTreeMap<String, (String, PathBuf)>>,
+    /// Who hears the job's events; the log is always one.
+    listeners: Listeners,
 }
 
 /// A stream of record batches: what Spark calls a DStream.
@@ -246,12 +249,21 @@ impl StreamingContext {
                 return Err(BuildError::ZeroSetting { key });
             }
         }
+        let listeners = Listeners::default();
+        listeners.add(Arc::new(LogListener));
         Ok(StreamingContext {
             config,
             host,
             builder: Rc::default(),
             plugins: RefCell::default(),
+            listeners,
         })
+    }
+
+    /// Adds a listener to the job's events (the log is always one); it
+    /// hears every batch from the first, replayed ones included.
+    pub fn add_listener(&self, listener: Arc<dyn StreamingListener>) {
+        self.listeners.add(listener);
     }
 
     /// The configuration.
@@ -426,6 +438,7 @@ impl StreamingContext {
             max_state_bytes: cfg.max_state_bytes,
             run: None,
             scale_out,
+            listeners: self.listeners.clone(),
         };
         let termination = Arc::new(Termination::default());
         // The job is a task on the host's runtime: it sleeps there between
@@ -437,6 +450,7 @@ impl StreamingContext {
             status,
             stop: stop.clone(),
             runtime: self.host.wasm().clone(),
+            listeners: self.listeners.clone(),
         };
         Ok(RunningJob {
             stop,
@@ -869,9 +883,15 @@ pub struct JobControl {
     status: Arc<std::sync::Mutex<JobStatus>>,
     stop: Arc<StopSignal>,
     runtime: Runtime,
+    listeners: Listeners,
 }
 
 impl JobControl {
+    /// Adds a listener to the running job's events, from its next event on.
+    pub fn add_listener(&self, listener: Arc<dyn StreamingListener>) {
+        self.listeners.add(listener);
+    }
+
     /// A snapshot of the job's status.
     pub fn status(&self) -> JobStatus {
         self.status.lock().expect("status poisoned").clone()

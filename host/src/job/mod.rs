@@ -3,6 +3,7 @@
 //! scheduler that drive the executor batch after batch.
 
 pub(crate) mod context;
+pub mod events;
 pub mod replay;
 pub(crate) mod scale_out;
 pub(crate) mod scheduler;

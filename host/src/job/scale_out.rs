@@ -27,10 +27,10 @@ use std::time::{Duration, Instant};
 
 use weir_abi::RecordBatch;
 
-use super::scheduler::{BatchLoop, Run};
+use super::scheduler::{BatchLoop, Completion, Run};
 use crate::checkpoint::Snapshot;
 use crate::error::EngineError;
-use crate::graph::executor::Executor;
+use crate::graph::executor::{Executor, OperatorStats, StateSize};
 use crate::graph::Graph;
 use crate::kafka::changelog::{Changelog, Entry, Fingerprint, RangeEntry, StateEntry};
 use crate::kafka::group::{Change, Membership};
@@ -566,6 +566,7 @@ impl BatchLoop {
         let t = range.batch_time_ms;
         let block = blocks.into_iter().next().unwrap_or_default();
         let records = block.len() as u64;
+        self.emit_started(t, true);
         self.run_task_batch(
             so,
             t,
@@ -580,13 +581,21 @@ impl BatchLoop {
         task.seq = range.seq;
         task.next = range.until;
         task.last_t = Some(t);
-        self.completed(task_stats(t, records, started), run, true);
+        let done = Completion {
+            stats: task_stats(t, records, started),
+            replayed: true,
+            source_records: vec![records],
+            operators: task.executor.operator_stats().to_vec(),
+            state: task.executor.state_sizes(),
+        };
+        self.completed(done, run);
         Ok(())
     }
 
     /// Runs batch `t` of every owned task.
     fn run_tasks(&mut self, so: &mut ScaleOut, t: i64, run: &mut Run) -> Result<(), EngineError> {
         let started = (self.clock.now_ms(), Instant::now());
+        self.emit_started(t, false);
         let (input, blocks) = self.sources[0].next_batch(t)?;
         let SourceInput::Kafka(ranges) = input else {
             unreachable!("a Kafka source cuts offset ranges")
@@ -632,7 +641,15 @@ impl BatchLoop {
         if let Some(m) = &so.membership {
             m.commit(&positions);
         }
-        self.completed(task_stats(t, records, started), run, false);
+        let (operators, state) = merged_detail(so.tasks.values().map(|task| &task.executor));
+        let done = Completion {
+            stats: task_stats(t, records, started),
+            replayed: false,
+            source_records: vec![records],
+            operators,
+            state,
+        };
+        self.completed(done, run);
         Ok(())
     }
 
@@ -887,6 +904,39 @@ fn state_entry(so: &ScaleOut, task: &Task, t: i64) -> Entry {
         instance: so.config.instance.clone(),
         fingerprint: so.fingerprint.clone(),
     }))
+}
+
+/// The operators' work and state of every task, added up per operator.
+fn merged_detail<'a>(
+    executors: impl Iterator<Item = &'a Executor>,
+) -> (Vec<OperatorStats>, Vec<StateSize>) {
+    let mut operators: Vec<OperatorStats> = Vec::new();
+    let mut state: Vec<StateSize> = Vec::new();
+    for executor in executors {
+        for op in executor.operator_stats() {
+            match operators.iter_mut().find(|o| o.name == op.name) {
+                Some(o) => {
+                    o.records_in += op.records_in;
+                    o.records_out += op.records_out;
+                    o.millis = o.millis.max(op.millis);
+                    o.calls += op.calls;
+                    o.fuel += op.fuel;
+                    o.failed_calls += op.failed_calls;
+                }
+                None => operators.push(op.clone()),
+            }
+        }
+        for s in executor.state_sizes() {
+            match state.iter_mut().find(|o| o.name == s.name) {
+                Some(o) => {
+                    o.bytes += s.bytes;
+                    o.keys = o.keys.zip(s.keys).map(|(a, b)| a + b);
+                }
+                None => state.push(s),
+            }
+        }
+    }
+    (operators, state)
 }
 
 fn task_stats(t: i64, records: u64, (start_ms, started): (i64, Instant)) -> BatchStats {

@@ -10,11 +10,15 @@ use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::events::{
+    BatchCompleted, BatchFailed, BatchStarted, CheckpointWritten, Event, Listeners, PluginSwapped,
+    SourceError, SourceRecords,
+};
 use crate::checkpoint::{
     BatchEntry, CheckpointData, CheckpointError, Checkpointer, Recovery, ReplayError, RestoreError,
 };
 use crate::error::EngineError;
-use crate::graph::executor::Executor;
+use crate::graph::executor::{Executor, OperatorStats, StateSize};
 use crate::graph::executor::{SwapError, SwapReport};
 use crate::graph::NodeId;
 use crate::host::Host;
@@ -199,6 +203,18 @@ pub(crate) struct BatchLoop {
     pub(crate) run: Option<Run>,
     /// Scaled out through a consumer group: the tasks this instance runs.
     pub(crate) scale_out: Option<super::scale_out::ScaleOut>,
+    /// Who hears the job's events (the log, the UI, metrics ...).
+    pub listeners: Listeners,
+}
+
+/// A completed batch, as the batch loop hands it to [`BatchLoop::completed`].
+pub(super) struct Completion {
+    pub stats: BatchStats,
+    pub replayed: bool,
+    /// Records per source, indexed like the job's sources.
+    pub source_records: Vec<u64>,
+    pub operators: Vec<OperatorStats>,
+    pub state: Vec<StateSize>,
 }
 
 /// A request to the running batch loop.
@@ -405,11 +421,13 @@ impl BatchLoop {
         }
         let counts = source_records(&inputs);
         let inputs = self.partition(inputs);
+        self.emit_started(t, false);
         let stats = self.process_with_retries(t, &inputs, started)?;
         self.sources_completed(&counts, &stats, false);
         let mut run = self.run.take().expect("begun");
         run.at.seq = seq;
-        self.completed(stats, &mut run, false);
+        let done = self.completion(stats, false, counts);
+        self.completed(done, &mut run);
         let written = match checkpoint.as_mut() {
             Some((ck, _)) if seq % ck.config().every_batches == 0 => {
                 self.write_checkpoint(ck, seq, t).map(|()| true)
@@ -546,11 +564,15 @@ impl BatchLoop {
             }
             let counts = source_records(&inputs);
             let inputs = self.partition(inputs);
-            let stats = self.process(entry.batch_time_ms, &inputs, started, true)?;
+            self.emit_started(entry.batch_time_ms, true);
+            let stats = self
+                .process(entry.batch_time_ms, &inputs, started, true)
+                .inspect_err(|e| self.emit_failed(entry.batch_time_ms, 1, e, false))?;
             self.sources_completed(&counts, &stats, true);
             run.at.seq = entry.seq;
             run.at.last_t = Some(entry.batch_time_ms);
-            self.completed(stats, run, true);
+            let done = self.completion(stats, true, counts);
+            self.completed(done, run);
             if run.at.seq % ck.config().every_batches == 0 {
                 self.write_checkpoint(ck, run.at.seq, entry.batch_time_ms)?;
                 run.at.last_checkpoint = Some(run.at.seq);
@@ -586,11 +608,12 @@ impl BatchLoop {
             modules: ck.modules().clone(),
         };
         ck.write(&data)?;
-        tracing::debug!(
-            batch = seq,
-            ms = started.elapsed().as_secs_f64() * 1e3,
-            "checkpoint written"
-        );
+        self.listeners.emit(&Event::Checkpoint(CheckpointWritten {
+            job: self.executor.job().clone(),
+            seq,
+            batch_time_ms: t,
+            duration_ms: started.elapsed().as_secs_f64() * 1e3,
+        }));
         Ok(())
     }
 
@@ -650,6 +673,7 @@ impl BatchLoop {
                 let _ = reply.send(Err(SwapError::ScaledOut));
                 continue;
             }
+            let rollback = matches!(msg, Control::Rollback { .. });
             let (result, reply) = match msg {
                 Control::Swap {
                     plugin,
@@ -674,14 +698,15 @@ impl BatchLoop {
                     .expect("status poisoned")
                     .modules
                     .insert(report.plugin.clone(), report.to.clone());
-                tracing::info!(
-                    plugin = %report.plugin,
-                    from = %report.from,
-                    to = %report.to,
-                    migrated_keys = report.migrated_keys,
-                    first_batch_ms = t,
-                    "plugin swapped"
-                );
+                self.listeners.emit(&Event::PluginSwapped(PluginSwapped {
+                    job: self.executor.job().clone(),
+                    plugin: report.plugin.clone(),
+                    from: report.from.clone(),
+                    to: report.to.clone(),
+                    first_batch_ms: t,
+                    migrated_keys: report.migrated_keys,
+                    rollback,
+                }));
             } else if let Err(e) = &result {
                 tracing::warn!(error = %e, "plugin swap refused; the job keeps its module");
             }
@@ -730,33 +755,101 @@ impl BatchLoop {
         loop {
             match self.process(t, inputs, started, false) {
                 Ok(stats) => return Ok(stats),
-                Err(e @ EngineError::StateLimit { .. }) => return Err(e),
-                Err(e) if attempt < self.max_retries => {
+                Err(e) => {
+                    let retry =
+                        attempt < self.max_retries && !matches!(e, EngineError::StateLimit { .. });
                     attempt += 1;
-                    tracing::warn!(error = %e, attempt, of = self.max_retries, "batch failed; retrying from the state before it");
+                    self.emit_failed(t, attempt, &e, retry);
+                    if !retry {
+                        return Err(e);
+                    }
                 }
-                Err(e) => return Err(e),
             }
         }
     }
 
-    pub(super) fn completed(&mut self, stats: BatchStats, run: &mut Run, replayed: bool) {
+    pub(super) fn emit_started(&self, t: i64, replayed: bool) {
+        self.listeners.emit(&Event::BatchStarted(BatchStarted {
+            job: self.executor.job().clone(),
+            batch_time_ms: t,
+            replayed,
+        }));
+    }
+
+    pub(super) fn emit_failed(&self, t: i64, attempt: u32, error: &EngineError, retrying: bool) {
+        self.listeners.emit(&Event::BatchFailed(BatchFailed {
+            job: self.executor.job().clone(),
+            batch_time_ms: t,
+            attempt,
+            error: error.to_string(),
+            retrying,
+        }));
+    }
+
+    /// A batch of the (not scaled-out) job completed: its detail from the
+    /// executor.
+    fn completion(
+        &self,
+        stats: BatchStats,
+        replayed: bool,
+        source_records: Vec<u64>,
+    ) -> Completion {
+        Completion {
+            stats,
+            replayed,
+            source_records,
+            operators: self.executor.operator_stats().to_vec(),
+            state: self.executor.state_sizes(),
+        }
+    }
+
+    /// Reports problems sources met since the last batch.
+    fn source_errors(&mut self) {
+        let names = self.executor.source_names();
+        for (i, source) in self.sources.iter_mut().enumerate() {
+            for message in source.take_errors() {
+                self.listeners.emit(&Event::SourceError(SourceError {
+                    job: self.executor.job().clone(),
+                    source: names
+                        .get(i)
+                        .cloned()
+                        .unwrap_or_else(|| format!("source {i}")),
+                    message,
+                }));
+            }
+        }
+    }
+
+    pub(super) fn completed(&mut self, done: Completion, run: &mut Run) {
         let (summary, progress) = (&mut run.summary, &mut run.progress);
+        let stats = done.stats;
         let t = stats.batch_time_ms;
         progress.records += stats.input_records;
-        tracing::info!(
-            batch_time_ms = t,
-            input_records = stats.input_records,
-            processing_ms = format_args!("{:.1}", stats.processing_ms),
-            scheduling_delay_ms = format_args!("{:.1}", stats.scheduling_delay_ms),
-            total_delay_ms = format_args!("{:.1}", stats.total_delay_ms),
-            "{}",
-            if replayed {
-                "batch replayed"
-            } else {
-                "batch completed"
-            }
-        );
+        let names = self.executor.source_names();
+        self.listeners.emit(&Event::BatchCompleted(BatchCompleted {
+            job: self.executor.job().clone(),
+            batch_time_ms: t,
+            replayed: done.replayed,
+            input_records: stats.input_records,
+            sources: done
+                .source_records
+                .iter()
+                .enumerate()
+                .map(|(i, &records)| SourceRecords {
+                    source: names
+                        .get(i)
+                        .cloned()
+                        .unwrap_or_else(|| format!("source {i}")),
+                    records,
+                })
+                .collect(),
+            scheduling_delay_ms: stats.scheduling_delay_ms,
+            processing_ms: stats.processing_ms,
+            total_delay_ms: stats.total_delay_ms,
+            operators: done.operators,
+            state: done.state,
+        }));
+        self.source_errors();
         if let Some(f) = &mut self.stats_file {
             if let Err(e) = f.append(&stats) {
                 tracing::warn!(error = %e, "cannot write the statistics file");

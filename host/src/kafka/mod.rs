@@ -102,6 +102,8 @@ pub struct Reporter {
     /// Records a producer could not deliver since the last
     /// [`Reporter::take_failures`], and the last reason.
     failures: std::sync::Mutex<(u64, Option<String>)>,
+    /// Warnings since the last [`Reporter::take_errors`] (the newest 100).
+    errors: std::sync::Mutex<Vec<String>>,
 }
 
 impl Reporter {
@@ -111,7 +113,23 @@ impl Reporter {
             what: what.into(),
             last: std::sync::Mutex::new(None),
             failures: std::sync::Mutex::new((0, None)),
+            errors: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Warnings the client logged since the last call (repeats within
+    /// 10 s are left out, as in the log).
+    pub fn take_errors(&self) -> Vec<String> {
+        std::mem::take(&mut *self.errors.lock().expect("reporter poisoned"))
+    }
+
+    fn warn(&self, line: String) {
+        tracing::warn!(target: "weir::kafka", "{}: {line}", self.what);
+        let mut errors = self.errors.lock().expect("reporter poisoned");
+        if errors.len() >= 100 {
+            errors.remove(0);
+        }
+        errors.push(line);
     }
 
     /// Deliveries that failed since the last call, with the last reason.
@@ -145,7 +163,7 @@ impl ClientContext for Reporter {
             | RDKafkaLogLevel::Error
             | RDKafkaLogLevel::Warning => {
                 if !self.repeated(message) {
-                    tracing::warn!(target: "weir::kafka", "{}: {fac}: {message}", self.what)
+                    self.warn(format!("{fac}: {message}"))
                 }
             }
             _ => tracing::debug!(target: "weir::kafka", "{}: {fac}: {message}", self.what),
@@ -155,7 +173,7 @@ impl ClientContext for Reporter {
     fn error(&self, error: KafkaError, reason: &str) {
         let line = format!("{error}: {reason}");
         if !self.repeated(&line) {
-            tracing::warn!(target: "weir::kafka", "{}: {line}", self.what);
+            self.warn(line);
         }
     }
 }

@@ -154,6 +154,10 @@ pub(crate) trait OpState: Send + Sync + std::fmt::Debug + std::any::Any {
     fn commit(&mut self, staged: Staged);
     /// Bytes of keys and values held (for the state limit).
     fn bytes(&self) -> u64;
+    /// Keys held, for state that is keyed.
+    fn keys(&self) -> Option<u64> {
+        None
+    }
     /// Bytes held once `staged` (this batch's changes) is committed: the
     /// state limit is checked with it before a batch's outputs are written.
     fn bytes_after(&self, staged: Option<&Staged>) -> u64;
@@ -261,6 +265,8 @@ pub(crate) struct OpContext<'a> {
     pub batch_time_ms: i64,
     /// Plugin call limits.
     pub limits: Limits,
+    /// Where the operator's plugin calls add up their cost.
+    pub meter: Option<Arc<crate::wasm::CallMeter>>,
 }
 
 impl OpContext<'_> {
@@ -275,6 +281,7 @@ impl OpContext<'_> {
             job: Some(self.job.clone()),
             operator: Some(self.operator.clone()),
             limits: self.limits,
+            meter: self.meter.clone(),
         }
     }
 

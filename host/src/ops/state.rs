@@ -235,6 +235,16 @@ impl OpState for KeyedState {
         self.bytes
     }
 
+    fn keys(&self) -> Option<u64> {
+        Some(
+            self.stores
+                .iter()
+                .flatten()
+                .map(|store| store.entries.len() as u64)
+                .sum(),
+        )
+    }
+
     fn bytes_after(&self, staged: Option<&Staged>) -> u64 {
         let Some(staged) = staged.and_then(|s| s.downcast_ref::<KeyedStaged>()) else {
             return self.bytes;

@@ -581,6 +581,12 @@ impl OpState for WindowedState {
         batches + self.current_bytes()
     }
 
+    fn keys(&self) -> Option<u64> {
+        // The inverse form keeps the window's value per key.
+        let current = self.current.as_ref()?;
+        Some(current.iter().map(|m| m.len() as u64).sum())
+    }
+
     fn bytes_after(&self, staged: Option<&Staged>) -> u64 {
         let Some(s) = staged.and_then(|s| s.downcast_ref::<WindowStaged>()) else {
             return self.bytes();

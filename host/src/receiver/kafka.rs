@@ -746,6 +746,10 @@ fn kafka_error(what: &str, message: String) -> EngineError {
 }
 
 impl Source for KafkaSource {
+    fn take_errors(&mut self) -> Vec<String> {
+        self.consumer.context().take_errors()
+    }
+
     fn next_batch(
         &mut self,
         batch_time_ms: i64,

@@ -123,6 +123,12 @@ pub trait Source: Send {
     /// progress elsewhere do it here.
     fn completed(&mut self, _done: &BatchDone) {}
 
+    /// Problems met since the last call that the source works through on
+    /// its own (a broker out of reach): reported as listener events.
+    fn take_errors(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The source as a Kafka source, if it is one (a scaled-out job's
     /// batch loop steers its partitions).
     fn as_kafka(&mut self) -> Option<&mut kafka::KafkaSource> {

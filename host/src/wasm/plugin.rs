@@ -345,6 +345,45 @@ pub struct Invocation {
     pub operator: Option<Arc<str>>,
     /// Limits of this call.
     pub limits: Limits,
+    /// Where the call's cost is added up (calls, fuel), when someone wants
+    /// it: the executor keeps one per operator and batch.
+    pub meter: Option<Arc<CallMeter>>,
+}
+
+/// Adds up what calls cost: how many, how much fuel, how many failed.
+/// Shared by the calls of one operator in one batch (they run on several
+/// threads at once).
+#[derive(Debug, Default)]
+pub struct CallMeter {
+    calls: std::sync::atomic::AtomicU64,
+    fuel: std::sync::atomic::AtomicU64,
+    failures: std::sync::atomic::AtomicU64,
+}
+
+impl CallMeter {
+    fn record(&self, fuel: u64, failed: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.calls.fetch_add(1, Relaxed);
+        self.fuel.fetch_add(fuel, Relaxed);
+        if failed {
+            self.failures.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Calls made.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Fuel the calls used in all.
+    pub fn fuel(&self) -> u64 {
+        self.fuel.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Calls that failed.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// A loaded plugin: a name plus a shared compiled module.
@@ -565,8 +604,12 @@ impl Plugin {
             return Err(self.error(kind, function, inv, CallErrorKind::NoSuchFunction));
         };
         let mut store = self.compiled.store(&self.name, inv);
-        self.call_in(&mut store, index, inv, body_len, write, read)
-            .map_err(|e| self.error(kind, function, inv, e))
+        let result = self.call_in(&mut store, index, inv, body_len, write, read);
+        if let Some(meter) = &inv.meter {
+            let left = store.get_fuel().unwrap_or(0);
+            meter.record(inv.limits.fuel.saturating_sub(left), result.is_err());
+        }
+        result.map_err(|e| self.error(kind, function, inv, e))
     }
 
     fn call_in<R>(

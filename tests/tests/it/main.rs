@@ -3,6 +3,7 @@
 mod abi_edges;
 mod conformance;
 mod engine;
+mod events;
 mod hotswap;
 mod operators;
 mod runtime;

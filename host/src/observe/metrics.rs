@@ -203,7 +203,9 @@ impl Families {
 
     /// Registers every family (names without the `weir_` prefix, which the
     /// registry adds, and without `_total` or the unit, which the encoder
-    /// adds). Help texts get their full stop from the encoder.
+    /// adds). Help texts get their full stop from the encoder. Histograms
+    /// carry their unit in the name only: OpenMetrics allows a `# UNIT` line
+    /// on them, but some parsers (openmetrics-parser) reject it.
     fn register(&self, r: &mut Registry) {
         r.register(
             "batches",
@@ -220,22 +222,19 @@ impl Families {
             "Records the sources gave completed batches",
             self.input_records.clone(),
         );
-        r.register_with_unit(
-            "batch_processing",
+        r.register(
+            "batch_processing_seconds",
             "Time from the start of a batch's processing to its outputs written",
-            Unit::Seconds,
             self.processing.clone(),
         );
-        r.register_with_unit(
-            "scheduling_delay",
+        r.register(
+            "scheduling_delay_seconds",
             "Time from a batch's batch time to the start of its processing",
-            Unit::Seconds,
             self.scheduling_delay.clone(),
         );
-        r.register_with_unit(
-            "batch_total_delay",
+        r.register(
+            "batch_total_delay_seconds",
             "Scheduling delay plus processing time of a batch",
-            Unit::Seconds,
             self.total_delay.clone(),
         );
         r.register(
@@ -285,10 +284,9 @@ impl Families {
             "Checkpoints written",
             self.checkpoints.clone(),
         );
-        r.register_with_unit(
-            "checkpoint_duration",
+        r.register(
+            "checkpoint_duration_seconds",
             "Time taken to write a checkpoint",
-            Unit::Seconds,
             self.checkpoint_duration.clone(),
         );
         r.register_with_unit(
@@ -641,5 +639,116 @@ impl StreamingListener for JobMetrics {
         f.checkpoint_duration
             .get_or_create(&jl)
             .observe(e.duration_ms.max(0.0) / 1e3);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::events::{Event, SourceRecords};
+
+    fn completed(replayed: bool, queued_blocks: Option<u64>) -> Event {
+        Event::BatchCompleted(BatchCompleted {
+            job: "j".into(),
+            batch_time_ms: 2000,
+            replayed,
+            input_records: 3,
+            sources: vec![SourceRecords {
+                source: "lines".into(),
+                records: 3,
+                queued_blocks,
+            }],
+            scheduling_delay_ms: 2.0,
+            processing_ms: 1500.0,
+            total_delay_ms: 1502.0,
+            operators: vec![],
+            state: vec![],
+        })
+    }
+
+    fn has(text: &str, line: &str) {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
+
+    #[test]
+    fn events_without_a_real_job_reach_their_series() {
+        let hub = MetricsHub::new(Some("t"));
+        let listener = hub.job_listener("j");
+        listener.on_event(&completed(true, Some(4)));
+        listener.on_event(&completed(false, None));
+        listener.on_event(&Event::BatchFailed(BatchFailed {
+            job: "j".into(),
+            batch_time_ms: 3000,
+            attempt: 1,
+            error: "trap".into(),
+            retrying: true,
+        }));
+        listener.on_event(&Event::SourceError(SourceError {
+            job: "j".into(),
+            source: "lines".into(),
+            message: "connection refused".into(),
+        }));
+        listener.on_event(&Event::PluginSwapped(PluginSwapped {
+            job: "j".into(),
+            plugin: "wc".into(),
+            from: "a".into(),
+            to: "b".into(),
+            first_batch_ms: 3000,
+            migrated_keys: 0,
+            rollback: false,
+        }));
+        let text = hub.encode();
+        has(
+            &text,
+            r#"weir_batches_total{tenant="t",job="j",replayed="true"} 1"#,
+        );
+        has(
+            &text,
+            r#"weir_batches_total{tenant="t",job="j",replayed="false"} 1"#,
+        );
+        has(&text, r#"weir_batch_failures_total{tenant="t",job="j"} 1"#);
+        has(
+            &text,
+            r#"weir_source_errors_total{tenant="t",job="j",source="lines"} 1"#,
+        );
+        has(
+            &text,
+            r#"weir_plugin_swaps_total{tenant="t",job="j",plugin="wc"} 1"#,
+        );
+        has(
+            &text,
+            r#"weir_receiver_queued_blocks{tenant="t",job="j",source="lines"} 4"#,
+        );
+        has(
+            &text,
+            r#"weir_input_records_total{tenant="t",job="j",source="lines"} 6"#,
+        );
+        has(
+            &text,
+            r#"weir_last_batch_time_seconds{tenant="t",job="j"} 2.0"#,
+        );
+        has(
+            &text,
+            r#"weir_batch_processing_seconds_bucket{tenant="t",le="1.0",job="j"} 0"#,
+        );
+        has(
+            &text,
+            r#"weir_batch_processing_seconds_bucket{tenant="t",le="2.5",job="j"} 2"#,
+        );
+        has(&text, "# TYPE weir_batch_processing_seconds histogram");
+        for family in [
+            "batch_failures",
+            "source_errors",
+            "plugin_swaps",
+            "receiver_queued_blocks",
+        ] {
+            assert!(text.contains(&format!("# HELP weir_{family} ")), "{family}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+
+        assert!(hub.remove_job("j"));
+        let text = hub.encode();
+        assert!(!text.contains("job=\"j\""), "{text}");
+        assert_eq!(text, "# EOF\n", "families without series are left out");
     }
 }

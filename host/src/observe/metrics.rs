@@ -14,8 +14,10 @@
 //!
 //! Replayed batches (recomputed from the write-ahead log during recovery)
 //! count like live ones: they did the work again; `weir_batches_total` tells
-//! them apart by its `replayed` label. A job's series stay after it stops,
-//! until [`MetricsHub::remove_job`] forgets them.
+//! them apart by its `replayed` label. A series appears with the first
+//! event that feeds it (a family without series is left out of the
+//! exposition), and a job's series stay after it stops, until
+//! [`MetricsHub::remove_job`] forgets them.
 //!
 //! [`Event`]: crate::stream::events::Event
 

@@ -59,6 +59,7 @@
 //! | [`receiver`], [`output`] | sources and outputs |
 //! | [`job`] | the library API, batch clock and scheduler |
 //! | [`config`] | the pipeline file |
+//! | [`observe`] | Prometheus metrics fed by the listener events |
 //! | [`serve`], [`cli`] | `weir serve` and the command line |
 //!
 //! A runnable job with no plugin at all: the number of records per batch of
@@ -111,6 +112,7 @@ pub mod host;
 pub mod job;
 pub mod kafka;
 pub mod ops;
+pub mod observe;
 pub mod output;
 pub mod partition;
 pub mod receiver;

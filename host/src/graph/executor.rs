@@ -93,6 +93,8 @@ pub(crate) struct Executor {
     previous: HashMap<String, Plugin>,
     /// What each operator did in the last batch, in graph order.
     operators: Vec<OperatorStats>,
+    /// Per node, the plugin and function names its calls go to.
+    functions: Vec<(String, String)>,
 }
 
 /// What one operator did in one batch: what the UI's batch detail, the
@@ -115,6 +117,14 @@ pub struct OperatorStats {
     pub fuel: u64,
     /// Calls that failed (a failed call fails the batch).
     pub failed_calls: u64,
+    /// The plugin its calls go to (empty for host-native operators; names
+    /// joined by `,` when it calls several plugins).
+    #[serde(default)]
+    pub plugin: String,
+    /// The plugin functions it calls (empty for host-native operators;
+    /// joined by `,` when it calls several).
+    #[serde(default)]
+    pub function: String,
 }
 
 /// State one stateful operator holds after a batch.
@@ -130,6 +140,25 @@ pub struct StateSize {
     pub bytes: u64,
 }
 
+/// The plugins and functions a node's operator calls, each list joined by
+/// `,` without repeats (empty for sources and host-native operators).
+fn node_functions(node: &mut crate::graph::Node) -> (String, String) {
+    let NodeKind::Op(op) = &mut node.kind else {
+        return Default::default();
+    };
+    let (mut plugins, mut functions) = (Vec::<String>::new(), Vec::<String>::new());
+    for (f, _) in op.functions_mut() {
+        let (plugin, function) = (f.plugin.name().to_string(), f.function.to_string());
+        if !plugins.contains(&plugin) {
+            plugins.push(plugin);
+        }
+        if !functions.contains(&function) {
+            functions.push(function);
+        }
+    }
+    (plugins.join(","), functions.join(","))
+}
+
 impl Executor {
     /// An executor running at most `workers` partitions at once on `pool`.
     pub(crate) fn new(
@@ -141,6 +170,8 @@ impl Executor {
         interval_ms: i64,
         limits: Limits,
     ) -> Self {
+        let mut graph = graph;
+        let functions = graph.nodes.iter_mut().map(node_functions).collect();
         let states = graph
             .nodes
             .iter()
@@ -159,6 +190,7 @@ impl Executor {
             states,
             previous: Default::default(),
             operators: Vec::new(),
+            functions,
         }
     }
 
@@ -514,6 +546,8 @@ impl Executor {
                 calls: meter.calls(),
                 fuel: meter.fuel(),
                 failed_calls: meter.failures(),
+                plugin: self.functions[id].0.clone(),
+                function: self.functions[id].1.clone(),
             });
             self.pending[id] = step.staged;
             values.push(step.out);

@@ -33,6 +33,9 @@ pub struct SourceRecords {
     pub source: String,
     /// Records.
     pub records: u64,
+    /// Blocks the source's receiver holds for the next batch when this one
+    /// completed (`None`: the source does not queue blocks, or cannot tell).
+    pub queued_blocks: Option<u64>,
 }
 
 /// A batch completed: its outputs are written and its state committed.

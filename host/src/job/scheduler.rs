@@ -841,6 +841,7 @@ impl BatchLoop {
                         .cloned()
                         .unwrap_or_else(|| format!("source {i}")),
                     records,
+                    queued_blocks: self.sources.get(i).and_then(|s| s.queued_blocks()),
                 })
                 .collect(),
             scheduling_delay_ms: stats.scheduling_delay_ms,

@@ -129,6 +129,12 @@ pub trait Source: Send {
         Vec::new()
     }
 
+    /// Blocks received and waiting for the next batch, for sources with a
+    /// receiver that queues blocks (`None`: none, or it cannot tell).
+    fn queued_blocks(&self) -> Option<u64> {
+        None
+    }
+
     /// The source as a Kafka source, if it is one (a scaled-out job's
     /// batch loop steers its partitions).
     fn as_kafka(&mut self) -> Option<&mut kafka::KafkaSource> {

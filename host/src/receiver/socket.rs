@@ -134,6 +134,10 @@ impl Source for SocketSource {
         Ok(blocks)
     }
 
+    fn queued_blocks(&self) -> Option<u64> {
+        Some((self.rx.len() + self.pending.len()) as u64)
+    }
+
     fn position(&self) -> SourcePosition {
         SourcePosition::Socket(self.consumed)
     }

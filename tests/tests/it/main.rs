@@ -4,6 +4,7 @@ mod abi_edges;
 mod conformance;
 mod engine;
 mod events;
+mod metrics;
 mod hotswap;
 mod operators;
 mod runtime;

@@ -401,7 +401,8 @@ impl Checkpointer {
                     path: meta_path.clone(),
                     reason: e.to_string(),
                 })?;
-            let changes = pipeline_changes(&old.pipeline, &meta.pipeline);
+            let mut changes = pipeline_changes(&old.pipeline, &meta.pipeline);
+            changes.extend(job_renamed(&old.job, job));
             if !changes.is_empty() {
                 return Err(CheckpointError::PipelineChanged { dir, changes });
             }
@@ -642,6 +643,15 @@ fn newest_valid_checkpoint(dir: &Path) -> Result<Option<CheckpointData>, Checkpo
 }
 
 /// Differences between two pipeline descriptions, by stream name.
+/// A job renamed since the checkpoint, as a pipeline change: plugins'
+/// virtual WASI randomness is seeded with the job's name, so the same
+/// batches would compute other bytes under another name.
+pub(crate) fn job_renamed(old: &str, new: &str) -> Option<String> {
+    (old != new).then(|| {
+        format!("job name changed: `{old}` → `{new}` (plugins' seeded randomness depends on it)")
+    })
+}
+
 pub(crate) fn pipeline_changes(old: &[String], new: &[String]) -> Vec<String> {
     let key = |l: &String| {
         l.split_once(" = ")

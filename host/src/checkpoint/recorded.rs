@@ -163,8 +163,8 @@ impl Recorded {
     /// The logged batches `from..=to`, if the log holds every one.
     fn contiguous(&self, from: u64, to: u64) -> Option<&[BatchEntry]> {
         let start = self.batches.iter().position(|e| e.seq == from)?;
-        let len = usize::try_from(to.checked_sub(from)? + 1).ok()?;
-        let run = self.batches.get(start..start + len)?;
+        let len = usize::try_from(to.checked_sub(from)?.checked_add(1)?).ok()?;
+        let run = self.batches.get(start..start.checked_add(len)?)?;
         run.iter()
             .zip(from..)
             .all(|(e, seq)| e.seq == seq)

@@ -82,21 +82,11 @@ pub enum PluginToolError {
 /// Parses `KIND:NAME` (or `KIND__NAME`, the spelling for languages that
 /// cannot put `:` in an export name).
 pub fn parse_function(spec: &str) -> Result<(FunctionKind, String), PluginToolError> {
-    let bad = || PluginToolError::BadFunction {
-        spec: spec.to_owned(),
-    };
-    let (kind, name) = spec
-        .split_once(':')
-        .or_else(|| spec.split_once("__"))
-        .ok_or_else(bad)?;
-    let kind = FunctionKind::ALL
-        .into_iter()
-        .find(|k| k.prefix() == kind)
-        .ok_or_else(bad)?;
-    if name.is_empty() {
-        return Err(bad());
-    }
-    Ok((kind, name.to_owned()))
+    FunctionKind::parse_export(spec)
+        .map(|(kind, name)| (kind, name.to_owned()))
+        .ok_or_else(|| PluginToolError::BadFunction {
+            spec: spec.to_owned(),
+        })
 }
 
 fn load(module: &Path) -> Result<Plugin, super::CliError> {

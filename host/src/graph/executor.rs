@@ -91,8 +91,10 @@ pub(crate) struct Executor {
     pending: Vec<Option<Staged>>,
     /// The module each swapped plugin ran before its last swap.
     previous: HashMap<String, Plugin>,
-    /// What each operator did in the last batch, in graph order.
+    /// What each operator did in the last batch, in graph order, and that
+    /// batch's time.
     operators: Vec<OperatorStats>,
+    operators_at: Option<i64>,
     /// Per node, the plugin and function names its calls go to.
     functions: Vec<(String, String)>,
 }
@@ -115,7 +117,8 @@ pub struct OperatorStats {
     pub calls: u64,
     /// Fuel those calls used.
     pub fuel: u64,
-    /// Calls that failed (a failed call fails the batch).
+    /// Calls that failed (a failed call fails the batch: only a
+    /// [`BatchFailed`](crate::stream::events::BatchFailed) event shows them).
     pub failed_calls: u64,
     /// The plugin its calls go to (empty for host-native operators; names
     /// joined by `,` when it calls several plugins).
@@ -190,6 +193,7 @@ impl Executor {
             states,
             previous: Default::default(),
             operators: Vec::new(),
+            operators_at: None,
             functions,
         }
     }
@@ -198,6 +202,11 @@ impl Executor {
     /// and operators without a batch at that time are left out).
     pub(crate) fn operator_stats(&self) -> &[OperatorStats] {
         &self.operators
+    }
+
+    /// The batch [`Executor::operator_stats`] describe.
+    pub(crate) fn operator_stats_at(&self) -> Option<i64> {
+        self.operators_at
     }
 
     /// The names of the job's sources, indexed like its sources.
@@ -486,6 +495,7 @@ impl Executor {
         let zero = *self.zero_ms.get_or_insert(t - self.interval_ms);
         self.discard();
         self.operators.clear();
+        self.operators_at = Some(t);
         let mut values: Vec<Option<Arc<Partitions>>> = Vec::with_capacity(self.graph.nodes.len());
         for (id, node) in self.graph.nodes.iter().enumerate() {
             let op = match &node.kind {
@@ -535,13 +545,19 @@ impl Executor {
             };
             let records_in = inputs.batches.iter().map(|b| total_records(b) as u64).sum();
             let started = std::time::Instant::now();
-            let step = op.run(&cx, &inputs, self.states[id].as_deref())?;
+            let result = op.run(&cx, &inputs, self.states[id].as_deref());
             drop(inputs);
+            // Also for a failed operator: its calls and fuel are reported
+            // with the failed attempt.
             self.operators.push(OperatorStats {
                 name: node.name.to_string(),
                 op: node.op_name().to_owned(),
                 records_in,
-                records_out: step.out.as_deref().map_or(0, |p| total_records(p) as u64),
+                records_out: result
+                    .as_ref()
+                    .ok()
+                    .and_then(|step| step.out.as_deref())
+                    .map_or(0, |p| total_records(p) as u64),
                 millis: started.elapsed().as_secs_f64() * 1e3,
                 calls: meter.calls(),
                 fuel: meter.fuel(),
@@ -549,6 +565,7 @@ impl Executor {
                 plugin: self.functions[id].0.clone(),
                 function: self.functions[id].1.clone(),
             });
+            let step = result?;
             self.pending[id] = step.staged;
             values.push(step.out);
         }

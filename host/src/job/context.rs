@@ -670,10 +670,11 @@ impl StreamingContext {
         let cfg = &self.config;
         let interval_ms = cfg.batch_interval.as_millis().max(1) as i64;
         let recorded = crate::checkpoint::recorded::Recorded::read(&request.dir)?;
-        let changes = crate::checkpoint::pipeline_changes(
+        let mut changes = crate::checkpoint::pipeline_changes(
             &recorded.pipeline,
             &self.describe(&builder, interval_ms),
         );
+        changes.extend(crate::checkpoint::job_renamed(&recorded.job, &cfg.job_name));
         if !changes.is_empty() {
             return Err(ReplayFailure::PipelineMismatch {
                 dir: request.dir.clone(),

@@ -76,6 +76,9 @@ pub struct BatchFailed {
     pub error: String,
     /// The batch is tried again (else the job fails).
     pub retrying: bool,
+    /// What the operators did in the failed attempt, up to and including
+    /// the one that failed (its failed calls counted).
+    pub operators: Vec<OperatorStats>,
 }
 
 /// A source reported a problem it keeps working through (a broker out of

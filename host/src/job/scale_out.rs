@@ -641,7 +641,12 @@ impl BatchLoop {
         if let Some(m) = &so.membership {
             m.commit(&positions);
         }
-        let (operators, state) = merged_detail(so.tasks.values().map(|task| &task.executor));
+        let ran_now = so
+            .tasks
+            .values()
+            .map(|task| &task.executor)
+            .filter(|executor| executor.operator_stats_at() == Some(t));
+        let (operators, state) = merged_detail(ran_now);
         let done = Completion {
             stats: task_stats(t, records, started),
             replayed: false,

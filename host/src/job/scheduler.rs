@@ -783,6 +783,7 @@ impl BatchLoop {
             attempt,
             error: error.to_string(),
             retrying,
+            operators: self.executor.operator_stats().to_vec(),
         }));
     }
 

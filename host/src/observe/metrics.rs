@@ -608,11 +608,14 @@ impl StreamingListener for JobMetrics {
         e.state.iter().for_each(|s| self.state(s));
     }
 
-    fn on_batch_failed(&self, _e: &BatchFailed) {
+    fn on_batch_failed(&self, e: &BatchFailed) {
         self.families()
             .batch_failures
             .get_or_create(&self.job_labels())
             .inc();
+        // The failed attempt's calls and fuel count too (outcome="error"
+        // for the calls that failed).
+        e.operators.iter().for_each(|op| self.operator(op));
     }
 
     fn on_source_error(&self, e: &SourceError) {
@@ -684,6 +687,7 @@ mod tests {
             attempt: 1,
             error: "trap".into(),
             retrying: true,
+            operators: Vec::new(),
         }));
         listener.on_event(&Event::SourceError(SourceError {
             job: "j".into(),

@@ -255,7 +255,8 @@ pub(crate) struct OpContext<'a> {
     pub pool: &'a crate::worker_pool::WorkerPool,
     /// How many partitions of this job may run at once (its workers).
     pub share: usize,
-    /// Job name, for errors.
+    /// Job name, for errors and as part of the seed of plugins' virtual
+    /// WASI randomness (so a checkpoint refuses a renamed job).
     pub job: Arc<str>,
     /// Operator (stream) name, for errors.
     pub operator: Arc<str>,

@@ -278,6 +278,10 @@ pub(crate) struct WindowedState {
     pub current: Option<Vec<BTreeMap<Vec<u8>, Vec<u8>>>>,
     /// End of the last emitted window.
     pub last_output_ms: Option<i64>,
+    /// Bytes of keys and values in `current`, kept up to date by `commit`
+    /// (reported every batch, so never recounted).
+    #[serde(skip)]
+    current_bytes: u64,
 }
 
 /// What one batch changes in a [`WindowedState`].
@@ -530,6 +534,11 @@ fn recompute(
 
 impl WindowedState {
     fn current_bytes(&self) -> u64 {
+        debug_assert_eq!(self.current_bytes, self.count_current_bytes());
+        self.current_bytes
+    }
+
+    fn count_current_bytes(&self) -> u64 {
         self.current
             .iter()
             .flatten()
@@ -562,12 +571,15 @@ impl OpState for WindowedState {
         }
         if let Some(changes) = changes {
             let current = self.current.get_or_insert_with(|| vec![BTreeMap::new(); n]);
+            let size = |k: &[u8], v: &[u8]| (k.len() + v.len()) as u64;
             for (values, changes) in current.iter_mut().zip(changes) {
                 for (k, v) in changes {
-                    match v {
-                        Some(v) => values.insert(k, v),
+                    self.current_bytes += v.as_deref().map_or(0, |v| size(&k, v));
+                    let old = match v {
+                        Some(v) => values.insert(k.clone(), v),
                         None => values.remove(&k),
                     };
+                    self.current_bytes -= old.map_or(0, |v| size(&k, &v));
                 }
             }
         }
@@ -617,6 +629,7 @@ impl OpState for WindowedState {
 
     fn restore(&mut self, snapshot: &Snapshot) -> Result<(), SnapshotError> {
         *self = snapshot.decode(SNAPSHOT_KIND, SNAPSHOT_VERSION)?;
+        self.current_bytes = self.count_current_bytes();
         Ok(())
     }
 

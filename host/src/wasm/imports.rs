@@ -60,10 +60,18 @@ pub(crate) fn define(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
         weir_abi::IMPORT_MODULE,
         weir_abi::IMPORT_FAIL,
         |mut caller: Caller<'_, CallState>, ptr: i32, len: i32| -> wasmtime::Result<()> {
-            let bytes = store::guest_bytes(&mut caller, "weir.fail", ptr as u32, len as u32)?;
-            let message = String::from_utf8_lossy(&bytes[..bytes.len().min(MESSAGE_CAP)]);
+            // The whole range must lie in memory; only the cap is copied.
+            store::guest_bytes(&mut caller, "weir.fail", ptr as u32, 0)?;
+            store::guest_bytes(
+                &mut caller,
+                "weir.fail",
+                (ptr as u32).saturating_add(len as u32),
+                0,
+            )?;
+            let take = (len as u32).min(MESSAGE_CAP as u32);
+            let bytes = store::guest_bytes(&mut caller, "weir.fail", ptr as u32, take)?;
             Err(wasmtime::Error::new(GuestFailure {
-                message: message.into_owned(),
+                message: String::from_utf8_lossy(&bytes).into_owned(),
             }))
         },
     )?;
@@ -125,7 +133,12 @@ fn define_assemblyscript(linker: &mut Linker<CallState>) -> wasmtime::Result<()>
          a1: f64,
          a2: f64,
          a3: f64,
-         a4: f64| {
+         a4: f64|
+         -> wasmtime::Result<()> {
+            if caller.data().log_left == 0 {
+                return Ok(());
+            }
+            store::charge(&mut caller, MESSAGE_CAP as u64 / 64)?;
             let msg = as_string(&mut caller, msg);
             let args = [a0, a1, a2, a3, a4];
             let shown: Vec<String> = args
@@ -135,6 +148,7 @@ fn define_assemblyscript(linker: &mut Linker<CallState>) -> wasmtime::Result<()>
                 .collect();
             let line = format!("trace: {msg} {}", shown.join(", "));
             store::log_bytes(caller.data_mut(), 1, line.trim_end().as_bytes());
+            Ok(())
         },
     )?;
     Ok(())
@@ -191,7 +205,7 @@ const OFFER: &str = "weir offers only `weir.log`, `weir.fail`, a virtual `wasi_s
                      and AssemblyScript's `env.abort`/`env.seed`/`env.trace`";
 
 fn non_function_hint(module: &str, name: &str) -> String {
-    if name == "memory" || name.contains("memory") {
+    if name.contains("memory") {
         return format!(
             "the module imports its memory (C/Zig: `-Wl,--import-memory`, Rust: `-C link-arg=--import-memory`); \
              export it instead, as `memory`; {OFFER}"
@@ -283,5 +297,56 @@ mod tests {
         assert!(p[2].contains("wasm-bindgen"), "{}", p[2]);
         assert!(p[3].contains("export it instead"), "{}", p[3]);
         assert!(p[4].contains("undefined symbol `strlen`"), "{}", p[4]);
+    }
+}
+
+#[cfg(test)]
+mod linked {
+    use super::super::engine::{RuntimeConfig, SharedEngine};
+    use super::*;
+
+    fn wat_type(letters: &str) -> String {
+        letters
+            .chars()
+            .map(|c| match c {
+                'I' => " i64",
+                'F' => " f64",
+                _ => " i32",
+            })
+            .collect()
+    }
+
+    /// Every import the policy accepts is linked with exactly that type: a
+    /// module importing all of them instantiates.
+    #[test]
+    fn the_linker_defines_every_accepted_import_with_its_type() {
+        let engine = SharedEngine::new(&RuntimeConfig {
+            max_instances: 2,
+            max_memory_bytes: 1 << 20,
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        let wasi = wasi::FUNCTIONS
+            .iter()
+            .map(|(n, _)| (wasi::MODULE, *n, wasi::signature(n).unwrap()));
+        let others = OFFERED.iter().map(|(m, n, p, r)| (*m, *n, (*p, *r)));
+        let imports: String = wasi
+            .chain(others)
+            .map(|(m, n, (p, r))| {
+                format!(
+                    "(import \"{m}\" \"{n}\" (func (param{}) (result{})))\n",
+                    wat_type(p),
+                    wat_type(r)
+                )
+            })
+            .collect();
+        let module = wasmtime::Module::new(engine.engine(), format!("(module {imports})")).unwrap();
+        for import in module.imports() {
+            check(&import).unwrap_or_else(|p| panic!("{p}"));
+        }
+        engine
+            .linker()
+            .instantiate_pre(&module)
+            .unwrap_or_else(|e| panic!("{e:#}"));
     }
 }

@@ -51,6 +51,17 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// Takes `units` of fuel for work a host function does for the guest; out
+/// of fuel traps as the guest's own instructions would.
+pub(crate) fn charge(caller: &mut Caller<'_, CallState>, units: u64) -> wasmtime::Result<()> {
+    let left = caller.get_fuel()?;
+    if left < units {
+        caller.set_fuel(0)?;
+        return Err(wasmtime::Trap::OutOfFuel.into());
+    }
+    caller.set_fuel(left - units)
+}
+
 /// Copies `len` bytes at `ptr` out of guest memory; an error (a trap)
 /// naming `what` when the range is outside memory.
 pub(crate) fn guest_bytes(

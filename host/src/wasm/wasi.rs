@@ -28,7 +28,7 @@
 use sha2::{Digest, Sha256};
 use wasmtime::{Caller, Extern, FuncType, Linker, Memory, Val, ValType};
 
-use super::store::CallState;
+use super::store::{charge, CallState};
 
 /// The WASI preview 1 import module.
 pub(crate) const MODULE: &str = "wasi_snapshot_preview1";
@@ -48,6 +48,11 @@ const TICK_NS: u64 = 1_000;
 
 /// The most stderr kept to quote in a `proc_exit` error.
 const STDERR_TAIL: usize = 2048;
+
+/// Fuel a host function charges per iovec or subscription it reads; bytes
+/// it copies or generates cost one unit each. Host work is metered like
+/// guest work, so fuel (not the wall-clock deadline) bounds every call.
+const FUEL_PER_ITEM: u64 = 16;
 
 /// Every preview-1 function with its parameter types (`i` i32, `I` i64).
 /// All return an errno (`i32`) except `proc_exit`, which returns nothing.
@@ -201,8 +206,8 @@ impl GuestEnv {
     }
 
     /// Fills `out` from the call's deterministic random stream.
-    pub(crate) fn fill_random(&mut self, out: &mut [u8]) {
-        for byte in out {
+    pub(crate) fn fill_random(&mut self, mut out: &mut [u8]) {
+        while !out.is_empty() {
             if self.used == self.block.len() {
                 let mut h = Sha256::new();
                 h.update(self.seed);
@@ -211,12 +216,15 @@ impl GuestEnv {
                 self.counter += 1;
                 self.used = 0;
             }
-            *byte = self.block[self.used];
-            self.used += 1;
+            let n = out.len().min(self.block.len() - self.used);
+            out[..n].copy_from_slice(&self.block[self.used..self.used + n]);
+            self.used += n;
+            out = &mut out[n..];
         }
     }
 
     fn remember_stderr(&mut self, bytes: &[u8]) {
+        let bytes = &bytes[bytes.len().saturating_sub(STDERR_TAIL)..];
         self.stderr_tail.extend_from_slice(bytes);
         if self.stderr_tail.len() > STDERR_TAIL {
             let cut = self.stderr_tail.len() - STDERR_TAIL;
@@ -333,19 +341,22 @@ fn define_process(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     linker.func_wrap(
         MODULE,
         "random_get",
-        |mut c: Caller<'_, CallState>, ptr: i32, len: i32| {
+        |mut c: Caller<'_, CallState>, ptr: i32, len: i32| -> wasmtime::Result<i32> {
             let Some(mem) = memory(&mut c) else {
-                return errno::FAULT;
+                return Ok(errno::FAULT);
             };
+            charge(&mut c, u64::from(len as u32))?;
             let (data, state) = mem.data_and_store_mut(&mut c);
             let start = ptr as u32 as usize;
-            match data.get_mut(start..start.saturating_add(len as u32 as usize)) {
-                Some(out) => {
-                    state.env.fill_random(out);
-                    errno::SUCCESS
-                }
-                None => errno::FAULT,
-            }
+            Ok(
+                match data.get_mut(start..start.saturating_add(len as u32 as usize)) {
+                    Some(out) => {
+                        state.env.fill_random(out);
+                        errno::SUCCESS
+                    }
+                    None => errno::FAULT,
+                },
+            )
         },
     )?;
     Ok(())
@@ -377,35 +388,64 @@ fn define_clocks(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     Ok(())
 }
 
-/// Reads the `(ptr, len)` iovecs at `iovs` and returns their bytes.
-fn gather(data: &[u8], iovs: i32, count: i32) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    for i in 0..count as u32 as usize {
-        let at = (iovs as u32 as usize).checked_add(i * 8)?;
-        let iov = data.get(at..at + 8)?;
-        let ptr = u32::from_le_bytes(iov[0..4].try_into().ok()?) as usize;
-        let len = u32::from_le_bytes(iov[4..8].try_into().ok()?) as usize;
-        out.extend_from_slice(data.get(ptr..ptr.checked_add(len)?)?);
+/// The `(ptr, len)` iovecs at `iovs`, each checked against memory; calls
+/// `f` with each one's bytes. Returns the total length, or the errno of a
+/// bad iovec (`EFAULT`) or a total past `u32` (`EINVAL`).
+fn iovecs(data: &[u8], iovs: i32, count: u32, mut f: impl FnMut(&[u8])) -> Result<u32, i32> {
+    let mut total: u32 = 0;
+    for i in 0..count as usize {
+        let at = (iovs as u32 as usize)
+            .checked_add(i * 8)
+            .ok_or(errno::FAULT)?;
+        let iov = data.get(at..at.saturating_add(8)).ok_or(errno::FAULT)?;
+        let ptr = u32::from_le_bytes([iov[0], iov[1], iov[2], iov[3]]) as usize;
+        let len = u32::from_le_bytes([iov[4], iov[5], iov[6], iov[7]]);
+        let bytes = data
+            .get(ptr..ptr.saturating_add(len as usize))
+            .ok_or(errno::FAULT)?;
+        total = total.checked_add(len).ok_or(errno::INVAL)?;
+        f(bytes);
     }
-    Some(out)
+    Ok(total)
+}
+
+/// What a write to stdout or stderr keeps: the start of it, as much as the
+/// log budget (or the stderr tail) can use; the rest is only counted.
+fn kept(data: &[u8], iovs: i32, count: u32, cap: usize) -> Result<(Vec<u8>, u32), i32> {
+    let mut kept = Vec::new();
+    let total = iovecs(data, iovs, count, |bytes| {
+        let room = cap - kept.len();
+        kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    })?;
+    Ok((kept, total))
 }
 
 fn define_stdio(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     linker.func_wrap(
         MODULE,
         "fd_write",
-        |mut c: Caller<'_, CallState>, fd: i32, iovs: i32, count: i32, written: i32| {
+        |mut c: Caller<'_, CallState>,
+         fd: i32,
+         iovs: i32,
+         count: i32,
+         written: i32|
+         -> wasmtime::Result<i32> {
             let level = match fd {
                 1 => 2,
                 2 => 3,
-                _ => return errno::BADF,
+                _ => return Ok(errno::BADF),
             };
             let Some(mem) = memory(&mut c) else {
-                return errno::FAULT;
+                return Ok(errno::FAULT);
             };
-            let Some(bytes) = gather(mem.data(&c), iovs, count) else {
-                return errno::FAULT;
+            let count = count as u32;
+            charge(&mut c, u64::from(count) * FUEL_PER_ITEM)?;
+            let cap = c.data().log_left.max(if fd == 2 { STDERR_TAIL } else { 0 });
+            let (bytes, total) = match kept(mem.data(&c), iovs, count, cap) {
+                Ok(k) => k,
+                Err(e) => return Ok(e),
             };
+            charge(&mut c, u64::from(total))?;
             let state = c.data_mut();
             if fd == 2 {
                 state.env.remember_stderr(&bytes);
@@ -414,7 +454,7 @@ fn define_stdio(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
             if !text.is_empty() {
                 super::store::log_bytes(state, level, text);
             }
-            put(&mut c, written, &(bytes.len() as u32).to_le_bytes())
+            Ok(put(&mut c, written, &total.to_le_bytes()))
         },
     )?;
     // stdin is empty: reading it is the end of the file.
@@ -429,11 +469,7 @@ fn define_stdio(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
         },
     )?;
     linker.func_wrap(MODULE, "fd_close", |fd: i32| {
-        if (0..=2).contains(&fd) {
-            errno::SUCCESS
-        } else {
-            errno::BADF
-        }
+        stdio_or_badf(fd, errno::SUCCESS)
     })?;
     linker.func_wrap(MODULE, "fd_seek", |fd: i32, _: i64, _: i32, _: i32| {
         stdio_or_badf(fd, errno::SPIPE)
@@ -497,6 +533,10 @@ fn define_fd_queries(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
 const SUBSCRIPTION: usize = 48;
 const EVENT: usize = 32;
 
+/// The most subscriptions one `poll_oneoff` takes (more is `EINVAL`): the
+/// runtimes weir has met poll a handful at a time.
+const MAX_SUBSCRIPTIONS: u32 = 4096;
+
 /// `poll_oneoff`: file descriptor subscriptions are answered at once (the
 /// standard streams are always ready, others do not exist); if there are
 /// none, virtual time jumps to the earliest clock deadline, as if the guest
@@ -507,44 +547,56 @@ fn poll_oneoff(
     events: i32,
     count: i32,
     nevents: i32,
-) -> i32 {
-    if count <= 0 {
-        return errno::INVAL;
+) -> wasmtime::Result<i32> {
+    let count = count as u32;
+    if count == 0 || count > MAX_SUBSCRIPTIONS {
+        return Ok(errno::INVAL);
     }
+    charge(&mut c, u64::from(count) * FUEL_PER_ITEM)?;
     let Some(mem) = memory(&mut c) else {
-        return errno::FAULT;
+        return Ok(errno::FAULT);
     };
     let start = subs as u32 as usize;
-    let Some(raw) = mem
-        .data(&c)
-        .get(start..start.saturating_add(count as usize * SUBSCRIPTION))
-        .map(<[u8]>::to_vec)
-    else {
-        return errno::FAULT;
+    let (data, state) = mem.data_and_store_mut(&mut c);
+    let Some(raw) = data.get(start..start + count as usize * SUBSCRIPTION) else {
+        return Ok(errno::FAULT);
     };
-    let env = &mut c.data_mut().env;
+    let out = answer(raw, &mut state.env);
+    Ok(match put(&mut c, events, &out) {
+        errno::SUCCESS => put(&mut c, nevents, &((out.len() / EVENT) as u32).to_le_bytes()),
+        e => e,
+    })
+}
+
+/// The events answering the subscriptions in `raw`.
+fn answer(raw: &[u8], env: &mut GuestEnv) -> Vec<u8> {
     let now = env.base_ns.saturating_add(env.elapsed_ns);
-    let mut out = Vec::new();
-    let mut clocks = Vec::new();
+    let mut out = Vec::with_capacity(raw.len() / SUBSCRIPTION * EVENT);
+    let mut clocks: Vec<(u64, [u8; 8])> = Vec::new();
     for sub in raw.chunks_exact(SUBSCRIPTION) {
-        let userdata = &sub[0..8];
+        let userdata: [u8; 8] = sub[0..8].try_into().expect("8 bytes");
+        let u32_at = |at: usize| u32::from_le_bytes(sub[at..at + 4].try_into().expect("4 bytes"));
         let u64_at = |at: usize| u64::from_le_bytes(sub[at..at + 8].try_into().expect("8 bytes"));
         match sub[8] {
-            0 => {
+            // A clock: ids 0-3 exist; flag bit 0 is an absolute deadline.
+            0 if u32_at(16) <= 3 => {
                 let timeout = u64_at(24);
-                let absolute = sub[40] & 1 == 1;
-                let deadline = if absolute {
+                let deadline = if sub[40] & 1 == 1 {
                     timeout
                 } else {
                     now.saturating_add(timeout)
                 };
-                clocks.push((deadline, userdata.to_vec()));
+                clocks.push((deadline, userdata));
             }
-            kind => {
-                let fd = u32::from_le_bytes(sub[16..20].try_into().expect("4 bytes"));
-                let error = if fd <= 2 { errno::SUCCESS } else { errno::BADF };
-                out.push(event(userdata, error as u16, kind, 0));
+            kind @ (1 | 2) => {
+                let error = if u32_at(16) <= 2 {
+                    errno::SUCCESS
+                } else {
+                    errno::BADF
+                };
+                out.extend_from_slice(&event(userdata, error as u16, kind));
             }
+            kind => out.extend_from_slice(&event(userdata, errno::INVAL as u16, kind)),
         }
     }
     if out.is_empty() {
@@ -552,28 +604,19 @@ fn poll_oneoff(
             env.sleep_until(first);
             for (deadline, userdata) in &clocks {
                 if *deadline <= first {
-                    out.push(event(userdata, 0, 0, 0));
+                    out.extend_from_slice(&event(*userdata, 0, 0));
                 }
             }
         }
     }
-    let bytes: Vec<u8> = out.concat();
-    match put(&mut c, events, &bytes) {
-        errno::SUCCESS => put(
-            &mut c,
-            nevents,
-            &((bytes.len() / EVENT) as u32).to_le_bytes(),
-        ),
-        e => e,
-    }
+    out
 }
 
-fn event(userdata: &[u8], error: u16, kind: u8, nbytes: u64) -> Vec<u8> {
-    let mut e = vec![0u8; EVENT];
-    e[0..8].copy_from_slice(userdata);
+fn event(userdata: [u8; 8], error: u16, kind: u8) -> [u8; EVENT] {
+    let mut e = [0u8; EVENT];
+    e[0..8].copy_from_slice(&userdata);
     e[8..10].copy_from_slice(&error.to_le_bytes());
     e[10] = kind;
-    e[16..24].copy_from_slice(&nbytes.to_le_bytes());
     e
 }
 

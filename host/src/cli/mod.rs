@@ -593,6 +593,14 @@ fn run(
     let mut pipeline = Pipeline::load(path).map_err(PipelineError::from)?;
     pipeline.apply(overrides);
     let ctx = pipeline.build()?;
+    tracing::debug!(
+        pipeline = %path.display(),
+        sources = pipeline.sources.len(),
+        streams = pipeline.streams.len(),
+        outputs = pipeline.outputs.len(),
+        plugins = pipeline.plugins.len(),
+        "pipeline built"
+    );
     let monitor = Arc::new(status::RunMonitor::new(
         pipeline.config.progress && !opts.verbosity.quiet,
     ));

@@ -313,5 +313,4 @@ mod tests {
         assert_eq!(v(false, 1), "info,weir=debug");
         assert_eq!(v(false, 5), "info,weir=trace");
     }
-
 }

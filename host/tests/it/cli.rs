@@ -795,7 +795,10 @@ fn verbose_shows_debug_lines_and_weir_log_wins() {
     assert!(stderr.contains(" DEBUG "), "no debug line in:\n{stderr}");
     let out = run_fixture("good.toml", "2", &["-v"], &[("WEIR_LOG", "warn")]);
     let stderr = text(&out.stderr);
-    assert!(!stderr.contains(" DEBUG ") && !stderr.contains(" INFO "), "{stderr}");
+    assert!(
+        !stderr.contains(" DEBUG ") && !stderr.contains(" INFO "),
+        "{stderr}"
+    );
 }
 
 #[test]

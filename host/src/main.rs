@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     match weir::cli::execute(cli) {
         Ok(outcome) => ExitCode::from(outcome.exit_status()),
         Err(e) => {
-            eprintln!("error: {e}");
+            weir::cli::status::report_error(&e);
             ExitCode::from(e.exit_status())
         }
     }

@@ -95,6 +95,24 @@ pub fn install_logging(verbosity: Verbosity) {
         .init();
 }
 
+/// Reports the error a command ended with on stderr, whatever the log
+/// filter: `error: ...` lines, or with JSON logs one JSON line at level
+/// `ERROR`, so that every line of stderr stays parseable.
+pub fn report_error(error: &dyn fmt::Display) {
+    match LogFormat::from_env() {
+        LogFormat::Text => eprintln!("error: {error}"),
+        LogFormat::Json => {
+            let line = serde_json::json!({
+                "timestamp": humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+                "level": "ERROR",
+                "fields": { "message": error.to_string() },
+                "target": "weir",
+            });
+            eprintln!("{line}");
+        }
+    }
+}
+
 /// Watches a run: draws the status line (when asked and stderr is a
 /// terminal) and counts what the summary needs beyond [`RunSummary`].
 #[derive(Debug)]

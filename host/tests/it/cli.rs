@@ -824,3 +824,18 @@ fn json_log_lines_parse_and_include_the_batches() {
         .unwrap_or_else(|| panic!("no run summary in:\n{stderr}"));
     assert_eq!(summary["fields"]["batches"], 2);
 }
+
+#[test]
+fn with_json_logs_a_failure_is_a_json_line_too() {
+    let out = run_fixture("explode.toml", "5", &[], &[("WEIR_LOG_FORMAT", "json")]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last: serde_json::Value = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: not JSON: {l:?}")))
+        .last()
+        .expect("some log lines");
+    assert_eq!(last["level"], "ERROR", "{stderr}");
+    let message = last["fields"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("plugin `explode`"), "{stderr}");
+}

@@ -6,33 +6,65 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod kafka;
 pub mod plugin;
 mod replay;
 pub mod scaffold;
+pub mod status;
 mod toolchain;
 
 use crate::config::{Overrides, Pipeline, PipelineError};
 use crate::job::{JobFailed, StopSignal};
 use crate::wasm::{LoadError, Runtime, RuntimeConfig};
 
+/// What `weir --help` ends with: the exit statuses and the environment.
+const AFTER_HELP: &str = "\
+Exit status:
+  0    success (also `weir run` stopped by SIGTERM after finishing its batch)
+  1    failure: a batch failed (after its retries), a plugin or I/O error
+  2    bad usage or a bad pipeline file (the problems are listed)
+  3    `weir replay --diff` found an output that differs
+  130  `weir run` interrupted by SIGINT (Ctrl-C) after finishing its batch
+
+Environment:
+  WEIR_LOG         log filter, e.g. `debug` or `info,weir::job=trace` (wins over -q/-v)
+  WEIR_LOG_FORMAT  `json` for one JSON object per log line";
+
 /// weir: micro-batch stream processing with WebAssembly plugins.
 #[derive(Debug, Parser)]
-#[command(name = "weir", version, about, long_about = None)]
+#[command(name = "weir", version, about, long_about = None, after_help = AFTER_HELP)]
 pub struct Cli {
+    /// Warnings and errors only: no info lines, no status line, no summary.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More log lines: -v for weir's debug lines, -vv for its trace lines.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The log level the flags ask for.
+    pub fn verbosity(&self) -> status::Verbosity {
+        status::Verbosity {
+            quiet: self.quiet,
+            verbose: self.verbose,
+        }
+    }
 }
 
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a pipeline file: receive, cut into batches, process, write.
-    /// Runs until interrupted (SIGINT/SIGTERM finish the current batch,
-    /// flush outputs and exit 0) or until --batches batches are done.
+    /// Runs until interrupted (SIGINT/SIGTERM finish the current batch and
+    /// flush outputs; then SIGTERM exits 0, SIGINT 130) or until --batches
+    /// batches are done. On a terminal, a status line shows batches,
+    /// records/s and delays; a summary follows at exit.
     Run {
         /// The pipeline file (TOML).
         pipeline: PathBuf,
@@ -160,6 +192,14 @@ pub enum Command {
         job: String,
         #[command(flatten)]
         conn: crate::serve::commands::Connection,
+    },
+    /// Print a shell completion script, e.g.
+    /// `weir completions bash > /etc/bash_completion.d/weir` or
+    /// `weir completions fish > ~/.config/fish/completions/weir.fish`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -330,6 +370,17 @@ pub enum CliError {
     Replay(#[from] crate::job::replay::ReplayFailure),
 }
 
+impl CliError {
+    /// The exit status for this error: 2 for a pipeline that is wrong or
+    /// cannot be built (as for clap's usage errors), 1 for everything else.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            CliError::Pipeline(_) => Outcome::USAGE_EXIT_STATUS,
+            _ => 1,
+        }
+    }
+}
+
 /// How a command that did not fail ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -337,26 +388,69 @@ pub enum Outcome {
     Done,
     /// `weir replay --diff` found an output that differs.
     Differences,
+    /// `weir run` stopped gracefully on SIGINT.
+    Interrupted,
 }
 
 impl Outcome {
+    /// The exit status of a usage error or a bad pipeline file.
+    pub const USAGE_EXIT_STATUS: u8 = 2;
     /// The exit status of `weir replay --diff` when an output differs
     /// (1 is an error, 2 a usage error).
     pub const DIFFERENCES_EXIT_STATUS: u8 = 3;
+    /// The exit status of `weir run` stopped by SIGINT (128 + 2, as shells
+    /// report a process a SIGINT ended).
+    pub const INTERRUPTED_EXIT_STATUS: u8 = 130;
 
     /// The process's exit status.
     pub fn exit_status(self) -> u8 {
         match self {
             Outcome::Done => 0,
             Outcome::Differences => Self::DIFFERENCES_EXIT_STATUS,
+            Outcome::Interrupted => Self::INTERRUPTED_EXIT_STATUS,
         }
     }
 }
 
 /// Runs a parsed command line.
 pub fn execute(cli: Cli) -> Result<Outcome, CliError> {
+    let verbosity = cli.verbosity();
     match cli.command {
         Command::Replay(args) => replay::replay(args),
+        Command::Run {
+            pipeline,
+            batches,
+            batch_interval,
+            partitions,
+            workers,
+            simulated_clock,
+            stats_file,
+            checkpoint,
+            fresh,
+            watch_plugins,
+            instance,
+        } => {
+            let overrides = Overrides {
+                batch_interval,
+                partitions,
+                workers,
+                simulated_clock,
+                stats_file,
+                checkpoint,
+                fresh,
+                instance,
+            };
+            let opts = RunOptions {
+                batches,
+                watch_plugins,
+                verbosity,
+            };
+            run(&pipeline, &overrides, &opts)
+        }
+        Command::Completions { shell } => {
+            completions(shell);
+            Ok(Outcome::Done)
+        }
         other => execute_other(other).map(|()| Outcome::Done),
     }
 }
@@ -364,7 +458,9 @@ pub fn execute(cli: Cli) -> Result<Outcome, CliError> {
 fn execute_other(command: Command) -> Result<(), CliError> {
     use crate::serve::commands as serve;
     match command {
-        Command::Replay { .. } => unreachable!("handled by execute"),
+        Command::Replay { .. } | Command::Run { .. } | Command::Completions { .. } => {
+            unreachable!("handled by execute")
+        }
         Command::Plugin(command) => plugin_command(command),
         Command::Kafka(KafkaCommand::CreateTopic {
             brokers,
@@ -416,31 +512,6 @@ fn execute_other(command: Command) -> Result<(), CliError> {
         Command::Rollback { job, plugin, conn } => Ok(serve::rollback(&conn, &job, &plugin)?),
         Command::Stop { job, conn } => Ok(serve::stop(&conn, &job)?),
         Command::Validate { pipeline } => validate(&pipeline),
-        Command::Run {
-            pipeline,
-            batches,
-            batch_interval,
-            partitions,
-            workers,
-            simulated_clock,
-            stats_file,
-            checkpoint,
-            fresh,
-            watch_plugins,
-            instance,
-        } => {
-            let overrides = Overrides {
-                batch_interval,
-                partitions,
-                workers,
-                simulated_clock,
-                stats_file,
-                checkpoint,
-                fresh,
-                instance,
-            };
-            run(&pipeline, batches, &overrides, watch_plugins)
-        }
     }
 }
 
@@ -485,6 +556,15 @@ fn plugin_command(command: PluginCommand) -> Result<(), CliError> {
     }
 }
 
+/// Prints the completion script for `shell`. A closed stdout (`| head`)
+/// is not an error.
+fn completions(shell: clap_complete::Shell) {
+    use std::io::Write;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "weir", &mut script);
+    let _ = std::io::stdout().lock().write_all(&script);
+}
+
 fn validate(path: &std::path::Path) -> Result<(), CliError> {
     let pipeline = Pipeline::validate(path)?;
     println!(
@@ -498,15 +578,33 @@ fn validate(path: &std::path::Path) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `weir run`'s options beyond the pipeline's overrides.
+struct RunOptions {
+    batches: Option<u64>,
+    watch_plugins: bool,
+    verbosity: status::Verbosity,
+}
+
 fn run(
     path: &std::path::Path,
-    batches: Option<u64>,
     overrides: &Overrides,
-    watch_plugins: bool,
-) -> Result<(), CliError> {
+    opts: &RunOptions,
+) -> Result<Outcome, CliError> {
     let mut pipeline = Pipeline::load(path).map_err(PipelineError::from)?;
     pipeline.apply(overrides);
     let ctx = pipeline.build()?;
+    tracing::debug!(
+        pipeline = %path.display(),
+        sources = pipeline.sources.len(),
+        streams = pipeline.streams.len(),
+        outputs = pipeline.outputs.len(),
+        plugins = pipeline.plugins.len(),
+        "pipeline built"
+    );
+    let monitor = Arc::new(status::RunMonitor::new(
+        pipeline.config.progress && !opts.verbosity.quiet,
+    ));
+    ctx.add_listener(monitor.clone());
     tracing::info!(
         job = %pipeline.config.job_name,
         batch_interval = ?pipeline.config.batch_interval,
@@ -518,10 +616,11 @@ fn run(
     // batches run must stop gracefully, never kill the process.
     let signals = StopSignals::install();
     let job = ctx
-        .start(batches)
+        .start(opts.batches)
         .map_err(|e| CliError::Pipeline(PipelineError::Build(e)))?;
-    watch_signals(signals, job.stop_handle());
-    if watch_plugins {
+    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    watch_signals(signals, job.stop_handle(), interrupted.clone());
+    if opts.watch_plugins {
         let files = pipeline
             .plugins
             .values()
@@ -536,9 +635,22 @@ fn run(
             .collect();
         watch_plugin_files(files, job.control());
     }
-    let summary = job.await_termination()?;
-    tracing::info!(batches = summary.batches, last_batch_ms = ?summary.last_batch_ms, "stopped");
-    Ok(())
+    let ended = job.await_termination();
+    monitor.finish();
+    let summary = match &ended {
+        Ok(summary) => {
+            tracing::info!(batches = summary.batches, last_batch_ms = ?summary.last_batch_ms, "stopped");
+            summary
+        }
+        Err(failed) => &failed.summary,
+    };
+    status::RunReport::new(summary, monitor.failed_attempts()).show(opts.verbosity);
+    ended?;
+    if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+        Ok(Outcome::Interrupted)
+    } else {
+        Ok(Outcome::Done)
+    }
 }
 
 /// Polls the pipeline's module files; a file whose contents differ from the
@@ -610,9 +722,14 @@ impl StopSignals {
     }
 }
 
-/// SIGINT or SIGTERM: stop after the current batch. A second signal exits
-/// at once.
-fn watch_signals(signals: Option<StopSignals>, stop: Arc<StopSignal>) {
+/// SIGINT or SIGTERM: stop after the current batch, and set `interrupted`
+/// if it was SIGINT. A second signal exits at once (130 after a SIGINT,
+/// 143 after a SIGTERM).
+fn watch_signals(
+    signals: Option<StopSignals>,
+    stop: Arc<StopSignal>,
+    interrupted: Arc<std::sync::atomic::AtomicBool>,
+) {
     let Some(StopSignals {
         rt,
         mut term,
@@ -626,16 +743,17 @@ fn watch_signals(signals: Option<StopSignals>, stop: Arc<StopSignal>) {
         .spawn(move || {
             rt.block_on(async move {
                 for round in 0..2 {
-                    tokio::select! {
-                        _ = int.recv() => {}
-                        _ = term.recv() => {}
-                    }
+                    let sigint = tokio::select! {
+                        _ = int.recv() => true,
+                        _ = term.recv() => false,
+                    };
                     if round == 0 {
+                        interrupted.store(sigint, std::sync::atomic::Ordering::SeqCst);
                         tracing::info!("stop requested: finishing the current batch (signal again to exit now)");
                         stop.request();
                     } else {
                         tracing::warn!("second stop signal: exiting without finishing the batch");
-                        std::process::exit(130);
+                        std::process::exit(if sigint { 130 } else { 143 });
                     }
                 }
             });

@@ -75,7 +75,8 @@ pub struct StreamingConfig {
     pub max_pending_blocks: usize,
     /// Append per-batch statistics to this file as JSON lines.
     pub stats_file: Option<PathBuf>,
-    /// Show a status line on stderr when it is a terminal.
+    /// Show a status line on stderr when it is a terminal (`weir run` does,
+    /// through a listener; the library draws nothing itself).
     pub progress: bool,
     /// Checkpoint directory and policy; `None` runs without recovery.
     pub checkpoint: Option<CheckpointConfig>,
@@ -427,7 +428,6 @@ impl StreamingContext {
             partitions: cfg.partitions,
             max_batches,
             stats_file,
-            progress: cfg.progress,
             clock,
             stop: stop.clone(),
             checkpoint: checkpointer,
@@ -730,7 +730,7 @@ fn make_outputs(
                 OutputSpec::Print { num } => Box::new(Print {
                     num,
                     kind,
-                    out: Box::new(std::io::stdout()),
+                    out: Box::new(crate::output::print::Stdout::default()),
                 }),
                 OutputSpec::TextFiles { prefix, suffix } => Box::new(TextFiles {
                     name,

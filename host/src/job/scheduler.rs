@@ -6,7 +6,6 @@
 //! than the interval, the next batch starts late (its scheduling delay
 //! grows) — batches never overlap and never queue up in memory.
 
-use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -179,8 +178,6 @@ pub(crate) struct BatchLoop {
     pub max_batches: Option<u64>,
     /// JSON-lines statistics file.
     pub stats_file: Option<StatsFile>,
-    /// Show a status line on stderr when it is a terminal.
-    pub progress: bool,
     /// The clock.
     pub clock: Arc<dyn Clock>,
     /// Where a stop request arrives.
@@ -281,24 +278,18 @@ impl Default for JobStatus {
 /// A run in progress: what it completed and where it is.
 pub(crate) struct Run {
     summary: RunSummary,
-    progress: Progress,
     at: Progressed,
     /// Time of the next live batch.
     next_t: i64,
 }
 
 impl Run {
-    fn new(show_progress: bool) -> Run {
+    fn new() -> Run {
         Run {
             summary: RunSummary {
                 batches: 0,
                 last_batch_ms: None,
                 stats: Vec::new(),
-            },
-            progress: Progress {
-                enabled: show_progress,
-                started: Instant::now(),
-                records: 0,
             },
             at: Progressed::default(),
             next_t: 0,
@@ -314,12 +305,6 @@ struct Progressed {
     last_checkpoint: Option<u64>,
 }
 
-struct Progress {
-    enabled: bool,
-    started: Instant,
-    records: u64,
-}
-
 impl BatchLoop {
     /// Starts the run: with a checkpoint directory it recovers (restores
     /// the newest valid checkpoint and replays every logged batch after
@@ -331,7 +316,7 @@ impl BatchLoop {
             .into_iter()
             .map(|(n, p)| (n, p.hash_hex()))
             .collect();
-        let mut run = Run::new(self.progress && std::io::stderr().is_terminal());
+        let mut run = Run::new();
         if self.scale_out.is_some() {
             self.begin_scaled()?;
             run.next_t = self.next_live_time(None);
@@ -446,7 +431,7 @@ impl BatchLoop {
     /// Ends the run: a graceful end leaves a checkpoint (so a restart
     /// replays nothing), and the job's status says how it ended.
     pub(crate) fn end(mut self, result: Result<(), EngineError>) -> Result<RunSummary, JobFailed> {
-        let run = self.run.take().unwrap_or_else(|| Run::new(false));
+        let run = self.run.take().unwrap_or_else(|| Run::new());
         self.end_scaled();
         let result = result.and_then(|()| {
             let Progressed {
@@ -461,9 +446,6 @@ impl BatchLoop {
                 _ => Ok(()),
             }
         });
-        if run.progress.enabled {
-            eprintln!();
-        }
         self.status.lock().expect("status poisoned").state = match &result {
             Ok(()) => JobState::Stopped,
             Err(e) => JobState::Failed {
@@ -822,10 +804,9 @@ impl BatchLoop {
     }
 
     pub(super) fn completed(&mut self, done: Completion, run: &mut Run) {
-        let (summary, progress) = (&mut run.summary, &mut run.progress);
+        let summary = &mut run.summary;
         let stats = done.stats;
         let t = stats.batch_time_ms;
-        progress.records += stats.input_records;
         let names = self.executor.source_names();
         self.listeners.emit(&Event::BatchCompleted(BatchCompleted {
             job: self.executor.job().clone(),
@@ -856,16 +837,6 @@ impl BatchLoop {
             if let Err(e) = f.append(&stats) {
                 tracing::warn!(error = %e, "cannot write the statistics file");
             }
-        }
-        if progress.enabled {
-            let rate = progress.records as f64 / progress.started.elapsed().as_secs_f64().max(1e-9);
-            eprint!(
-                "\r\x1b[2K[weir] batches {} | {:.0} records/s | last batch {:.0} ms",
-                summary.batches + 1,
-                rate,
-                stats.processing_ms
-            );
-            let _ = std::io::stderr().flush();
         }
         {
             let mut status = self.status.lock().expect("status poisoned");

@@ -8,7 +8,52 @@ use crate::error::EngineError;
 use crate::ops::Partitions;
 use crate::ops::ValueKind;
 
-/// Prints to a writer (stdout by default).
+/// Standard output that makes room for a terminal status line: when
+/// stdout is a terminal and the process's tracing subscriber draws progress
+/// bars (`tracing-indicatif`, as `weir run` does), each write clears them,
+/// writes and redraws them, so the two never share a line. Otherwise it is
+/// plain stdout.
+#[derive(Debug)]
+pub struct Stdout {
+    terminal: bool,
+}
+
+impl Default for Stdout {
+    fn default() -> Self {
+        Stdout {
+            terminal: std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        }
+    }
+}
+
+impl Stdout {
+    fn with<R>(&self, f: impl FnOnce(&mut dyn Write) -> R) -> R {
+        match self
+            .terminal
+            .then(tracing_indicatif::writer::get_indicatif_stdout_writer)
+            .flatten()
+        {
+            Some(mut bars) => f(&mut bars),
+            None => f(&mut std::io::stdout().lock()),
+        }
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.with(|w| w.write(buf))
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.with(|w| w.write_all(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.with(|w| w.flush())
+    }
+}
+
+/// Prints to a writer ([`Stdout`] by default).
 pub struct Print {
     /// Records to show per batch.
     pub num: usize,

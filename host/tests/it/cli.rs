@@ -1,7 +1,8 @@
 //! The command line through the real binary: `weir validate` on broken and
 //! good pipeline files (tests/fixtures/pipelines), `weir run` to completion
 //! on a simulated clock, graceful stop on SIGTERM/SIGINT, a plugin that
-//! fails mid-run, and `--help`.
+//! fails mid-run, `--help`, the exit statuses (0, 1, 2, 130), `-q`/`-v`,
+//! JSON log lines, the summary at exit and shell completions (issue 12).
 //!
 //! No sleeps: the signal tests wait for the first printed batch header, and
 //! every wait on the child is bounded by a watchdog that kills it.
@@ -92,7 +93,7 @@ fn validate_fails(name: &str, expected: &[(&str, &[&str])]) -> String {
     let out = validate(&path);
     let stderr = text(&out.stderr);
     no_panic(&stderr);
-    assert_eq!(out.status.code(), Some(1), "{name}:\n{stderr}");
+    assert_eq!(out.status.code(), Some(2), "{name}:\n{stderr}");
     assert!(out.stdout.is_empty(), "{name}: {}", text(&out.stdout));
     let n = expected.len();
     let header = format!(
@@ -373,7 +374,7 @@ fn validate_a_missing_pipeline_file() {
     let out = validate(&path);
     let stderr = text(&out.stderr);
     no_panic(&stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains(&format!(
             "{}:0:0: cannot read the pipeline file",
@@ -540,8 +541,8 @@ fn run_reports_a_failing_plugin() {
 // ---- graceful stop -------------------------------------------------------
 
 /// Starts `weir run` on the wall clock, waits for the first printed batch,
-/// sends `signal` and checks the job stops gracefully.
-fn stop_with(signal: &str) {
+/// sends `signal` and checks the job stops gracefully, exiting `code`.
+fn stop_with(signal: &str, code: i32) {
     let mut child: Child = weir()
         .arg("run")
         .arg(fixture("system_clock_print.toml"))
@@ -597,13 +598,14 @@ fn stop_with(signal: &str) {
     assert!(header.ends_with(" ms"), "{header}");
 
     no_panic(&stderr);
-    assert_eq!(status.code(), Some(0), "SIG{signal}: {status}\n{stderr}");
+    assert_eq!(status.code(), Some(code), "SIG{signal}: {status}\n{stderr}");
     assert!(stderr.contains("stop requested"), "SIG{signal}:\n{stderr}");
     assert!(!stderr.contains("second stop signal"), "{stderr}");
     assert!(
         stderr.contains(" stopped "),
-        "no final summary in:\n{stderr}"
+        "no final log line in:\n{stderr}"
     );
+    assert!(stderr.contains("\nsummary: "), "no summary in:\n{stderr}");
     // The batch in flight when the signal came was finished, not cut off:
     // every printed header is followed by its records.
     let headers = stdout.lines().filter(|l| l.starts_with("Time: ")).count();
@@ -611,14 +613,17 @@ fn stop_with(signal: &str) {
     assert!(stdout.ends_with("\n\n"), "last batch cut off:\n{stdout}");
 }
 
+/// A supervisor's SIGTERM is a requested stop: exit 0.
 #[test]
 fn sigterm_stops_gracefully() {
-    stop_with("TERM");
+    stop_with("TERM", 0);
 }
 
+/// Ctrl-C finishes the batch too, then exits 130 as an interrupted
+/// command does.
 #[test]
-fn sigint_stops_gracefully() {
-    stop_with("INT");
+fn sigint_stops_gracefully_and_exits_130() {
+    stop_with("INT", 130);
 }
 
 // ---- help ----------------------------------------------------------------
@@ -671,4 +676,166 @@ fn run_help_shows_defaults() {
         defaults >= 6 && options >= 6,
         "{defaults} defaults for {options} options:\n{out}"
     );
+}
+
+#[test]
+fn help_documents_the_exit_statuses() {
+    let out = help(&["--help"]);
+    for line in ["Exit status:", "  2 ", "  3 ", "  130 ", "WEIR_LOG_FORMAT"] {
+        assert!(out.contains(line), "no {line:?} in:\n{out}");
+    }
+    for flag in ["--quiet", "--verbose"] {
+        assert!(out.contains(flag), "no {flag} in:\n{out}");
+    }
+}
+
+// ---- shell completions ---------------------------------------------------
+
+#[test]
+fn bash_completions_mention_the_subcommands() {
+    let script = help(&["completions", "bash"]);
+    assert!(script.contains("_weir()"), "{script}");
+    for command in ["run", "validate", "replay", "plugin", "completions"] {
+        assert!(script.contains(command), "no `{command}` in the script");
+    }
+    for shell in ["zsh", "fish"] {
+        let script = help(&["completions", shell]);
+        assert!(script.contains("validate"), "{shell}:\n{script}");
+    }
+}
+
+#[test]
+fn an_unknown_shell_is_a_usage_error() {
+    let mut cmd = weir();
+    cmd.args(["completions", "tcsh"]);
+    let out = run_bounded(cmd, "weir completions tcsh");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+// ---- exit statuses, log format, summary ------------------------------------
+
+/// `weir run FIXTURE --batches N --simulated-clock ARGS`, with `env`.
+fn run_fixture(name: &str, batches: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = weir();
+    cmd.args(args)
+        .arg("run")
+        .arg(fixture(name))
+        .args(["--batches", batches, "--simulated-clock"])
+        .env_remove("WEIR_LOG")
+        .env_remove("WEIR_LOG_FORMAT")
+        .envs(env.iter().copied());
+    run_bounded(cmd, &format!("weir run {name}"))
+}
+
+#[test]
+fn run_of_a_bad_pipeline_exits_2() {
+    let out = run_fixture("cycle.toml", "1", &[], &[]);
+    let stderr = text(&out.stderr);
+    no_panic(&stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("streams form a cycle"), "{stderr}");
+}
+
+#[test]
+fn run_prints_a_summary_at_exit() {
+    let out = run_fixture("good.toml", "3", &[], &[]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary = stderr
+        .lines()
+        .find(|l| l.starts_with("summary: "))
+        .unwrap_or_else(|| panic!("no summary in:\n{stderr}"));
+    for part in [
+        "3 batch(es)",
+        "record(s)",
+        "processing mean ",
+        "total delay mean ",
+        " max ",
+    ] {
+        assert!(summary.contains(part), "no {part:?} in {summary:?}");
+    }
+    assert!(!summary.contains("failed"), "{summary}");
+    // Without a terminal: no status line, no escape codes at all.
+    assert!(!stderr.contains('\x1b'), "escape codes in:\n{stderr:?}");
+    assert!(!stderr.contains('\r'), "carriage returns in:\n{stderr:?}");
+    assert!(!stderr.contains("[weir] batches"), "{stderr}");
+}
+
+#[test]
+fn a_failing_run_exits_1_after_its_summary() {
+    let out = run_fixture("explode.toml", "5", &[], &[]);
+    let stderr = text(&out.stderr);
+    no_panic(&stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("summary: 2 batch(es)") && stderr.contains("1 failed attempt(s)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn quiet_hides_the_info_lines_and_the_summary() {
+    let out = run_fixture("good.toml", "2", &["--quiet"], &[]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.is_empty(), "quiet run said:\n{stderr}");
+    // Errors still show.
+    let out = run_fixture("explode.toml", "5", &["-q"], &[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error: "), "{stderr}");
+    assert!(!stderr.contains(" INFO "), "{stderr}");
+}
+
+#[test]
+fn verbose_shows_debug_lines_and_weir_log_wins() {
+    let out = run_fixture("good.toml", "2", &["-v"], &[]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(" DEBUG "), "no debug line in:\n{stderr}");
+    let out = run_fixture("good.toml", "2", &["-v"], &[("WEIR_LOG", "warn")]);
+    let stderr = text(&out.stderr);
+    assert!(
+        !stderr.contains(" DEBUG ") && !stderr.contains(" INFO "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn json_log_lines_parse_and_include_the_batches() {
+    let out = run_fixture("good.toml", "2", &[], &[("WEIR_LOG_FORMAT", "json")]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: not JSON: {l:?}")))
+        .collect();
+    let message = |v: &serde_json::Value| v["fields"]["message"].as_str().map(str::to_owned);
+    let completed: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|v| message(v).as_deref() == Some("batch completed"))
+        .collect();
+    assert_eq!(completed.len(), 2, "{stderr}");
+    assert_eq!(completed[0]["level"], "INFO");
+    assert_eq!(completed[0]["fields"]["batch_time_ms"], 1000);
+    let summary = lines
+        .iter()
+        .find(|v| message(v).as_deref() == Some("run summary"))
+        .unwrap_or_else(|| panic!("no run summary in:\n{stderr}"));
+    assert_eq!(summary["fields"]["batches"], 2);
+}
+
+#[test]
+fn with_json_logs_a_failure_is_a_json_line_too() {
+    let out = run_fixture("explode.toml", "5", &[], &[("WEIR_LOG_FORMAT", "json")]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last: serde_json::Value = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: not JSON: {l:?}")))
+        .last()
+        .expect("some log lines");
+    assert_eq!(last["level"], "ERROR", "{stderr}");
+    let message = last["fields"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("plugin `explode`"), "{stderr}");
 }

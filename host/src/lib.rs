@@ -58,6 +58,7 @@
 //! | `graph` | the dataflow graph and the executor of one batch |
 //! | [`receiver`], [`output`] | sources and outputs |
 //! | [`job`] | the library API, batch clock and scheduler |
+//! | [`observe`] | watching a job: its store of recent batches, JSON API, event stream, web UI |
 //! | [`config`] | the pipeline file |
 //! | [`serve`], [`cli`] | `weir serve` and the command line |
 //!
@@ -110,6 +111,7 @@ pub(crate) mod graph;
 pub mod host;
 pub mod job;
 pub mod kafka;
+pub mod observe;
 pub mod ops;
 pub mod output;
 pub mod partition;

@@ -72,6 +72,16 @@ pub enum Command {
         /// `[scale_out] instance`, else host-pid].
         #[arg(long)]
         instance: Option<String>,
+        /// Serve the job's web UI, JSON API (/api/v1/...) and event stream
+        /// (/api/v1/events) on this address: HOST:PORT, or :PORT for
+        /// loopback; port 0 picks a free one (the log says which)
+        /// [default: off].
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
+        /// With --http: keep serving after the job ends (its batch limit,
+        /// or a failure) until interrupted [default: exit when the job ends].
+        #[arg(long, requires = "http")]
+        keep_serving: bool,
     },
     /// Check a pipeline file without running it: parse it, load every
     /// plugin, check every function exists with the right kind and ABI
@@ -328,6 +338,9 @@ pub enum CliError {
     /// `weir replay` could not replay.
     #[error(transparent)]
     Replay(#[from] crate::job::replay::ReplayFailure),
+    /// `weir run --http` cannot serve.
+    #[error(transparent)]
+    Http(#[from] crate::observe::ObserveError),
 }
 
 /// How a command that did not fail ended.
@@ -428,6 +441,8 @@ fn execute_other(command: Command) -> Result<(), CliError> {
             fresh,
             watch_plugins,
             instance,
+            http,
+            keep_serving,
         } => {
             let overrides = Overrides {
                 batch_interval,
@@ -439,7 +454,12 @@ fn execute_other(command: Command) -> Result<(), CliError> {
                 fresh,
                 instance,
             };
-            run(&pipeline, batches, &overrides, watch_plugins)
+            let watch = Watch {
+                plugins: watch_plugins,
+                http,
+                keep_serving,
+            };
+            run(&pipeline, batches, &overrides, &watch)
         }
     }
 }
@@ -498,15 +518,42 @@ fn validate(path: &std::path::Path) -> Result<(), CliError> {
     Ok(())
 }
 
+/// How `weir run` lets its job be watched.
+struct Watch {
+    /// Swap in plugins whose module files change.
+    plugins: bool,
+    /// Serve the UI and API here.
+    http: Option<String>,
+    /// Keep serving after the job ends.
+    keep_serving: bool,
+}
+
 fn run(
     path: &std::path::Path,
     batches: Option<u64>,
     overrides: &Overrides,
-    watch_plugins: bool,
+    watch: &Watch,
 ) -> Result<(), CliError> {
+    use crate::observe::{http, JobStore};
+    // The address is checked and bound before anything else: a port in
+    // use is an error before any batch runs.
+    let listener = match &watch.http {
+        Some(addr) => Some(http::bind(http::parse_addr(addr)?)?),
+        None => None,
+    };
     let mut pipeline = Pipeline::load(path).map_err(PipelineError::from)?;
     pipeline.apply(overrides);
     let ctx = pipeline.build()?;
+    let store = listener.as_ref().map(|_| {
+        let interval_ms = pipeline.config.batch_interval.as_millis() as u64;
+        let store = Arc::new(JobStore::new(
+            &pipeline.config.job_name,
+            interval_ms,
+            crate::observe::store::DEFAULT_CAPACITY,
+        ));
+        ctx.add_listener(store.clone());
+        store
+    });
     tracing::info!(
         job = %pipeline.config.job_name,
         batch_interval = ?pipeline.config.batch_interval,
@@ -514,31 +561,56 @@ fn run(
         workers = pipeline.config.workers,
         "starting"
     );
+    let io = ctx.host().io().clone();
     // Handlers go in before the job starts: a signal that arrives once
     // batches run must stop gracefully, never kill the process.
     let signals = StopSignals::install();
     let job = ctx
         .start(batches)
         .map_err(|e| CliError::Pipeline(PipelineError::Build(e)))?;
-    watch_signals(signals, job.stop_handle());
-    if watch_plugins {
-        let files = pipeline
-            .plugins
-            .values()
-            .map(|def| {
-                (
-                    def.path
-                        .file_stem()
-                        .map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
-                    def.path.clone(),
-                )
-            })
-            .collect();
-        watch_plugin_files(files, job.control());
+    let stop = job.stop_handle();
+    watch_signals(signals, stop.clone());
+    if let (Some(listener), Some(store)) = (listener, store) {
+        let watched = crate::observe::Watched {
+            store,
+            control: job.control(),
+        };
+        // `/metrics`: pass the Prometheus renderer of observe::metrics here.
+        let addr = http::spawn(&io, listener, http::router(watched, None))?;
+        tracing::info!(url = %format!("http://{addr}/"), "serving the job's web UI and API");
     }
-    let summary = job.await_termination()?;
-    tracing::info!(batches = summary.batches, last_batch_ms = ?summary.last_batch_ms, "stopped");
+    if watch.plugins {
+        watch_plugin_files(plugin_files(&pipeline), job.control());
+    }
+    let ended = job.await_termination();
+    match &ended {
+        Ok(summary) => {
+            tracing::info!(batches = summary.batches, last_batch_ms = ?summary.last_batch_ms, "stopped")
+        }
+        Err(e) => tracing::error!(error = %e, "the job failed"),
+    }
+    if watch.keep_serving {
+        tracing::info!("the job ended; still serving its page and API until interrupted");
+        while !stop.wait_timeout(Duration::from_secs(3600)) {}
+    }
+    ended?;
     Ok(())
+}
+
+/// Plugin name → module file, of the pipeline's plugins.
+fn plugin_files(pipeline: &Pipeline) -> Vec<(String, PathBuf)> {
+    pipeline
+        .plugins
+        .values()
+        .map(|def| {
+            (
+                def.path
+                    .file_stem()
+                    .map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
+                def.path.clone(),
+            )
+        })
+        .collect()
 }
 
 /// Polls the pipeline's module files; a file whose contents differ from the

@@ -22,6 +22,7 @@ use crate::config::Pipeline;
 use crate::error::EngineError;
 use crate::job::{self as engine, ClockMode, JobControl, SourceSpec};
 use crate::job::{RunSummary, StopSignal};
+use crate::observe::{JobStore, Watched};
 
 /// Generator settings that size host memory, capped for every tenant.
 const MAX_WORDS_PER_LINE: usize = 100;
@@ -46,6 +47,8 @@ pub struct Job {
     batch_interval_ms: u64,
     limits: JobLimits,
     control: JobControl,
+    /// What its events told: the page, JSON API and event stream read it.
+    store: Arc<JobStore>,
     /// Plugin name → module hash at submission (until the engine reports).
     submitted_modules: BTreeMap<String, String>,
     stop: Arc<StopSignal>,
@@ -63,6 +66,14 @@ impl Job {
     /// Its tenant.
     pub fn tenant(&self) -> &str {
         &self.tenant
+    }
+
+    /// What the job's page, JSON API and event stream read.
+    pub fn watched(&self) -> Watched {
+        Watched {
+            store: self.store.clone(),
+            control: self.control.clone(),
+        }
     }
 
     /// Its directory (pipeline, modules, and by default its outputs).
@@ -358,6 +369,12 @@ impl Registry {
         let ctx = pipeline
             .build_on_host(self.host.clone())
             .map_err(|e| ApiError::from_code(e.code(), hide(e.to_string())))?;
+        let store = Arc::new(JobStore::new(
+            &pipeline.config.job_name,
+            pipeline.config.batch_interval.as_millis() as u64,
+            crate::observe::store::DEFAULT_CAPACITY,
+        ));
+        ctx.add_listener(store.clone());
         let running = ctx
             .start(None)
             .map_err(|e| ApiError::from_code(e.code(), hide(e.to_string())))?;
@@ -370,6 +387,7 @@ impl Registry {
             batch_interval_ms: pipeline.config.batch_interval.as_millis() as u64,
             limits: tenant.limits.to_api(partitions),
             control: running.control(),
+            store,
             submitted_modules: pipeline
                 .plugins
                 .values()

@@ -722,11 +722,17 @@ impl BatchLoop {
     fn plugins_to_status(&mut self) {
         let plugins = self.executor.plugins();
         let mut status = self.status.lock().expect("status poisoned");
-        status.modules = plugins.iter().map(|(n, p)| (n.clone(), p.hash_hex())).collect();
+        status.modules = plugins
+            .iter()
+            .map(|(n, p)| (n.clone(), p.hash_hex()))
+            .collect();
         status.functions = plugins
             .iter()
             .map(|(n, p)| {
-                let f = p.functions().iter().map(|f| format!("{}:{}", f.kind, f.name));
+                let f = p
+                    .functions()
+                    .iter()
+                    .map(|f| format!("{}:{}", f.kind, f.name));
                 (n.clone(), f.collect())
             })
             .collect();

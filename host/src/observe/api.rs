@@ -354,7 +354,13 @@ impl Watched {
         let status = self.control.status();
         let r = self.store.read();
         let mut names: Vec<String> = status.sources.iter().map(|(n, _)| n.clone()).collect();
-        names.extend(r.sources.keys().filter(|n| !names.contains(n)).cloned().collect::<Vec<_>>());
+        names.extend(
+            r.sources
+                .keys()
+                .filter(|n| !names.contains(n))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
         names
             .into_iter()
             .map(|name| source_view(&r, &status.sources, name, self.store.interval_ms()))

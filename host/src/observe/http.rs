@@ -216,10 +216,7 @@ mod tests {
             parse_addr("localhost:4040").unwrap().to_string(),
             "127.0.0.1:4040"
         );
-        assert_eq!(
-            parse_addr("0.0.0.0:80").unwrap().to_string(),
-            "0.0.0.0:80"
-        );
+        assert_eq!(parse_addr("0.0.0.0:80").unwrap().to_string(), "0.0.0.0:80");
         let e = parse_addr("nowhere:x").unwrap_err().to_string();
         assert!(e.contains("nowhere:x"), "{e}");
         assert!(parse_addr("127.0.0.1:99999").is_err());

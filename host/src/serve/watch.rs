@@ -15,8 +15,8 @@
 //! on to its API calls. No token: 401; another tenant's job: 403.
 
 use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;

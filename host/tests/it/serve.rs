@@ -1029,3 +1029,114 @@ topic = "alice.counts"
         other => panic!("{other:?}"),
     }
 }
+
+/// Reads an event stream (`GET path` with no header) until a
+/// `batch_completed` event arrives; its status line and what was read.
+fn first_events(url: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let deadline = Instant::now() + WAIT;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        let text = String::from_utf8_lossy(&got);
+        if text.contains("event: batch_completed") || text.contains("\r\n\r\n{\"error\"") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    (text.lines().next().unwrap_or_default().to_owned(), text)
+}
+
+#[test]
+fn issue_12_job_pages_api_and_events_need_the_tenants_token() {
+    let host = Host::start(&tenants(""));
+    let alice = host.client(Some(ALICE));
+    let bob = host.client(Some(BOB));
+    let anonymous = host.client(None);
+    let pipeline = wordcount_pipeline("watched", "wordcount.wat");
+    let job = alice
+        .submit(
+            &pipeline,
+            &modules(&[("wordcount.wat", wat_wordcount())]),
+            &[],
+        )
+        .unwrap();
+    wait_for(&alice, &job.id, "two batches", |i| i.batches >= 2);
+    let id = &job.id;
+
+    // Alice: with her token as a header or in the query.
+    let (code, body) = alice
+        .raw("GET", &format!("/jobs/{id}/api/v1/job"), None)
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(info["name"], "watched");
+    assert!(info["numCompletedBatches"].as_u64().unwrap() >= 2, "{info}");
+    let q = format!("?token={ALICE}");
+    let (code, body) = anonymous
+        .raw("GET", &format!("/jobs/{id}/api/v1/batches{q}"), None)
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"COMPLETED\""), "{body}");
+    let (code, page) = anonymous
+        .raw("GET", &format!("/jobs/{id}/ui{q}"), None)
+        .unwrap();
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains(&format!("\"base\":\"/jobs/{id}\"")),
+        "the page calls its job's API"
+    );
+    assert!(page.contains(ALICE), "the page passes the token on");
+    let (code, list) = anonymous.raw("GET", &format!("/ui{q}"), None).unwrap();
+    assert_eq!(code, 200, "{list}");
+    assert!(
+        list.contains(&format!("/jobs/{id}/ui?token={ALICE}")),
+        "{list}"
+    );
+    let (status, events) = first_events(&host.url, &format!("/jobs/{id}/events{q}"));
+    assert!(status.contains("200"), "{events}");
+    assert!(events.contains("event: batch_completed"), "{events}");
+
+    // Bob: 403 on Alice's job, whichever way he sends his token.
+    let b = format!("?token={BOB}");
+    for path in ["ui", "api/v1/job", "api/v1/batches", "events"] {
+        let (code, body) = bob.raw("GET", &format!("/jobs/{id}/{path}"), None).unwrap();
+        assert_eq!(code, 403, "{path}: {body}");
+        let (code, body) = anonymous
+            .raw("GET", &format!("/jobs/{id}/{path}{b}"), None)
+            .unwrap();
+        assert_eq!(code, 403, "{path}: {body}");
+    }
+    let (status, _) = first_events(&host.url, &format!("/jobs/{id}/events{b}"));
+    assert!(status.contains("403"), "{status}");
+    let (code, list) = anonymous.raw("GET", &format!("/ui{b}"), None).unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        !list.contains(id.as_str()),
+        "Bob's list shows no job of Alice's: {list}"
+    );
+
+    // No token, or a wrong one: 401.
+    for path in ["ui", "api/v1/job", "events"] {
+        let (code, body) = anonymous
+            .raw("GET", &format!("/jobs/{id}/{path}"), None)
+            .unwrap();
+        assert_eq!(code, 401, "{path}: {body}");
+        let (code, _) = anonymous
+            .raw("GET", &format!("/jobs/{id}/{path}?token=nope"), None)
+            .unwrap();
+        assert_eq!(code, 401, "{path}");
+    }
+    assert_eq!(status_of(anonymous.raw("GET", "/ui", None)), 401);
+    let (status, _) = first_events(&host.url, &format!("/jobs/{id}/events"));
+    assert!(status.contains("401"), "{status}");
+}

@@ -26,14 +26,13 @@ use crate::support::{run_failing, spawn, wat_wordcount, weir_run, PATIENCE};
 /// Batches the browser test's job runs.
 const BATCHES: u64 = 12;
 
-/// A word count over generated lines, with keyed state, on `dir`; text
-/// files under `dir/out/`, or printed.
-fn pipeline(dir: &Path, print: bool) -> PathBuf {
-    let output = if print {
-        "type = \"print\"".to_owned()
-    } else {
-        format!("type = \"text_files\"\nprefix = {:?}", dir.join("out/totals"))
-    };
+/// A word count over generated lines, with keyed state, written as text
+/// files under `dir/out/`.
+fn pipeline(dir: &Path) -> PathBuf {
+    let output = format!(
+        "type = \"text_files\"\nprefix = {:?}",
+        dir.join("out/totals")
+    );
     let path = dir.join("pipeline.toml");
     std::fs::write(
         &path,
@@ -128,9 +127,7 @@ impl Watched {
 
     /// `GET path` as JSON, asserting 200.
     fn get(&self, path: &str) -> Value {
-        let (code, body) = Client::new(&self.url, None)
-            .raw("GET", path, None)
-            .unwrap();
+        let (code, body) = Client::new(&self.url, None).raw("GET", path, None).unwrap();
         assert_eq!(code, 200, "GET {path}: {body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
     }
@@ -212,7 +209,7 @@ fn the_web_ui_plots_every_batch_in_headless_chromium() {
     let started = Instant::now();
     let browser = chromium();
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = pipeline(dir.path(), false);
+    let pipeline = pipeline(dir.path());
     let batches = BATCHES.to_string();
     let job = Watched::start(
         &pipeline,
@@ -247,7 +244,10 @@ fn the_web_ui_plots_every_batch_in_headless_chromium() {
     assert_eq!(sources[0]["kind"], "generator", "{sources}");
     assert_eq!(sources[0]["recordsTotal"], 100 * BATCHES, "{sources}");
     let state = job.get("/api/v1/state");
-    assert_eq!(state["operators"][0]["op"], "update_state_by_key", "{state}");
+    assert_eq!(
+        state["operators"][0]["op"], "update_state_by_key",
+        "{state}"
+    );
 
     // The page, as chromium renders it once its scripts ran.
     let page = format!("{}/", job.url);
@@ -301,7 +301,11 @@ fn the_web_ui_plots_every_batch_in_headless_chromium() {
     assert!(size > 10_000, "no screenshot at {}", shot.display());
     eprintln!(
         "page {} bytes, screenshot {} ({size} bytes), chromium {}, test {:.1} s",
-        Client::new(&job.url, None).raw("GET", "/", None).unwrap().1.len(),
+        Client::new(&job.url, None)
+            .raw("GET", "/", None)
+            .unwrap()
+            .1
+            .len(),
         shot.display(),
         browser.display(),
         started.elapsed().as_secs_f64()
@@ -322,7 +326,11 @@ fn stuck_client(url: &str) -> std::net::TcpStream {
 
 /// Runs `batches` batches back to back; the seconds they took, from the
 /// log's first batch to its `stopped` line, and the job (still serving).
-fn timed_run(pipeline: &Path, batches: u64, stuck: bool) -> (f64, Watched, Option<std::net::TcpStream>) {
+fn timed_run(
+    pipeline: &Path,
+    batches: u64,
+    stuck: bool,
+) -> (f64, Watched, Option<std::net::TcpStream>) {
     let n = batches.to_string();
     let job = Watched::start(
         pipeline,
@@ -334,28 +342,89 @@ fn timed_run(pipeline: &Path, batches: u64, stuck: bool) -> (f64, Watched, Optio
     (begun.elapsed().as_secs_f64(), job, client)
 }
 
+/// A cheap job (a few records per batch, one stage, printed) that runs
+/// thousands of batches a second on the simulated clock.
+fn fast_pipeline(dir: &Path) -> PathBuf {
+    let path = dir.join("fast.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[job]
+name = "fast"
+batch_interval = "1s"
+partitions = 1
+
+[plugins]
+wc = {plugin:?}
+
+[[source]]
+name = "lines"
+type = "generator"
+rate = 10
+words_per_line = 5
+
+[[stream]]
+name = "words"
+op = "flat_map"
+input = "lines"
+function = "wc:split"
+
+[[output]]
+stream = "words"
+type = "print"
+"#,
+            plugin = wat_wordcount(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Reads `client` to its end; fails if it is still open after `limit`.
+fn read_to_close(client: &mut std::net::TcpStream, limit: Duration) -> Vec<u8> {
+    let deadline = Instant::now() + limit;
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match client.read(&mut buf) {
+            Ok(0) => return received,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("reading the event stream: {e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the event stream of a client that fell behind is still open after {limit:?} ({} bytes read)",
+            received.len()
+        );
+    }
+}
+
 #[test]
 fn an_event_client_that_never_reads_is_dropped_and_does_not_slow_the_job() {
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = pipeline(dir.path(), true);
-    let batches = 3000;
+    let pipeline = fast_pipeline(dir.path());
+    // Enough events (about 1 KB a batch) to fill the socket buffers
+    // between the server and a client that does not read, and then the
+    // client's queue.
+    let batches = 20_000;
     let (alone, _, _) = timed_run(&pipeline, batches, false);
     let (watched, job, client) = timed_run(&pipeline, batches, true);
     assert!(
-        watched < alone * 2.0 + 2.0,
+        watched < alone * 2.0 + 3.0,
         "with a stuck client {batches} batches took {watched:.1} s, alone {alone:.1} s"
     );
     // The job ran every batch, and the stuck client was cut off: reading
     // now gives what was queued, then the end of the stream.
     assert_eq!(job.get("/api/v1/job")["numCompletedBatches"], batches);
-    let mut client = client.unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut received = Vec::new();
-    client
-        .read_to_end(&mut received)
-        .expect("the server closes the stream of a client that fell behind");
+    let received = read_to_close(&mut client.unwrap(), Duration::from_secs(30));
     let completed = String::from_utf8_lossy(&received)
         .matches("event: batch_completed")
         .count();
@@ -369,16 +438,28 @@ fn an_event_client_that_never_reads_is_dropped_and_does_not_slow_the_job() {
 #[test]
 fn http_on_a_port_in_use_or_a_bad_address_fails_before_any_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = pipeline(dir.path(), false);
+    let pipeline = pipeline(dir.path());
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let log = run_failing(&pipeline, &["--simulated-clock", "--batches", "2", "--http", &addr]);
-    assert!(log.contains(&format!("--http {addr}: cannot listen there")), "{log}");
+    let log = run_failing(
+        &pipeline,
+        &["--simulated-clock", "--batches", "2", "--http", &addr],
+    );
+    assert!(
+        log.contains(&format!("--http {addr}: cannot listen there")),
+        "{log}"
+    );
     assert!(!log.contains("batch completed"), "{log}");
     assert!(!dir.path().join("out").exists(), "no batch may run: {log}");
     for bad in ["nowhere:x", "127.0.0.1:99999", "::1::2"] {
-        let log = run_failing(&pipeline, &["--simulated-clock", "--batches", "2", "--http", bad]);
-        assert!(log.contains(&format!("--http {bad}: not an address")), "{log}");
+        let log = run_failing(
+            &pipeline,
+            &["--simulated-clock", "--batches", "2", "--http", bad],
+        );
+        assert!(
+            log.contains(&format!("--http {bad}: not an address")),
+            "{log}"
+        );
         assert!(!log.contains("batch completed"), "{log}");
     }
     assert!(!dir.path().join("out").exists());

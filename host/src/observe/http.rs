@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::sse::{Event as SseFrame, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -148,9 +148,18 @@ pub fn router(watched: Watched, metrics: Option<MetricsRender>) -> Router {
             }),
         );
     }
-    router.fallback(move |uri: Uri| {
+    router.fallback(move |method: Method, uri: Uri| {
         let watched = watched.clone();
-        async move { respond(&watched, uri.path(), &PageContext::default()) }
+        async move {
+            if method != Method::GET && method != Method::HEAD {
+                return error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "the job's page and API are read-only: use GET",
+                );
+            }
+            respond(&watched, uri.path(), &PageContext::default())
+        }
     })
 }
 

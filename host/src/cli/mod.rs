@@ -583,13 +583,13 @@ fn run(
         watch_plugin_files(plugin_files(&pipeline), job.control());
     }
     let ended = job.await_termination();
-    match &ended {
-        Ok(summary) => {
-            tracing::info!(batches = summary.batches, last_batch_ms = ?summary.last_batch_ms, "stopped")
-        }
-        Err(e) => tracing::error!(error = %e, "the job failed"),
+    if let Ok(summary) = &ended {
+        tracing::info!(batches = summary.batches, last_batch_ms = ?summary.last_batch_ms, "stopped");
     }
     if watch.keep_serving {
+        if let Err(e) = &ended {
+            tracing::error!(error = %e, "the job failed");
+        }
         tracing::info!("the job ended; still serving its page and API until interrupted");
         while !stop.wait_timeout(Duration::from_secs(3600)) {}
     }

@@ -470,3 +470,52 @@ fn http_on_a_port_in_use_or_a_bad_address_fails_before_any_batch() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[test]
+fn a_failed_batch_shows_its_error_in_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trap.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[job]
+name = "trapping"
+
+[limits]
+max_retries = 1
+
+[plugins]
+bad = {module:?}
+
+[[source]]
+name = "lines"
+type = "generator"
+rate = 10
+
+[[stream]]
+name = "out"
+op = "flat_map"
+input = "lines"
+function = "bad:unreachable"
+
+[[output]]
+stream = "out"
+type = "print"
+"#,
+            module = weir_tests::fixture("abi/trap.wat"),
+        ),
+    )
+    .unwrap();
+    let job = Watched::start(&path, &["--simulated-clock", "--keep-serving"]);
+    job.wait_for("still serving");
+    let info = job.get("/api/v1/job");
+    assert_eq!(info["state"], "failed", "{info}");
+    assert_eq!(info["numFailedBatches"], 1, "{info}");
+    assert_eq!(info["numFailedAttempts"], 2, "{info}");
+    let batches = job.get("/api/v1/batches");
+    let failed = &batches[0];
+    assert_eq!(failed["status"], "FAILED", "{batches}");
+    assert_eq!(failed["failedAttempts"], 2, "{batches}");
+    let reason = failed["firstFailureReason"].as_str().unwrap();
+    assert!(reason.contains("unreachable"), "{reason}");
+}

@@ -872,6 +872,25 @@ fn upgrade_and_rollback_over_http() {
         alice.status(id).unwrap().modules.get("wordcount"),
         Some(&v1)
     );
+    // The job's API (its web UI's) shows both swaps and the batch each
+    // took effect at, and the functions of the module running now.
+    let (code, body) = alice
+        .raw("GET", &format!("/jobs/{id}/api/v1/job"), None)
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let plugin = &view["plugins"][0];
+    assert_eq!(plugin["moduleHash"], v1.as_str(), "{view}");
+    assert!(
+        plugin["functions"].to_string().contains("map:split"),
+        "{view}"
+    );
+    let swaps = plugin["swaps"].as_array().unwrap();
+    assert_eq!(swaps.len(), 2, "{view}");
+    assert_eq!(swaps[0]["to"], v2.as_str());
+    assert_eq!(swaps[0]["firstBatchTime"], up.first_batch_ms);
+    assert_eq!(swaps[1]["rollback"], true);
+    assert_eq!(swaps[1]["firstBatchTime"], back.first_batch_ms);
 
     // Through both swaps, every batch is there and exactly right.
     let stopped = alice.stop(id).unwrap();

@@ -41,6 +41,9 @@
 //! stream's batches are compared. A pipeline file
 //! ([`config::Pipeline`]) builds the same jobs without Rust code;
 //! [`serve`] runs many tenants' jobs in one host behind an HTTP API.
+//! [`observe`] lets people and programs watch a job: a web UI with Spark
+//! Streaming's plots, a JSON API and a server-sent event stream
+//! (`weir run --http`, and every job of `weir serve`).
 //!
 //! Modules, lowest layer first (each imports only those above it):
 //!

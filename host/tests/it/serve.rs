@@ -1121,6 +1121,19 @@ fn issue_12_job_pages_api_and_events_need_the_tenants_token() {
         list.contains(&format!("/jobs/{id}/ui?token={ALICE}")),
         "{list}"
     );
+    // In a browser: the page passes the token on to its API calls.
+    let dom = crate::ui::run_chromium(
+        &format!("{}/jobs/{id}/ui{q}", host.url),
+        &["--virtual-time-budget=3000", "--dump-dom"],
+    );
+    let plot = crate::ui::element(&dom, "svg", "timeline-processing-time");
+    let points = crate::ui::attr_values(plot, "data-batch").len();
+    assert!(
+        points >= 2,
+        "the served page plots the job's batches:\n{dom}"
+    );
+    let rows = crate::ui::attr_values(crate::ui::element(&dom, "table", "batches"), "data-batch");
+    assert!(rows.len() >= points, "{dom}");
     let (status, events) = first_events(&host.url, &format!("/jobs/{id}/events{q}"));
     assert!(status.contains("200"), "{events}");
     assert!(events.contains("event: batch_completed"), "{events}");

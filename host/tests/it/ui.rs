@@ -149,7 +149,7 @@ fn chromium() -> PathBuf {
 }
 
 /// Runs headless chromium with `args` on `url`; its stdout.
-fn run_chromium(url: &str, args: &[&str]) -> String {
+pub(crate) fn run_chromium(url: &str, args: &[&str]) -> String {
     let profile = tempfile::tempdir().unwrap();
     let out = Command::new(chromium())
         .args([
@@ -176,7 +176,7 @@ fn run_chromium(url: &str, args: &[&str]) -> String {
 
 /// The markup of the element with `id` (from its opening tag to the
 /// first closing `</tag>`: plots and tables do not nest their own kind).
-fn element<'a>(dom: &'a str, tag: &str, id: &str) -> &'a str {
+pub(crate) fn element<'a>(dom: &'a str, tag: &str, id: &str) -> &'a str {
     let open = format!("id=\"{id}\"");
     let at = dom
         .find(&open)
@@ -187,7 +187,7 @@ fn element<'a>(dom: &'a str, tag: &str, id: &str) -> &'a str {
 }
 
 /// Values of `attr` on the elements of `markup` that carry it.
-fn attr_values(markup: &str, attr: &str) -> Vec<String> {
+pub(crate) fn attr_values(markup: &str, attr: &str) -> Vec<String> {
     let needle = format!(" {attr}=\"");
     markup
         .match_indices(&needle)

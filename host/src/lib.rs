@@ -41,6 +41,9 @@
 //! stream's batches are compared. A pipeline file
 //! ([`config::Pipeline`]) builds the same jobs without Rust code;
 //! [`serve`] runs many tenants' jobs in one host behind an HTTP API.
+//! [`observe`] lets people and programs watch a job: a web UI with Spark
+//! Streaming's plots, a JSON API and a server-sent event stream
+//! (`weir run --http`, and every job of `weir serve`).
 //!
 //! Modules, lowest layer first (each imports only those above it):
 //!
@@ -58,6 +61,7 @@
 //! | `graph` | the dataflow graph and the executor of one batch |
 //! | [`receiver`], [`output`] | sources and outputs |
 //! | [`job`] | the library API, batch clock and scheduler |
+//! | [`observe`] | watching a job: its store of recent batches, JSON API, event stream, web UI |
 //! | [`config`] | the pipeline file |
 //! | [`observe`] | Prometheus metrics fed by the listener events |
 //! | [`serve`], [`cli`] | `weir serve` and the command line |

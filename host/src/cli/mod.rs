@@ -104,6 +104,16 @@ pub enum Command {
         /// `[scale_out] instance`, else host-pid].
         #[arg(long)]
         instance: Option<String>,
+        /// Serve the job's web UI, JSON API (/api/v1/...) and event stream
+        /// (/api/v1/events) on this address: HOST:PORT, or :PORT for
+        /// loopback; port 0 picks a free one (the log says which)
+        /// [default: off].
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
+        /// With --http: keep serving after the job ends (its batch limit,
+        /// or a failure) until interrupted [default: exit when the job ends].
+        #[arg(long, requires = "http")]
+        keep_serving: bool,
     },
     /// Check a pipeline file without running it: parse it, load every
     /// plugin, check every function exists with the right kind and ABI
@@ -368,6 +378,9 @@ pub enum CliError {
     /// `weir replay` could not replay.
     #[error(transparent)]
     Replay(#[from] crate::job::replay::ReplayFailure),
+    /// `weir run --http` cannot serve.
+    #[error(transparent)]
+    Http(#[from] crate::observe::ObserveError),
 }
 
 impl CliError {
@@ -429,6 +442,8 @@ pub fn execute(cli: Cli) -> Result<Outcome, CliError> {
             fresh,
             watch_plugins,
             instance,
+            http,
+            keep_serving,
         } => {
             let overrides = Overrides {
                 batch_interval,
@@ -444,6 +459,8 @@ pub fn execute(cli: Cli) -> Result<Outcome, CliError> {
                 batches,
                 watch_plugins,
                 verbosity,
+                http,
+                keep_serving,
             };
             run(&pipeline, &overrides, &opts)
         }
@@ -583,6 +600,10 @@ struct RunOptions {
     batches: Option<u64>,
     watch_plugins: bool,
     verbosity: status::Verbosity,
+    /// Serve the UI, API and metrics here.
+    http: Option<String>,
+    /// Keep serving after the job ends.
+    keep_serving: bool,
 }
 
 fn run(
@@ -590,6 +611,13 @@ fn run(
     overrides: &Overrides,
     opts: &RunOptions,
 ) -> Result<Outcome, CliError> {
+    use crate::observe::{http, JobStore};
+    // The address is checked and bound before anything else: a port in
+    // use is an error before any batch runs.
+    let listener = match &opts.http {
+        Some(addr) => Some(http::bind(http::parse_addr(addr)?)?),
+        None => None,
+    };
     let mut pipeline = Pipeline::load(path).map_err(PipelineError::from)?;
     pipeline.apply(overrides);
     let ctx = pipeline.build()?;
@@ -605,6 +633,18 @@ fn run(
         pipeline.config.progress && !opts.verbosity.quiet,
     ));
     ctx.add_listener(monitor.clone());
+    let watched = listener.as_ref().map(|_| {
+        let interval_ms = pipeline.config.batch_interval.as_millis() as u64;
+        let store = Arc::new(JobStore::new(
+            &pipeline.config.job_name,
+            interval_ms,
+            crate::observe::store::DEFAULT_CAPACITY,
+        ));
+        ctx.add_listener(store.clone());
+        let metrics = crate::observe::metrics::MetricsHub::new(None);
+        ctx.add_listener(metrics.job_listener(&pipeline.config.job_name));
+        (store, metrics)
+    });
     tracing::info!(
         job = %pipeline.config.job_name,
         batch_interval = ?pipeline.config.batch_interval,
@@ -612,6 +652,7 @@ fn run(
         workers = pipeline.config.workers,
         "starting"
     );
+    let io = ctx.host().io().clone();
     // Handlers go in before the job starts: a signal that arrives once
     // batches run must stop gracefully, never kill the process.
     let signals = StopSignals::install();
@@ -619,21 +660,19 @@ fn run(
         .start(opts.batches)
         .map_err(|e| CliError::Pipeline(PipelineError::Build(e)))?;
     let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    watch_signals(signals, job.stop_handle(), interrupted.clone());
+    let stop = job.stop_handle();
+    watch_signals(signals, stop.clone(), interrupted.clone());
+    if let (Some(listener), Some((store, metrics))) = (listener, watched) {
+        let watched = crate::observe::Watched {
+            store,
+            control: job.control(),
+        };
+        let render: http::MetricsRender = Arc::new(move || metrics.encode());
+        let addr = http::spawn(&io, listener, http::router(watched, Some(render)))?;
+        tracing::info!(url = %format!("http://{addr}/"), "serving the job's web UI, API and metrics");
+    }
     if opts.watch_plugins {
-        let files = pipeline
-            .plugins
-            .values()
-            .map(|def| {
-                (
-                    def.path
-                        .file_stem()
-                        .map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
-                    def.path.clone(),
-                )
-            })
-            .collect();
-        watch_plugin_files(files, job.control());
+        watch_plugin_files(plugin_files(&pipeline), job.control());
     }
     let ended = job.await_termination();
     monitor.finish();
@@ -645,12 +684,35 @@ fn run(
         Err(failed) => &failed.summary,
     };
     status::RunReport::new(summary, monitor.failed_attempts()).show(opts.verbosity);
+    if opts.keep_serving {
+        if let Err(e) = &ended {
+            tracing::error!(error = %e, "the job failed");
+        }
+        tracing::info!("the job ended; still serving its page and API until interrupted");
+        while !stop.wait_timeout(Duration::from_secs(3600)) {}
+    }
     ended?;
     if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
         Ok(Outcome::Interrupted)
     } else {
         Ok(Outcome::Done)
     }
+}
+
+/// Plugin name → module file, of the pipeline's plugins.
+fn plugin_files(pipeline: &Pipeline) -> Vec<(String, PathBuf)> {
+    pipeline
+        .plugins
+        .values()
+        .map(|def| {
+            (
+                def.path
+                    .file_stem()
+                    .map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
+                def.path.clone(),
+            )
+        })
+        .collect()
 }
 
 /// Polls the pipeline's module files; a file whose contents differ from the

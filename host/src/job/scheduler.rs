@@ -24,7 +24,9 @@ use crate::host::Host;
 use crate::ops::{total_records, Partitions};
 use crate::output::stats::{BatchStats, StatsFile};
 use crate::output::Output;
-use crate::receiver::{blocks_to_partitions, BatchDone, Source, SourceInput, SourcePosition};
+use crate::receiver::{
+    blocks_to_partitions, BatchDone, Source, SourceInfo, SourceInput, SourcePosition,
+};
 use crate::wasm::Plugin;
 use std::collections::BTreeMap;
 use std::sync::mpsc;
@@ -257,6 +259,10 @@ pub struct JobStatus {
     pub recent: Vec<BatchStats>,
     /// Plugin name → module hash running now.
     pub modules: BTreeMap<String, String>,
+    /// Plugin name → the functions of the module running now (`map:split`).
+    pub functions: BTreeMap<String, Vec<String>>,
+    /// Each source's name, kind and position after the last batch.
+    pub sources: Vec<(String, SourceInfo)>,
     /// Scaled out: the input partitions this instance owns.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partitions: Option<Vec<i32>>,
@@ -270,6 +276,8 @@ impl Default for JobStatus {
             last_batch_ms: None,
             recent: Vec::new(),
             modules: BTreeMap::new(),
+            functions: BTreeMap::new(),
+            sources: Vec::new(),
             partitions: None,
         }
     }
@@ -310,12 +318,7 @@ impl BatchLoop {
     /// the newest valid checkpoint and replays every logged batch after
     /// it); then it knows the time of the first live batch.
     pub(crate) fn begin(&mut self) -> Result<(), EngineError> {
-        self.status.lock().expect("status poisoned").modules = self
-            .executor
-            .plugins()
-            .into_iter()
-            .map(|(n, p)| (n, p.hash_hex()))
-            .collect();
+        self.plugins_to_status();
         let mut run = Run::new();
         if self.scale_out.is_some() {
             self.begin_scaled()?;
@@ -675,11 +678,7 @@ impl BatchLoop {
                         failure = Some(e);
                     }
                 }
-                self.status
-                    .lock()
-                    .expect("status poisoned")
-                    .modules
-                    .insert(report.plugin.clone(), report.to.clone());
+                self.plugins_to_status();
                 self.listeners.emit(&Event::PluginSwapped(PluginSwapped {
                     job: self.executor.job().clone(),
                     plugin: report.plugin.clone(),
@@ -699,6 +698,26 @@ impl BatchLoop {
             Some(e) => Err(e.into()),
             None => Ok(()),
         }
+    }
+
+    /// Shows the modules running now, and their functions, in the status.
+    fn plugins_to_status(&mut self) {
+        let plugins = self.executor.plugins();
+        let mut status = self.status.lock().expect("status poisoned");
+        status.modules = plugins
+            .iter()
+            .map(|(n, p)| (n.clone(), p.hash_hex()))
+            .collect();
+        status.functions = plugins
+            .iter()
+            .map(|(n, p)| {
+                let f = p
+                    .functions()
+                    .iter()
+                    .map(|f| format!("{}:{}", f.kind, f.name));
+                (n.clone(), f.collect())
+            })
+            .collect();
     }
 
     /// Tells every source its batch is complete (outputs written).
@@ -846,6 +865,11 @@ impl BatchLoop {
                 status.recent.remove(0);
             }
             status.recent.push(stats.clone());
+            status.sources = names
+                .iter()
+                .cloned()
+                .zip(self.sources.iter().map(|s| s.describe()))
+                .collect();
         }
         summary.batches += 1;
         summary.last_batch_ms = Some(t);

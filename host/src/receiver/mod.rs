@@ -140,6 +140,46 @@ pub trait Source: Send {
     fn as_kafka(&mut self) -> Option<&mut kafka::KafkaSource> {
         None
     }
+
+    /// Its kind and where it is, for people (the web UI, `/api/v1/sources`).
+    fn describe(&self) -> SourceInfo {
+        SourceInfo::of(&self.position())
+    }
+}
+
+/// What a source is and where it is, as the job's status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SourceInfo {
+    /// `generator`, `files`, `socket`, `queue` or `kafka`.
+    pub kind: &'static str,
+    /// Where it is, in words (`record 1200`, `3 file(s) read`,
+    /// `events/0@1200`); none where it has no position.
+    pub position: Option<String>,
+}
+
+impl SourceInfo {
+    /// Kind and position read from a checkpoint position.
+    pub fn of(position: &SourcePosition) -> SourceInfo {
+        let (kind, position) = match position {
+            SourcePosition::Generator(n) => ("generator", format!("record {n}")),
+            SourcePosition::Files(read) => ("files", format!("{} file(s) read", read.len())),
+            SourcePosition::Socket(0) => ("socket", "no block yet".to_owned()),
+            SourcePosition::Socket(id) => ("socket", format!("block {id}")),
+            SourcePosition::Queue(n) => ("queue", format!("entry {n}")),
+            SourcePosition::Kafka(offsets) => (
+                "kafka",
+                offsets
+                    .iter()
+                    .map(|(topic, p, o)| format!("{topic}/{p}@{o}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        };
+        SourceInfo {
+            kind,
+            position: Some(position),
+        }
+    }
 }
 
 /// How a completed batch went, as a source sees it.

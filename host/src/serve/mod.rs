@@ -12,6 +12,8 @@
 //! - [`client`]: the blocking client behind `weir submit / jobs / status /
 //!   upgrade / rollback / stop`.
 //! - [`api`]: the JSON bodies both sides share.
+//! - [`watch`]: each job's web UI, JSON API and event stream, and the
+//!   tenant's job list page (`/ui`, `/jobs/{id}/...`).
 
 pub mod api;
 pub mod client;
@@ -20,6 +22,7 @@ pub mod config;
 pub mod confine;
 pub mod registry;
 pub mod server;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -22,6 +22,8 @@ use crate::config::Pipeline;
 use crate::error::EngineError;
 use crate::job::{self as engine, ClockMode, JobControl, SourceSpec};
 use crate::job::{RunSummary, StopSignal};
+use crate::observe::metrics::MetricsHub;
+use crate::observe::{JobStore, Watched};
 
 /// Generator settings that size host memory, capped for every tenant.
 const MAX_WORDS_PER_LINE: usize = 100;
@@ -46,6 +48,8 @@ pub struct Job {
     batch_interval_ms: u64,
     limits: JobLimits,
     control: JobControl,
+    /// What its events told: the page, JSON API and event stream read it.
+    store: Arc<JobStore>,
     /// Plugin name → module hash at submission (until the engine reports).
     submitted_modules: BTreeMap<String, String>,
     stop: Arc<StopSignal>,
@@ -63,6 +67,14 @@ impl Job {
     /// Its tenant.
     pub fn tenant(&self) -> &str {
         &self.tenant
+    }
+
+    /// What the job's page, JSON API and event stream read.
+    pub fn watched(&self) -> Watched {
+        Watched {
+            store: self.store.clone(),
+            control: self.control.clone(),
+        }
     }
 
     /// Its directory (pipeline, modules, and by default its outputs).
@@ -159,6 +171,8 @@ pub struct Registry {
     host: Host,
     jobs: Mutex<Jobs>,
     seq: AtomicU64,
+    /// Prometheus metrics per tenant (every series labelled with it).
+    metrics: Mutex<BTreeMap<String, Arc<MetricsHub>>>,
 }
 
 #[derive(Default)]
@@ -197,7 +211,18 @@ impl Registry {
             host,
             jobs: Mutex::default(),
             seq: AtomicU64::new(0),
+            metrics: Mutex::default(),
         }
+    }
+
+    /// The metrics of `tenant`'s jobs.
+    pub fn metrics(&self, tenant: &str) -> Arc<MetricsHub> {
+        self.metrics
+            .lock()
+            .expect("metrics poisoned")
+            .entry(tenant.to_owned())
+            .or_insert_with(|| MetricsHub::new(Some(tenant)))
+            .clone()
     }
 
     /// The configuration.
@@ -358,6 +383,13 @@ impl Registry {
         let ctx = pipeline
             .build_on_host(self.host.clone())
             .map_err(|e| ApiError::from_code(e.code(), hide(e.to_string())))?;
+        let store = Arc::new(JobStore::new(
+            &pipeline.config.job_name,
+            pipeline.config.batch_interval.as_millis() as u64,
+            crate::observe::store::DEFAULT_CAPACITY,
+        ));
+        ctx.add_listener(store.clone());
+        ctx.add_listener(self.metrics(&tenant.name).job_listener(&id));
         let running = ctx
             .start(None)
             .map_err(|e| ApiError::from_code(e.code(), hide(e.to_string())))?;
@@ -370,6 +402,7 @@ impl Registry {
             batch_interval_ms: pipeline.config.batch_interval.as_millis() as u64,
             limits: tenant.limits.to_api(partitions),
             control: running.control(),
+            store,
             submitted_modules: pipeline
                 .plugins
                 .values()

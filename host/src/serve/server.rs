@@ -12,6 +12,7 @@
 //! | `POST /v1/jobs/{id}/stop` | | [`JobInfo`] (200 once stopped, 202 while stopping) |
 //! | `POST /v1/jobs/{id}/upgrade` | [`UpgradeRequest`] | [`SwapInfo`] |
 //! | `POST /v1/jobs/{id}/rollback` | [`RollbackRequest`] | [`SwapInfo`] |
+//! | `GET /ui`, `GET /jobs/{id}/ui`, `/jobs/{id}/api/v1/...`, `/jobs/{id}/events` | | pages, JSON and events of [`super::watch`] (token also as `?token=`) |
 //!
 //! Errors are [`ErrorBody`] with 400 (bad request, pipeline or module), 401
 //! (no or unknown token), 403 (another tenant's job), 404, 409 (job not
@@ -49,8 +50,8 @@ const STOP_WAIT: Duration = Duration::from_secs(30);
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
-struct AppState {
-    registry: Arc<Registry>,
+pub(super) struct AppState {
+    pub(super) registry: Arc<Registry>,
 }
 
 /// The authenticated tenant of a request.
@@ -199,6 +200,8 @@ fn router(registry: Arc<Registry>) -> Router {
         .route("/v1/jobs/{id}/stop", post(stop))
         .route("/v1/jobs/{id}/upgrade", post(upgrade))
         .route("/v1/jobs/{id}/rollback", post(rollback))
+        // Each job's web UI, JSON API and event stream (`/ui`, `/jobs/{id}/...`).
+        .merge(super::watch::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(AppState { registry })

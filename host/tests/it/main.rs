@@ -16,3 +16,4 @@ mod replay;
 mod scale_out;
 mod serve;
 mod support;
+mod ui;

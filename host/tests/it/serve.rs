@@ -872,6 +872,25 @@ fn upgrade_and_rollback_over_http() {
         alice.status(id).unwrap().modules.get("wordcount"),
         Some(&v1)
     );
+    // The job's API (its web UI's) shows both swaps and the batch each
+    // took effect at, and the functions of the module running now.
+    let (code, body) = alice
+        .raw("GET", &format!("/jobs/{id}/api/v1/job"), None)
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let plugin = &view["plugins"][0];
+    assert_eq!(plugin["moduleHash"], v1.as_str(), "{view}");
+    assert!(
+        plugin["functions"].to_string().contains("map:split"),
+        "{view}"
+    );
+    let swaps = plugin["swaps"].as_array().unwrap();
+    assert_eq!(swaps.len(), 2, "{view}");
+    assert_eq!(swaps[0]["to"], v2.as_str());
+    assert_eq!(swaps[0]["firstBatchTime"], up.first_batch_ms);
+    assert_eq!(swaps[1]["rollback"], true);
+    assert_eq!(swaps[1]["firstBatchTime"], back.first_batch_ms);
 
     // Through both swaps, every batch is there and exactly right.
     let stopped = alice.stop(id).unwrap();
@@ -1028,4 +1047,148 @@ topic = "alice.counts"
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// Reads an event stream (`GET path` with no header) until a
+/// `batch_completed` event arrives; its status line and what was read.
+fn first_events(url: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let deadline = Instant::now() + WAIT;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        let text = String::from_utf8_lossy(&got);
+        if text.contains("event: batch_completed") || text.contains("\r\n\r\n{\"error\"") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    (text.lines().next().unwrap_or_default().to_owned(), text)
+}
+
+#[test]
+fn issue_12_job_pages_api_and_events_need_the_tenants_token() {
+    let host = Host::start(&tenants(""));
+    let alice = host.client(Some(ALICE));
+    let bob = host.client(Some(BOB));
+    let anonymous = host.client(None);
+    let pipeline = wordcount_pipeline("watched", "wordcount.wat");
+    let job = alice
+        .submit(
+            &pipeline,
+            &modules(&[("wordcount.wat", wat_wordcount())]),
+            &[],
+        )
+        .unwrap();
+    wait_for(&alice, &job.id, "two batches", |i| i.batches >= 2);
+    let id = &job.id;
+
+    // Alice: with her token as a header or in the query.
+    let (code, body) = alice
+        .raw("GET", &format!("/jobs/{id}/api/v1/job"), None)
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(info["name"], "watched");
+    assert!(info["numCompletedBatches"].as_u64().unwrap() >= 2, "{info}");
+    let q = format!("?token={ALICE}");
+    let (code, body) = anonymous
+        .raw("GET", &format!("/jobs/{id}/api/v1/batches{q}"), None)
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"COMPLETED\""), "{body}");
+    let (code, page) = anonymous
+        .raw("GET", &format!("/jobs/{id}/ui{q}"), None)
+        .unwrap();
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains(&format!("\"base\":\"/jobs/{id}\"")),
+        "the page calls its job's API"
+    );
+    assert!(page.contains(ALICE), "the page passes the token on");
+    let (code, list) = anonymous.raw("GET", &format!("/ui{q}"), None).unwrap();
+    assert_eq!(code, 200, "{list}");
+    assert!(
+        list.contains(&format!("/jobs/{id}/ui?token={ALICE}")),
+        "{list}"
+    );
+    // In a browser: the page passes the token on to its API calls.
+    let dom = crate::ui::run_chromium(
+        &format!("{}/jobs/{id}/ui{q}", host.url),
+        &["--virtual-time-budget=3000", "--dump-dom"],
+    );
+    let plot = crate::ui::element(&dom, "svg", "timeline-processing-time");
+    let points = crate::ui::attr_values(plot, "data-batch").len();
+    assert!(
+        points >= 2,
+        "the served page plots the job's batches:\n{dom}"
+    );
+    let rows = crate::ui::attr_values(crate::ui::element(&dom, "table", "batches"), "data-batch");
+    assert!(rows.len() >= points, "{dom}");
+    let (status, events) = first_events(&host.url, &format!("/jobs/{id}/events{q}"));
+    assert!(status.contains("200"), "{events}");
+    assert!(events.contains("event: batch_completed"), "{events}");
+    // Metrics: Alice's jobs, labelled with job and tenant.
+    let (code, metrics) = alice.raw("GET", "/metrics", None).unwrap();
+    assert_eq!(code, 200, "{metrics}");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("weir_batches_total{")
+            && l.contains(&format!("job=\"{id}\""))
+            && l.contains("tenant=\"alice\"")),
+        "{metrics}"
+    );
+    let (code, _) = anonymous
+        .raw("GET", &format!("/jobs/{id}/metrics{q}"), None)
+        .unwrap();
+    assert_eq!(code, 200);
+    let (code, bobs) = bob.raw("GET", "/metrics", None).unwrap();
+    assert_eq!(code, 200, "{bobs}");
+    assert!(
+        !bobs.contains(id.as_str()),
+        "Bob sees none of Alice's series: {bobs}"
+    );
+    assert_eq!(status_of(anonymous.raw("GET", "/metrics", None)), 401);
+
+    // Bob: 403 on Alice's job, whichever way he sends his token.
+    let b = format!("?token={BOB}");
+    for path in ["ui", "api/v1/job", "api/v1/batches", "events", "metrics"] {
+        let (code, body) = bob.raw("GET", &format!("/jobs/{id}/{path}"), None).unwrap();
+        assert_eq!(code, 403, "{path}: {body}");
+        let (code, body) = anonymous
+            .raw("GET", &format!("/jobs/{id}/{path}{b}"), None)
+            .unwrap();
+        assert_eq!(code, 403, "{path}: {body}");
+    }
+    let (status, _) = first_events(&host.url, &format!("/jobs/{id}/events{b}"));
+    assert!(status.contains("403"), "{status}");
+    let (code, list) = anonymous.raw("GET", &format!("/ui{b}"), None).unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        !list.contains(id.as_str()),
+        "Bob's list shows no job of Alice's: {list}"
+    );
+
+    // No token, or a wrong one: 401.
+    for path in ["ui", "api/v1/job", "events"] {
+        let (code, body) = anonymous
+            .raw("GET", &format!("/jobs/{id}/{path}"), None)
+            .unwrap();
+        assert_eq!(code, 401, "{path}: {body}");
+        let (code, _) = anonymous
+            .raw("GET", &format!("/jobs/{id}/{path}?token=nope"), None)
+            .unwrap();
+        assert_eq!(code, 401, "{path}");
+    }
+    assert_eq!(status_of(anonymous.raw("GET", "/ui", None)), 401);
+    let (status, _) = first_events(&host.url, &format!("/jobs/{id}/events"));
+    assert!(status.contains("401"), "{status}");
 }

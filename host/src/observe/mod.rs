@@ -8,7 +8,7 @@
 //! It sits above [`job`](crate::job) (it is a
 //! [`StreamingListener`](crate::job::events::StreamingListener) and reads
 //! [`JobControl`](crate::job::JobControl)) and below
-//! [`cli`](crate::cli) (`weir run --http`) and [`serve`](crate::serve)
+//! the command line (`weir run --http`) and `weir serve`
 //! (`/jobs/{id}/ui`, `/jobs/{id}/api/v1/...`).
 
 pub mod api;

@@ -299,6 +299,25 @@ impl Registry {
         })
     }
 
+    /// What watches a job: the store behind its pages and API, and its
+    /// tenant's metrics.
+    fn watch(
+        &self,
+        ctx: &crate::stream::StreamingContext,
+        tenant: &str,
+        id: &str,
+        pipeline: &Pipeline,
+    ) -> Arc<JobStore> {
+        let store = Arc::new(JobStore::new(
+            &pipeline.config.job_name,
+            pipeline.config.batch_interval.as_millis() as u64,
+            crate::observe::store::DEFAULT_CAPACITY,
+        ));
+        ctx.add_listener(store.clone());
+        ctx.add_listener(self.metrics(tenant).job_listener(id));
+        store
+    }
+
     /// Submits a job: checks every path before writing anything, writes the
     /// pipeline and its files into a new job directory, builds the job
     /// under the tenant's limits and starts it. On any error the directory
@@ -383,13 +402,7 @@ impl Registry {
         let ctx = pipeline
             .build_on_host(self.host.clone())
             .map_err(|e| ApiError::from_code(e.code(), hide(e.to_string())))?;
-        let store = Arc::new(JobStore::new(
-            &pipeline.config.job_name,
-            pipeline.config.batch_interval.as_millis() as u64,
-            crate::observe::store::DEFAULT_CAPACITY,
-        ));
-        ctx.add_listener(store.clone());
-        ctx.add_listener(self.metrics(&tenant.name).job_listener(&id));
+        let store = self.watch(&ctx, &tenant.name, &id, &pipeline);
         let running = ctx
             .start(None)
             .map_err(|e| ApiError::from_code(e.code(), hide(e.to_string())))?;

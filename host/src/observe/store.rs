@@ -354,6 +354,7 @@ mod tests {
             sources: vec![SourceRecords {
                 source: "lines".into(),
                 records: 3,
+                queued_blocks: None,
             }],
             scheduling_delay_ms: 1.0,
             processing_ms: 2.0,
@@ -387,6 +388,7 @@ mod tests {
             attempt: 1,
             error: "trap in split".into(),
             retrying: false,
+            operators: vec![],
         }));
         let r = store.read();
         assert_eq!(r.batches[0].status, BatchStatus::Failed);

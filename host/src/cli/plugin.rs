@@ -66,6 +66,13 @@ pub enum PluginToolError {
         #[source]
         source: hex::FromHexError,
     },
+    /// A line gives a field both as text and as hex.
+    #[error("{}:{line}: `{field}` and `{field}_hex` both given; keep one", path.display())]
+    BothSpellings {
+        path: PathBuf,
+        line: usize,
+        field: &'static str,
+    },
     /// The call failed (boxed: a call error is large).
     #[error(transparent)]
     Call(Box<CallError>),
@@ -369,14 +376,19 @@ fn line_bytes(rec: JsonRecord, path: &Path, line: usize) -> Result<Line, PluginT
         JsonBytes::Int(n) => Ok(n.to_le_bytes().to_vec()),
         JsonBytes::Hex { hex: h } => hex(h),
     };
-    let pick = |plain: Option<JsonBytes>, hexed: Option<String>| match (plain, hexed) {
-        (_, Some(h)) => hex(h),
+    let pick = |field, plain: Option<JsonBytes>, hexed: Option<String>| match (plain, hexed) {
+        (Some(_), Some(_)) => Err(PluginToolError::BothSpellings {
+            path: path.to_owned(),
+            line,
+            field,
+        }),
+        (None, Some(h)) => hex(h),
         (Some(b), None) => bytes(b),
         (None, None) => Ok(Vec::new()),
     };
     Ok(Line {
-        key: pick(rec.key, rec.key_hex)?,
-        value: pick(rec.value, rec.value_hex)?,
+        key: pick("key", rec.key, rec.key_hex)?,
+        value: pick("value", rec.value, rec.value_hex)?,
         values: rec
             .values
             .unwrap_or_default()
@@ -391,6 +403,18 @@ fn line_bytes(rec: JsonRecord, path: &Path, line: usize) -> Result<Line, PluginT
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_field_given_as_text_and_as_hex_is_refused() {
+        let rec: JsonRecord = serde_json::from_str(r#"{"key": "a", "key_hex": "61"}"#).unwrap();
+        let err = line_bytes(rec, Path::new("in.jsonl"), 3).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "in.jsonl:3: `key` and `key_hex` both given; keep one"
+        );
+        let rec: JsonRecord = serde_json::from_str(r#"{"value_hex": "6162"}"#).unwrap();
+        assert_eq!(line_bytes(rec, Path::new("x"), 1).unwrap().value, b"ab");
+    }
 
     #[test]
     fn function_specs() {

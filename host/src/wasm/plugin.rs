@@ -809,25 +809,15 @@ impl Plugin {
         inv: &Invocation,
         body: &[u8],
     ) -> (Result<Vec<u8>, CallError>, CallStats) {
-        let start = std::time::Instant::now();
-        let Some(index) = self.index_of(kind, function) else {
-            let err = self.error(kind, function, inv, CallErrorKind::NoSuchFunction);
-            return (Err(err), CallStats::default());
+        let meter = Arc::new(CallMeter::default());
+        let inv = Invocation {
+            meter: Some(meter.clone()),
+            ..inv.clone()
         };
-        let mut store = self.compiled.store(&self.name, inv);
-        let result = self
-            .call_in(
-                &mut store,
-                index,
-                inv,
-                body.len(),
-                |buf| buf.copy_from_slice(body),
-                |out| Ok(out.to_vec()),
-            )
-            .map_err(|e| self.error(kind, function, inv, e));
-        let left = store.get_fuel().unwrap_or(0);
+        let start = std::time::Instant::now();
+        let result = self.call(kind, function, &inv, body);
         let stats = CallStats {
-            fuel: inv.limits.fuel.saturating_sub(left),
+            fuel: meter.fuel(),
             elapsed: start.elapsed(),
         };
         (result, stats)

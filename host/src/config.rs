@@ -113,6 +113,8 @@ struct RawSource {
     port: Option<u16>,
     dir: Option<String>,
     include_existing: Option<bool>,
+    max_files_per_batch: Option<usize>,
+    max_bytes_per_batch: Option<u64>,
     generate: Option<Spanned<String>>,
     rate: Option<u64>,
     seed: Option<u64>,
@@ -656,6 +658,10 @@ fn parse_sources(
                 Some(dir) => Some(SourceSpec::Files {
                     dir: r.resolve(dir),
                     include_existing: s.include_existing.unwrap_or(false),
+                    limits: crate::receiver::files::FileLimits {
+                        max_files: s.max_files_per_batch,
+                        max_bytes: s.max_bytes_per_batch,
+                    },
                 }),
                 None => {
                     p.at(

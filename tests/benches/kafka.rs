@@ -102,6 +102,7 @@ fn run(
         Config::FilesToFiles => SourceSpec::Files {
             dir: data.to_owned(),
             include_existing: true,
+            limits: Default::default(),
         },
         _ => SourceSpec::Kafka(KafkaSourceSpec {
             endpoint: endpoint.clone(),

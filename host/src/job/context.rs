@@ -31,7 +31,7 @@ use crate::output::print::Print;
 use crate::output::stats::StatsFile;
 use crate::output::text_files::TextFiles;
 use crate::output::{BatchFn, ForEachBatch, Output};
-use crate::receiver::files::FileSource;
+use crate::receiver::files::{FileLimits, FileSource};
 use crate::receiver::generator::{GeneratorConfig, GeneratorKind, GeneratorSource};
 use crate::receiver::kafka::{KafkaSource, KafkaSourceSpec};
 use crate::receiver::queue::QueueSource;
@@ -148,6 +148,8 @@ pub enum SourceSpec {
     Files {
         dir: PathBuf,
         include_existing: bool,
+        /// How much one batch takes at most.
+        limits: FileLimits,
     },
     /// Deterministic synthetic records.
     Generator {
@@ -345,6 +347,7 @@ impl StreamingContext {
             SourceSpec::Files {
                 dir: dir.into(),
                 include_existing: false,
+                limits: FileLimits::default(),
             },
         )
     }
@@ -622,8 +625,9 @@ impl StreamingContext {
                 SourceSpec::Files {
                     dir,
                     include_existing,
+                    limits,
                 } => Box::new(
-                    FileSource::new(name, dir, include_existing || replay_only, 50_000)
+                    FileSource::new(name, dir, include_existing || replay_only, 50_000, limits)
                         .map_err(BuildError::Receiver)?,
                 ),
                 SourceSpec::Generator {

@@ -12,6 +12,7 @@ pub use crate::graph::executor::{SwapError, SwapReport};
 pub use crate::ops::join::JoinKind;
 pub use crate::ops::slice::Slicer;
 pub use crate::ops::ValueKind;
+pub use crate::receiver::files::FileLimits;
 pub use context::{
     ClockMode, JobControl, RunError, RunningJob, SourceSpec, StateOptions, Stream, StreamingConfig,
     StreamingContext, SwapReply,

@@ -26,6 +26,19 @@ pub struct FileSource {
     dir: PathBuf,
     seen: HashSet<PathBuf>,
     block_records: usize,
+    limits: FileLimits,
+}
+
+/// How much one batch takes from the directory (Spark's
+/// `maxFilesPerTrigger` idea): files past a limit wait for the next batch,
+/// oldest first, so a late job catches up in bounded batches. A batch
+/// always takes at least one file if there is one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileLimits {
+    /// Files per batch at most.
+    pub max_files: Option<usize>,
+    /// Bytes per batch at most (a larger single file is taken alone).
+    pub max_bytes: Option<u64>,
 }
 
 fn is_hidden(path: &Path) -> bool {
@@ -41,15 +54,17 @@ impl FileSource {
         dir: PathBuf,
         include_existing: bool,
         block_records: usize,
+        limits: FileLimits,
     ) -> Result<Self, EngineError> {
         let mut source = FileSource {
             name,
             dir,
             seen: HashSet::new(),
             block_records: block_records.clamp(1, MAX_BLOCK_RECORDS),
+            limits,
         };
         if !include_existing {
-            source.seen = source.list()?.into_iter().map(|(_, p)| p).collect();
+            source.seen = source.list()?.into_iter().map(|(_, p, _)| p).collect();
         }
         Ok(source)
     }
@@ -63,34 +78,50 @@ impl FileSource {
         }
     }
 
-    fn list(&self) -> Result<Vec<(SystemTime, PathBuf)>, EngineError> {
+    /// The directory's files, oldest first: (modified, path, length).
+    fn list(&self) -> Result<Vec<(SystemTime, PathBuf, u64)>, EngineError> {
         let mut files = Vec::new();
         for entry in walkdir::WalkDir::new(&self.dir).min_depth(1).max_depth(1) {
             let entry = entry.map_err(|e| self.error("list", &self.dir, e.into()))?;
             if !entry.file_type().is_file() || is_hidden(entry.path()) {
                 continue;
             }
-            let mtime = entry
-                .metadata()
-                .ok()
+            let meta = entry.metadata().ok();
+            let mtime = meta
+                .as_ref()
                 .and_then(|m| m.modified().ok())
                 .unwrap_or(SystemTime::UNIX_EPOCH);
-            files.push((mtime, entry.into_path()));
+            let len = meta.map_or(0, |m| m.len());
+            files.push((mtime, entry.into_path(), len));
         }
         files.sort();
         Ok(files)
     }
 
-    /// New files since the last call, in order; marks them seen.
+    /// New files since the last call, oldest first, within the batch's
+    /// limits; marks them seen (the others wait for the next call).
     pub fn new_files(&mut self) -> Result<Vec<PathBuf>, EngineError> {
-        let fresh: Vec<PathBuf> = self
-            .list()?
-            .into_iter()
-            .map(|(_, p)| p)
-            .filter(|p| !self.seen.contains(p))
-            .collect();
-        self.seen.extend(fresh.iter().cloned());
-        Ok(fresh)
+        let (mut files, mut bytes) = (Vec::new(), 0u64);
+        for (_, path, len) in self.list()? {
+            if self.seen.contains(&path) {
+                continue;
+            }
+            let full = self
+                .limits
+                .max_files
+                .is_some_and(|m| files.len() >= m.max(1))
+                || self
+                    .limits
+                    .max_bytes
+                    .is_some_and(|m| !files.is_empty() && bytes.saturating_add(len) > m);
+            if full {
+                break;
+            }
+            bytes = bytes.saturating_add(len);
+            files.push(path);
+        }
+        self.seen.extend(files.iter().cloned());
+        Ok(files)
     }
 
     /// Reads files into blocks of lines (a trailing newline ends the last

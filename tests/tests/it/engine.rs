@@ -181,6 +181,78 @@ fn file_stream_reads_each_new_file_once() {
     assert_eq!(got, want);
 }
 
+/// A late job catches up in bounded batches: with at most two files (or
+/// 250 bytes) a batch, five waiting files are taken oldest first, two by
+/// two (or as the bytes allow), never all at once.
+#[test]
+fn a_files_source_takes_at_most_its_limit_per_batch() {
+    for (limits, want) in [
+        (
+            weir::stream::FileLimits {
+                max_files: Some(2),
+                max_bytes: None,
+            },
+            vec![20, 20, 10, 0],
+        ),
+        (
+            weir::stream::FileLimits {
+                max_files: None,
+                // Each file is 10 lines of 10 bytes ("fN line M\n" padded).
+                max_bytes: Some(250),
+            },
+            vec![20, 20, 10, 0],
+        ),
+        (
+            weir::stream::FileLimits {
+                max_files: Some(0),
+                max_bytes: Some(1),
+            },
+            vec![10, 10, 10, 10, 10, 0],
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        for f in 0..5 {
+            let lines: Vec<String> = (0..10).map(|l| format!("f{f} line {l}")).collect();
+            write_atomically(dir.path(), &format!("{f}.txt"), &lines);
+            // Distinct modification times: files are taken oldest first.
+            let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000 + f);
+            let file = std::fs::File::options()
+                .write(true)
+                .open(dir.path().join(format!("{f}.txt")))
+                .unwrap();
+            file.set_modified(t).unwrap();
+        }
+        let ctx = context(simulated_config(2, 2));
+        let lines = ctx
+            .source(
+                Some("files"),
+                SourceSpec::Files {
+                    dir: dir.path().to_owned(),
+                    include_existing: true,
+                    limits,
+                },
+            )
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        lines
+            .foreach_batch(move |_, parts| {
+                let recs = records(parts);
+                let _ = tx.send(recs);
+                Ok(())
+            })
+            .unwrap();
+        ctx.start(Some(want.len() as u64))
+            .unwrap()
+            .await_termination()
+            .unwrap();
+        let batches: Vec<Vec<(Vec<u8>, Vec<u8>)>> = rx.try_iter().collect();
+        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+        assert_eq!(sizes, want, "{limits:?}");
+        // Oldest first: the first batch holds file 0's lines.
+        assert!(batches[0].iter().any(|(_, v)| v.as_slice() == b"f0 line 0"));
+    }
+}
+
 /// Every file under `dir`, relative path → bytes.
 fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();

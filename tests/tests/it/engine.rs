@@ -197,7 +197,7 @@ fn a_files_source_takes_at_most_its_limit_per_batch() {
         (
             weir::stream::FileLimits {
                 max_files: None,
-                // Each file is 10 lines of 10 bytes ("fN line M\n" padded).
+                // Each file is 10 lines of 10 bytes ("fN line M" and a newline).
                 max_bytes: Some(250),
             },
             vec![20, 20, 10, 0],

@@ -147,10 +147,15 @@ pub fn update<K: Decode, V: Decode, S: Decode + Encode, R: Emit>(
 /// Runs a driver on the input the host placed in guest memory and writes
 /// the result area. Returns the status code.
 ///
+/// Runs a driver on the input the host placed in guest memory and writes
+/// the result area (`docs/abi.md` §2); returns the status. Public for other
+/// front ends over this SDK (`weir-js`).
+///
 /// # Safety
 /// `input..input+len` must be readable memory and `result` must point to 8
 /// writable bytes: the host guarantees both by the ABI.
-unsafe fn run(
+#[doc(hidden)]
+pub unsafe fn run(
     input: u32,
     len: u32,
     result: u32,

@@ -548,8 +548,8 @@ pub fn update<K: JsType, V: JsType, S: JsType, K2: JsType, V2: JsType>(
     })
 }
 
-/// Runs a driver on the input the host placed in guest memory and writes
-/// the result area (`docs/abi.md` §2). Returns the status.
+/// Runs a driver on the call's input and writes the result area: the
+/// SDK's own glue ([`weir_sdk::invoke::run`]).
 ///
 /// # Safety
 /// `input..input+len` must be readable memory and `result` must point to 8
@@ -561,21 +561,8 @@ pub unsafe fn run(
     result: u32,
     driver: impl FnOnce(&[u8]) -> Result<Vec<u8>, Error>,
 ) -> i32 {
-    // SAFETY: the caller guarantees the range is valid guest memory.
-    let input = unsafe { std::slice::from_raw_parts(input as usize as *const u8, len as usize) };
-    let (status, bytes) = match driver(input) {
-        Ok(out) => (weir_abi::STATUS_OK, out),
-        Err(msg) => (weir_abi::STATUS_ERROR, msg.into_bytes()),
-    };
-    // Never freed: the instance is discarded after the call.
-    let bytes = std::mem::ManuallyDrop::new(bytes);
-    let area = result as usize as *mut u32;
-    // SAFETY: the caller guarantees 8 writable bytes at `result`.
-    unsafe {
-        area.write_unaligned((bytes.as_ptr() as usize as u32).to_le());
-        area.add(1).write_unaligned((bytes.len() as u32).to_le());
-    }
-    status
+    // SAFETY: forwarded from the caller.
+    unsafe { weir_sdk::invoke::run(input, len, result, driver) }
 }
 
 /// Declares a JavaScript plugin: its code — `source = <&'static str>;`, or

@@ -356,6 +356,28 @@ impl RecordBatch {
         })
     }
 
+    /// Checks that `bytes` is exactly one well-formed record batch and
+    /// iterates over its records where they lie (no copy).
+    pub fn view(bytes: &[u8]) -> Result<RecordIter<'_>, FrameError> {
+        let n = Self::check(bytes)?;
+        Ok(RecordIter {
+            buf: bytes,
+            pos: 4,
+            left: n,
+        })
+    }
+
+    /// The records in runs of consecutive records of at most `max_bytes`
+    /// framed bytes each (a larger record makes a run alone), as
+    /// `(records, framed bytes)`: a run's bytes after a `u32` count of
+    /// `records` are a record batch.
+    pub fn runs(&self, max_bytes: usize) -> Runs<'_> {
+        Runs {
+            records: self.iter(),
+            max_bytes,
+        }
+    }
+
     /// Validates the framing of a whole batch; returns the record count.
     fn check(buf: &[u8]) -> Result<usize, FrameError> {
         let mut r = Reader::new(buf);
@@ -549,6 +571,35 @@ impl<'a> Iterator for RecordIter<'a> {
 }
 
 impl ExactSizeIterator for RecordIter<'_> {}
+
+/// Runs of consecutive records of a [`RecordBatch`], from
+/// [`RecordBatch::runs`].
+#[derive(Debug, Clone)]
+pub struct Runs<'a> {
+    records: RecordIter<'a>,
+    max_bytes: usize,
+}
+
+impl<'a> Iterator for Runs<'a> {
+    type Item = (usize, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let start = self.records.pos;
+        let mut n = 0;
+        while self.records.left > 0 {
+            let before = self.records.pos;
+            let mut probe = self.records.clone();
+            probe.next();
+            if n > 0 && probe.pos - start > self.max_bytes {
+                debug_assert_eq!(before, self.records.pos);
+                break;
+            }
+            self.records = probe;
+            n += 1;
+        }
+        (n > 0).then(|| (n, &self.records.buf[start..self.records.pos]))
+    }
+}
 
 /// Body of a reduce call: `u32 group_count`, then per group a key byte
 /// string, a `u32 value_count` (at least 1) and that many value byte strings.
@@ -1210,5 +1261,39 @@ mod tests {
         assert_eq!(FunctionKind::parse_export("__heap_base"), None);
         assert_eq!(FunctionKind::parse_export("weir_alloc"), None);
         assert_eq!(FunctionKind::Update.export_name("count"), "update:count");
+    }
+
+    #[test]
+    fn runs_cover_the_batch_in_order_within_the_limit() {
+        let batch: RecordBatch = (0..50u32)
+            .map(|i| (vec![b'k'; (i % 7) as usize], vec![b'v'; (i % 5) as usize]))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|(k, v)| (&k[..], &v[..]))
+            .collect();
+        for max in [0, 1, 9, 20, 64, 1 << 20] {
+            let mut rebuilt = RecordBatch::new();
+            let mut records = 0;
+            for (n, bytes) in batch.runs(max) {
+                assert!(n >= 1);
+                assert!(
+                    n == 1 || bytes.len() <= max,
+                    "max {max}: {n} records in {} bytes",
+                    bytes.len()
+                );
+                let mut framed = (n as u32).to_le_bytes().to_vec();
+                framed.extend_from_slice(bytes);
+                let run: Vec<_> = RecordBatch::view(&framed).unwrap().collect();
+                assert_eq!(run.len(), n);
+                for (k, v) in run {
+                    rebuilt.push(k, v);
+                }
+                records += n;
+            }
+            assert_eq!(records, batch.len());
+            assert_eq!(rebuilt, batch, "max {max}");
+        }
+        assert_eq!(RecordBatch::new().runs(10).count(), 0);
+        assert!(RecordBatch::view(&[1, 0, 0, 0]).is_err());
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use weir_abi::FunctionKind;
 
-use super::{Graph, NodeKind};
+use super::{Graph, NodeId, NodeKind};
 use crate::checkpoint::{RestoreError, Snapshot};
 use crate::error::EngineError;
 use crate::ops::{total_records, Inputs, MigrationError, OpContext, OpState, Partitions, Staged};
@@ -97,6 +97,8 @@ pub(crate) struct Executor {
     operators_at: Option<i64>,
     /// Per node, the plugin and function names its calls go to.
     functions: Vec<(String, String)>,
+    /// Fusion and early drops.
+    plan: Plan,
 }
 
 /// What one operator did in one batch: what the UI's batch detail, the
@@ -195,6 +197,7 @@ impl Executor {
             operators: Vec::new(),
             operators_at: None,
             functions,
+            plan: Plan::default(),
         }
     }
 
@@ -245,7 +248,7 @@ impl Executor {
     /// A fresh executor of the same graph and settings, without state:
     /// a scaled-out job's task.
     pub(crate) fn fresh(&self) -> Executor {
-        Executor::new(
+        let mut fresh = Executor::new(
             self.graph.clone(),
             self.job.clone(),
             self.pool.clone(),
@@ -253,7 +256,9 @@ impl Executor {
             self.partitions,
             self.interval_ms,
             self.limits,
-        )
+        );
+        fresh.plan = self.plan.clone();
+        fresh
     }
 
     /// The graph it runs.
@@ -342,6 +347,7 @@ impl Executor {
                     job: Some(self.job.clone()),
                     operator: Some(node.name.clone()),
                     meter: None,
+                    sequence: 0,
                     limits: self.limits,
                 };
                 match op.migrate_state(state, name, &new, &invocation) {
@@ -482,10 +488,63 @@ impl Executor {
         self.pending.iter_mut().for_each(|p| *p = None);
     }
 
+    /// Tells the executor which streams are read after a batch (the
+    /// outputs'). Then every other stream's batch is dropped as soon as its
+    /// last reader ran (unless `keep_all`: a replay compares every stream),
+    /// and a map-kind stream that is not an output and is read only by a
+    /// combining operator (`reduce_by_key`) is fused into that operator's
+    /// map-side combine ([`crate::ops::fused`]): it never has a batch of
+    /// its own. Fusion depends on the pipeline and its outputs alone, so a
+    /// run, its recovery and its replay fuse alike.
+    pub(crate) fn observe(&mut self, outputs: &[NodeId], keep_all: bool) {
+        let nodes = &self.graph.nodes;
+        let mut readers: Vec<Vec<NodeId>> = vec![Vec::new(); nodes.len()];
+        for (id, node) in nodes.iter().enumerate() {
+            for &i in &node.inputs {
+                if !readers[i].contains(&id) {
+                    readers[i].push(id);
+                }
+            }
+        }
+        let mut plan = Plan {
+            fused_from: vec![None; nodes.len()],
+            fused: vec![false; nodes.len()],
+            drop_after: vec![Vec::new(); nodes.len()],
+        };
+        for (m, node) in nodes.iter().enumerate() {
+            let fusable = node.op().and_then(|op| op.as_map()).is_some()
+                && !outputs.contains(&m)
+                && readers[m].len() == 1
+                && node.inputs.len() == 1;
+            if !fusable {
+                continue;
+            }
+            let r = readers[m][0];
+            let reader = &nodes[r];
+            if reader.inputs == [m]
+                && reader.slide_ms == node.slide_ms
+                && reader.op().and_then(|op| op.combines()).is_some()
+            {
+                plan.fused_from[r] = Some(m);
+                plan.fused[m] = true;
+            }
+        }
+        if !keep_all {
+            for (i, readers) in readers.iter().enumerate() {
+                if let (Some(&last), false) = (readers.iter().max(), outputs.contains(&i)) {
+                    plan.drop_after[last].push(i);
+                }
+            }
+        }
+        self.plan = plan;
+    }
+
     /// Computes every node for the batch at `batch_time_ms`, given each
     /// source's partitions (indexed like the job's sources). A node has
-    /// `None` when it has no batch at this time (between window slides).
-    /// State changes are staged until [`Executor::commit`].
+    /// `None` when it has no batch at this time (between window slides),
+    /// when it was fused into its reader, or when it was dropped after
+    /// use ([`Executor::observe`]). State changes are staged until
+    /// [`Executor::commit`].
     pub(crate) fn run_batch(
         &mut self,
         batch_time_ms: i64,
@@ -507,10 +566,20 @@ impl Executor {
                 }
                 NodeKind::Op(op) => op,
             };
+            if self.plan.fused.get(id) == Some(&true) {
+                // Computed inside its reader.
+                values.push(None);
+                continue;
+            }
             let _span =
                 tracing::debug_span!("operator", name = %node.name, op = node.op_name()).entered();
-            let Some(batches) = node
-                .inputs
+            let fused_from = self.plan.fused_from.get(id).copied().flatten();
+            // A fused reader reads what its map reads.
+            let read = match fused_from {
+                Some(m) => &self.graph.nodes[m].inputs,
+                None => &node.inputs,
+            };
+            let Some(batches) = read
                 .iter()
                 .map(|&i| values[i].as_ref())
                 .collect::<Option<Vec<_>>>()
@@ -532,21 +601,29 @@ impl Executor {
                     .collect(),
                 due: (t - zero) % node.slide_ms == 0,
             };
-            let meter = Arc::new(CallMeter::default());
-            let cx = OpContext {
-                pool: &self.pool,
-                share: self.workers,
-                job: self.job.clone(),
-                operator: node.name.clone(),
-                op: node.op_name(),
-                batch_time_ms: t,
-                limits: self.limits,
-                meter: Some(meter.clone()),
-            };
+            let cx = self.context(node, t);
             let records_in = inputs.batches.iter().map(|b| total_records(b) as u64).sum();
             let started = std::time::Instant::now();
-            let result = op.run(&cx, &inputs, self.states[id].as_deref());
+            let (result, map_stats) = match fused_from {
+                Some(m) => {
+                    let (result, stats) =
+                        self.run_fused(&cx, op.as_ref(), m, inputs.batches[0], t, records_in);
+                    (result, Some(stats))
+                }
+                None => (op.run(&cx, &inputs, self.states[id].as_deref()), None),
+            };
             drop(inputs);
+            let meter = cx
+                .meter
+                .clone()
+                .expect("the executor meters every operator");
+            drop(cx);
+            let records_in = map_stats.as_ref().map_or(records_in, |s| s.records_out);
+            let mut millis = started.elapsed().as_secs_f64() * 1e3;
+            if let Some(map) = map_stats {
+                millis = (millis - map.millis).max(0.0);
+                self.operators.push(map);
+            }
             // Also for a failed operator: its calls and fuel are reported
             // with the failed attempt.
             self.operators.push(OperatorStats {
@@ -558,7 +635,7 @@ impl Executor {
                     .ok()
                     .and_then(|step| step.out.as_deref())
                     .map_or(0, |p| total_records(p) as u64),
-                millis: started.elapsed().as_secs_f64() * 1e3,
+                millis,
                 calls: meter.calls(),
                 fuel: meter.fuel(),
                 failed_calls: meter.failures(),
@@ -568,9 +645,78 @@ impl Executor {
             let step = result?;
             self.pending[id] = step.staged;
             values.push(step.out);
+            for &i in self.plan.drop_after.get(id).into_iter().flatten() {
+                values[i] = None;
+            }
         }
         Ok(values)
     }
+
+    /// The context of `node`'s operator in the batch at `t`, with a fresh
+    /// meter.
+    fn context<'a>(&'a self, node: &crate::graph::Node, t: i64) -> OpContext<'a> {
+        OpContext {
+            pool: &self.pool,
+            share: self.workers,
+            job: self.job.clone(),
+            operator: node.name.clone(),
+            op: node.op_name(),
+            batch_time_ms: t,
+            limits: self.limits,
+            meter: Some(Arc::new(CallMeter::default())),
+        }
+    }
+
+    /// Runs combining operator `reader` with map node `m` fused into it
+    /// over `input` (what `m` reads); also gives `m`'s stats, its time
+    /// being that of its calls.
+    fn run_fused(
+        &self,
+        cx: &OpContext<'_>,
+        reader: &dyn crate::ops::Operator,
+        m: NodeId,
+        input: &Arc<Partitions>,
+        t: i64,
+        records_in: u64,
+    ) -> (Result<crate::ops::Step, EngineError>, OperatorStats) {
+        let node = &self.graph.nodes[m];
+        let map = node
+            .op()
+            .and_then(|op| op.as_map())
+            .expect("planned as a map");
+        let (combiner, partitions) = reader.combines().expect("planned as a combine");
+        let map_cx = self.context(node, t);
+        let up = crate::ops::fused::Upstream { map, cx: &map_cx };
+        let result = crate::ops::fused::apply(cx, &up, &combiner, input, partitions);
+        let meter = map_cx.meter.as_deref().expect("a fresh meter");
+        let stats = OperatorStats {
+            name: node.name.to_string(),
+            op: node.op_name().to_owned(),
+            records_in,
+            records_out: result.as_ref().map_or(0, |f| f.mapped),
+            // Its calls ran on the workers side by side: their summed time
+            // over the workers is its share of the fused stage.
+            millis: meter.nanos() as f64 / 1e6 / self.workers.min(input.len()).max(1) as f64,
+            calls: meter.calls(),
+            fuel: meter.fuel(),
+            failed_calls: meter.failures(),
+            plugin: self.functions[m].0.clone(),
+            function: self.functions[m].1.clone(),
+        };
+        (result.map(|f| crate::ops::Step::output(f.out)), stats)
+    }
+}
+
+/// How the executor runs the graph beyond node by node: see
+/// [`Executor::observe`]. Empty (nothing fused or dropped) until then.
+#[derive(Debug, Clone, Default)]
+struct Plan {
+    /// Per node: the map node fused into it.
+    fused_from: Vec<Option<NodeId>>,
+    /// Per node: whether it is fused into its reader.
+    fused: Vec<bool>,
+    /// Per node: the streams to drop once it ran.
+    drop_after: Vec<Vec<NodeId>>,
 }
 
 #[cfg(test)]

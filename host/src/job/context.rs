@@ -87,8 +87,9 @@ pub struct StreamingConfig {
     pub max_retries: u32,
     /// Largest state (keyed state and window contents) in bytes.
     pub max_state_bytes: Option<u64>,
-    /// Sources that can (Kafka) adapt their rate to how fast batches are
-    /// processed, with these constants (Spark's `backpressure.enabled`).
+    /// Sources that can (Kafka, files) adapt their rate to how fast
+    /// batches are processed, with these constants (Spark's
+    /// `backpressure.enabled`).
     pub backpressure: Option<PidConfig>,
     /// Share the job with other instances through the Kafka source's
     /// consumer group, state in a changelog topic.
@@ -399,6 +400,7 @@ impl StreamingContext {
         let checkpointer = self.open_checkpoint(&builder, interval_ms)?;
         let block_log = checkpointer.as_ref().and_then(|(c, _)| c.block_log());
         let sources = self.start_sources(builder.sources, block_log, interval_ms, false)?;
+        let observed: Vec<NodeId> = builder.outputs.iter().map(|(n, _, _)| *n).collect();
         let outputs = make_outputs(&cfg.job_name, &builder.graph, builder.outputs);
         let stats_file = match &cfg.stats_file {
             Some(p) => Some(StatsFile::open(p).map_err(|source| BuildError::Start {
@@ -407,7 +409,7 @@ impl StreamingContext {
             })?),
             None => None,
         };
-        let executor = Executor::new(
+        let mut executor = Executor::new(
             builder.graph,
             cfg.job_name.as_str().into(),
             self.host.pool().clone(),
@@ -416,6 +418,7 @@ impl StreamingContext {
             interval_ms,
             cfg.limits,
         );
+        executor.observe(&observed, false);
         let clock: Arc<dyn Clock> = match cfg.clock {
             ClockMode::System => Arc::new(SystemClock),
             ClockMode::Simulated { start_ms } => Arc::new(SimulatedClock::new(start_ms)),
@@ -626,10 +629,15 @@ impl StreamingContext {
                     dir,
                     include_existing,
                     limits,
-                } => Box::new(
-                    FileSource::new(name, dir, include_existing || replay_only, 50_000, limits)
-                        .map_err(BuildError::Receiver)?,
-                ),
+                } => {
+                    let source =
+                        FileSource::new(name, dir, include_existing || replay_only, 50_000, limits)
+                            .map_err(BuildError::Receiver)?;
+                    Box::new(match cfg.backpressure {
+                        Some(pid) => source.with_backpressure(pid, interval_ms),
+                        None => source,
+                    })
+                }
                 SourceSpec::Generator {
                     kind,
                     rate,
@@ -689,7 +697,7 @@ impl StreamingContext {
         outputs.dedup();
         let sources = self.start_sources(builder.sources, None, interval_ms, true)?;
         let executor = || {
-            Executor::new(
+            let mut executor = Executor::new(
                 builder.graph.clone(),
                 cfg.job_name.as_str().into(),
                 self.host.pool().clone(),
@@ -697,7 +705,10 @@ impl StreamingContext {
                 cfg.partitions,
                 interval_ms,
                 cfg.limits,
-            )
+            );
+            // Fused as the run was; every stream kept, to be compared.
+            executor.observe(&outputs, true);
+            executor
         };
         Replayer {
             recorded,

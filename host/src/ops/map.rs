@@ -100,6 +100,11 @@ impl Operator for MapOp {
         vec![(&mut self.func, FunctionKind::Map)]
     }
 
+    fn as_map(&self) -> Option<&MapOp> {
+        // `map_partitions` sees whole partitions: it cannot run in pieces.
+        (self.flavor != MapFlavor::MapPartitions).then_some(self)
+    }
+
     fn run(
         &self,
         cx: &OpContext<'_>,

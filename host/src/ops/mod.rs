@@ -25,6 +25,7 @@ use crate::wasm::{Invocation, Limits, Plugin};
 
 pub(crate) mod combine;
 pub(crate) mod count;
+pub(crate) mod fused;
 pub(crate) mod glom;
 pub(crate) mod group_by_key;
 pub(crate) mod join;
@@ -239,6 +240,18 @@ pub(crate) trait Operator: OperatorClone + Send + Sync + std::fmt::Debug {
     fn slicer(&self) -> Option<slice::Slicer> {
         None
     }
+    /// The operator as one that maps record by record (`map`, `flat_map`,
+    /// `filter`), which can be fused into the combine of its only reader.
+    fn as_map(&self) -> Option<&map::MapOp> {
+        None
+    }
+    /// For an operator that only combines the values of each key of its
+    /// one input (`reduce_by_key`): its combiner and output partitions, so
+    /// that a map feeding only it can run inside its map-side combine
+    /// ([`fused`]).
+    fn combines(&self) -> Option<(Combiner, usize)> {
+        None
+    }
     /// Runs one batch.
     fn run(
         &self,
@@ -283,6 +296,7 @@ impl OpContext<'_> {
             operator: Some(self.operator.clone()),
             limits: self.limits,
             meter: self.meter.clone(),
+            sequence: 0,
         }
     }
 
@@ -392,18 +406,18 @@ impl<'a> KeyIndex<'a> {
 /// lookup never follows a pointer to a stored key (in a large batch, that
 /// key sits wherever it first appeared: a cache miss per lookup).
 #[derive(Debug, Clone, Copy)]
-struct KeyBytes<'a> {
+pub(crate) struct KeyBytes<'a> {
     /// With `hi` and the length, the whole key when it has at most 16
     /// bytes: two overlapping loads (or three bytes), so for a given length
     /// different keys give different words.
-    lo: u64,
-    hi: u64,
-    bytes: &'a [u8],
+    pub lo: u64,
+    pub hi: u64,
+    pub bytes: &'a [u8],
 }
 
 impl<'a> KeyBytes<'a> {
     #[inline]
-    fn new(bytes: &'a [u8]) -> Self {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
         let n = bytes.len();
         let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
         let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));

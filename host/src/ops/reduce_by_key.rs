@@ -52,6 +52,10 @@ impl Operator for ReduceByKey {
         vec![(&mut self.func, FunctionKind::Reduce)]
     }
 
+    fn combines(&self) -> Option<(Combiner, usize)> {
+        Some((Combiner::Plugin(self.func.clone()), self.partitions))
+    }
+
     fn run(
         &self,
         cx: &OpContext<'_>,

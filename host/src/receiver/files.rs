@@ -6,15 +6,24 @@
 //! atomically: write them elsewhere (or under a name starting with `.` or
 //! `_`, which is ignored) and rename them into place. Files already present
 //! at start are ignored unless `include_existing` is set.
+//!
+//! A batch takes files up to its limits ([`FileLimits`]) and, with
+//! backpressure on, up to what the rate estimator allows: the estimated
+//! records per second times the interval, turned into bytes with the
+//! bytes per line this source has read so far. The cut is logged (the
+//! batch's file list), so replay never depends on the estimate. Files are
+//! read line by line straight into blocks, never held whole.
 
 use std::collections::HashSet;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use weir_abi::RecordBatch;
 
-use super::{lines_to_blocks, Source, MAX_BLOCK_RECORDS};
+use super::rate::{PidConfig, PidRateEstimator};
+use super::{BatchDone, Source, MAX_BLOCK_RECORDS};
 use super::{SourceInput, SourcePosition};
 use crate::checkpoint::{Recovery, ReplayError};
 use crate::error::EngineError;
@@ -27,6 +36,12 @@ pub struct FileSource {
     seen: HashSet<PathBuf>,
     block_records: usize,
     limits: FileLimits,
+    /// Backpressure: the rate the job keeps up with, in lines per second.
+    estimator: Option<PidRateEstimator>,
+    interval_ms: i64,
+    /// Lines and bytes read so far (for bytes per line).
+    lines_read: u64,
+    bytes_read: u64,
 }
 
 /// How much one batch takes from the directory (Spark's
@@ -62,11 +77,43 @@ impl FileSource {
             seen: HashSet::new(),
             block_records: block_records.clamp(1, MAX_BLOCK_RECORDS),
             limits,
+            estimator: None,
+            interval_ms: 1000,
+            lines_read: 0,
+            bytes_read: 0,
         };
         if !include_existing {
             source.seen = source.list()?.into_iter().map(|(_, p, _)| p).collect();
         }
         Ok(source)
+    }
+
+    /// Adapts the batch size to the job (Spark's backpressure): a batch
+    /// takes about what the job processed per interval lately.
+    pub fn with_backpressure(mut self, config: PidConfig, interval_ms: i64) -> Self {
+        self.estimator = Some(PidRateEstimator::new(config, interval_ms));
+        self.interval_ms = interval_ms.max(1);
+        self
+    }
+
+    /// Bytes the next batch may take: the configured limit, and what the
+    /// estimated rate allows (once there is an estimate and a line read).
+    fn byte_budget(&self) -> Option<u64> {
+        let rate = self.estimator.as_ref().and_then(PidRateEstimator::rate);
+        let by_rate = match (rate, self.lines_read) {
+            (Some(rate), lines) if lines > 0 => {
+                let per_line = self.bytes_read as f64 / lines as f64;
+                Some((rate * self.interval_ms as f64 / 1000.0 * per_line).max(1.0) as u64)
+            }
+            // A rate but no line read yet: one file, to learn the bytes
+            // per line.
+            (Some(_), _) => Some(0),
+            _ => None,
+        };
+        match (self.limits.max_bytes, by_rate) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn error(&self, action: &'static str, path: &Path, source: std::io::Error) -> EngineError {
@@ -102,6 +149,7 @@ impl FileSource {
     /// limits; marks them seen (the others wait for the next call).
     pub fn new_files(&mut self) -> Result<Vec<PathBuf>, EngineError> {
         let (mut files, mut bytes) = (Vec::new(), 0u64);
+        let max_bytes = self.byte_budget();
         for (_, path, len) in self.list()? {
             if self.seen.contains(&path) {
                 continue;
@@ -110,10 +158,7 @@ impl FileSource {
                 .limits
                 .max_files
                 .is_some_and(|m| files.len() >= m.max(1))
-                || self
-                    .limits
-                    .max_bytes
-                    .is_some_and(|m| !files.is_empty() && bytes.saturating_add(len) > m);
+                || max_bytes.is_some_and(|m| !files.is_empty() && bytes.saturating_add(len) > m);
             if full {
                 break;
             }
@@ -125,19 +170,34 @@ impl FileSource {
     }
 
     /// Reads files into blocks of lines (a trailing newline ends the last
-    /// line; `\r\n` is accepted).
-    pub fn read_files(&self, files: &[PathBuf]) -> Result<Vec<RecordBatch>, EngineError> {
+    /// line; `\r\n` is accepted), line by line: a file is never held
+    /// whole besides its lines in blocks. Blocks do not span files.
+    pub fn read_files(&mut self, files: &[PathBuf]) -> Result<Vec<RecordBatch>, EngineError> {
         let mut blocks = Vec::new();
+        let mut line = Vec::new();
         for path in files {
-            let data = std::fs::read(path).map_err(|e| self.error("read", path, e))?;
-            let body = data.strip_suffix(b"\n").unwrap_or(&data);
-            if data.is_empty() {
-                continue;
+            let file = std::fs::File::open(path).map_err(|e| self.error("read", path, e))?;
+            let mut reader = std::io::BufReader::with_capacity(256 << 10, file);
+            let mut current = RecordBatch::new();
+            loop {
+                line.clear();
+                let n = reader
+                    .read_until(b'\n', &mut line)
+                    .map_err(|e| self.error("read", path, e))?;
+                if n == 0 {
+                    break;
+                }
+                self.bytes_read += n as u64;
+                self.lines_read += 1;
+                let text = line.strip_suffix(b"\n").unwrap_or(&line);
+                current.push(b"", text.strip_suffix(b"\r").unwrap_or(text));
+                if current.len() >= self.block_records {
+                    blocks.push(std::mem::take(&mut current));
+                }
             }
-            let lines = body
-                .split(|&b| b == b'\n')
-                .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
-            blocks.extend(lines_to_blocks(lines, self.block_records));
+            if !current.is_empty() {
+                blocks.push(current);
+            }
         }
         Ok(blocks)
     }
@@ -176,9 +236,81 @@ impl Source for FileSource {
         SourcePosition::Files(self.seen.iter().cloned().collect())
     }
 
+    fn completed(&mut self, done: &BatchDone) {
+        if let (Some(e), false) = (&mut self.estimator, done.replayed) {
+            if let Some(rate) = e.update(
+                done.finished_ms,
+                done.records,
+                done.processing_ms,
+                done.scheduling_delay_ms,
+            ) {
+                tracing::debug!(source = %self.name, rate, "backpressure rate (lines/s)");
+            }
+        }
+    }
+
     fn restore(&mut self, position: &SourcePosition, _recovery: &Recovery, _index: u32) {
         if let SourcePosition::Files(seen) = position {
             self.seen = seen.iter().cloned().collect();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(t: i64, records: u64, processing_ms: f64) -> BatchDone {
+        BatchDone {
+            batch_time_ms: t,
+            finished_ms: t,
+            records,
+            processing_ms,
+            scheduling_delay_ms: 0.0,
+            replayed: false,
+        }
+    }
+
+    /// With backpressure, a batch takes the files the estimated rate
+    /// allows (at the bytes per line read so far), at least one.
+    #[test]
+    fn with_backpressure_a_batch_follows_the_estimated_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        // Ten files of 100 ten-byte lines, oldest first by name.
+        for i in 0..10 {
+            let body = "word word\n".repeat(100);
+            std::fs::write(dir.path().join(format!("f{i:02}")), body).unwrap();
+        }
+        let pid = PidConfig {
+            initial_rate: Some(200.0),
+            ..PidConfig::default()
+        };
+        let mut source = FileSource::new(
+            "files".into(),
+            dir.path().to_owned(),
+            true,
+            1000,
+            FileLimits::default(),
+        )
+        .unwrap()
+        .with_backpressure(pid, 1000);
+        let take = |source: &mut FileSource, t| {
+            let (input, blocks) = source.next_batch(t).unwrap();
+            let SourceInput::Files(files) = input else {
+                panic!("files")
+            };
+            let lines: usize = blocks.iter().map(RecordBatch::len).sum();
+            (files.len(), lines)
+        };
+        // No line read yet: one file.
+        assert_eq!(take(&mut source, 1000), (1, 100));
+        // The first batch only measures; the initial 200 lines/s hold.
+        source.completed(&done(1000, 100, 10.0));
+        assert_eq!(take(&mut source, 2000), (2, 200));
+        // 200 lines in 500 ms: the job does 400 lines/s.
+        source.completed(&done(2000, 200, 500.0));
+        assert_eq!(take(&mut source, 3000), (4, 400));
+        let (files, _) = take(&mut source, 4000);
+        assert_eq!(files, 3, "the rest");
     }
 }

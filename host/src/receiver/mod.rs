@@ -212,22 +212,3 @@ pub fn blocks_to_partitions(blocks: Vec<RecordBatch>, partitions: usize) -> Part
     }
     out
 }
-
-/// Cuts a sequence of unkeyed text lines into blocks of at most `per_block`.
-pub fn lines_to_blocks<'a>(
-    lines: impl Iterator<Item = &'a [u8]>,
-    per_block: usize,
-) -> Vec<RecordBatch> {
-    let mut blocks = Vec::new();
-    let mut current = RecordBatch::new();
-    for line in lines {
-        current.push(b"", line);
-        if current.len() >= per_block {
-            blocks.push(std::mem::take(&mut current));
-        }
-    }
-    if !current.is_empty() {
-        blocks.push(current);
-    }
-    blocks
-}

@@ -9,8 +9,8 @@ use wasmtime::{
 };
 use weir_abi::{
     read_reduced, write_update_entries, CallHeader, FunctionKind, GroupsWriter, RecordBatch,
-    UpdateEntry, UpdateOutput, ABI_VERSION, EXPORT_ABI_VERSION, EXPORT_ALLOC, EXPORT_MEMORY,
-    HEADER_LEN, RESULT_AREA_LEN,
+    RecordIter, UpdateEntry, UpdateOutput, ABI_VERSION, EXPORT_ABI_VERSION, EXPORT_ALLOC,
+    EXPORT_MEMORY, HEADER_LEN, RESULT_AREA_LEN,
 };
 
 use super::engine::{Limits, SharedEngine, EPOCH_TICK};
@@ -249,6 +249,7 @@ impl Compiled {
             inv.operator.as_deref().unwrap_or(""),
             inv.header.batch_time_ms,
             inv.header.partition,
+            inv.sequence,
         );
         new_store(self.engine.engine(), plugin, &inv.limits, env)
     }
@@ -265,7 +266,7 @@ fn check_abi_version(
         memory_bytes: 64 << 20,
         ..Limits::default()
     };
-    let mut store = new_store(engine, name, &limits, GuestEnv::new("", "", 0, 0));
+    let mut store = new_store(engine, name, &limits, GuestEnv::new("", "", 0, 0, 0));
     let version = instantiate_and_init(pre, &mut store)
         .and_then(|i| i.get_typed_func::<(), i32>(&mut store, EXPORT_ABI_VERSION))
         .and_then(|f| f.call(&mut store, ()))
@@ -276,7 +277,7 @@ fn check_abi_version(
         return Err(Problem::WrongAbiVersion { found: version });
     }
     // The optional state version, from the same instance's module.
-    let mut store = new_store(engine, name, &limits, GuestEnv::new("", "", 0, 0));
+    let mut store = new_store(engine, name, &limits, GuestEnv::new("", "", 0, 0, 0));
     let state_version = match instantiate_and_init(pre, &mut store)
         .and_then(|i| i.get_typed_func::<(), i32>(&mut store, weir_abi::EXPORT_STATE_VERSION))
     {
@@ -348,6 +349,11 @@ pub struct Invocation {
     /// Where the call's cost is added up (calls, fuel), when someone wants
     /// it: the executor keeps one per operator and batch.
     pub meter: Option<Arc<CallMeter>>,
+    /// Which call of this operator on this partition in this batch (an
+    /// operator that feeds a partition in runs makes several): the first
+    /// is 0. Part of the seed of the guest's virtual randomness, so each
+    /// run draws its own stream, the same at every replay.
+    pub sequence: u32,
 }
 
 /// Adds up what calls cost: how many, how much fuel, how many failed.
@@ -358,13 +364,15 @@ pub struct CallMeter {
     calls: std::sync::atomic::AtomicU64,
     fuel: std::sync::atomic::AtomicU64,
     failures: std::sync::atomic::AtomicU64,
+    nanos: std::sync::atomic::AtomicU64,
 }
 
 impl CallMeter {
-    fn record(&self, fuel: u64, failed: bool) {
+    fn record(&self, fuel: u64, failed: bool, nanos: u64) {
         use std::sync::atomic::Ordering::Relaxed;
         self.calls.fetch_add(1, Relaxed);
         self.fuel.fetch_add(fuel, Relaxed);
+        self.nanos.fetch_add(nanos, Relaxed);
         if failed {
             self.failures.fetch_add(1, Relaxed);
         }
@@ -383,6 +391,13 @@ impl CallMeter {
     /// Calls that failed.
     pub fn failures(&self) -> u64 {
         self.failures.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Time the calls took in all (summed over threads), from
+    /// instantiation to the function's return: what the host does with
+    /// the output afterwards is not counted.
+    pub fn nanos(&self) -> u64 {
+        self.nanos.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -488,6 +503,34 @@ impl Plugin {
             |buf| buf.copy_from_slice(input),
             // Checked in guest memory, then copied out once.
             |out| RecordBatch::from_slice(out).map_err(CallErrorKind::from),
+        )
+    }
+
+    /// Runs a map function over `records` records whose framed bytes
+    /// (`bytes`, the records after a batch's count) are written straight
+    /// into guest memory; `read` gets the output records, checked, where
+    /// they lie in guest memory: nothing of the output is copied unless
+    /// `read` copies it.
+    pub fn map_run<R>(
+        &self,
+        function: &str,
+        inv: &Invocation,
+        records: usize,
+        bytes: &[u8],
+        read: impl FnOnce(RecordIter<'_>) -> R,
+    ) -> Result<R, CallError> {
+        // A record batch never holds more (its count is a `u32`).
+        let count = u32::try_from(records).expect("fewer than 2^32 records");
+        self.call_with(
+            FunctionKind::Map,
+            function,
+            inv,
+            4 + bytes.len(),
+            |buf| {
+                buf[..4].copy_from_slice(&count.to_le_bytes());
+                buf[4..].copy_from_slice(bytes);
+            },
+            |out| Ok(read(RecordBatch::view(out)?)),
         )
     }
 
@@ -603,11 +646,21 @@ impl Plugin {
         let Some(index) = self.index_of(kind, function) else {
             return Err(self.error(kind, function, inv, CallErrorKind::NoSuchFunction));
         };
+        let started = std::time::Instant::now();
+        let mut returned = None;
         let mut store = self.compiled.store(&self.name, inv);
-        let result = self.call_in(&mut store, index, inv, body_len, write, read);
+        let result = self.call_in(&mut store, index, inv, body_len, write, |out| {
+            returned = Some(started.elapsed());
+            read(out)
+        });
         if let Some(meter) = &inv.meter {
             let left = store.get_fuel().unwrap_or(0);
-            meter.record(inv.limits.fuel.saturating_sub(left), result.is_err());
+            let took = returned.unwrap_or_else(|| started.elapsed());
+            meter.record(
+                inv.limits.fuel.saturating_sub(left),
+                result.is_err(),
+                u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
+            );
         }
         result.map_err(|e| self.error(kind, function, inv, e))
     }

@@ -170,7 +170,13 @@ impl GuestEnv {
     /// The environment of a call by `operator` of `job` on `partition` of
     /// the batch at `batch_time_ms`: equal arguments give equal clocks and
     /// random streams.
-    pub(crate) fn new(job: &str, operator: &str, batch_time_ms: i64, partition: u32) -> Self {
+    pub(crate) fn new(
+        job: &str,
+        operator: &str,
+        batch_time_ms: i64,
+        partition: u32,
+        sequence: u32,
+    ) -> Self {
         let mut h = Sha256::new();
         h.update(b"weir-wasi-random-v1\0");
         for part in [job, operator] {
@@ -179,6 +185,12 @@ impl GuestEnv {
         }
         h.update(batch_time_ms.to_le_bytes());
         h.update(partition.to_le_bytes());
+        if sequence != 0 {
+            // The first call's stream is the one a partition had before
+            // calls came in runs.
+            h.update(b"run");
+            h.update(sequence.to_le_bytes());
+        }
         GuestEnv {
             base_ns: u64::try_from(batch_time_ms)
                 .unwrap_or(0)
@@ -626,29 +638,35 @@ mod tests {
 
     #[test]
     fn random_streams_depend_on_every_coordinate_and_repeat() {
-        let draw = |job, op, t, p| {
-            let mut env = GuestEnv::new(job, op, t, p);
+        let draw_run = |job, op, t, p, run| {
+            let mut env = GuestEnv::new(job, op, t, p, run);
             let mut out = [0u8; 80];
             env.fill_random(&mut out[..5]);
             env.fill_random(&mut out[5..]);
             out
         };
+        let draw = |job, op, t, p| draw_run(job, op, t, p, 0);
         let a = draw("job", "op", 1000, 0);
         assert_eq!(a, draw("job", "op", 1000, 0));
         assert_ne!(a, draw("job", "op", 1000, 1));
         assert_ne!(a, draw("job", "op", 2000, 0));
         assert_ne!(a, draw("job", "op2", 1000, 0));
         assert_ne!(a, draw("jo", "bop", 1000, 0));
+        assert_ne!(a, draw_run("job", "op", 1000, 0, 1));
+        assert_ne!(
+            draw_run("job", "op", 1000, 0, 1),
+            draw_run("job", "op", 1000, 0, 2)
+        );
     }
 
     #[test]
     fn clocks_start_at_the_batch_time_and_advance() {
-        let mut env = GuestEnv::new("j", "o", 1_500, 0);
+        let mut env = GuestEnv::new("j", "o", 1_500, 0, 0);
         assert_eq!(env.now(), 1_500_000_000);
         assert_eq!(env.now(), 1_500_000_000 + TICK_NS);
         env.sleep_until(2_000_000_000);
         assert_eq!(env.now(), 2_000_000_000);
-        assert_eq!(GuestEnv::new("j", "o", -5, 0).now(), 0);
+        assert_eq!(GuestEnv::new("j", "o", -5, 0, 0).now(), 0);
     }
 
     #[test]

@@ -5,12 +5,14 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use weir::ops::Partitions;
 use weir::{ClockMode, SourceSpec, StreamingConfig};
-use weir_tests::{context, count, guests, records, shared_plugin, simulated_config};
+use weir_tests::{
+    collect, context, count, guests, records, shared_plugin, simulated_config, Collected,
+};
 
 /// Upper bound on how long a live test waits for a batch; a failure bound,
 /// not a synchronisation: tests move on as soon as the data arrives.
@@ -573,4 +575,117 @@ fn a_job_on_its_own_host_keeps_its_socket_receiver() {
     job.await_termination().unwrap();
     assert_eq!(got, lines.len() as i64);
     drop(server.join().unwrap());
+}
+
+/// A map read only by a `reduce_by_key` runs fused into its map-side
+/// combine (its output never materialised, fed in runs of about 1 MiB);
+/// observing the map's stream keeps it unfused. Both give the same
+/// batches, key order and value order included: `concat` is associative
+/// but not commutative, so a value out of order would show.
+#[test]
+fn a_map_fused_into_reduce_by_key_gives_the_unfused_batches() {
+    let tk = shared_plugin(guests::TESTKIT);
+    let wc = shared_plugin(guests::WORDCOUNT);
+    let run = |observe_maps: bool| {
+        let ctx = context(simulated_config(2, 2));
+        let keyed = ctx
+            .source(
+                Some("keyed"),
+                SourceSpec::Generator {
+                    kind: weir::receiver::generator::GeneratorKind::KeyValue,
+                    // ~3 MiB of records per batch: several runs a partition.
+                    rate: 150_000,
+                    seed: 7,
+                    words_per_line: 1,
+                    vocabulary: 2_000,
+                    limit: None,
+                },
+            )
+            .unwrap();
+        let tagged = keyed.map(&tk, "tag").unwrap();
+        let concats = collect(&tagged.reduce_by_key(&tk, "concat", Some(3)).unwrap());
+        let lines = ctx
+            .source(
+                Some("lines"),
+                SourceSpec::Generator {
+                    kind: weir::receiver::generator::GeneratorKind::Text,
+                    rate: 40_000,
+                    seed: 3,
+                    words_per_line: 10,
+                    vocabulary: 5_000,
+                    limit: None,
+                },
+            )
+            .unwrap();
+        let words = lines.flat_map(&wc, "split").unwrap();
+        let counts = collect(&words.reduce_by_key(&wc, "sum", Some(2)).unwrap());
+        let observed = observe_maps.then(|| (collect(&tagged), collect(&words)));
+        let stats = Arc::new(OperatorLog::default());
+        ctx.add_listener(stats.clone());
+        ctx.run(Some(2)).unwrap();
+        // The map's operator reports what it did either way; fused, it
+        // fed its partitions in runs: more calls than partitions.
+        for batch in stats.0.lock().unwrap().iter() {
+            let op = |name: &str| batch.iter().find(|o| o.op == name).unwrap().clone();
+            let (map, flat_map) = (op("map"), op("flat_map"));
+            assert_eq!(map.records_out, 150_000);
+            assert!(flat_map.records_out > 350_000, "{flat_map:?}");
+            let runs = |o: &weir::stream::events::OperatorStats| o.calls > 2;
+            assert_eq!(runs(&map), !observe_maps, "{map:?}");
+            assert_eq!(runs(&flat_map), !observe_maps, "{flat_map:?}");
+        }
+        if let Some((tagged, words)) = observed {
+            let n = |c: &Collected| -> usize {
+                c.lock()
+                    .unwrap()
+                    .iter()
+                    .map(|(_, p)| records(p).len())
+                    .sum()
+            };
+            assert_eq!(
+                n(&tagged),
+                300_000,
+                "the observed map stream has its batches"
+            );
+            assert!(n(&words) > 700_000, "ten words a line");
+        }
+        let take = |c: Collected| Arc::try_unwrap(c).unwrap().into_inner().unwrap();
+        (take(concats), take(counts))
+    };
+    let fused = run(false);
+    let unfused = run(true);
+    assert_eq!(fused.0.len(), 2);
+    assert_eq!(fused.1.len(), 2);
+    for (what, a, b) in [
+        ("concat", &fused.0, &unfused.0),
+        ("sum", &fused.1, &unfused.1),
+    ] {
+        for ((ta, pa), (tb, pb)) in a.iter().zip(b) {
+            assert_eq!(ta, tb);
+            assert!(
+                pa == pb,
+                "{what}: batch {ta} differs between fused and unfused"
+            );
+        }
+    }
+    let values: usize = fused.0[0]
+        .1
+        .iter()
+        .flat_map(|p| p.iter())
+        .map(|(_, v)| v.len())
+        .sum();
+    assert!(
+        values > 150_000 * 2,
+        "every tagged value reached the combine: {values} bytes"
+    );
+}
+
+/// The operators of every completed batch.
+#[derive(Default)]
+struct OperatorLog(std::sync::Mutex<Vec<Vec<weir::stream::events::OperatorStats>>>);
+
+impl weir::stream::events::StreamingListener for OperatorLog {
+    fn on_batch_completed(&self, e: &weir::stream::events::BatchCompleted) {
+        self.0.lock().unwrap().push(e.operators.clone());
+    }
 }

@@ -1,0 +1,338 @@
+//! A map-kind operator fused into the map-side combine of the
+//! `reduce_by_key` that is its only reader: the map's output is never
+//! materialised.
+//!
+//! Each input partition goes to the map function in runs of at most
+//! [`RUN_BYTES`] framed bytes. The output of a run is read where it lies in
+//! guest memory and folded at once into the partition's combined values:
+//! every key of the run that now has more than one value (the one combined
+//! so far, then the run's in arrival order) goes through one reduce call
+//! per run. So a partition's memory is its distinct keys and one run, not
+//! everything the map emits (word count: ten records per line).
+//!
+//! Keys keep first-appearance order and values arrival order, as in the
+//! unfused operators; only the grouping of values into reduce calls
+//! differs, which a reduce function, being associative, does not see. Runs
+//! are cut by the input's bytes alone, so a replay makes the same calls.
+
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
+use weir_abi::{canonical, GroupsBody, RecordBatch, RecordIter};
+
+use super::combine::combine_partition;
+use super::map::{MapFlavor, MapOp};
+use super::{shuffle, Combiner, KeyBytes, OpContext, Partitions};
+use crate::error::EngineError;
+
+/// Framed input bytes per map call of a fused partition (a record larger
+/// than this is a run alone).
+pub(crate) const RUN_BYTES: usize = 1 << 20;
+
+/// The fused map, as its reader runs it.
+pub(crate) struct Upstream<'a> {
+    /// The map operator.
+    pub map: &'a MapOp,
+    /// Its context: its calls are metered and its errors named as its own.
+    pub cx: &'a OpContext<'a>,
+}
+
+/// What a fused run gives: the reader's output and how many records the
+/// map emitted.
+pub(crate) struct Fused {
+    /// The reader's output partitions.
+    pub out: Partitions,
+    /// Records the map produced (its output, never materialised).
+    pub mapped: u64,
+}
+
+/// `reduce_by_key` (combine `combiner`, `partitions` output partitions) over
+/// the output of `up` on `input`.
+pub(crate) fn apply(
+    ctx: &OpContext<'_>,
+    up: &Upstream<'_>,
+    combiner: &Combiner,
+    input: &[RecordBatch],
+    partitions: usize,
+) -> Result<Fused, EngineError> {
+    let n = input.len();
+    let combined = ctx.par_map_batches(input, |p, batch| {
+        let mut acc = Combined::default();
+        for (run, (records, bytes)) in batch.runs(RUN_BYTES).enumerate() {
+            let mut inv = up.cx.invocation(p, n);
+            inv.sequence = u32::try_from(run).unwrap_or(u32::MAX);
+            let func = &up.map.func;
+            func.plugin
+                .map_run(&func.function, &inv, records, bytes, |out| {
+                    check_flavor(up, out.len(), records, p)?;
+                    acc.absorb(ctx, combiner, out, p, n, inv.sequence)
+                })??;
+        }
+        Ok((acc.into_batch(), acc.mapped))
+    })?;
+    let mapped = combined.iter().map(|(_, m)| m).sum();
+    let combined: Partitions = combined.into_iter().map(|(b, _)| b).collect();
+    let shuffled = shuffle(ctx, &combined, partitions)?;
+    let out = ctx.par_map_batches(&shuffled, |p, batch| {
+        combine_partition(ctx, combiner, batch, p, partitions)
+    })?;
+    Ok(Fused { out, mapped })
+}
+
+/// What a map flavour promises about its output, checked per run (a record
+/// maps alone, so a run's counts obey what the partition's would).
+fn check_flavor(
+    up: &Upstream<'_>,
+    got: usize,
+    records: usize,
+    p: usize,
+) -> Result<(), EngineError> {
+    let label = || up.map.func.label();
+    match up.map.flavor {
+        MapFlavor::Map if got != records => Err(up.cx.contract(format!(
+            "`{}` returned {got} records for {records} input records in partition {p}; map must return exactly one per record (use flat_map for zero or more)",
+            label()
+        ))),
+        MapFlavor::Filter if got > records => Err(up.cx.contract(format!(
+            "`{}` returned {got} records for {records} input records in partition {p}; filter returns at most one per record",
+            label()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// One partition's keys, first appearance first, each with its values
+/// combined so far.
+#[derive(Default)]
+struct Combined {
+    keys: KeyTable,
+    values: Vec<Option<Vec<u8>>>,
+    /// Records the map emitted.
+    mapped: u64,
+    // Per run, reused: each record's key number; per key, the run's
+    // record count, value bytes and place in the reduce call (or
+    // `SINGLE`); the keys the run touched, in order.
+    ids: Vec<u32>,
+    counts: Vec<u32>,
+    bytes: Vec<usize>,
+    slots: Vec<u32>,
+    touched: Vec<u32>,
+}
+
+const SINGLE: u32 = u32::MAX;
+
+impl Combined {
+    /// Folds one run's map output into the combined values.
+    fn absorb(
+        &mut self,
+        ctx: &OpContext<'_>,
+        combiner: &Combiner,
+        records: RecordIter<'_>,
+        p: usize,
+        n: usize,
+        sequence: u32,
+    ) -> Result<(), EngineError> {
+        self.mapped += records.len() as u64;
+        self.index(records.clone());
+        let result = match combiner {
+            Combiner::Plugin(func) => {
+                // Keys with one value in all keep it; the others go to the
+                // reduce call, the value combined so far first.
+                let mut multi: Vec<u32> = Vec::new();
+                let mut singles = 0;
+                for &g in &self.touched {
+                    let g = g as usize;
+                    if self.counts[g] as usize + usize::from(self.values[g].is_some()) > 1 {
+                        self.slots[g] = multi.len() as u32;
+                        multi.push(g as u32);
+                    } else {
+                        singles += 1;
+                    }
+                }
+                if singles > 0 {
+                    for (&id, (_, v)) in self.ids.iter().zip(records.clone()) {
+                        if self.slots[id as usize] == SINGLE {
+                            self.values[id as usize] = Some(v.to_vec());
+                        }
+                    }
+                }
+                if multi.is_empty() {
+                    Ok(())
+                } else {
+                    self.reduce(ctx, func, &multi, records, p, n, sequence)
+                }
+            }
+            Combiner::SumI64 | Combiner::SubI64 => {
+                let sub = matches!(combiner, Combiner::SubI64);
+                let mut result = Ok(());
+                for (&id, (_, v)) in self.ids.iter().zip(records) {
+                    let Some(x) = canonical::decode_count(v) else {
+                        result = Err(ctx.contract(format!(
+                            "expected an 8-byte i64 count, found {} bytes",
+                            v.len()
+                        )));
+                        break;
+                    };
+                    let slot = &mut self.values[id as usize];
+                    let acc = match slot.as_deref().and_then(canonical::decode_count) {
+                        None => x,
+                        Some(acc) if sub => acc.wrapping_sub(x),
+                        Some(acc) => acc.wrapping_add(x),
+                    };
+                    *slot = Some(canonical::encode_count(acc).to_vec());
+                }
+                result
+            }
+        };
+        for &g in &self.touched {
+            self.counts[g as usize] = 0;
+            self.bytes[g as usize] = 0;
+            self.slots[g as usize] = SINGLE;
+        }
+        result
+    }
+
+    /// Numbers the run's keys (new keys join the end), counting each key's
+    /// records and value bytes in this run.
+    fn index(&mut self, records: RecordIter<'_>) {
+        self.ids.clear();
+        self.touched.clear();
+        for (k, v) in records {
+            let (g, new) = self.keys.number(k);
+            if new {
+                self.values.push(None);
+                self.counts.push(0);
+                self.bytes.push(0);
+                self.slots.push(SINGLE);
+            }
+            if self.counts[g] == 0 {
+                self.touched.push(g as u32);
+            }
+            self.counts[g] += 1;
+            self.bytes[g] += v.len();
+            self.ids.push(g as u32);
+        }
+    }
+
+    /// One reduce call over the keys of `multi` (in that order, each at
+    /// its slot): each key's value so far, then its values of the run in
+    /// order.
+    #[allow(clippy::too_many_arguments)]
+    fn reduce(
+        &mut self,
+        ctx: &OpContext<'_>,
+        func: &super::FunctionRef,
+        multi: &[u32],
+        records: RecordIter<'_>,
+        p: usize,
+        n: usize,
+        sequence: u32,
+    ) -> Result<(), EngineError> {
+        let shape = |&g: &u32| {
+            let g = g as usize;
+            let prior = self.values[g].as_deref();
+            (
+                self.keys.key(g),
+                self.counts[g] as usize + usize::from(prior.is_some()),
+                self.bytes[g] + prior.map_or(0, <[u8]>::len),
+            )
+        };
+        let body_len = GroupsBody::len_of(multi.iter().map(shape).map(|(k, c, b)| (k.len(), c, b)));
+        let mut inv = ctx.invocation(p, n);
+        inv.sequence = sequence;
+        let reduced =
+            func.plugin
+                .reduce_with(&func.function, &inv, multi.len(), body_len, |buf| {
+                    let mut body = GroupsBody::new(buf, multi.iter().map(shape));
+                    for (slot, &g) in multi.iter().enumerate() {
+                        if let Some(prior) = &self.values[g as usize] {
+                            body.push(slot, prior);
+                        }
+                    }
+                    for (&id, (_, v)) in self.ids.iter().zip(records) {
+                        let slot = self.slots[id as usize];
+                        if slot != SINGLE {
+                            body.push(slot as usize, v);
+                        }
+                    }
+                })?;
+        for (&g, value) in multi.iter().zip(reduced) {
+            self.values[g as usize] = Some(value);
+        }
+        Ok(())
+    }
+
+    /// The combined partition: `(key, value)` in first-appearance order.
+    fn into_batch(&self) -> RecordBatch {
+        let len = self.keys.arena.len()
+            + self
+                .values
+                .iter()
+                .map(|v| 8 + v.as_ref().map_or(0, Vec::len))
+                .sum::<usize>();
+        let mut out = RecordBatch::with_capacity(len);
+        for (g, v) in self.values.iter().enumerate() {
+            out.push(self.keys.key(g), v.as_deref().unwrap_or_default());
+        }
+        out
+    }
+}
+
+/// Distinct keys numbered in first-appearance order, their bytes in one
+/// arena. A lookup compares the two words [`KeyBytes`] holds before any
+/// byte (keys of at most 16 bytes never touch the arena).
+#[derive(Default)]
+struct KeyTable {
+    table: HashTable<u32>,
+    entries: Vec<KeyEntry>,
+    arena: Vec<u8>,
+}
+
+struct KeyEntry {
+    hash: u64,
+    lo: u64,
+    hi: u64,
+    start: usize,
+    len: usize,
+}
+
+impl KeyTable {
+    /// The number of key `k`, and whether it is new.
+    #[inline]
+    fn number(&mut self, k: &[u8]) -> (usize, bool) {
+        let words = KeyBytes::new(k);
+        let hash = FxBuildHasher.hash_one(words);
+        let (entries, arena) = (&self.entries, &self.arena);
+        let same = |&id: &u32| {
+            let e = &entries[id as usize];
+            e.lo == words.lo
+                && e.hi == words.hi
+                && e.len == k.len()
+                && (k.len() <= 16 || &arena[e.start..e.start + e.len] == k)
+        };
+        if let Some(&id) = self.table.find(hash, same) {
+            return (id as usize, false);
+        }
+        let id = self.entries.len();
+        self.entries.push(KeyEntry {
+            hash,
+            lo: words.lo,
+            hi: words.hi,
+            start: self.arena.len(),
+            len: k.len(),
+        });
+        self.arena.extend_from_slice(k);
+        let entries = &self.entries;
+        let id32 = u32::try_from(id).expect("fewer than 2^32 keys in a partition");
+        self.table
+            .insert_unique(hash, id32, |&i| entries[i as usize].hash);
+        (id, true)
+    }
+
+    /// Key number `id`.
+    fn key(&self, id: usize) -> &[u8] {
+        let e = &self.entries[id];
+        &self.arena[e.start..e.start + e.len]
+    }
+}

@@ -115,6 +115,7 @@ pub(crate) mod graph;
 pub mod host;
 pub mod job;
 pub mod kafka;
+pub mod memory;
 pub mod observe;
 pub mod ops;
 pub mod output;

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    weir::memory::return_large_buffers();
     let cli = weir::cli::Cli::parse();
     weir::cli::status::install_logging(cli.verbosity());
     match weir::cli::execute(cli) {

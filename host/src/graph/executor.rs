@@ -14,6 +14,7 @@ use weir_abi::FunctionKind;
 use super::{Graph, NodeId, NodeKind};
 use crate::checkpoint::{RestoreError, Snapshot};
 use crate::error::EngineError;
+use crate::ops::fused::Upstream;
 use crate::ops::{total_records, Inputs, MigrationError, OpContext, OpState, Partitions, Staged};
 use crate::wasm::{CallMeter, Invocation, Limits, Plugin};
 
@@ -492,9 +493,9 @@ impl Executor {
     /// outputs'). Then every other stream's batch is dropped as soon as its
     /// last reader ran (unless `keep_all`: a replay compares every stream),
     /// and a map-kind stream that is not an output and is read only by a
-    /// combining operator (`reduce_by_key`) is fused into that operator's
-    /// map-side combine ([`crate::ops::fused`]): it never has a batch of
-    /// its own. Fusion depends on the pipeline and its outputs alone, so a
+    /// reducing operator (`reduce_by_key`, a windowed reduction) is fused
+    /// into that operator's map-side combine ([`crate::ops::fused`]): it
+    /// never has a batch of its own. Fusion depends on the pipeline and its outputs alone, so a
     /// run, its recovery and its replay fuse alike.
     pub(crate) fn observe(&mut self, outputs: &[NodeId], keep_all: bool) {
         let nodes = &self.graph.nodes;
@@ -521,10 +522,7 @@ impl Executor {
             }
             let r = readers[m][0];
             let reader = &nodes[r];
-            if reader.inputs == [m]
-                && reader.slide_ms == node.slide_ms
-                && reader.op().and_then(|op| op.combines()).is_some()
-            {
+            if reader.inputs == [m] && reader.op().is_some_and(|op| op.fuses_map()) {
                 plan.fused_from[r] = Some(m);
                 plan.fused[m] = true;
             }
@@ -587,6 +585,15 @@ impl Executor {
                 values.push(None);
                 continue;
             };
+            let map_cx = fused_from.map(|m| self.context(&self.graph.nodes[m], t));
+            let upstream = fused_from.zip(map_cx.as_ref()).map(|(m, cx)| Upstream {
+                map: self.graph.nodes[m]
+                    .op()
+                    .and_then(|op| op.as_map())
+                    .expect("planned as a map"),
+                cx,
+                mapped: Default::default(),
+            });
             let inputs = Inputs {
                 batches,
                 states: node
@@ -600,28 +607,23 @@ impl Executor {
                     .map(|&i| self.pending[i].as_ref())
                     .collect(),
                 due: (t - zero) % node.slide_ms == 0,
+                upstream: upstream.as_ref(),
             };
             let cx = self.context(node, t);
             let records_in = inputs.batches.iter().map(|b| total_records(b) as u64).sum();
             let started = std::time::Instant::now();
-            let (result, map_stats) = match fused_from {
-                Some(m) => {
-                    let (result, stats) =
-                        self.run_fused(&cx, op.as_ref(), m, inputs.batches[0], t, records_in);
-                    (result, Some(stats))
-                }
-                None => (op.run(&cx, &inputs, self.states[id].as_deref()), None),
-            };
+            let result = op.run(&cx, &inputs, self.states[id].as_deref());
             drop(inputs);
             let meter = cx
                 .meter
                 .clone()
                 .expect("the executor meters every operator");
             drop(cx);
-            let records_in = map_stats.as_ref().map_or(records_in, |s| s.records_out);
             let mut millis = started.elapsed().as_secs_f64() * 1e3;
-            if let Some(map) = map_stats {
-                millis = (millis - map.millis).max(0.0);
+            let mut records_in = records_in;
+            if let (Some(m), Some(up)) = (fused_from, upstream) {
+                let map = self.fused_stats(m, &up, records_in, result.is_ok());
+                (millis, records_in) = ((millis - map.millis).max(0.0), map.records_out);
                 self.operators.push(map);
             }
             // Also for a failed operator: its calls and fuel are reported
@@ -667,43 +669,35 @@ impl Executor {
         }
     }
 
-    /// Runs combining operator `reader` with map node `m` fused into it
-    /// over `input` (what `m` reads); also gives `m`'s stats, its time
-    /// being that of its calls.
-    fn run_fused(
+    /// What map node `m`, fused into its reader, did: its time is that of
+    /// its calls.
+    fn fused_stats(
         &self,
-        cx: &OpContext<'_>,
-        reader: &dyn crate::ops::Operator,
         m: NodeId,
-        input: &Arc<Partitions>,
-        t: i64,
+        up: &Upstream<'_>,
         records_in: u64,
-    ) -> (Result<crate::ops::Step, EngineError>, OperatorStats) {
-        let node = &self.graph.nodes[m];
-        let map = node
-            .op()
-            .and_then(|op| op.as_map())
-            .expect("planned as a map");
-        let (combiner, partitions) = reader.combines().expect("planned as a combine");
-        let map_cx = self.context(node, t);
-        let up = crate::ops::fused::Upstream { map, cx: &map_cx };
-        let result = crate::ops::fused::apply(cx, &up, &combiner, input, partitions);
-        let meter = map_cx.meter.as_deref().expect("a fresh meter");
-        let stats = OperatorStats {
-            name: node.name.to_string(),
-            op: node.op_name().to_owned(),
+        ok: bool,
+    ) -> OperatorStats {
+        let meter = up.cx.meter.as_deref().expect("a fresh meter");
+        let parts = self.graph.nodes[m].partitions;
+        OperatorStats {
+            name: self.graph.nodes[m].name.to_string(),
+            op: self.graph.nodes[m].op_name().to_owned(),
             records_in,
-            records_out: result.as_ref().map_or(0, |f| f.mapped),
+            records_out: if ok {
+                up.mapped.load(std::sync::atomic::Ordering::Relaxed)
+            } else {
+                0
+            },
             // Its calls ran on the workers side by side: their summed time
             // over the workers is its share of the fused stage.
-            millis: meter.nanos() as f64 / 1e6 / self.workers.min(input.len()).max(1) as f64,
+            millis: meter.nanos() as f64 / 1e6 / self.workers.min(parts).max(1) as f64,
             calls: meter.calls(),
             fuel: meter.fuel(),
             failed_calls: meter.failures(),
             plugin: self.functions[m].0.clone(),
             function: self.functions[m].1.clone(),
-        };
-        (result.map(|f| crate::ops::Step::output(f.out)), stats)
+        }
     }
 }
 

@@ -16,6 +16,7 @@
 //! are cut by the input's bytes alone, so a replay makes the same calls.
 
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
@@ -36,15 +37,8 @@ pub(crate) struct Upstream<'a> {
     pub map: &'a MapOp,
     /// Its context: its calls are metered and its errors named as its own.
     pub cx: &'a OpContext<'a>,
-}
-
-/// What a fused run gives: the reader's output and how many records the
-/// map emitted.
-pub(crate) struct Fused {
-    /// The reader's output partitions.
-    pub out: Partitions,
     /// Records the map produced (its output, never materialised).
-    pub mapped: u64,
+    pub mapped: AtomicU64,
 }
 
 /// `reduce_by_key` (combine `combiner`, `partitions` output partitions) over
@@ -55,7 +49,7 @@ pub(crate) fn apply(
     combiner: &Combiner,
     input: &[RecordBatch],
     partitions: usize,
-) -> Result<Fused, EngineError> {
+) -> Result<Partitions, EngineError> {
     let n = input.len();
     let combined = ctx.par_map_batches(input, |p, batch| {
         let mut acc = Combined::default();
@@ -71,13 +65,13 @@ pub(crate) fn apply(
         }
         Ok((acc.into_batch(), acc.mapped))
     })?;
-    let mapped = combined.iter().map(|(_, m)| m).sum();
+    let mapped: u64 = combined.iter().map(|(_, m)| m).sum();
+    up.mapped.fetch_add(mapped, Ordering::Relaxed);
     let combined: Partitions = combined.into_iter().map(|(b, _)| b).collect();
     let shuffled = shuffle(ctx, &combined, partitions)?;
-    let out = ctx.par_map_batches(&shuffled, |p, batch| {
+    ctx.par_map_batches(&shuffled, |p, batch| {
         combine_partition(ctx, combiner, batch, p, partitions)
-    })?;
-    Ok(Fused { out, mapped })
+    })
 }
 
 /// What a map flavour promises about its output, checked per run (a record

@@ -181,6 +181,26 @@ pub(crate) struct Inputs<'a> {
     pub staged: Vec<Option<&'a Staged>>,
     /// Whether the operator emits at this time (its slide is due).
     pub due: bool,
+    /// The map fused into this operator: then `batches[0]` is the map's
+    /// input, and [`Inputs::reduce_by_key`] runs the map on the way.
+    pub upstream: Option<&'a fused::Upstream<'a>>,
+}
+
+impl Inputs<'_> {
+    /// The (one) input reduced by key with `combiner` into `partitions`
+    /// partitions: map-side combine, shuffle, combine. With a fused map,
+    /// the map's output is combined as it comes ([`fused`]).
+    pub(crate) fn reduce_by_key(
+        &self,
+        ctx: &OpContext<'_>,
+        combiner: &Combiner,
+        partitions: usize,
+    ) -> Result<Partitions, EngineError> {
+        match self.upstream {
+            Some(up) => fused::apply(ctx, up, combiner, self.batches[0], partitions),
+            None => reduce_by_key::apply(ctx, combiner, self.batches[0], partitions),
+        }
+    }
 }
 
 /// A copy of an operator, boxed: each task of a scaled-out job runs its
@@ -245,12 +265,12 @@ pub(crate) trait Operator: OperatorClone + Send + Sync + std::fmt::Debug {
     fn as_map(&self) -> Option<&map::MapOp> {
         None
     }
-    /// For an operator that only combines the values of each key of its
-    /// one input (`reduce_by_key`): its combiner and output partitions, so
-    /// that a map feeding only it can run inside its map-side combine
-    /// ([`fused`]).
-    fn combines(&self) -> Option<(Combiner, usize)> {
-        None
+    /// Whether its run begins by reducing its one input by key through
+    /// [`Inputs::reduce_by_key`] and reads the input for nothing else
+    /// (`reduce_by_key`, the windowed reductions): then a map feeding only
+    /// it runs inside that reduction's map-side combine ([`fused`]).
+    fn fuses_map(&self) -> bool {
+        false
     }
     /// Runs one batch.
     fn run(

@@ -52,8 +52,8 @@ impl Operator for ReduceByKey {
         vec![(&mut self.func, FunctionKind::Reduce)]
     }
 
-    fn combines(&self) -> Option<(Combiner, usize)> {
-        Some((Combiner::Plugin(self.func.clone()), self.partitions))
+    fn fuses_map(&self) -> bool {
+        true
     }
 
     fn run(
@@ -62,13 +62,9 @@ impl Operator for ReduceByKey {
         inputs: &Inputs<'_>,
         _: Option<&dyn OpState>,
     ) -> Result<Step, EngineError> {
-        apply(
-            cx,
-            &Combiner::Plugin(self.func.clone()),
-            inputs.batches[0],
-            self.partitions,
-        )
-        .map(Step::output)
+        inputs
+            .reduce_by_key(cx, &Combiner::Plugin(self.func.clone()), self.partitions)
+            .map(Step::output)
     }
 }
 

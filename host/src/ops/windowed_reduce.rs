@@ -261,7 +261,11 @@ impl Operator for WindowedReduce {
         let state = state
             .and_then(|s| s.as_any().downcast_ref::<WindowedState>())
             .expect("a windowed reduction has a windowed state");
-        state.step(cx, self, cx.batch_time_ms, inputs.batches[0], inputs.due)
+        state.step(cx, self, cx.batch_time_ms, inputs)
+    }
+
+    fn fuses_map(&self) -> bool {
+        true
     }
 }
 
@@ -355,10 +359,10 @@ impl WindowedState {
         ctx: &OpContext<'_>,
         spec: &WindowedReduce,
         t: i64,
-        input: &[RecordBatch],
-        due: bool,
+        inputs: &Inputs<'_>,
     ) -> Result<Step, EngineError> {
-        let reduced = super::reduce_by_key::apply(ctx, &spec.combine, input, spec.partitions)?;
+        let reduced = inputs.reduce_by_key(ctx, &spec.combine, spec.partitions)?;
+        let due = inputs.due;
         // The inverse form still needs the batches leaving the next window.
         let keep_after = t - spec.length_ms - spec.slide_ms;
         let mut staged = WindowStaged {

@@ -200,14 +200,33 @@ pub struct BatchDone {
 }
 
 /// Lays blocks out over `partitions` partitions: block j → partition j mod n.
+/// A partition of one block is that block; one of several is allocated
+/// once at its final size and each block is freed as soon as it is copied,
+/// so the batch is never held twice.
 pub fn blocks_to_partitions(blocks: Vec<RecordBatch>, partitions: usize) -> Partitions {
-    let mut out: Partitions = (0..partitions).map(|_| RecordBatch::new()).collect();
+    let partitions = partitions.max(1);
+    let mut sizes = vec![(0usize, 0usize); partitions];
+    for (j, block) in blocks.iter().enumerate() {
+        let (n, bytes) = &mut sizes[j % partitions];
+        *n += 1;
+        *bytes += block.byte_len();
+    }
+    let mut out: Partitions = sizes
+        .iter()
+        .map(|&(n, bytes)| {
+            if n > 1 {
+                RecordBatch::with_capacity(bytes)
+            } else {
+                RecordBatch::new()
+            }
+        })
+        .collect();
     for (j, block) in blocks.into_iter().enumerate() {
-        let slot = &mut out[j % partitions];
-        if slot.is_empty() {
-            *slot = block;
+        let p = j % partitions;
+        if sizes[p].0 == 1 {
+            out[p] = block;
         } else {
-            slot.extend(&block);
+            out[p].extend(&block);
         }
     }
     out

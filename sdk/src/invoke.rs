@@ -16,11 +16,11 @@
 //! ```
 
 use weir_abi::{
-    put_u32, read_groups, read_update_entries, write_prefixed, CallHeader, FrameError, Reader,
-    RecordBatch, UpdateOutput,
+    put_u32, CallHeader, FrameError, Reader, ACTION_REMOVE, ACTION_SET, UPDATE_HAS_STATE,
+    UPDATE_TIMED_OUT,
 };
 
-use crate::{Decode, Emit, Encode, Reduced, State};
+use crate::{BorrowDecode, Emit, Encode, RecordWriter, Reduced, State, UpdateValues, Values};
 
 fn body(input: &[u8]) -> Result<&[u8], String> {
     let (header, body) = CallHeader::split(input).map_err(|e| format!("bad call input: {e}"))?;
@@ -28,10 +28,58 @@ fn body(input: &[u8]) -> Result<&[u8], String> {
     Ok(body)
 }
 
+/// Reads framing that was checked before: lengths are known to be in range
+/// (a slip would panic, never read out of bounds).
+#[derive(Clone, Copy)]
+pub(crate) struct Frames<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Frames<'a> {
+    pub(crate) fn new(checked: &'a [u8]) -> Self {
+        Frames { rest: checked }
+    }
+
+    #[inline]
+    pub(crate) fn u8(&mut self) -> u8 {
+        let (b, tail) = self.rest.split_first().expect("checked framing");
+        self.rest = tail;
+        *b
+    }
+
+    #[inline]
+    pub(crate) fn u32(&mut self) -> u32 {
+        let (n, tail) = self.rest.split_at(4);
+        self.rest = tail;
+        u32::from_le_bytes(n.try_into().expect("4 bytes"))
+    }
+
+    #[inline]
+    pub(crate) fn bytes(&mut self) -> &'a [u8] {
+        let len = self.u32() as usize;
+        let (bytes, tail) = self.rest.split_at(len);
+        self.rest = tail;
+        bytes
+    }
+
+    /// Skips `n` byte strings and returns the bytes they took.
+    #[inline]
+    pub(crate) fn skip_bytes(&mut self, n: usize) -> &'a [u8] {
+        let start = self.rest;
+        for _ in 0..n {
+            self.bytes();
+        }
+        &start[..start.len() - self.rest.len()]
+    }
+}
+
 /// The records of a map body, read where they lie. The whole batch is
 /// checked first (as `RecordBatch::from_bytes` would), so a malformed batch
 /// fails before the function sees any record.
-fn records(body: &[u8]) -> Result<impl Iterator<Item = (&[u8], &[u8])>, String> {
+fn records<'a>(
+    body: &'a [u8],
+    what: &str,
+) -> Result<impl Iterator<Item = (&'a [u8], &'a [u8])>, String> {
     let check = |body| -> Result<usize, FrameError> {
         let mut r = Reader::new(body);
         let n = r.count(8, "record count")?;
@@ -42,124 +90,192 @@ fn records(body: &[u8]) -> Result<impl Iterator<Item = (&[u8], &[u8])>, String> 
         r.finish()?;
         Ok(n)
     };
-    let n = check(body).map_err(|e| format!("bad record batch from host: {e}"))?;
-    let mut rest = &body[4..];
-    let mut field = move || {
-        let (len, tail) = rest.split_at(4);
-        let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
-        let (bytes, tail) = tail.split_at(len);
-        rest = tail;
-        bytes
-    };
-    Ok((0..n).map(move |_| (field(), field())))
+    let n = check(body).map_err(|e| format!("bad {what} from host: {e}"))?;
+    let mut r = Frames::new(&body[4..]);
+    Ok((0..n).map(move |_| (r.bytes(), r.bytes())))
 }
 
-/// A map call where the function takes key and value.
-pub fn map<K: Decode, V: Decode, R: Emit>(
-    input: &[u8],
+/// Room for the output of a map over `body`: twice the input. Word splits
+/// and other expanding maps write more than they read (a word of a few
+/// bytes becomes a 16-byte-larger record); the buffer then grows in place
+/// at the top of the SDK's heap, without a copy, and reserved room that is
+/// never written costs no page faults.
+fn map_capacity(body: &[u8]) -> usize {
+    body.len().saturating_mul(2)
+}
+
+/// A map call where the function takes key and value. Parameters may
+/// borrow from `input` (`&str`, `&[u8]`).
+pub fn map<'a, K: BorrowDecode<'a>, V: BorrowDecode<'a>, R: Emit<F>, F>(
+    input: &'a [u8],
     f: impl Fn(K, V) -> R,
 ) -> Result<Vec<u8>, String> {
     let body = body(input)?;
-    let mut out = RecordBatch::with_capacity(body.len());
-    for (i, (k, v)) in records(body)?.enumerate() {
-        let k = K::decode(k).map_err(|e| format!("record {i}: key: {e}"))?;
-        let v = V::decode(v).map_err(|e| format!("record {i}: value: {e}"))?;
+    let mut out = RecordWriter::with_capacity(map_capacity(body));
+    for (i, (k, v)) in records(body, "record batch")?.enumerate() {
+        let k = K::borrow_decode(k).map_err(|e| format!("record {i}: key: {e}"))?;
+        let v = V::borrow_decode(v).map_err(|e| format!("record {i}: value: {e}"))?;
         f(k, v).emit_into(&mut out)?;
     }
     Ok(out.into_bytes())
 }
 
 /// A map call where the function takes only the value (the key is ignored).
-pub fn map_values<V: Decode, R: Emit>(input: &[u8], f: impl Fn(V) -> R) -> Result<Vec<u8>, String> {
+pub fn map_values<'a, V: BorrowDecode<'a>, R: Emit<F>, F>(
+    input: &'a [u8],
+    f: impl Fn(V) -> R,
+) -> Result<Vec<u8>, String> {
     let body = body(input)?;
-    let mut out = RecordBatch::with_capacity(body.len());
-    for (i, (_, v)) in records(body)?.enumerate() {
-        let v = V::decode(v).map_err(|e| format!("record {i}: value: {e}"))?;
+    let mut out = RecordWriter::with_capacity(map_capacity(body));
+    for (i, (_, v)) in records(body, "record batch")?.enumerate() {
+        let v = V::borrow_decode(v).map_err(|e| format!("record {i}: value: {e}"))?;
         f(v).emit_into(&mut out)?;
     }
     Ok(out.into_bytes())
 }
 
-/// A reduce call: folds every group's values left to right with `f`.
-pub fn reduce<V: Decode + Encode, R: Reduced<V>>(
-    input: &[u8],
+/// Checks a reduce body (the checks and messages of `weir_abi::read_groups`)
+/// and returns the group count.
+fn check_groups(body: &[u8]) -> Result<usize, FrameError> {
+    let mut r = Reader::new(body);
+    let n = r.count(8, "group count")?;
+    for _ in 0..n {
+        r.bytes("group key")?;
+        let at = r.position();
+        let m = r.count(4, "value count")?;
+        if m == 0 {
+            return Err(FrameError {
+                offset: at,
+                expected: "a value count of at least 1",
+            });
+        }
+        for _ in 0..m {
+            r.bytes("group value")?;
+        }
+    }
+    r.finish()?;
+    Ok(n)
+}
+
+/// A reduce call: folds every group's values left to right with `f`. The
+/// groups are read where they lie (no list of groups or of values is
+/// built) and the output (`u32 count`, then one byte string per group) is
+/// written directly.
+pub fn reduce<'a, V: BorrowDecode<'a> + Encode, R: Reduced<V>>(
+    input: &'a [u8],
     f: impl Fn(V, V) -> R,
 ) -> Result<Vec<u8>, String> {
-    let groups =
-        read_groups(body(input)?).map_err(|e| format!("bad reduce input from host: {e}"))?;
-    // The output (`u32 count`, then one byte string per group) is written
-    // directly, without a buffer per value.
-    let mut out = Vec::new();
-    put_u32(
-        &mut out,
-        u32::try_from(groups.len()).expect("too many groups"),
-    );
-    for (i, g) in groups.iter().enumerate() {
-        let mut values = g
-            .values
-            .iter()
-            .map(|v| V::decode(v).map_err(|e| format!("group {i}: value: {e}")));
-        let first = values
-            .next()
-            .ok_or_else(|| format!("group {i} has no values"))??;
-        let acc = values.try_fold(first, |acc, v| f(acc, v?).into_value())?;
-        write_prefixed(&mut out, |b| acc.encode(b));
+    let body = body(input)?;
+    let n = check_groups(body).map_err(|e| format!("bad reduce input from host: {e}"))?;
+    let mut r = Frames::new(&body[4..]);
+    // Enough for fixed-width results (a group's input takes at least as
+    // many bytes as its reduced number), so the buffer rarely grows.
+    let mut out = Vec::with_capacity(body.len());
+    put_u32(&mut out, u32::try_from(n).expect("too many groups"));
+    for i in 0..n {
+        let _key = r.bytes();
+        let m = r.u32();
+        let decode = |v| V::borrow_decode(v).map_err(|e| format!("group {i}: value: {e}"));
+        let mut acc = decode(r.bytes())?;
+        for _ in 1..m {
+            acc = f(acc, decode(r.bytes())?).into_value()?;
+        }
+        acc.encode_prefixed(&mut out);
     }
     Ok(out)
 }
 
-/// An update call: runs `f` once per entry with the key's new values and
-/// state, and collects the new states and emitted records.
-pub fn update<K: Decode, V: Decode, S: Decode + Encode, R: Emit>(
-    input: &[u8],
-    f: impl Fn(K, Vec<V>, &mut State<S>) -> R,
-) -> Result<Vec<u8>, String> {
-    let entries = read_update_entries(body(input)?)
-        .map_err(|e| format!("bad update input from host: {e}"))?;
-    let mut out = UpdateOutput {
-        states: Vec::with_capacity(entries.len()),
-        emitted: RecordBatch::new(),
-    };
-    for (i, e) in entries.iter().enumerate() {
-        let key = K::decode(e.key).map_err(|err| format!("entry {i}: key: {err}"))?;
-        let values = e
-            .values
-            .iter()
-            .map(|v| V::decode(v))
-            .collect::<Result<Vec<V>, _>>()
-            .map_err(|err| format!("entry {i}: value: {err}"))?;
-        let prev = e
-            .state
-            .map(S::decode)
-            .transpose()
-            .map_err(|err| format!("entry {i}: state: {err}"))?;
-        let mut state = State::new(prev, e.timed_out);
-        f(key, values, &mut state).emit_into(&mut out.emitted)?;
-        out.states.push(state.into_inner().map(|s| {
-            let mut buf = Vec::new();
-            s.encode(&mut buf);
-            buf
-        }));
+/// Checks an update body (the checks and messages of
+/// `weir_abi::read_update_entries`) and returns the entry count.
+fn check_update_entries(body: &[u8]) -> Result<usize, FrameError> {
+    let mut r = Reader::new(body);
+    let n = r.count(9, "update entry count")?;
+    for _ in 0..n {
+        r.bytes("update key")?;
+        let at = r.position();
+        let flags = r.u8("update flags")?;
+        if flags & !(UPDATE_HAS_STATE | UPDATE_TIMED_OUT) != 0 {
+            return Err(FrameError {
+                offset: at,
+                expected: "update flags with only bits 0 and 1",
+            });
+        }
+        if flags & UPDATE_HAS_STATE != 0 {
+            r.bytes("update state")?;
+        }
+        let m = r.count(4, "update value count")?;
+        for _ in 0..m {
+            r.bytes("update value")?;
+        }
     }
-    Ok(out.encode())
+    r.finish()?;
+    Ok(n)
 }
 
-/// Runs a driver on the input the host placed in guest memory and writes
-/// the result area. Returns the status code.
-///
+/// An update call: runs `f` once per entry with the key, its new values
+/// (`Vec<V>`, or [`Values`] to decode them lazily) and its state, and
+/// writes the new states and emitted records. Entries are read where they
+/// lie; nothing is allocated per entry unless the function asks for a `Vec`.
+pub fn update<'a, K, Vs, S, R, F>(
+    input: &'a [u8],
+    f: impl Fn(K, Vs, &mut State<S>) -> R,
+) -> Result<Vec<u8>, String>
+where
+    K: BorrowDecode<'a>,
+    Vs: UpdateValues<'a>,
+    S: BorrowDecode<'a> + Encode,
+    R: Emit<F>,
+{
+    let body = body(input)?;
+    let n = check_update_entries(body).map_err(|e| format!("bad update input from host: {e}"))?;
+    let mut r = Frames::new(&body[4..]);
+    // The actions (`u32 count`, then per entry `0` or `1` + state), then
+    // the emitted records, appended at the end.
+    let mut actions = Vec::with_capacity(body.len().saturating_add(4));
+    put_u32(&mut actions, u32::try_from(n).expect("too many entries"));
+    let mut emitted = RecordWriter::with_capacity(body.len());
+    for i in 0..n {
+        let key = K::borrow_decode(r.bytes()).map_err(|err| format!("entry {i}: key: {err}"))?;
+        let flags = r.u8();
+        let prev = if flags & UPDATE_HAS_STATE != 0 {
+            Some(S::borrow_decode(r.bytes()).map_err(|err| format!("entry {i}: state: {err}"))?)
+        } else {
+            None
+        };
+        let m = r.u32() as usize;
+        let values = Values::<()>::new(m, r.skip_bytes(m));
+        let values = Vs::from_values(values).map_err(|err| format!("entry {i}: value: {err}"))?;
+        let mut state = State::new(prev, flags & UPDATE_TIMED_OUT != 0);
+        f(key, values, &mut state).emit_into(&mut emitted)?;
+        match state.into_inner() {
+            None => actions.push(ACTION_REMOVE),
+            Some(s) => {
+                actions.push(ACTION_SET);
+                s.encode_prefixed(&mut actions);
+            }
+        }
+    }
+    actions.extend_from_slice(&emitted.into_bytes());
+    Ok(actions)
+}
+
 /// Runs a driver on the input the host placed in guest memory and writes
 /// the result area (`docs/abi.md` §2); returns the status. Public for other
 /// front ends over this SDK (`weir-js`).
 ///
+/// The input stays where the host wrote it until the instance is thrown
+/// away, so the driver may borrow from it for any lifetime `'a`.
+///
 /// # Safety
-/// `input..input+len` must be readable memory and `result` must point to 8
-/// writable bytes: the host guarantees both by the ABI.
+/// `input..input+len` must be readable memory, not written during the
+/// call, and `result` must point to 8 writable bytes: the host guarantees
+/// all of it by the ABI.
 #[doc(hidden)]
-pub unsafe fn run(
+pub unsafe fn run<'a>(
     input: u32,
     len: u32,
     result: u32,
-    driver: impl FnOnce(&[u8]) -> Result<Vec<u8>, String>,
+    driver: impl FnOnce(&'a [u8]) -> Result<Vec<u8>, String>,
 ) -> i32 {
     // SAFETY: the caller guarantees the range is valid guest memory.
     let input = unsafe { std::slice::from_raw_parts(input as usize as *const u8, len as usize) };
@@ -183,7 +299,7 @@ pub unsafe fn run(
 ///
 /// # Safety
 /// Called only from the export glue with the pointers the host passed.
-pub unsafe fn run_map<K: Decode, V: Decode, R: Emit>(
+pub unsafe fn run_map<'a, K: BorrowDecode<'a>, V: BorrowDecode<'a>, R: Emit<F>, F>(
     input: u32,
     len: u32,
     result: u32,
@@ -197,7 +313,7 @@ pub unsafe fn run_map<K: Decode, V: Decode, R: Emit>(
 ///
 /// # Safety
 /// Called only from the export glue with the pointers the host passed.
-pub unsafe fn run_map_values<V: Decode, R: Emit>(
+pub unsafe fn run_map_values<'a, V: BorrowDecode<'a>, R: Emit<F>, F>(
     input: u32,
     len: u32,
     result: u32,
@@ -211,7 +327,7 @@ pub unsafe fn run_map_values<V: Decode, R: Emit>(
 ///
 /// # Safety
 /// Called only from the export glue with the pointers the host passed.
-pub unsafe fn run_reduce<V: Decode + Encode, R: Reduced<V>>(
+pub unsafe fn run_reduce<'a, V: BorrowDecode<'a> + Encode, R: Reduced<V>>(
     input: u32,
     len: u32,
     result: u32,
@@ -222,19 +338,20 @@ pub unsafe fn run_reduce<V: Decode + Encode, R: Reduced<V>>(
 }
 
 /// A migrate call: `(key, old state)` records in, `(key, new state)` out;
-/// keys the function drops (`None`) leave the state.
-pub fn migrate<K: Decode, S1: Decode, S2: Encode>(
-    input: &[u8],
+/// keys the function drops (`None`) leave the state. The key is written
+/// back as the host sent it.
+pub fn migrate<'a, K: BorrowDecode<'a>, S1: BorrowDecode<'a>, S2: Encode>(
+    input: &'a [u8],
     f: impl Fn(K, S1) -> Option<S2>,
 ) -> Result<Vec<u8>, String> {
-    let batch = RecordBatch::from_bytes(body(input)?.to_vec())
-        .map_err(|e| format!("bad migrate input from host: {e}"))?;
-    let mut out = RecordBatch::with_capacity(batch.byte_len());
-    for (i, (k, v)) in batch.iter().enumerate() {
-        let key = K::decode(k).map_err(|e| format!("entry {i}: key: {e}"))?;
-        let old = S1::decode(v).map_err(|e| format!("entry {i}: old state: {e}"))?;
+    let body = body(input)?;
+    let records = records(body, "migrate input")?;
+    let mut out = RecordWriter::with_capacity(body.len());
+    for (i, (k, v)) in records.enumerate() {
+        let key = K::borrow_decode(k).map_err(|e| format!("entry {i}: key: {e}"))?;
+        let old = S1::borrow_decode(v).map_err(|e| format!("entry {i}: old state: {e}"))?;
         if let Some(new) = f(key, old) {
-            out.push_encoded(|b| b.extend_from_slice(k), |b| new.encode(b));
+            out.push(k, &new);
         }
     }
     Ok(out.into_bytes())
@@ -244,7 +361,7 @@ pub fn migrate<K: Decode, S1: Decode, S2: Encode>(
 ///
 /// # Safety
 /// Called only from the export glue with the pointers the host passed.
-pub unsafe fn run_migrate<K: Decode, S1: Decode, S2: Encode>(
+pub unsafe fn run_migrate<'a, K: BorrowDecode<'a>, S1: BorrowDecode<'a>, S2: Encode>(
     input: u32,
     len: u32,
     result: u32,
@@ -258,12 +375,18 @@ pub unsafe fn run_migrate<K: Decode, S1: Decode, S2: Encode>(
 ///
 /// # Safety
 /// Called only from the export glue with the pointers the host passed.
-pub unsafe fn run_update<K: Decode, V: Decode, S: Decode + Encode, R: Emit>(
+pub unsafe fn run_update<'a, K, Vs, S, R, F>(
     input: u32,
     len: u32,
     result: u32,
-    f: impl Fn(K, Vec<V>, &mut State<S>) -> R,
-) -> i32 {
+    f: impl Fn(K, Vs, &mut State<S>) -> R,
+) -> i32
+where
+    K: BorrowDecode<'a>,
+    Vs: UpdateValues<'a>,
+    S: BorrowDecode<'a> + Encode,
+    R: Emit<F>,
+{
     // SAFETY: forwarded from the caller.
     unsafe { run(input, len, result, |i| update(i, f)) }
 }

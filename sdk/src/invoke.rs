@@ -390,3 +390,212 @@ where
     // SAFETY: forwarded from the caller.
     unsafe { run(input, len, result, |i| update(i, f)) }
 }
+
+#[cfg(test)]
+mod tests {
+    use weir_abi::{write_update_entries, GroupsWriter, RecordBatch, UpdateEntry, UpdateOutput};
+
+    use super::*;
+    use crate::Values;
+
+    fn call_input(body: &[u8]) -> Vec<u8> {
+        let mut input = CallHeader::default().encode().to_vec();
+        input.extend_from_slice(body);
+        input
+    }
+
+    fn lines(lines: &[&[u8]]) -> Vec<u8> {
+        let batch: RecordBatch = lines.iter().map(|l| (&b""[..], *l)).collect();
+        call_input(batch.as_bytes())
+    }
+
+    #[test]
+    fn every_output_form_gives_the_same_bytes() {
+        let input = lines(&[b"a bb  ccc", b"", b"  d "]);
+        let owned = map_values(&input, |l: String| -> Vec<(String, i64)> {
+            l.split_whitespace().map(|w| (w.to_owned(), 1)).collect()
+        })
+        .unwrap();
+        let borrowed_iter =
+            map_values(&input, |l: &str| l.split_whitespace().map(|w| (w, 1i64))).unwrap();
+        let bytes_iter = map_values(&input, |l: &[u8]| {
+            l.split(|b| *b == b' ')
+                .filter(|w| !w.is_empty())
+                .map(|w| (w, 1i64))
+        })
+        .unwrap();
+        let fallible_iter = map_values(&input, |l: &str| {
+            Ok::<_, String>(l.split_whitespace().map(|w| Some((w, 1i64))))
+        })
+        .unwrap();
+        let expected: RecordBatch = ["a", "bb", "ccc", "d"]
+            .iter()
+            .map(|w| (w.as_bytes(), 1i64.to_le_bytes()))
+            .collect();
+        for out in [owned, borrowed_iter, bytes_iter, fallible_iter] {
+            assert_eq!(out, expected.as_bytes());
+        }
+        let arrays = map(&input, |_: (), l: &str| [(l, 1u8), (l, 2u8)]).unwrap();
+        assert_eq!(RecordBatch::from_bytes(arrays).unwrap().len(), 6);
+    }
+
+    #[test]
+    fn borrowed_strings_fail_as_owned_ones_do() {
+        let input = lines(&[b"ok", b"bad \xff"]);
+        let owned = map_values(&input, |l: String| Some((l, 1i64))).unwrap_err();
+        let borrowed = map_values(&input, |l: &str| Some((l, 1i64))).unwrap_err();
+        assert_eq!(borrowed, owned);
+        assert_eq!(
+            borrowed,
+            "record 1: value: cannot decode alloc::string::String: \
+             invalid utf-8 sequence of 1 bytes from index 4"
+        );
+        let err = map_values(&input, |l: &str| {
+            l.split_whitespace()
+                .map(|w| if w == "ok" { Err("no") } else { Ok((w, 1i64)) })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_err();
+        assert_eq!(err, "no");
+        // Malformed framing fails before the function runs.
+        let mut bad = lines(&[b"x"]);
+        bad.pop();
+        assert!(map_values(&bad, |_: &[u8]| -> () { unreachable!() })
+            .unwrap_err()
+            .starts_with("bad record batch from host: "));
+    }
+
+    #[test]
+    fn reduce_reads_groups_in_place() {
+        let mut groups = GroupsWriter::new();
+        let v = |n: i64| n.to_le_bytes();
+        groups.push(b"a", [&v(1)[..], &v(2)[..], &v(3)[..]].into_iter());
+        groups.push(b"b", [&v(10)[..]].into_iter());
+        groups.push(b"c", [&v(-1)[..], &v(1)[..]].into_iter());
+        let input = call_input(&groups.into_bytes());
+        let out = reduce(&input, |a: i64, b: i64| a + b).unwrap();
+        assert_eq!(
+            weir_abi::read_reduced(&out, 3).unwrap(),
+            vec![&v(6)[..], &v(10)[..], &v(0)[..]]
+        );
+        // Borrowed values: the longest string of each group.
+        let mut groups = GroupsWriter::new();
+        groups.push(b"k", [&b"ab"[..], b"abc", b"x"].into_iter());
+        let input = call_input(&groups.into_bytes());
+        let out = reduce(
+            &input,
+            |a: &str, b: &str| if b.len() > a.len() { b } else { a },
+        )
+        .unwrap();
+        assert_eq!(weir_abi::read_reduced(&out, 1).unwrap(), vec![&b"abc"[..]]);
+        // Errors name the group; a group without values is the host's fault.
+        let mut groups = GroupsWriter::new();
+        groups.push(b"a", [&v(1)[..]].into_iter());
+        groups.push(b"b", [&v(1)[..], &b"x"[..]].into_iter());
+        let input = call_input(&groups.into_bytes());
+        assert_eq!(
+            reduce(&input, |a: i64, b: i64| a + b).unwrap_err(),
+            "group 1: value: cannot decode i64: expected 8 bytes, found 1"
+        );
+        let input = call_input(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(reduce(&input, |a: i64, b: i64| a + b)
+            .unwrap_err()
+            .starts_with("bad reduce input from host: "));
+    }
+
+    #[test]
+    fn update_with_values_equals_update_with_a_vec() {
+        let (one, two, ten) = (1i64.to_le_bytes(), 2i64.to_le_bytes(), 10i64.to_le_bytes());
+        let entries = [
+            UpdateEntry {
+                key: b"old",
+                state: Some(&ten),
+                timed_out: false,
+                values: vec![&one, &two],
+            },
+            UpdateEntry {
+                key: b"idle",
+                state: Some(&ten),
+                timed_out: true,
+                values: vec![],
+            },
+            UpdateEntry {
+                key: b"gone",
+                state: None,
+                timed_out: false,
+                values: vec![],
+            },
+            UpdateEntry {
+                key: b"new",
+                state: None,
+                timed_out: false,
+                values: vec![&two],
+            },
+        ];
+        let input = call_input(&write_update_entries(&entries));
+        let with_vec = update(&input, |k: String, vs: Vec<i64>, s: &mut State<i64>| {
+            if vs.is_empty() {
+                return None;
+            }
+            let total = s.get().copied().unwrap_or(0) + vs.iter().sum::<i64>();
+            s.set(total);
+            Some((k, total))
+        })
+        .unwrap();
+        let with_values = update(&input, |k: &str, vs: Values<i64>, s: &mut State<i64>| {
+            if vs.is_empty() {
+                return None;
+            }
+            let total = s.get().copied().unwrap_or(0) + vs.sum::<i64>();
+            s.set(total);
+            Some((k, total))
+        })
+        .unwrap();
+        assert_eq!(with_values, with_vec);
+        let out = UpdateOutput::decode(&with_values, 4).unwrap();
+        assert_eq!(
+            out.states,
+            vec![
+                Some(13i64.to_le_bytes().to_vec()),
+                Some(ten.to_vec()),
+                None,
+                Some(two.to_vec())
+            ]
+        );
+        assert_eq!(out.emitted.len(), 2);
+        // A bad value fails before the function sees the key, either way.
+        let entries = [UpdateEntry {
+            key: b"k",
+            state: None,
+            timed_out: false,
+            values: vec![&one, b"xy"],
+        }];
+        let input = call_input(&write_update_entries(&entries));
+        let err = update(
+            &input,
+            |_: &[u8], _: Values<i64>, _: &mut State<i64>| -> () { unreachable!() },
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "entry 0: value: cannot decode i64: expected 8 bytes, found 2"
+        );
+    }
+
+    #[test]
+    fn migrate_borrows_keys_and_states() {
+        let batch: RecordBatch = [(&b"k1"[..], &b"1"[..]), (b"k2", b"22")]
+            .into_iter()
+            .collect();
+        let input = call_input(batch.as_bytes());
+        let out = migrate(&input, |k: &str, old: &str| {
+            (k == "k2").then(|| old.len() as i64)
+        })
+        .unwrap();
+        let out = RecordBatch::from_bytes(out).unwrap();
+        assert_eq!(
+            out.iter().collect::<Vec<_>>(),
+            vec![(&b"k2"[..], &2i64.to_le_bytes()[..])]
+        );
+    }
+}

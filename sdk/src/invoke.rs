@@ -589,7 +589,7 @@ mod tests {
             .collect();
         let input = call_input(batch.as_bytes());
         let out = migrate(&input, |k: &str, old: &str| {
-            (k == "k2").then(|| old.len() as i64)
+            (k == "k2").then_some(old.len() as i64)
         })
         .unwrap();
         let out = RecordBatch::from_bytes(out).unwrap();

@@ -47,31 +47,30 @@ fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenStream {
     };
     let ident = &func.sig.ident;
     let arity = func.sig.inputs.len();
-    let (prefix, runner) = match (kind, arity) {
-        (Kind::Map, 1) => ("map", quote!(run_map_values)),
-        (Kind::Map, 2) => ("map", quote!(run_map)),
-        (Kind::Reduce, 2) => ("reduce", quote!(run_reduce)),
-        (Kind::Update, 3) => ("update", quote!(run_update)),
-        (Kind::Migrate, 2) => ("migrate", quote!(run_migrate)),
-        (Kind::Migrate, _) => {
-            return arity_error(
+    let (prefix, runner) =
+        match (kind, arity) {
+            (Kind::Map, 1) => ("map", quote!(run_map_values)),
+            (Kind::Map, 2) => ("map", quote!(run_map)),
+            (Kind::Reduce, 2) => ("reduce", quote!(run_reduce)),
+            (Kind::Update, 3) => ("update", quote!(run_update)),
+            (Kind::Migrate, 2) => ("migrate", quote!(run_migrate)),
+            (Kind::Migrate, _) => {
+                return arity_error(
+                    &func,
+                    "a migrate function takes (key, old_state) and returns Option<new_state>",
+                )
+            }
+            (Kind::Map, _) => {
+                return arity_error(&func, "a map function takes (value) or (key, value)")
+            }
+            (Kind::Reduce, _) => {
+                return arity_error(&func, "a reduce function takes (a, b) of the same type")
+            }
+            (Kind::Update, _) => return arity_error(
                 &func,
-                "a migrate function takes (key, old_state) and returns Option<new_state>",
-            )
-        }
-        (Kind::Map, _) => {
-            return arity_error(&func, "a map function takes (value) or (key, value)")
-        }
-        (Kind::Reduce, _) => {
-            return arity_error(&func, "a reduce function takes (a, b) of the same type")
-        }
-        (Kind::Update, _) => {
-            return arity_error(
-                &func,
-                "an update function takes (key, values: Vec<V>, state: &mut State<S>)",
-            )
-        }
-    };
+                "an update function takes (key, values: Vec<V> or Values<V>, state: &mut State<S>)",
+            ),
+        };
     let export = format!("{prefix}:{name}");
     let glue = format_ident!("__weir_export_{}_{}", prefix, ident);
     quote! {
@@ -95,8 +94,10 @@ fn arity_error(func: &ItemFn, msg: &str) -> TokenStream {
 }
 
 /// Exports a per-record function as `map:NAME`: `fn(value) -> R` or
-/// `fn(key, value) -> R`, where `R` is a pair, `Option`, `Vec`, `()` or a
-/// `Result` of those.
+/// `fn(key, value) -> R`. Parameters may borrow the input (`&str`, `&[u8]`)
+/// or own it (`String`, `i64`, any `Decode` type); `R` is a pair, `()`, an
+/// `Option`, `Vec` or array of records, any iterator of records (`impl
+/// Iterator<Item = (&str, i64)>`), or a `Result` of those (`weir_sdk::Emit`).
 #[proc_macro_attribute]
 pub fn map(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand(Kind::Map, attr, item)
@@ -110,7 +111,9 @@ pub fn reduce(attr: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Exports a state update `fn(K, Vec<V>, &mut State<S>) -> R` as
-/// `update:NAME`; `R` is the records to emit, as for `map`.
+/// `update:NAME` (the values may also be `weir_sdk::Values<V>`, decoded
+/// lazily; the key may borrow, `&str`); `R` is the records to emit, as for
+/// `map`.
 #[proc_macro_attribute]
 pub fn update(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand(Kind::Update, attr, item)

@@ -15,10 +15,7 @@
 //! assert_eq!(out.iter().next().unwrap().1, b"HI");
 //! ```
 
-use weir_abi::{
-    put_u32, CallHeader, FrameError, Reader, ACTION_REMOVE, ACTION_SET, UPDATE_HAS_STATE,
-    UPDATE_TIMED_OUT,
-};
+use weir_abi::{put_u32, CallHeader, ACTION_REMOVE, ACTION_SET};
 
 use crate::{BorrowDecode, Emit, Encode, RecordWriter, Reduced, State, UpdateValues, Values};
 
@@ -28,71 +25,14 @@ fn body(input: &[u8]) -> Result<&[u8], String> {
     Ok(body)
 }
 
-/// Reads framing that was checked before: lengths are known to be in range
-/// (a slip would panic, never read out of bounds).
-#[derive(Clone, Copy)]
-pub(crate) struct Frames<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Frames<'a> {
-    pub(crate) fn new(checked: &'a [u8]) -> Self {
-        Frames { rest: checked }
-    }
-
-    #[inline]
-    pub(crate) fn u8(&mut self) -> u8 {
-        let (b, tail) = self.rest.split_first().expect("checked framing");
-        self.rest = tail;
-        *b
-    }
-
-    #[inline]
-    pub(crate) fn u32(&mut self) -> u32 {
-        let (n, tail) = self.rest.split_at(4);
-        self.rest = tail;
-        u32::from_le_bytes(n.try_into().expect("4 bytes"))
-    }
-
-    #[inline]
-    pub(crate) fn bytes(&mut self) -> &'a [u8] {
-        let len = self.u32() as usize;
-        let (bytes, tail) = self.rest.split_at(len);
-        self.rest = tail;
-        bytes
-    }
-
-    /// Skips `n` byte strings and returns the bytes they took.
-    #[inline]
-    pub(crate) fn skip_bytes(&mut self, n: usize) -> &'a [u8] {
-        let start = self.rest;
-        for _ in 0..n {
-            self.bytes();
-        }
-        &start[..start.len() - self.rest.len()]
-    }
-}
-
 /// The records of a map body, read where they lie. The whole batch is
-/// checked first (as `RecordBatch::from_bytes` would), so a malformed batch
-/// fails before the function sees any record.
+/// checked first, so a malformed batch fails before the function sees any
+/// record.
 fn records<'a>(
     body: &'a [u8],
     what: &str,
 ) -> Result<impl Iterator<Item = (&'a [u8], &'a [u8])>, String> {
-    let check = |body| -> Result<usize, FrameError> {
-        let mut r = Reader::new(body);
-        let n = r.count(8, "record count")?;
-        for _ in 0..n {
-            r.bytes("record key")?;
-            r.bytes("record value")?;
-        }
-        r.finish()?;
-        Ok(n)
-    };
-    let n = check(body).map_err(|e| format!("bad {what} from host: {e}"))?;
-    let mut r = Frames::new(&body[4..]);
-    Ok((0..n).map(move |_| (r.bytes(), r.bytes())))
+    weir_abi::records(body).map_err(|e| format!("bad {what} from host: {e}"))
 }
 
 /// Room for the output of a map over `body`: twice the input. Word splits
@@ -134,29 +74,6 @@ pub fn map_values<'a, V: BorrowDecode<'a>, R: Emit<F>, F>(
     Ok(out.into_bytes())
 }
 
-/// Checks a reduce body (the checks and messages of `weir_abi::read_groups`)
-/// and returns the group count.
-fn check_groups(body: &[u8]) -> Result<usize, FrameError> {
-    let mut r = Reader::new(body);
-    let n = r.count(8, "group count")?;
-    for _ in 0..n {
-        r.bytes("group key")?;
-        let at = r.position();
-        let m = r.count(4, "value count")?;
-        if m == 0 {
-            return Err(FrameError {
-                offset: at,
-                expected: "a value count of at least 1",
-            });
-        }
-        for _ in 0..m {
-            r.bytes("group value")?;
-        }
-    }
-    r.finish()?;
-    Ok(n)
-}
-
 /// A reduce call: folds every group's values left to right with `f`. The
 /// groups are read where they lie (no list of groups or of values is
 /// built) and the output (`u32 count`, then one byte string per group) is
@@ -166,50 +83,27 @@ pub fn reduce<'a, V: BorrowDecode<'a> + Encode, R: Reduced<V>>(
     f: impl Fn(V, V) -> R,
 ) -> Result<Vec<u8>, String> {
     let body = body(input)?;
-    let n = check_groups(body).map_err(|e| format!("bad reduce input from host: {e}"))?;
-    let mut r = Frames::new(&body[4..]);
+    let groups = weir_abi::groups(body).map_err(|e| format!("bad reduce input from host: {e}"))?;
     // Enough for fixed-width results (a group's input takes at least as
     // many bytes as its reduced number), so the buffer rarely grows.
     let mut out = Vec::with_capacity(body.len());
-    put_u32(&mut out, u32::try_from(n).expect("too many groups"));
-    for i in 0..n {
-        let _key = r.bytes();
-        let m = r.u32();
-        let decode = |v| V::borrow_decode(v).map_err(|e| format!("group {i}: value: {e}"));
-        let mut acc = decode(r.bytes())?;
-        for _ in 1..m {
-            acc = f(acc, decode(r.bytes())?).into_value()?;
+    put_u32(
+        &mut out,
+        u32::try_from(groups.len()).expect("too many groups"),
+    );
+    for (i, (_key, mut values)) in groups.enumerate() {
+        let mut next = || {
+            let v = values.next()?;
+            Some(V::borrow_decode(v).map_err(|e| format!("group {i}: value: {e}")))
+        };
+        // Checked framing: every group has at least one value.
+        let mut acc = next().expect("a group has values")?;
+        while let Some(v) = next() {
+            acc = f(acc, v?).into_value()?;
         }
         acc.encode_prefixed(&mut out);
     }
     Ok(out)
-}
-
-/// Checks an update body (the checks and messages of
-/// `weir_abi::read_update_entries`) and returns the entry count.
-fn check_update_entries(body: &[u8]) -> Result<usize, FrameError> {
-    let mut r = Reader::new(body);
-    let n = r.count(9, "update entry count")?;
-    for _ in 0..n {
-        r.bytes("update key")?;
-        let at = r.position();
-        let flags = r.u8("update flags")?;
-        if flags & !(UPDATE_HAS_STATE | UPDATE_TIMED_OUT) != 0 {
-            return Err(FrameError {
-                offset: at,
-                expected: "update flags with only bits 0 and 1",
-            });
-        }
-        if flags & UPDATE_HAS_STATE != 0 {
-            r.bytes("update state")?;
-        }
-        let m = r.count(4, "update value count")?;
-        for _ in 0..m {
-            r.bytes("update value")?;
-        }
-    }
-    r.finish()?;
-    Ok(n)
 }
 
 /// An update call: runs `f` once per entry with the key, its new values
@@ -227,25 +121,26 @@ where
     R: Emit<F>,
 {
     let body = body(input)?;
-    let n = check_update_entries(body).map_err(|e| format!("bad update input from host: {e}"))?;
-    let mut r = Frames::new(&body[4..]);
+    let entries =
+        weir_abi::update_entries(body).map_err(|e| format!("bad update input from host: {e}"))?;
     // The actions (`u32 count`, then per entry `0` or `1` + state), then
     // the emitted records, appended at the end.
     let mut actions = Vec::with_capacity(body.len().saturating_add(4));
-    put_u32(&mut actions, u32::try_from(n).expect("too many entries"));
+    put_u32(
+        &mut actions,
+        u32::try_from(entries.len()).expect("too many entries"),
+    );
     let mut emitted = RecordWriter::with_capacity(body.len());
-    for i in 0..n {
-        let key = K::borrow_decode(r.bytes()).map_err(|err| format!("entry {i}: key: {err}"))?;
-        let flags = r.u8();
-        let prev = if flags & UPDATE_HAS_STATE != 0 {
-            Some(S::borrow_decode(r.bytes()).map_err(|err| format!("entry {i}: state: {err}"))?)
-        } else {
-            None
-        };
-        let m = r.u32() as usize;
-        let values = Values::<()>::new(m, r.skip_bytes(m));
-        let values = Vs::from_values(values).map_err(|err| format!("entry {i}: value: {err}"))?;
-        let mut state = State::new(prev, flags & UPDATE_TIMED_OUT != 0);
+    for (i, e) in entries.enumerate() {
+        let key = K::borrow_decode(e.key).map_err(|err| format!("entry {i}: key: {err}"))?;
+        let prev = e
+            .state
+            .map(S::borrow_decode)
+            .transpose()
+            .map_err(|err| format!("entry {i}: state: {err}"))?;
+        let values = Vs::from_values(Values::<()>::new(e.values))
+            .map_err(|err| format!("entry {i}: value: {err}"))?;
+        let mut state = State::new(prev, e.timed_out);
         f(key, values, &mut state).emit_into(&mut emitted)?;
         match state.into_inner() {
             None => actions.push(ACTION_REMOVE),

@@ -4,8 +4,9 @@
 use std::fmt;
 use std::marker::PhantomData;
 
+use weir_abi::ByteStrings;
+
 use crate::codec::{BorrowDecode, DecodeError};
-use crate::invoke::Frames;
 
 /// A key's new values in an update call, decoded one at a time as you
 /// iterate, borrowing from the call's input: take `values: Values<i64>`
@@ -16,47 +17,39 @@ use crate::invoke::Frames;
 /// then decodes again (for numbers that is a length check; for `&str` the
 /// UTF-8 check runs twice).
 pub struct Values<'a, V> {
-    frames: Frames<'a>,
-    left: usize,
+    raw: ByteStrings<'a>,
     _v: PhantomData<fn() -> V>,
 }
 
 impl<'a, V> Values<'a, V> {
-    /// `count` byte strings, framed as on the wire (`u32` length + bytes
-    /// each), already checked to be exactly that.
-    pub(crate) fn new(count: usize, framed: &'a [u8]) -> Self {
+    /// The values of one update entry, not decoded yet.
+    pub(crate) fn new(raw: ByteStrings<'a>) -> Self {
         Values {
-            frames: Frames::new(framed),
-            left: count,
+            raw,
             _v: PhantomData,
         }
     }
 
     /// Number of values left.
     pub fn len(&self) -> usize {
-        self.left
+        self.raw.len()
     }
 
     /// True when no value is left (a key without new values: a timeout,
     /// or a key with state only).
     pub fn is_empty(&self) -> bool {
-        self.left == 0
+        self.raw.len() == 0
     }
 
     /// The values' raw bytes, undecoded.
-    pub fn raw(&self) -> impl ExactSizeIterator<Item = &'a [u8]> + 'a {
-        let mut frames = self.frames;
-        (0..self.left).map(move |_| frames.bytes())
+    pub fn raw(&self) -> ByteStrings<'a> {
+        self.raw
     }
 }
 
 impl<V> Clone for Values<'_, V> {
     fn clone(&self) -> Self {
-        Values {
-            frames: self.frames,
-            left: self.left,
-            _v: PhantomData,
-        }
+        Values::new(self.raw)
     }
 }
 
@@ -71,15 +64,12 @@ impl<'a, V: BorrowDecode<'a>> Iterator for Values<'a, V> {
 
     #[inline]
     fn next(&mut self) -> Option<V> {
-        if self.left == 0 {
-            return None;
-        }
-        self.left -= 1;
-        Some(V::borrow_decode(self.frames.bytes()).expect("values are checked before the call"))
+        let v = self.raw.next()?;
+        Some(V::borrow_decode(v).expect("values are checked before the call"))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.left, Some(self.left))
+        self.raw.size_hint()
     }
 }
 
@@ -104,10 +94,6 @@ impl<'a, V: BorrowDecode<'a>> UpdateValues<'a> for Values<'a, V> {
         for v in values.raw() {
             V::borrow_decode(v)?;
         }
-        Ok(Values {
-            frames: values.frames,
-            left: values.left,
-            _v: PhantomData,
-        })
+        Ok(Values::new(values.raw))
     }
 }

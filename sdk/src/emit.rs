@@ -23,7 +23,7 @@ impl RecordWriter {
     }
 
     /// Appends a record.
-    #[inline]
+    #[inline(always)]
     pub fn push<K: Encode + ?Sized, V: Encode + ?Sized>(&mut self, key: &K, value: &V) {
         key.encode_prefixed(&mut self.buf);
         value.encode_prefixed(&mut self.buf);
@@ -84,7 +84,7 @@ pub trait Emit<F = form::Single> {
 }
 
 impl<K: Encode, V: Encode> Emit for (K, V) {
-    #[inline]
+    #[inline(always)]
     fn emit_into(self, out: &mut RecordWriter) -> Result<(), String> {
         out.push(&self.0, &self.1);
         Ok(())

@@ -133,13 +133,14 @@ where
     let mut emitted = RecordWriter::with_capacity(body.len());
     for (i, e) in entries.enumerate() {
         let key = K::borrow_decode(e.key).map_err(|err| format!("entry {i}: key: {err}"))?;
+        // Key, values, state: the order errors are reported in.
+        let values = Vs::from_values(Values::<()>::new(e.values))
+            .map_err(|err| format!("entry {i}: value: {err}"))?;
         let prev = e
             .state
             .map(S::borrow_decode)
             .transpose()
             .map_err(|err| format!("entry {i}: state: {err}"))?;
-        let values = Vs::from_values(Values::<()>::new(e.values))
-            .map_err(|err| format!("entry {i}: value: {err}"))?;
         let mut state = State::new(prev, e.timed_out);
         f(key, values, &mut state).emit_into(&mut emitted)?;
         match state.into_inner() {
@@ -475,6 +476,24 @@ mod tests {
             err,
             "entry 0: value: cannot decode i64: expected 8 bytes, found 2"
         );
+        // A bad value is reported before a bad state, as it always was
+        // (the other languages' plugins reproduce the order).
+        let entries = [UpdateEntry {
+            key: b"k",
+            state: Some(b"abc"),
+            timed_out: false,
+            values: vec![b"xy"],
+        }];
+        let input = call_input(&write_update_entries(&entries));
+        for err in [
+            update(&input, |_: &[u8], _: Vec<i64>, _: &mut State<i64>| {}).unwrap_err(),
+            update(&input, |_: &[u8], _: Values<i64>, _: &mut State<i64>| {}).unwrap_err(),
+        ] {
+            assert_eq!(
+                err,
+                "entry 0: value: cannot decode i64: expected 8 bytes, found 2"
+            );
+        }
     }
 
     #[test]

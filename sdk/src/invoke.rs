@@ -35,13 +35,15 @@ fn records<'a>(
     weir_abi::records(body).map_err(|e| format!("bad {what} from host: {e}"))
 }
 
-/// Room for the output of a map over `body`: twice the input. Word splits
-/// and other expanding maps write more than they read (a word of a few
-/// bytes becomes a 16-byte-larger record); the buffer then grows in place
-/// at the top of the SDK's heap, without a copy, and reserved room that is
-/// never written costs no page faults.
+/// Room for the output of a map over `body`: twice the input, but at most
+/// 64 MiB more than the input. Word splits and other expanding maps write
+/// more than they read (a word of a few bytes becomes a record 16 bytes
+/// longer); with the SDK's heap the buffer then grows in place at the top
+/// of the heap, without a copy, and room never written costs no page
+/// faults. The cap keeps a filter over a huge partition from reserving
+/// memory it does not need against the host's memory limit.
 fn map_capacity(body: &[u8]) -> usize {
-    body.len().saturating_mul(2)
+    body.len().saturating_add(body.len().min(64 << 20))
 }
 
 /// A map call where the function takes key and value. Parameters may

@@ -47,30 +47,31 @@ fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenStream {
     };
     let ident = &func.sig.ident;
     let arity = func.sig.inputs.len();
-    let (prefix, runner) =
-        match (kind, arity) {
-            (Kind::Map, 1) => ("map", quote!(run_map_values)),
-            (Kind::Map, 2) => ("map", quote!(run_map)),
-            (Kind::Reduce, 2) => ("reduce", quote!(run_reduce)),
-            (Kind::Update, 3) => ("update", quote!(run_update)),
-            (Kind::Migrate, 2) => ("migrate", quote!(run_migrate)),
-            (Kind::Migrate, _) => {
-                return arity_error(
-                    &func,
-                    "a migrate function takes (key, old_state) and returns Option<new_state>",
-                )
-            }
-            (Kind::Map, _) => {
-                return arity_error(&func, "a map function takes (value) or (key, value)")
-            }
-            (Kind::Reduce, _) => {
-                return arity_error(&func, "a reduce function takes (a, b) of the same type")
-            }
-            (Kind::Update, _) => return arity_error(
+    let (prefix, runner) = match (kind, arity) {
+        (Kind::Map, 1) => ("map", quote!(run_map_values)),
+        (Kind::Map, 2) => ("map", quote!(run_map)),
+        (Kind::Reduce, 2) => ("reduce", quote!(run_reduce)),
+        (Kind::Update, 3) => ("update", quote!(run_update)),
+        (Kind::Migrate, 2) => ("migrate", quote!(run_migrate)),
+        (Kind::Migrate, _) => {
+            return arity_error(
                 &func,
-                "an update function takes (key, values: Vec<V> or Values<V>, state: &mut State<S>)",
-            ),
-        };
+                "a migrate function takes (key, old_state) and returns Option<new_state>",
+            )
+        }
+        (Kind::Map, _) => {
+            return arity_error(&func, "a map function takes (value) or (key, value)")
+        }
+        (Kind::Reduce, _) => {
+            return arity_error(&func, "a reduce function takes (a, b) of the same type")
+        }
+        (Kind::Update, _) => {
+            return arity_error(
+                &func,
+                "an update function takes (key, values: Vec<V>, state: &mut State<S>)",
+            )
+        }
+    };
     let export = format!("{prefix}:{name}");
     let glue = format_ident!("__weir_export_{}_{}", prefix, ident);
     quote! {

@@ -764,7 +764,7 @@ pub struct Groups<'a> {
 impl<'a> Iterator for Groups<'a> {
     type Item = (&'a [u8], ByteStrings<'a>);
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         if self.left == 0 {
             return None;
@@ -793,6 +793,7 @@ pub struct ByteStrings<'a> {
 
 impl<'a> ByteStrings<'a> {
     /// Takes `count` byte strings from the front of `rest`.
+    #[inline(always)]
     fn take(rest: &mut &'a [u8], count: usize) -> Self {
         let all = *rest;
         for _ in 0..count {
@@ -808,7 +809,7 @@ impl<'a> ByteStrings<'a> {
 impl<'a> Iterator for ByteStrings<'a> {
     type Item = &'a [u8];
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<&'a [u8]> {
         if self.left == 0 {
             return None;
@@ -826,7 +827,7 @@ impl ExactSizeIterator for ByteStrings<'_> {}
 
 /// A `u32` from the front of framing that was checked before (a slip
 /// panics; it never reads out of bounds).
-#[inline]
+#[inline(always)]
 fn take_u32_checked(rest: &mut &[u8]) -> u32 {
     let (n, tail) = rest.split_at(4);
     *rest = tail;
@@ -834,7 +835,7 @@ fn take_u32_checked(rest: &mut &[u8]) -> u32 {
 }
 
 /// A byte string from the front of checked framing.
-#[inline]
+#[inline(always)]
 fn take_checked<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
     let len = take_u32_checked(rest) as usize;
     let (bytes, tail) = rest.split_at(len);
@@ -987,7 +988,7 @@ pub struct UpdateEntries<'a> {
 impl<'a> Iterator for UpdateEntries<'a> {
     type Item = UpdateEntryRef<'a>;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<UpdateEntryRef<'a>> {
         if self.left == 0 {
             return None;

@@ -94,18 +94,21 @@ pub fn reduce<'a, V: BorrowDecode<'a> + Encode, R: Reduced<V>>(
         u32::try_from(groups.len()).expect("too many groups"),
     );
     for (i, (_key, mut values)) in groups.enumerate() {
-        let mut next = || {
-            let v = values.next()?;
-            Some(V::borrow_decode(v).map_err(|e| format!("group {i}: value: {e}")))
-        };
         // Checked framing: every group has at least one value.
-        let mut acc = next().expect("a group has values")?;
-        while let Some(v) = next() {
-            acc = f(acc, v?).into_value()?;
+        let first = values.next().expect("a group has values");
+        let mut acc = group_value::<V>(first, i)?;
+        for v in values {
+            acc = f(acc, group_value(v, i)?).into_value()?;
         }
         acc.encode_prefixed(&mut out);
     }
     Ok(out)
+}
+
+/// Decodes a value of group `i` (the message is built only on error).
+#[inline(always)]
+fn group_value<'a, V: BorrowDecode<'a>>(bytes: &'a [u8], i: usize) -> Result<V, String> {
+    V::borrow_decode(bytes).map_err(|e| format!("group {i}: value: {e}"))
 }
 
 /// An update call: runs `f` once per entry with the key, its new values

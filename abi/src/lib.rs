@@ -531,6 +531,18 @@ impl<'a> IntoIterator for &'a RecordBatch {
     }
 }
 
+/// The records of a record batch in its wire form, read where they lie:
+/// the whole batch is checked first (as [`RecordBatch::from_bytes`] does,
+/// with the same errors), then iterated without copying or allocating.
+pub fn records(batch: &[u8]) -> Result<RecordIter<'_>, FrameError> {
+    let n = RecordBatch::check(batch)?;
+    Ok(RecordIter {
+        buf: batch,
+        pos: 4,
+        left: n,
+    })
+}
+
 /// Iterator over the records of a [`RecordBatch`].
 #[derive(Debug, Clone)]
 pub struct RecordIter<'a> {
@@ -755,13 +767,25 @@ pub struct Group<'a> {
     pub values: Vec<&'a [u8]>,
 }
 
-/// Parses a reduce body.
+/// Parses a reduce body into a list of groups (see [`groups`] to read it
+/// in place instead).
 pub fn read_groups(body: &[u8]) -> Result<Vec<Group<'_>>, FrameError> {
+    Ok(groups(body)?
+        .map(|(key, values)| Group {
+            key,
+            values: values.collect(),
+        })
+        .collect())
+}
+
+/// The groups of a reduce body, `(key, values)`, read where they lie: the
+/// whole body is checked first (the checks and errors of [`read_groups`]),
+/// then iterated without allocating.
+pub fn groups(body: &[u8]) -> Result<Groups<'_>, FrameError> {
     let mut r = Reader::new(body);
     let n = r.count(8, "group count")?;
-    let mut groups = Vec::with_capacity(n);
     for _ in 0..n {
-        let key = r.bytes("group key")?;
+        r.bytes("group key")?;
         let at = r.position();
         let m = r.count(4, "value count")?;
         if m == 0 {
@@ -770,14 +794,104 @@ pub fn read_groups(body: &[u8]) -> Result<Vec<Group<'_>>, FrameError> {
                 expected: "a value count of at least 1",
             });
         }
-        let mut values = Vec::with_capacity(m);
         for _ in 0..m {
-            values.push(r.bytes("group value")?);
+            r.bytes("group value")?;
         }
-        groups.push(Group { key, values });
     }
     r.finish()?;
-    Ok(groups)
+    Ok(Groups {
+        rest: &body[4..],
+        left: n,
+    })
+}
+
+/// Iterator over the groups of a checked reduce body (from [`groups`]).
+#[derive(Debug, Clone)]
+pub struct Groups<'a> {
+    rest: &'a [u8],
+    left: usize,
+}
+
+impl<'a> Iterator for Groups<'a> {
+    type Item = (&'a [u8], ByteStrings<'a>);
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let key = take_checked(&mut self.rest);
+        let m = take_u32_checked(&mut self.rest) as usize;
+        let values = ByteStrings::take(&mut self.rest, m);
+        Some((key, values))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for Groups<'_> {}
+
+/// Byte strings laid end to end (`u32` length + bytes each) in checked
+/// framing, read in place: the values of a group or of an update entry.
+#[derive(Debug, Clone, Copy)]
+pub struct ByteStrings<'a> {
+    rest: &'a [u8],
+    left: usize,
+}
+
+impl<'a> ByteStrings<'a> {
+    /// Takes `count` byte strings from the front of `rest`.
+    #[inline(always)]
+    fn take(rest: &mut &'a [u8], count: usize) -> Self {
+        let all = *rest;
+        for _ in 0..count {
+            take_checked(rest);
+        }
+        ByteStrings {
+            rest: &all[..all.len() - rest.len()],
+            left: count,
+        }
+    }
+}
+
+impl<'a> Iterator for ByteStrings<'a> {
+    type Item = &'a [u8];
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        Some(take_checked(&mut self.rest))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for ByteStrings<'_> {}
+
+/// A `u32` from the front of framing that was checked before (a slip
+/// panics; it never reads out of bounds).
+#[inline(always)]
+fn take_u32_checked(rest: &mut &[u8]) -> u32 {
+    let (n, tail) = rest.split_at(4);
+    *rest = tail;
+    u32::from_le_bytes(n.try_into().expect("4 bytes"))
+}
+
+/// A byte string from the front of checked framing.
+#[inline(always)]
+fn take_checked<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
+    let len = take_u32_checked(rest) as usize;
+    let (bytes, tail) = rest.split_at(len);
+    *rest = tail;
+    bytes
 }
 
 /// Parses the output of a reduce call: `u32 count` then one value byte
@@ -857,13 +971,40 @@ pub fn write_update_entries<'a>(entries: impl IntoIterator<Item = &'a UpdateEntr
     out
 }
 
-/// Parses an update body.
+/// Parses an update body into a list of entries (see [`update_entries`]
+/// to read it in place instead).
 pub fn read_update_entries(body: &[u8]) -> Result<Vec<UpdateEntry<'_>>, FrameError> {
+    Ok(update_entries(body)?
+        .map(|e| UpdateEntry {
+            key: e.key,
+            state: e.state,
+            timed_out: e.timed_out,
+            values: e.values.collect(),
+        })
+        .collect())
+}
+
+/// One entry of an update call, read in place (from [`update_entries`]).
+#[derive(Debug, Clone, Copy)]
+pub struct UpdateEntryRef<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// The key's state before this batch, if any.
+    pub state: Option<&'a [u8]>,
+    /// True when the key's idle timeout expired (map_with_state).
+    pub timed_out: bool,
+    /// The key's new values in this batch, in arrival order (may be empty).
+    pub values: ByteStrings<'a>,
+}
+
+/// The entries of an update body, read where they lie: the whole body is
+/// checked first (the checks and errors of [`read_update_entries`]), then
+/// iterated without allocating.
+pub fn update_entries(body: &[u8]) -> Result<UpdateEntries<'_>, FrameError> {
     let mut r = Reader::new(body);
     let n = r.count(9, "update entry count")?;
-    let mut entries = Vec::with_capacity(n);
     for _ in 0..n {
-        let key = r.bytes("update key")?;
+        r.bytes("update key")?;
         let at = r.position();
         let flags = r.u8("update flags")?;
         if flags & !(UPDATE_HAS_STATE | UPDATE_TIMED_OUT) != 0 {
@@ -872,26 +1013,57 @@ pub fn read_update_entries(body: &[u8]) -> Result<Vec<UpdateEntry<'_>>, FrameErr
                 expected: "update flags with only bits 0 and 1",
             });
         }
-        let state = if flags & UPDATE_HAS_STATE != 0 {
-            Some(r.bytes("update state")?)
-        } else {
-            None
-        };
-        let m = r.count(4, "update value count")?;
-        let mut values = Vec::with_capacity(m);
-        for _ in 0..m {
-            values.push(r.bytes("update value")?);
+        if flags & UPDATE_HAS_STATE != 0 {
+            r.bytes("update state")?;
         }
-        entries.push(UpdateEntry {
+        let m = r.count(4, "update value count")?;
+        for _ in 0..m {
+            r.bytes("update value")?;
+        }
+    }
+    r.finish()?;
+    Ok(UpdateEntries {
+        rest: &body[4..],
+        left: n,
+    })
+}
+
+/// Iterator over the entries of a checked update body (from
+/// [`update_entries`]).
+#[derive(Debug, Clone)]
+pub struct UpdateEntries<'a> {
+    rest: &'a [u8],
+    left: usize,
+}
+
+impl<'a> Iterator for UpdateEntries<'a> {
+    type Item = UpdateEntryRef<'a>;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<UpdateEntryRef<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let key = take_checked(&mut self.rest);
+        let (&flags, tail) = self.rest.split_first().expect("checked framing");
+        self.rest = tail;
+        let state = (flags & UPDATE_HAS_STATE != 0).then(|| take_checked(&mut self.rest));
+        let m = take_u32_checked(&mut self.rest) as usize;
+        Some(UpdateEntryRef {
             key,
             state,
             timed_out: flags & UPDATE_TIMED_OUT != 0,
-            values,
-        });
+            values: ByteStrings::take(&mut self.rest, m),
+        })
     }
-    r.finish()?;
-    Ok(entries)
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
 }
+
+impl ExactSizeIterator for UpdateEntries<'_> {}
 
 /// The output of an update call: one state action per input entry, in input
 /// order, followed by a record batch of emitted records.
@@ -1135,6 +1307,73 @@ mod tests {
         put_bytes(&mut bad, b"k");
         put_u32(&mut bad, 0);
         assert!(read_groups(&bad).is_err());
+        assert!(super::groups(&bad).is_err());
+    }
+
+    #[test]
+    fn in_place_readers_equal_the_list_readers() {
+        let mut w = GroupsWriter::new();
+        w.push(b"k1", [&b"1"[..], b"", b"333"].into_iter());
+        w.push(b"", [&b"x"[..]].into_iter());
+        let body = w.into_bytes();
+        let lazy: Vec<(&[u8], Vec<&[u8]>)> = groups(&body)
+            .unwrap()
+            .map(|(k, vs)| (k, vs.collect()))
+            .collect();
+        let listed: Vec<(&[u8], Vec<&[u8]>)> = read_groups(&body)
+            .unwrap()
+            .into_iter()
+            .map(|g| (g.key, g.values))
+            .collect();
+        assert_eq!(lazy, listed);
+        assert_eq!(groups(&body).unwrap().len(), 2);
+        for cut in 0..body.len() {
+            assert_eq!(
+                groups(&body[..cut]).unwrap_err(),
+                read_groups(&body[..cut]).unwrap_err()
+            );
+        }
+
+        let entries = [
+            UpdateEntry {
+                key: b"a",
+                state: Some(b"s"),
+                timed_out: true,
+                values: vec![],
+            },
+            UpdateEntry {
+                key: b"bb",
+                state: None,
+                timed_out: false,
+                values: vec![b"1", b"22"],
+            },
+        ];
+        let body = write_update_entries(&entries);
+        let lazy: Vec<UpdateEntry> = update_entries(&body)
+            .unwrap()
+            .map(|e| UpdateEntry {
+                key: e.key,
+                state: e.state,
+                timed_out: e.timed_out,
+                values: e.values.collect(),
+            })
+            .collect();
+        assert_eq!(lazy, entries);
+        for cut in 0..body.len() {
+            assert_eq!(
+                update_entries(&body[..cut]).unwrap_err(),
+                read_update_entries(&body[..cut]).unwrap_err()
+            );
+        }
+
+        let batch: RecordBatch = [(&b"k"[..], &b"v"[..]), (b"", b"")].into_iter().collect();
+        assert!(records(batch.as_bytes()).unwrap().eq(batch.iter()));
+        let mut bad = batch.as_bytes().to_vec();
+        bad.pop();
+        assert_eq!(
+            records(&bad).unwrap_err(),
+            RecordBatch::from_bytes(bad).unwrap_err()
+        );
     }
 
     #[test]

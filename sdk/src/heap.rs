@@ -19,9 +19,13 @@
 //!   copied.
 //!
 //! The heap starts at the linker's `__heap_base` (using what is left of the
-//! module's initial memory before calling `memory.grow`) and grows by whole
-//! pages. [`Heap`] is generic over where pages come from so that it is
-//! tested natively.
+//! module's initial memory before calling `memory.grow`) and grows by at
+//! least 1 MiB at a time, so that a call makes few `memory.grow` calls
+//! (each a call into the runtime); untouched pages cost nothing. Both paths
+//! are cheap: a small allocation or free is a free-list pop or push, and
+//! nothing in the SDK's own per-record path allocates at all.
+//! [`Heap`] is generic over where pages come from so that it is tested
+//! natively.
 
 use std::alloc::Layout;
 
@@ -36,6 +40,9 @@ pub(crate) const MAX_SMALL: usize = 8 << (CLASSES - 1);
 
 /// Size of a slab small blocks are carved from.
 const SLAB: usize = 32 * 1024;
+
+/// Fewest pages the heap asks `memory.grow` for at a time (1 MiB).
+const MIN_GROW_PAGES: usize = 16;
 
 /// Smallest large block and free-list entry: room for a size and a link.
 const MIN_FREE: usize = 2 * std::mem::size_of::<usize>();
@@ -324,9 +331,18 @@ impl<P: Pages> Heap<P> {
     /// rest of the old region is freed and the heap continues in the new
     /// pages. Returns whether the growth was contiguous.
     unsafe fn grow(&mut self, bytes: usize) -> Option<bool> {
-        let pages = bytes.div_ceil(PAGE);
+        let need = bytes.div_ceil(PAGE);
+        // At least MIN_GROW_PAGES at a time: each `memory.grow` is a call
+        // into the runtime, and pages never touched cost nothing. Not more:
+        // the host's memory limit traps rather than failing the grow, so
+        // asking for much more than needed could end a call that fits. (A
+        // host that fails the grow instead gets a second, exact request.)
+        let (pages, at) = match self.pages.grow(need.max(MIN_GROW_PAGES)) {
+            Some(at) => (need.max(MIN_GROW_PAGES), at),
+            None if need < MIN_GROW_PAGES => (need, self.pages.grow(need)?),
+            None => return None,
+        };
         let added = pages.checked_mul(PAGE)?;
-        let at = self.pages.grow(pages)?;
         let new_end = at.checked_add(added)?;
         if at == self.end {
             self.end = new_end;

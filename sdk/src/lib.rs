@@ -6,13 +6,14 @@
 //! attribute on it, and build the crate for `wasm32-unknown-unknown`.
 //!
 //! **Function kinds.**
-//! [`map`] functions take one record and return zero or more (`Vec`,
-//! `Option`, a single pair, or a `Result` of those) — map, flat_map, filter
-//! and transform are all maps. [`reduce`] functions combine two values of the
-//! same key into one; they must be associative, the host calls them over
-//! whole groups. [`update`] functions see a key, its new values in this batch
-//! and its [`State`], may change or remove the state and may emit records
-//! (`update_state_by_key` and `map_with_state`).
+//! [`map`] functions take one record and return zero or more — map,
+//! flat_map, filter and transform are all maps. [`reduce`] functions combine
+//! two values of the same key into one; they must be associative, the host
+//! calls them over whole groups. [`update`] functions see a key, its new
+//! values in this batch and its [`State`], may change or remove the state
+//! and may emit records (`update_state_by_key` and `map_with_state`).
+//! [`migrate`] converts state when a module with a new [`state_version!`]
+//! takes over a running job.
 //!
 //! **Types.** Keys and values are byte strings on the wire. This crate maps
 //! them to Rust types with [`Encode`] and [`Decode`]: strings and byte
@@ -23,27 +24,49 @@
 //! `config::legacy()`: little-endian, fixed-width integers, `u64` length
 //! prefixes — the layout bincode 1 used, easy to match from other languages.
 //!
+//! **Borrowed inputs.** A parameter may be `&str` or `&[u8]` instead of
+//! `String` or `Vec<u8>`: it then points into the call's input, nothing is
+//! copied (a `&str` is still checked to be UTF-8, with the same error as a
+//! `String`). Parameters are [`BorrowDecode`], which every owned [`Decode`]
+//! type is. An update function may take its values as [`Values`] instead of
+//! a `Vec`, decoded as it iterates.
+//!
+//! **Outputs.** A map or update function returns what [`Emit`] covers: a
+//! `(key, value)` pair, `()`, an `Option`, `Vec` or array of records, any
+//! iterator of records, or a `Result` of those. Records are framed straight
+//! into the output buffer as they come; keys and values may borrow
+//! (`(&str, i64)`), so returning `impl Iterator<Item = (&str, i64)>` over a
+//! borrowed line allocates nothing per record. That is the fast form: as
+//! fast as a plugin written by hand against the ABI.
+//!
 //! **Errors.** A function that returns `Err(e)` fails the call; the host
 //! reports `e.to_string()` together with the job, operator, batch time and
 //! partition. A panic in a plugin is a trap, which the host reports too.
 //!
 //! **Memory.** On wasm32 the SDK installs a global allocator made for
 //! instances that live for one call (size-class free lists for small blocks,
-//! in-place growth for the output buffer); it is faster than the standard
-//! `dlmalloc` and touches fewer pages. To use your own `#[global_allocator]`
-//! instead, depend on `weir-sdk` with `default-features = false` (the
-//! `allocator` feature).
+//! in-place growth for the output buffer, memory grown in steps of at least
+//! 1 MiB); it is faster than the standard `dlmalloc` and touches fewer
+//! pages. To use your own `#[global_allocator]` instead, depend on
+//! `weir-sdk` with `default-features = false` (the `allocator` feature).
 //!
 //! **Native tests.** Without `target_arch = "wasm32"` the attributes only
 //! leave your function as it is, so plugin logic is tested with `cargo test`;
 //! [`invoke`] runs the exact byte-level glue natively as well.
 //!
 //! ```
-//! use weir_sdk::{map, reduce};
+//! use weir_sdk::{map, reduce, update, State, Values};
 //!
-//! /// line → (word, 1) for every word.
+//! /// line → (word, 1) for every word: borrows the line, allocates nothing.
 //! #[map]
-//! fn split(line: String) -> Vec<(String, i64)> {
+//! fn split(line: &str) -> impl Iterator<Item = (&str, i64)> {
+//!     line.split_whitespace().map(|w| (w, 1))
+//! }
+//!
+//! /// The same with owned types: simpler to reason about, slower (a
+//! /// `String` per word and a `Vec` per line).
+//! #[map]
+//! fn split_owned(line: String) -> Vec<(String, i64)> {
 //!     line.split_whitespace().map(|w| (w.to_string(), 1)).collect()
 //! }
 //!
@@ -52,7 +75,23 @@
 //!     a + b
 //! }
 //!
-//! assert_eq!(split("a b a".into()).len(), 3);
+//! /// Each word's running total, emitted when it changes.
+//! #[update]
+//! fn running_count<'a>(
+//!     word: &'a str,
+//!     counts: Values<'a, i64>,
+//!     total: &mut State<i64>,
+//! ) -> Option<(&'a str, i64)> {
+//!     if counts.is_empty() {
+//!         return None;
+//!     }
+//!     let new = total.get().copied().unwrap_or(0) + counts.sum::<i64>();
+//!     total.set(new);
+//!     Some((word, new))
+//! }
+//!
+//! assert_eq!(split("a b a").count(), 3);
+//! assert_eq!(split_owned("a b a".into()).len(), 3);
 //! assert_eq!(sum(2, 3), 5);
 //! ```
 
@@ -84,6 +123,8 @@ macro_rules! state_version {
 }
 
 pub mod codec;
+mod emit;
+mod values;
 // The allocator itself is wasm-only; natively only its tests use it.
 #[cfg_attr(
     not(all(target_arch = "wasm32", feature = "allocator")),
@@ -92,7 +133,9 @@ pub mod codec;
 mod heap;
 pub mod invoke;
 
-pub use codec::{Bincode, Decode, DecodeError, Encode};
+pub use codec::{Bincode, BorrowDecode, Decode, DecodeError, Encode};
+pub use emit::{form, Emit, RecordWriter};
+pub use values::{UpdateValues, Values};
 
 /// Things the glue generated by the attributes refers to. Not a stable API.
 #[doc(hidden)]
@@ -205,49 +248,6 @@ impl<S> State<S> {
     /// The value the host will keep.
     pub fn into_inner(self) -> Option<S> {
         self.value
-    }
-}
-
-/// What a [`map`] or [`update`] function may return: the records to emit.
-pub trait Emit {
-    /// Appends the records to `out`, or fails with a message.
-    fn emit_into(self, out: &mut RecordBatch) -> Result<(), String>;
-}
-
-impl<K: Encode, V: Encode> Emit for (K, V) {
-    fn emit_into(self, out: &mut RecordBatch) -> Result<(), String> {
-        out.push_encoded(|b| self.0.encode(b), |b| self.1.encode(b));
-        Ok(())
-    }
-}
-
-impl Emit for () {
-    fn emit_into(self, _out: &mut RecordBatch) -> Result<(), String> {
-        Ok(())
-    }
-}
-
-impl<T: Emit> Emit for Option<T> {
-    fn emit_into(self, out: &mut RecordBatch) -> Result<(), String> {
-        match self {
-            Some(t) => t.emit_into(out),
-            None => Ok(()),
-        }
-    }
-}
-
-impl<T: Emit> Emit for Vec<T> {
-    fn emit_into(self, out: &mut RecordBatch) -> Result<(), String> {
-        self.into_iter().try_for_each(|t| t.emit_into(out))
-    }
-}
-
-impl<T: Emit, E: fmt::Display> Emit for Result<T, E> {
-    fn emit_into(self, out: &mut RecordBatch) -> Result<(), String> {
-        match self {
-            Ok(t) => t.emit_into(out),
-            Err(e) => Err(e.to_string()),
-        }
     }
 }
 

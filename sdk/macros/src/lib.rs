@@ -95,8 +95,10 @@ fn arity_error(func: &ItemFn, msg: &str) -> TokenStream {
 }
 
 /// Exports a per-record function as `map:NAME`: `fn(value) -> R` or
-/// `fn(key, value) -> R`, where `R` is a pair, `Option`, `Vec`, `()` or a
-/// `Result` of those.
+/// `fn(key, value) -> R`. Parameters may borrow the input (`&str`, `&[u8]`)
+/// or own it (`String`, `i64`, any `Decode` type); `R` is a pair, `()`, an
+/// `Option`, `Vec` or array of records, any iterator of records (`impl
+/// Iterator<Item = (&str, i64)>`), or a `Result` of those (`weir_sdk::Emit`).
 #[proc_macro_attribute]
 pub fn map(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand(Kind::Map, attr, item)
@@ -110,7 +112,9 @@ pub fn reduce(attr: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Exports a state update `fn(K, Vec<V>, &mut State<S>) -> R` as
-/// `update:NAME`; `R` is the records to emit, as for `map`.
+/// `update:NAME` (the values may also be `weir_sdk::Values<V>`, decoded
+/// lazily; the key may borrow, `&str`); `R` is the records to emit, as for
+/// `map`.
 #[proc_macro_attribute]
 pub fn update(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand(Kind::Update, attr, item)

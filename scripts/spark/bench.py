@@ -11,7 +11,9 @@ batch interval.
 """
 
 import json
+import math
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -39,10 +41,10 @@ CAPACITY_BATCHES = env_int("CAPACITY_BATCHES", 3 if QUICK else 6)
 CAPACITY_SKIP = env_int("CAPACITY_SKIP", 1 if QUICK else 2)
 CAPACITY_EVERY = env_float("CAPACITY_EVERY_S", 3.0)
 ABORT_DELAY_MS = env_float("ABORT_DELAY_MS", 10_000)
-START_RATE = {
-    "spark": env_float("START_RATE_SPARK", 200_000),
-    "weir": env_float("START_RATE_WEIR", 400_000),
-}
+# First rate of each sweep, lines/s; by default START_FRACTION of the
+# engine's capacity measured at 500 K-line batches.
+START_RATE = {e: os.environ.get(f"START_RATE_{e.upper()}") for e in ("spark", "weir")}
+START_FRACTION = env_float("START_FRACTION", 0.8)
 ENGINES = os.environ.get("ENGINES", "spark,weir").split(",")
 
 
@@ -74,7 +76,8 @@ class Args:
         manifest = dict(
             line.split() for line in open(os.path.join(self.corpus, "manifest.txt"))
         )
-        self.words_per_line = int(manifest["words"]) / int(manifest["lines"])
+        self.total_words = int(manifest["words"])
+        self.words_per_line = self.total_words / int(manifest["lines"])
 
 
 def vm_hwm_kb(pid):
@@ -87,6 +90,16 @@ def vm_hwm_kb(pid):
     except OSError:
         pass
     return None
+
+
+def cpu_s(pid):
+    """CPU time (user + system) a live process has used, in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def stop(proc, grace=15):
@@ -199,10 +212,16 @@ class Engine:
              *map(str, feeder_args)],
             stderr=open(os.path.join(self.run_dir, "feeder.err"), "wb"))
         self.fed_from_ms = time.time() * 1000
+        self.cpu_at_feed = cpu_s(self.proc.pid)
 
     def finish(self):
-        """Stops feeder and engine; returns the engine's peak RSS in MiB."""
+        """Stops feeder and engine; returns the engine's peak RSS in MiB.
+        Sets `cpu_per_line`: CPU seconds the engine used from the start of
+        feeding, per line it reported processed since."""
         hwm = vm_hwm_kb(self.proc.pid)
+        cpu, fed = cpu_s(self.proc.pid), getattr(self, "fed_from_ms", None)
+        lines = sum(b["lines"] for b in self.seen if fed and b["t"] > fed)
+        self.cpu_per_line = (cpu - self.cpu_at_feed) / lines if lines and cpu else None
         if getattr(self, "feeder", None):
             stop(self.feeder)
         stop(self.proc)
@@ -257,9 +276,13 @@ def tail(path, n=15):
         return ""
 
 
+def p90_rank(n):
+    """Index of the 90th percentile in n sorted values (nearest rank)."""
+    return max(0, math.ceil(0.9 * n) - 1)
+
+
 def p90(xs):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(0.9 * len(xs)))]
+    return sorted(xs)[p90_rank(len(xs))]
 
 
 def loadavg():
@@ -283,6 +306,10 @@ def probe(args, name, rate, n):
                     counted.append(b)
                     if b["sched"] > ABORT_DELAY_MS:
                         reason = f"scheduling delay {b['sched'] / 1e3:.1f} s"
+            # Enough slow batches in the window that its p90 cannot pass.
+            slow = sum(b["proc"] >= INTERVAL_MS for b in counted[WARMUP:WARMUP + WINDOW])
+            if slow >= WINDOW - p90_rank(WINDOW):
+                reason = reason or f"{slow} of {WINDOW} batches over the interval"
             if reason:
                 break
             if time.monotonic() > deadline:
@@ -336,12 +363,15 @@ def capacity(args, name):
         raise RuntimeError(f"{name}: no batch of exactly {CAPACITY_LINES} lines; see {eng.run_dir}")
     proc = statistics.median(b["proc"] for b in measured)
     words_per_s = CAPACITY_LINES * args.words_per_line / (proc / 1e3)
+    cpu_words = args.words_per_line / eng.cpu_per_line if eng.cpu_per_line else None
     r = dict(engine=name, proc_ms=proc, words_per_s=words_per_s, rss_mb=rss,
+             words_per_cpu_s=cpu_words,
              first_batch_s=eng.first_batch_s, batches=len(measured), split_batches=other,
              all_proc_ms=[b["proc"] for b in full], load=(load0 + loadavg()) / 2)
     log(f"  {name:5} capacity: {words_per_s / 1e6:.2f} M words/s (median {proc:.0f} ms per "
         f"{CAPACITY_LINES:,}-line batch over {len(measured)}; all {r['all_proc_ms']}), "
-        f"RSS {rss or 0:.0f} MiB, load {r['load']:.1f}"
+        f"RSS {rss or 0:.0f} MiB, {(cpu_words or 0) / 1e6:.2f} M words per CPU-second, "
+        f"load {r['load']:.1f}"
         + (f"; {other} batch(es) with a split burst ignored" if other else ""))
     return r
 
@@ -376,12 +406,17 @@ class Sweep:
 def native(args):
     out = {}
     for threads in (1, 2):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         res = subprocess.run([args.native_bin, "--dir", args.corpus, "--threads", str(threads),
                               "--repeat", "3"], capture_output=True, text=True, check=True)
         last = res.stdout.strip().splitlines()[-1]
         out[threads] = float(last.split("words_per_s=")[1])
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        out[f"cpu{threads}"] = 3 * args.total_words / cpu
         log(f"  native {threads} thread(s): {out[threads] / 1e6:.1f} M words/s "
-            f"(median of 3; load {loadavg():.1f})")
+            f"(median of 3), {out[f'cpu{threads}'] / 1e6:.2f} M words per CPU-second; "
+            f"load {loadavg():.1f}")
     return out
 
 
@@ -399,8 +434,13 @@ def main():
     log(f"corpus: {args.corpus} ({args.words_per_line:.2f} words/line); "
         f"warm-up {WARMUP} + window {WINDOW} batches of {INTERVAL_MS} ms")
 
+    log(f"capacity at {CAPACITY_LINES:,}-line batches:")
+    caps = {e: capacity(args, e) for e in ENGINES}
+
     log("max stable rate (alternating engines):")
-    sweeps = {e: Sweep(START_RATE[e]) for e in ENGINES}
+    start = {e: float(START_RATE[e]) if START_RATE[e] else
+             START_FRACTION * caps[e]["words_per_s"] / args.words_per_line for e in ENGINES}
+    sweeps = {e: Sweep(start[e]) for e in ENGINES}
     probes = {e: [] for e in ENGINES}
     n = 0
     while not all(s.done() for s in sweeps.values()):
@@ -411,8 +451,6 @@ def main():
                 probes[e].append(r)
                 sweeps[e].record(r["stable"])
 
-    log(f"capacity at {CAPACITY_LINES:,}-line batches:")
-    caps = {e: capacity(args, e) for e in ENGINES}
     log("native word count:")
     nat = native(args)
 
@@ -428,6 +466,7 @@ def main():
             rss_at_max_mb=best["rss_mb"] if best else None,
             capacity_words=caps[e]["words_per_s"],
             capacity_ms=caps[e]["proc_ms"],
+            words_per_cpu_s=caps[e]["words_per_cpu_s"],
             rss_capacity_mb=caps[e]["rss_mb"],
             first_batch_s=statistics.median(firsts),
             lowest_unstable_lines=min((r["rate"] for r in probes[e] if not r["stable"]), default=None),
@@ -439,8 +478,9 @@ def main():
         f"after {WARMUP}",
         "",
         f"| engine | max stable rate | capacity at {CAPACITY_LINES // 1000} K-line batches "
-        f"| peak RSS (at 500 K / at max stable) | first batch after launch |",
-        "|---|---|---|---|---|",
+        f"| words per CPU-second (500 K run) | peak RSS (at 500 K / at max stable) "
+        f"| first batch after launch |",
+        "|---|---|---|---|---|---|",
     ]
     for e in ENGINES:
         r = rows[e]
@@ -448,21 +488,25 @@ def main():
             f"| {e} | {fmt_rate(r['max_stable_words'])} words/s ({r['max_stable_lines']:,.0f} lines/s; "
             f"first unstable {r['lowest_unstable_lines'] or 0:,.0f}) "
             f"| {fmt_rate(r['capacity_words'])} words/s ({r['capacity_ms']:.0f} ms/batch) "
+            f"| {fmt_rate(r['words_per_cpu_s'])} "
             f"| {r['rss_capacity_mb'] or 0:.0f} MiB / {r['rss_at_max_mb'] or 0:.0f} MiB "
             f"| {r['first_batch_s']:.2f} s |")
     for t in (1, 2):
-        lines.append(f"| native, {t} thread(s) | — | {fmt_rate(nat[t])} words/s (whole corpus) | — | — |")
+        lines.append(f"| native, {t} thread(s) | — | {fmt_rate(nat[t])} words/s (whole corpus) "
+                     f"| {fmt_rate(nat[f'cpu{t}'])} | — | — |")
     lines.append("")
     if "spark" in rows and "weir" in rows:
         s, w = rows["spark"], rows["weir"]
         lines.append(f"weir/Spark: max stable rate {ratio(w['max_stable_words'], s['max_stable_words'])}, "
                      f"capacity {ratio(w['capacity_words'], s['capacity_words'])}, "
+                     f"words per CPU-second {ratio(w['words_per_cpu_s'], s['words_per_cpu_s'])}, "
                      f"peak RSS at 500 K {ratio(w['rss_capacity_mb'], s['rss_capacity_mb'])}, "
                      f"first batch {ratio(w['first_batch_s'], s['first_batch_s'])}")
     if "weir" in rows:
         w = rows["weir"]
-        lines.append(f"native/weir (capacity): 1 thread {ratio(nat[1], w['capacity_words'])}, "
-                     f"2 threads {ratio(nat[2], w['capacity_words'])}")
+        lines.append(f"native/weir: capacity vs native 1 thread {ratio(nat[1], w['capacity_words'])}, "
+                     f"vs 2 threads {ratio(nat[2], w['capacity_words'])}; "
+                     f"words per CPU-second vs native 1 thread {ratio(nat['cpu1'], w['words_per_cpu_s'])}")
     table = "\n".join(lines)
     print(table)
     with open(args.results + ".txt", "w") as f:

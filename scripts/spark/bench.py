@@ -180,6 +180,7 @@ class Engine:
             self.batches = Batches(stats, "weir")
             env = dict(os.environ)
         self.log_path = os.path.join(d, f"{self.name}.err")
+        self.done_file = os.path.join(d, "done_ms")
         self.launched = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdout=open(out, "wb"),
                                      stderr=open(self.log_path, "wb"), env=env)
@@ -191,16 +192,28 @@ class Engine:
         if new and self.first_batch_s is None:
             self.first_batch_s = new[0]["at"] - self.launched
         self.seen.extend(new)
+        if new:
+            # The feeder deletes files well before the latest completed batch.
+            tmp = self.done_file + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(str(max(b["t"] for b in new)))
+            os.replace(tmp, self.done_file)
         if self.proc.poll() is not None:
             raise RuntimeError(f"{self.name} exited with status {self.proc.returncode}; "
                                f"see {self.log_path}:\n{tail(self.log_path)}")
         return new
 
-    def wait_first_batch(self, timeout=180):
+    def wait_ready(self, timeout=180):
+        """Waits for the first batch (its time is the start-up latency),
+        then until two batches in a row start on time: an engine still
+        catching up with its start-up (Spark's first jobs) is not fed yet."""
         deadline = time.monotonic() + timeout
-        while self.first_batch_s is None:
+        on_time = lambda: len(self.seen) >= 3 and all(
+            b["sched"] < 0.2 * INTERVAL_MS for b in self.seen[-2:])
+        while not on_time():
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name}: no batch within {timeout} s; see {self.log_path}")
+                raise RuntimeError(f"{self.name}: not running batches on time within {timeout} s; "
+                                   f"see {self.log_path}")
             self.poll()
             time.sleep(0.02)
 
@@ -209,6 +222,7 @@ class Engine:
         self.feeder = subprocess.Popen(
             [sys.executable, a.feeder, "--corpus", a.corpus, "--watch", self.watch,
              "--staging", self.staging, "--lines-per-file", str(a.lines_per_file),
+             "--done-file", self.done_file,
              *map(str, feeder_args)],
             stderr=open(os.path.join(self.run_dir, "feeder.err"), "wb"))
         self.fed_from_ms = time.time() * 1000
@@ -295,7 +309,7 @@ def probe(args, name, rate, n):
     load0 = loadavg()
     eng.start()
     try:
-        eng.wait_first_batch()
+        eng.wait_ready()
         eng.feed("--rate", rate)
         # Batches cut after the feeder started; the first WARMUP are warm-up.
         counted, reason = [], None
@@ -343,7 +357,7 @@ def capacity(args, name):
     load0 = loadavg()
     eng.start()
     try:
-        eng.wait_first_batch()
+        eng.wait_ready()
         eng.feed("--burst", files, "--every", CAPACITY_EVERY)
         full, other = [], 0
         deadline = time.monotonic() + (CAPACITY_SKIP + CAPACITY_BATCHES) * CAPACITY_EVERY * 3 + 60

@@ -15,8 +15,11 @@ the 2 M-line corpus be fed again and again without copying it.
                     batch of exactly N files for engines whose batches are
                     aligned to whole seconds, as Spark's and weir's are)
 
-Files are deleted --keep seconds after they were moved in, so the watched
-directory stays small. Runs until SIGTERM/SIGINT; then prints what it fed
+With --done-file (a file holding the wall-clock time in ms of the latest
+batch the engine completed; the driver rewrites it), files moved in more
+than --keep seconds before that batch time are deleted: both engines have
+read them by then (a batch at time t lists the directory at t or later),
+and the watched directory stays small. Runs until SIGTERM/SIGINT; then prints what it fed
 and how late it ran behind its schedule at worst.
 """
 
@@ -38,7 +41,8 @@ def main():
     p.add_argument("--burst", type=int)
     p.add_argument("--every", type=float, default=3.0)
     p.add_argument("--phase", type=float, default=0.4)
-    p.add_argument("--keep", type=float, default=30.0)
+    p.add_argument("--done-file")
+    p.add_argument("--keep", type=float, default=2.0)
     a = p.parse_args()
     if (a.rate is None) == (a.burst is None):
         sys.exit("feeder: give exactly one of --rate and --burst")
@@ -66,12 +70,18 @@ def main():
         os.utime(staged)
         dst = os.path.join(a.watch, name)
         os.rename(staged, dst)
-        moved.append((time.monotonic(), dst))
+        moved.append((time.time(), dst))
         fed += 1
 
     def clean():
-        now = time.monotonic()
-        while moved and now - moved[0][0] > a.keep:
+        if not a.done_file:
+            return
+        try:
+            with open(a.done_file) as f:
+                done = int(f.read()) / 1e3
+        except (OSError, ValueError):
+            return
+        while moved and moved[0][0] < done - a.keep:
             try:
                 os.unlink(moved.popleft()[1])
             except FileNotFoundError:

@@ -23,10 +23,10 @@
 #   ENGINES               spark,weir
 #   PYSPARK_VERSION       4.3.0
 #   BENCH_CACHE           ~/.cache/weir-spark (venv, corpus, runs, results)
-#   WARMUP_BATCHES, WINDOW_BATCHES   batches skipped, then judged, per probe [5, 20]
+#   WARMUP_BATCHES, WINDOW_BATCHES   batches skipped, then judged, per probe [10, 20]
 #   BISECT_STEPS, MAX_PROBES         rate search [3, 10]
 #   START_RATE_SPARK, START_RATE_WEIR  first rate tried, lines/s [200000, 400000]
-#   CAPACITY_LINES, CAPACITY_BATCHES   [500000, 6]
+#   CAPACITY_LINES, CAPACITY_SKIP, CAPACITY_BATCHES   lines a batch; batches skipped (JIT warm-up), then measured [500000, 4, 6]
 #   SPARK_MASTER [local[2]], SPARK_DRIVER_MEMORY [1g], SPARK_PARTITIONS [2]
 #   WEIR_PARTITIONS [4], WEIR_WORKERS [2]
 #   CORPUS_LINES [2000000], LINES_PER_FILE [10000]

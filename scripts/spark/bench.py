@@ -32,13 +32,13 @@ def env_float(name, default):
 
 QUICK = os.environ.get("QUICK", "") not in ("", "0")
 INTERVAL_MS = env_int("BATCH_MS", 1000)
-WARMUP = env_int("WARMUP_BATCHES", 3 if QUICK else 5)
+WARMUP = env_int("WARMUP_BATCHES", 3 if QUICK else 10)
 WINDOW = env_int("WINDOW_BATCHES", 6 if QUICK else 20)
 BISECT = env_int("BISECT_STEPS", 1 if QUICK else 3)
 MAX_PROBES = env_int("MAX_PROBES", 4 if QUICK else 10)
 CAPACITY_LINES = env_int("CAPACITY_LINES", 500_000)
 CAPACITY_BATCHES = env_int("CAPACITY_BATCHES", 3 if QUICK else 6)
-CAPACITY_SKIP = env_int("CAPACITY_SKIP", 1 if QUICK else 2)
+CAPACITY_SKIP = env_int("CAPACITY_SKIP", 1 if QUICK else 4)
 CAPACITY_EVERY = env_float("CAPACITY_EVERY_S", 3.0)
 ABORT_DELAY_MS = env_float("ABORT_DELAY_MS", 10_000)
 # First rate of each sweep, lines/s; by default START_FRACTION of the

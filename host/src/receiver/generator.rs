@@ -162,8 +162,13 @@ impl GeneratorSource {
                 block.push(key.as_bytes(), &value.to_le_bytes());
             }
             GeneratorKind::Nexmark => {
-                let event = super::nexmark::event(self.config.seed, i, self.config.rate);
-                block.push_encoded(|k| k.extend_from_slice(event.key()), |v| event.encode(v));
+                let (seed, rate) = (self.config.seed, self.config.rate);
+                block.push_encoded(
+                    |k| k.extend_from_slice(super::nexmark::kind(i).key()),
+                    |v| {
+                        super::nexmark::encode_event(seed, i, rate, v);
+                    },
+                );
             }
         }
     }

@@ -157,10 +157,11 @@ impl Event {
     /// The record key: [`PERSON_KEY`], [`AUCTION_KEY`] or [`BID_KEY`].
     pub fn key(&self) -> &'static [u8] {
         match self {
-            Event::Person(_) => PERSON_KEY,
-            Event::Auction(_) => AUCTION_KEY,
-            Event::Bid(_) => BID_KEY,
+            Event::Person(_) => Kind::Person,
+            Event::Auction(_) => Kind::Auction,
+            Event::Bid(_) => Kind::Bid,
         }
+        .key()
     }
 
     /// Appends the record value (`docs/nexmark.md`) to `out`.
@@ -302,6 +303,17 @@ pub enum Kind {
     Bid,
 }
 
+impl Kind {
+    /// The record key of this kind of event.
+    pub fn key(self) -> &'static [u8] {
+        match self {
+            Kind::Person => PERSON_KEY,
+            Kind::Auction => AUCTION_KEY,
+            Kind::Bid => BID_KEY,
+        }
+    }
+}
+
 /// The kind of event `i`.
 pub fn kind(i: u64) -> Kind {
     match i % PROPORTION_DENOMINATOR {
@@ -408,8 +420,15 @@ impl Draws {
     /// Letters so that `current + extra` bytes are on average `average`
     /// (±20 %), as the standard generator's `nextExtra`.
     fn extra(&mut self, current: usize, average: usize) -> String {
+        let mut s = Vec::new();
+        self.extra_into(&mut s, current, average);
+        String::from_utf8(s).expect("ASCII")
+    }
+
+    /// [`Draws::extra`] appended to `out` (no allocation of its own).
+    fn extra_into(&mut self, out: &mut Vec<u8>, current: usize, average: usize) {
         if current > average {
-            return String::new();
+            return;
         }
         let want = average - current;
         let delta = (want as f64 * 0.2).round() as usize;
@@ -419,16 +438,34 @@ impl Draws {
             } else {
                 self.below(2 * delta as u64) as usize
             };
-        let mut s = Vec::with_capacity(len);
+        out.reserve(len);
         let mut bits = 0u64;
         for n in 0..len {
             if n % 12 == 0 {
                 bits = self.next();
             }
-            s.push(b'a' + ((bits & 0x1f) % 26) as u8);
+            out.push(b'a' + ((bits & 0x1f) % 26) as u8);
             bits >>= 5;
         }
-        String::from_utf8(s).expect("ASCII")
+    }
+
+    /// A bid's `(auction, bidder, price)` (base ids added).
+    fn bid(&mut self, i: u64) -> (u64, u64, u64) {
+        let auction = if self.below(HOT_AUCTION_RATIO) > 0 {
+            (last_auction(i) / HOT_BLOCK) * HOT_BLOCK
+        } else {
+            self.auction(i)
+        };
+        let bidder = if self.below(HOT_BIDDERS_RATIO) > 0 {
+            (last_person(i) / HOT_BLOCK) * HOT_BLOCK + 1
+        } else {
+            self.person(i)
+        };
+        (
+            auction + FIRST_AUCTION_ID,
+            bidder + FIRST_PERSON_ID,
+            self.price(),
+        )
     }
 }
 
@@ -525,25 +562,38 @@ pub fn event(seed: u64, i: u64, rate: u64) -> Event {
             })
         }
         Kind::Bid => {
-            let auction = if d.below(HOT_AUCTION_RATIO) > 0 {
-                (last_auction(i) / HOT_BLOCK) * HOT_BLOCK
-            } else {
-                d.auction(i)
-            };
-            let bidder = if d.below(HOT_BIDDERS_RATIO) > 0 {
-                (last_person(i) / HOT_BLOCK) * HOT_BLOCK + 1
-            } else {
-                d.person(i)
-            };
+            let (auction, bidder, price) = d.bid(i);
             Event::Bid(Bid {
                 date_time,
-                auction: auction + FIRST_AUCTION_ID,
-                bidder: bidder + FIRST_PERSON_ID,
-                price: d.price(),
+                auction,
+                bidder,
+                price,
                 extra: d.extra(36, AVG_BID_BYTES),
             })
         }
     }
+}
+
+/// Appends event `i`'s record value to `out` and returns its key: the
+/// bytes of `event(seed, i, rate)` encoded, with bids (46 events in 50)
+/// written in place, without building the event first.
+pub fn encode_event(seed: u64, i: u64, rate: u64, out: &mut Vec<u8>) -> &'static [u8] {
+    if kind(i) != Kind::Bid {
+        let e = event(seed, i, rate);
+        e.encode(out);
+        return e.key();
+    }
+    let mut d = Draws::new(seed, i);
+    let (auction, bidder, price) = d.bid(i);
+    for v in [event_time_ms(i, rate) as u64, auction, bidder, price] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    d.extra_into(out, 36, AVG_BID_BYTES);
+    let len = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    BID_KEY
 }
 
 #[cfg(test)]
@@ -579,6 +629,9 @@ mod tests {
             assert_eq!(e.date_time(), i as i64, "1000 events/s: one per ms");
             let mut v = Vec::new();
             e.encode(&mut v);
+            let mut direct = vec![7];
+            assert_eq!(encode_event(7, i as u64, 1000, &mut direct), e.key());
+            assert_eq!(direct[1..], v[..], "event {i} encoded in place");
             assert_eq!(&Event::decode(e.key(), &v).unwrap(), e);
             sizes[match e {
                 Event::Person(_) => 0,

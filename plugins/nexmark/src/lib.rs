@@ -376,7 +376,7 @@ pub fn q5_candidate(auction: u64, count: i64) -> ((), Vec<u8>) {
 
 /// `count` then the auctions with that count, ascending.
 fn q5_parse(v: &[u8]) -> Result<(i64, Vec<u64>), String> {
-    if v.len() < 16 || v.len() % 8 != 0 {
+    if v.len() < 16 || !v.len().is_multiple_of(8) {
         return Err(format!(
             "q5: a candidate is an i64 count and u64 auctions, not {} bytes",
             v.len()
@@ -453,7 +453,7 @@ pub fn q7_max(body: &[u8]) -> Result<Vec<u8>, String> {
 partition_export!("map:q7_max", q7_max);
 
 fn q7_check(v: &[u8]) -> Result<(), String> {
-    if v.is_empty() || v.len() % Q7_ENTRY != 0 {
+    if v.is_empty() || !v.len().is_multiple_of(Q7_ENTRY) {
         return Err(format!(
             "q7: expected 32-byte bid entries, found {} bytes",
             v.len()

@@ -326,7 +326,11 @@ pub fn kind(i: u64) -> Kind {
 /// The last person id (base 0) at event `i`: the new one if `i` is a person.
 fn last_person(i: u64) -> u64 {
     let epoch = i / PROPORTION_DENOMINATOR;
-    let offset = (i % PROPORTION_DENOMINATOR).min(PERSON_PROPORTION - 1);
+    // An auction or bid: the last person of this round.
+    let offset = match i % PROPORTION_DENOMINATOR {
+        o if o < PERSON_PROPORTION => o,
+        _ => PERSON_PROPORTION - 1,
+    };
     epoch * PERSON_PROPORTION + offset
 }
 
@@ -438,8 +442,8 @@ impl Draws {
         out.resize(start + len.next_multiple_of(8), 0);
         for chunk in out[start..].chunks_exact_mut(8) {
             let x = self.next();
-            let even = ((x & LANES) * 26 >> 8) & LANES;
-            let odd = (((x >> 8) & LANES) * 26 >> 8) & LANES;
+            let even = (((x & LANES) * 26) >> 8) & LANES;
+            let odd = ((((x >> 8) & LANES) * 26) >> 8) & LANES;
             let letters = (even | odd << 8) + 0x6161_6161_6161_6161;
             chunk.copy_from_slice(&letters.to_le_bytes());
         }

@@ -14,10 +14,11 @@ setup:
 
 plugins: setup
 	CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=true \
-	  $(CARGO) build --release --target wasm32-unknown-unknown --target-dir $(GUEST_DIR) -p wordcount -p analytics
+	  $(CARGO) build --release --target wasm32-unknown-unknown --target-dir $(GUEST_DIR) -p wordcount -p analytics -p nexmark
 	@mkdir -p $(PLUGINS_DIR)
 	cp $(GUEST_DIR)/wasm32-unknown-unknown/release/wordcount.wasm \
-	   $(GUEST_DIR)/wasm32-unknown-unknown/release/analytics.wasm $(PLUGINS_DIR)/
+	   $(GUEST_DIR)/wasm32-unknown-unknown/release/analytics.wasm \
+	   $(GUEST_DIR)/wasm32-unknown-unknown/release/nexmark.wasm $(PLUGINS_DIR)/
 
 demo: plugins
 	$(CARGO) run --release -p weir -- run examples/pipelines/wordcount.toml --batches 5

@@ -19,6 +19,7 @@ use std::process::{Command, Output};
 const RUST_GUESTS: &[(&str, &str)] = &[
     ("wordcount", "wordcount"),
     ("analytics", "analytics"),
+    ("nexmark", "nexmark"),
     ("testkit", "testkit"),
     ("tally-v1", "tally_v1"),
     ("tally-v2", "tally_v2"),

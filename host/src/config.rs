@@ -680,11 +680,31 @@ fn parse_sources(
                     None | Some(("text", _)) => GeneratorKind::Text,
                     Some(("key_value", _)) => GeneratorKind::KeyValue,
                     Some(("tweets", _)) => GeneratorKind::Tweets,
+                    Some(("nexmark", _)) => GeneratorKind::Nexmark,
                     Some((other, span)) => {
-                        p.at(span, format!("unknown generator output `{other}`; use \"text\", \"tweets\" or \"key_value\""));
+                        p.at(span, format!("unknown generator output `{other}`; use \"text\", \"tweets\", \"key_value\" or \"nexmark\""));
                         GeneratorKind::Text
                     }
                 };
+                if kind == GeneratorKind::Nexmark {
+                    if s.rate == Some(0) {
+                        p.at(
+                            span.clone(),
+                            format!("source `{name}`: a nexmark generator needs `rate` >= 1 (events per second; event times are i × 1000 / rate ms)"),
+                        );
+                    }
+                    for (key, given) in [
+                        ("words_per_line", s.words_per_line.is_some()),
+                        ("vocabulary", s.vocabulary.is_some()),
+                    ] {
+                        if given {
+                            p.at(
+                                span.clone(),
+                                format!("source `{name}`: `{key}` does not apply to generate = \"nexmark\"; remove it"),
+                            );
+                        }
+                    }
+                }
                 Some(SourceSpec::Generator {
                     kind,
                     rate: s.rate.unwrap_or(1000),

@@ -14,7 +14,8 @@
 //!   batch is cut and new files become that batch.
 //! - [`generator`]: deterministic synthetic records, a fixed number per
 //!   batch (rate × batch interval), the i-th record a function of the seed
-//!   and i.
+//!   and i; its `nexmark` kind makes the NEXMark auction events
+//!   ([`nexmark`]).
 //! - `queue`: prepared batches, one per batch time.
 
 use std::collections::BTreeSet;
@@ -88,6 +89,7 @@ impl SourcePosition {
 pub(crate) mod files;
 pub mod generator;
 pub mod kafka;
+pub mod nexmark;
 pub(crate) mod queue;
 pub mod rate;
 pub(crate) mod socket;

@@ -9,6 +9,7 @@ mod examples;
 mod javascript;
 mod kafka;
 mod languages;
+mod nexmark;
 mod plugin_inspect;
 mod plugin_workflow;
 mod recovery;

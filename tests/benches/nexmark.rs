@@ -1,0 +1,321 @@
+//! NEXMark benchmark: `cargo bench -p weir-tests --bench nexmark [-- QUERY...]`.
+//!
+//! Runs the example pipelines `examples/pipelines/nexmark/q*.toml` as they
+//! are (the test-built `nexmark` plugin in place of `target/plugins/`, the
+//! generator's rate set to the events of one 1 s batch), each in a fresh
+//! child process (this binary re-run with `__child ...`) on the simulated
+//! clock: batches back to back, no waiting. The outputs are the pipelines'
+//! own `print` outputs (a few records per batch, to the child's stdout).
+//!
+//! A figure is events per second of batch processing time (the nexmark
+//! generator making the events is part of it, as a Flink datagen source is
+//! part of Flink's figures) over the measured batches, divided by the
+//! workers: events/s **per core**. The windowed queries (q5, q7, q8) warm up
+//! for 10 batches, so their windows are full when measured. Flink's
+//! per-core figures are those published with Flink's NEXMark results (8
+//! cores per TaskManager); the targets are the issue's.
+//!
+//! Environment: `WEIR_BENCH_WORKERS` (2; also the partitions, unless
+//! `WEIR_BENCH_PARTITIONS`), `WEIR_BENCH_NEXMARK_EVENTS` (events per batch,
+//! 500000), `WEIR_BENCH_NEXMARK_BATCHES` (measured batches, 10).
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use weir::config::{Overrides, Pipeline};
+use weir::receiver::generator::GeneratorKind;
+use weir::{ClockMode, SourceSpec, StreamingConfig, StreamingContext};
+use weir_tests::{guest, guests};
+
+/// (query, Flink events/s per core, target events/s per core).
+const QUERIES: &[(&str, Option<f64>, Option<f64>)] = &[
+    ("q0", Some(155e3), Some(3e6)),
+    ("q1", Some(158e3), Some(3e6)),
+    ("q2", Some(175e3), Some(3e6)),
+    ("q3", None, None),
+    ("q5", Some(22e3), Some(500e3)),
+    ("q7", Some(12e3), Some(300e3)),
+    ("q8", Some(146e3), Some(1e6)),
+];
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if args.first().map(String::as_str) == Some("__child") {
+        child(&args[1..]);
+        return;
+    }
+    for a in &args {
+        assert!(
+            a == "source" || QUERIES.iter().any(|(q, ..)| q == a),
+            "unknown query `{a}`; queries: q0 q1 q2 q3 q5 q7 q8, and `source` (the generator alone)"
+        );
+    }
+    let selected = |q: &str| args.is_empty() || args.iter().any(|a| a == q);
+    let (events, batches) = (events_per_batch(), measured_batches());
+    println!("weir NEXMark benchmark");
+    println!(
+        "  {} CPU(s) available; {} worker(s), {} partition(s); 1 s batches of {} K events; {batches} measured batches; simulated clock; each query in a fresh process",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        workers(),
+        partitions(),
+        events / 1000,
+    );
+    println!(
+        "  {:<5} {:>14} {:>13} {:>12} {:>14} {:>6} {:>9}",
+        "query", "events/s/core", "median batch", "Flink/core", "target/core", "met", "× Flink"
+    );
+    if selected("source") {
+        let r = run_child(&["source", &events.to_string(), &batches.to_string()]);
+        let rate = per_core(events, &r.list("processing_ms")[1..]);
+        println!(
+            "  {:<5} {:>14} {:>10.1} ms {:>12} {:>14} {:>6} {:>9}",
+            "gen",
+            fmt_rate(rate),
+            median(&r.list("processing_ms")[1..]),
+            "—",
+            "—",
+            "",
+            ""
+        );
+    }
+    for &(q, flink, target) in QUERIES {
+        if !selected(q) {
+            continue;
+        }
+        let warm_up = if matches!(q, "q5" | "q7" | "q8") {
+            10
+        } else {
+            1
+        };
+        let r = run_child(&[
+            q,
+            &events.to_string(),
+            &warm_up.to_string(),
+            &batches.to_string(),
+        ]);
+        let times = r.list("processing_ms");
+        let measured = &times[warm_up..];
+        let rate = per_core(events, measured);
+        println!(
+            "  {:<5} {:>14} {:>10.1} ms {:>12} {:>14} {:>6} {:>9}",
+            q,
+            fmt_rate(rate),
+            median(measured),
+            flink.map_or("—".into(), fmt_rate),
+            target.map_or("—".into(), |t| format!(">= {}", fmt_rate(t))),
+            target.map_or("", |t| met(rate >= t)),
+            flink.map_or(String::new(), |f| format!("{:.0}×", rate / f)),
+        );
+    }
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}: a positive number, not {v:?}"))
+        })
+        .unwrap_or(default)
+}
+
+fn workers() -> usize {
+    env_usize("WEIR_BENCH_WORKERS", 2).max(1)
+}
+
+fn partitions() -> usize {
+    env_usize("WEIR_BENCH_PARTITIONS", workers()).max(1)
+}
+
+fn events_per_batch() -> u64 {
+    env_usize("WEIR_BENCH_NEXMARK_EVENTS", 500_000).max(1) as u64
+}
+
+fn measured_batches() -> usize {
+    env_usize("WEIR_BENCH_NEXMARK_BATCHES", 10).max(1)
+}
+
+/// Events per second of processing time, per worker.
+fn per_core(events: u64, processing_ms: &[f64]) -> f64 {
+    let seconds: f64 = processing_ms.iter().sum::<f64>() / 1e3;
+    events as f64 * processing_ms.len() as f64 / seconds / workers() as f64
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut s = xs.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+fn fmt_rate(per_sec: f64) -> String {
+    if per_sec >= 1e6 {
+        format!("{:.2} M", per_sec / 1e6)
+    } else {
+        format!("{:.0} K", per_sec / 1e3)
+    }
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok {
+        "yes"
+    } else {
+        "NO"
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Child processes report `key=value` pairs on one line of stdout.
+
+const RESULT: &str = "WEIR_BENCH_RESULT";
+
+struct Results(Vec<(String, String)>);
+
+impl Results {
+    fn get(&self, key: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("child reported no `{key}`"))
+    }
+
+    fn list(&self, key: &str) -> Vec<f64> {
+        self.get(key)
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().expect("a number"))
+            .collect()
+    }
+}
+
+fn run_child(args: &[&str]) -> Results {
+    let exe = std::env::current_exe().expect("current exe");
+    let out = Command::new(exe)
+        .arg("__child")
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run the child process");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "child {args:?} failed ({}):\n{stdout}",
+        out.status
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(RESULT))
+        .unwrap_or_else(|| panic!("child {args:?} reported nothing:\n{stdout}"));
+    Results(
+        line.split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+fn join(xs: &[f64]) -> String {
+    xs.iter()
+        .map(|x| format!("{x:.3}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn child(args: &[String]) {
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    match a.as_slice() {
+        ["source", events, batches] => child_source(
+            events.parse().expect("events"),
+            batches.parse().expect("batches"),
+        ),
+        [q, events, warm_up, batches] => child_query(
+            q,
+            events.parse().expect("events"),
+            warm_up.parse::<u64>().expect("warm-up") + batches.parse::<u64>().expect("batches"),
+        ),
+        other => panic!("unknown child arguments {other:?}"),
+    }
+}
+
+/// Runs query `q`'s example pipeline for `batches` batches of `events`.
+fn child_query(q: &str, events: u64, batches: u64) {
+    let root = weir_tests::workspace_root();
+    let example = root.join(format!("examples/pipelines/nexmark/{q}.toml"));
+    let text = std::fs::read_to_string(&example).expect("the example pipeline");
+    let plugin = guest(guests::NEXMARK);
+    let text = text
+        .replacen(
+            "\"../../../target/plugins/nexmark.wasm\"",
+            &format!("{:?}", plugin.display().to_string()),
+            1,
+        )
+        .replacen("rate = 10000", &format!("rate = {events}"), 1);
+    let mut pipeline = Pipeline::parse(&example, &text).expect("the pipeline parses");
+    pipeline.apply(&Overrides {
+        batch_interval: Some(Duration::from_secs(1)),
+        partitions: Some(partitions()),
+        workers: Some(workers()),
+        simulated_clock: true,
+        ..Overrides::default()
+    });
+    let ctx = pipeline.build().expect("the pipeline builds");
+    let summary = ctx.run(Some(batches)).expect("run");
+    assert_eq!(summary.stats.len() as u64, batches);
+    assert!(summary.stats.iter().all(|s| s.input_records == events));
+    let times: Vec<f64> = summary.stats.iter().map(|s| s.processing_ms).collect();
+    println!("{RESULT} processing_ms={}", join(&times));
+}
+
+/// The generator alone: its events counted.
+fn child_source(events: u64, batches: usize) {
+    let ctx = StreamingContext::new(StreamingConfig {
+        job_name: "bench-nexmark-source".into(),
+        batch_interval: Duration::from_secs(1),
+        partitions: partitions(),
+        workers: workers(),
+        clock: ClockMode::Simulated { start_ms: 0 },
+        ..StreamingConfig::default()
+    })
+    .expect("context");
+    let counted = Arc::new(AtomicU64::new(0));
+    let sink = counted.clone();
+    ctx.source(
+        Some("events"),
+        SourceSpec::Generator {
+            kind: GeneratorKind::Nexmark,
+            rate: events,
+            seed: 42,
+            words_per_line: 0,
+            vocabulary: 1,
+            limit: None,
+        },
+    )
+    .and_then(|s| s.count())
+    .expect("count")
+    .foreach_batch(move |_, parts| {
+        let n: i64 = parts
+            .iter()
+            .flat_map(|p| p.iter())
+            .map(|(_, v)| weir_tests::count(v))
+            .sum();
+        sink.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(())
+    })
+    .expect("output");
+    let summary = ctx.run(Some(1 + batches as u64)).expect("run");
+    assert_eq!(
+        counted.load(Ordering::Relaxed),
+        events * (1 + batches as u64)
+    );
+    let times: Vec<f64> = summary.stats.iter().map(|s| s.processing_ms).collect();
+    println!("{RESULT} processing_ms={}", join(&times));
+}

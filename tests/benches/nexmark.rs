@@ -19,7 +19,6 @@
 //! `WEIR_BENCH_PARTITIONS`), `WEIR_BENCH_NEXMARK_EVENTS` (events per batch,
 //! 500000), `WEIR_BENCH_NEXMARK_BATCHES` (measured batches, 10).
 
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +26,7 @@ use std::time::Duration;
 use weir::config::{Overrides, Pipeline};
 use weir::receiver::generator::GeneratorKind;
 use weir::{ClockMode, SourceSpec, StreamingConfig, StreamingContext};
+use weir_tests::harness::{env_usize, fmt_rate, join, median, met, report, run_child};
 use weir_tests::{guest, guests};
 
 /// (query, Flink events/s per core, target events/s per core).
@@ -114,16 +114,6 @@ fn main() {
     }
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name}: a positive number, not {v:?}"))
-        })
-        .unwrap_or(default)
-}
-
 fn workers() -> usize {
     env_usize("WEIR_BENCH_WORKERS", 2).max(1)
 }
@@ -144,90 +134,6 @@ fn measured_batches() -> usize {
 fn per_core(events: u64, processing_ms: &[f64]) -> f64 {
     let seconds: f64 = processing_ms.iter().sum::<f64>() / 1e3;
     events as f64 * processing_ms.len() as f64 / seconds / workers() as f64
-}
-
-fn median(xs: &[f64]) -> f64 {
-    let mut s = xs.to_vec();
-    s.sort_by(f64::total_cmp);
-    match s.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => s[n / 2],
-        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
-    }
-}
-
-fn fmt_rate(per_sec: f64) -> String {
-    if per_sec >= 1e6 {
-        format!("{:.2} M", per_sec / 1e6)
-    } else {
-        format!("{:.0} K", per_sec / 1e3)
-    }
-}
-
-fn met(ok: bool) -> &'static str {
-    if ok {
-        "yes"
-    } else {
-        "NO"
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Child processes report `key=value` pairs on one line of stdout.
-
-const RESULT: &str = "WEIR_BENCH_RESULT";
-
-struct Results(Vec<(String, String)>);
-
-impl Results {
-    fn get(&self, key: &str) -> &str {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or_else(|| panic!("child reported no `{key}`"))
-    }
-
-    fn list(&self, key: &str) -> Vec<f64> {
-        self.get(key)
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse().expect("a number"))
-            .collect()
-    }
-}
-
-fn run_child(args: &[&str]) -> Results {
-    let exe = std::env::current_exe().expect("current exe");
-    let out = Command::new(exe)
-        .arg("__child")
-        .args(args)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("run the child process");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "child {args:?} failed ({}):\n{stdout}",
-        out.status
-    );
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(RESULT))
-        .unwrap_or_else(|| panic!("child {args:?} reported nothing:\n{stdout}"));
-    Results(
-        line.split_whitespace()
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
-}
-
-fn join(xs: &[f64]) -> String {
-    xs.iter()
-        .map(|x| format!("{x:.3}"))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 fn child(args: &[String]) {
@@ -272,7 +178,7 @@ fn child_query(q: &str, events: u64, batches: u64) {
     assert_eq!(summary.stats.len() as u64, batches);
     assert!(summary.stats.iter().all(|s| s.input_records == events));
     let times: Vec<f64> = summary.stats.iter().map(|s| s.processing_ms).collect();
-    println!("{RESULT} processing_ms={}", join(&times));
+    report(&[("processing_ms", join(&times))]);
 }
 
 /// The generator alone: its events counted.
@@ -317,5 +223,5 @@ fn child_source(events: u64, batches: usize) {
         events * (1 + batches as u64)
     );
     let times: Vec<f64> = summary.stats.iter().map(|s| s.processing_ms).collect();
-    println!("{RESULT} processing_ms={}", join(&times));
+    report(&[("processing_ms", join(&times))]);
 }

@@ -35,7 +35,6 @@
 //! `WEIR_BENCH_WC_LINES=100000,500000`, `WEIR_BENCH_WC_BATCHES` (5 measured
 //! after 1 warm-up), `WEIR_BENCH_LATENCY_SECS` (4 per interval).
 
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -44,6 +43,9 @@ use weir::receiver::generator::GeneratorKind;
 use weir::stream::StateOptions;
 use weir::wasm::{Runtime, RuntimeConfig};
 use weir::{ClockMode, SourceSpec, StreamingConfig, StreamingContext};
+use weir_tests::harness::{
+    env_usize, fmt_rate, join, median, met, peak_rss_mb, report, run_child, status_kb, Results,
+};
 use weir_tests::{guest, guests};
 
 /// Targets from issue 14: 25 M words/s on 2 cores at 500 K-line batches;
@@ -99,13 +101,6 @@ fn main() {
     );
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: a number")))
-        .unwrap_or(default)
-}
-
 fn workers() -> usize {
     env_usize("WEIR_BENCH_WORKERS", 2)
 }
@@ -134,66 +129,6 @@ fn text_source(lines_per_batch: u64, vocabulary: usize) -> SourceSpec {
         vocabulary,
         limit: None,
     }
-}
-
-// ---------------------------------------------------------------------------
-// Child processes report `key=value` pairs on one line of stdout.
-
-const RESULT: &str = "WEIR_BENCH_RESULT";
-
-fn report(pairs: &[(&str, String)]) {
-    let body: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    println!("{RESULT} {}", body.join(" "));
-}
-
-struct Results(Vec<(String, String)>);
-
-impl Results {
-    fn get(&self, key: &str) -> &str {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or_else(|| panic!("child reported no `{key}`"))
-    }
-
-    fn f64(&self, key: &str) -> f64 {
-        self.get(key).parse().expect("a number")
-    }
-
-    fn list(&self, key: &str) -> Vec<f64> {
-        self.get(key)
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse().expect("a number"))
-            .collect()
-    }
-}
-
-fn run_child(args: &[&str]) -> Results {
-    let exe = std::env::current_exe().expect("current exe");
-    let out = Command::new(exe)
-        .arg("__child")
-        .args(args)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("run the child process");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "child {args:?} failed ({}):\n{stdout}",
-        out.status
-    );
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(RESULT))
-        .unwrap_or_else(|| panic!("child {args:?} reported nothing:\n{stdout}"));
-    Results(
-        line.split_whitespace()
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
 }
 
 fn child(args: &[String]) {
@@ -233,20 +168,6 @@ fn child(args: &[String]) {
 // ---------------------------------------------------------------------------
 // Memory
 
-fn status_kb(field: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(f64::NAN)
-}
-
-/// Peak resident set size of this process, in MB.
-fn peak_rss_mb() -> f64 {
-    status_kb("VmHWM:") / 1024.0
-}
-
 /// Current resident set size in MB, after giving freed heap back to the
 /// system (so it reflects live memory).
 fn rss_mb() -> f64 {
@@ -261,42 +182,6 @@ fn rss_mb() -> f64 {
         }
     }
     status_kb("VmRSS:") / 1024.0
-}
-
-// ---------------------------------------------------------------------------
-// Statistics
-
-fn median(xs: &[f64]) -> f64 {
-    let mut s = xs.to_vec();
-    s.sort_by(f64::total_cmp);
-    match s.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => s[n / 2],
-        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
-    }
-}
-
-fn join(xs: &[f64]) -> String {
-    xs.iter()
-        .map(|x| format!("{x:.3}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn fmt_rate(per_sec: f64) -> String {
-    if per_sec >= 1e6 {
-        format!("{:.1} M", per_sec / 1e6)
-    } else {
-        format!("{:.0} k", per_sec / 1e3)
-    }
-}
-
-fn met(ok: bool) -> &'static str {
-    if ok {
-        "yes"
-    } else {
-        "NO"
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+pub mod harness;
 pub mod kafka;
 
 /// Benchmark input: lines of words from a Zipf-distributed vocabulary.

@@ -7,8 +7,8 @@
 //! - clocks (realtime, monotonic, CPU time) read the batch time, plus a
 //!   virtual microsecond per reading so time never stands still, plus
 //!   whatever the guest "sleeps" in `poll_oneoff`;
-//! - `random_get` is a stream seeded by job, operator, batch time and
-//!   partition (SHA-256 in counter mode);
+//! - `random_get` is a stream seeded by job, operator, batch time,
+//!   partition and run (SHA-256 in counter mode);
 //! - stdout and stderr go to the host log, under the same per-call budget as
 //!   `weir.log`; stdin is empty;
 //! - arguments and environment are empty; there are no preopened

@@ -274,21 +274,23 @@ impl Combined {
 }
 
 /// Distinct keys numbered in first-appearance order, their bytes in one
-/// arena. A lookup compares the two words [`KeyBytes`] holds before any
-/// byte (keys of at most 16 bytes never touch the arena).
+/// arena. The table holds the two words [`KeyBytes`] makes of a key next
+/// to its number, so a lookup compares them in place: keys of at most 16
+/// bytes never touch the arena, and no lookup follows a pointer.
 #[derive(Default)]
 struct KeyTable {
-    table: HashTable<u32>,
-    entries: Vec<KeyEntry>,
+    table: HashTable<Slot>,
+    /// Per key: where its bytes start in the arena, and its hash.
+    entries: Vec<(usize, u64)>,
     arena: Vec<u8>,
 }
 
-struct KeyEntry {
-    hash: u64,
+#[derive(Clone, Copy)]
+struct Slot {
     lo: u64,
     hi: u64,
-    start: usize,
-    len: usize,
+    id: u32,
+    len: u32,
 }
 
 impl KeyTable {
@@ -298,35 +300,72 @@ impl KeyTable {
         let words = KeyBytes::new(k);
         let hash = FxBuildHasher.hash_one(words);
         let (entries, arena) = (&self.entries, &self.arena);
-        let same = |&id: &u32| {
-            let e = &entries[id as usize];
-            e.lo == words.lo
-                && e.hi == words.hi
-                && e.len == k.len()
-                && (k.len() <= 16 || &arena[e.start..e.start + e.len] == k)
+        let same = |s: &Slot| {
+            s.lo == words.lo
+                && s.hi == words.hi
+                && s.len as usize == k.len()
+                && (k.len() <= 16 || {
+                    let start = entries[s.id as usize].0;
+                    &arena[start..start + k.len()] == k
+                })
         };
-        if let Some(&id) = self.table.find(hash, same) {
-            return (id as usize, false);
+        if let Some(s) = self.table.find(hash, same) {
+            return (s.id as usize, false);
         }
         let id = self.entries.len();
-        self.entries.push(KeyEntry {
-            hash,
+        let slot = Slot {
             lo: words.lo,
             hi: words.hi,
-            start: self.arena.len(),
-            len: k.len(),
-        });
+            id: u32::try_from(id).expect("fewer than 2^32 keys in a partition"),
+            len: u32::try_from(k.len()).expect("a key shorter than 4 GiB"),
+        };
+        self.entries.push((self.arena.len(), hash));
         self.arena.extend_from_slice(k);
         let entries = &self.entries;
-        let id32 = u32::try_from(id).expect("fewer than 2^32 keys in a partition");
         self.table
-            .insert_unique(hash, id32, |&i| entries[i as usize].hash);
+            .insert_unique(hash, slot, |s| entries[s.id as usize].1);
         (id, true)
     }
 
     /// Key number `id`.
     fn key(&self, id: usize) -> &[u8] {
-        let e = &self.entries[id];
-        &self.arena[e.start..e.start + e.len]
+        let start = self.entries[id].0;
+        let end = self.entries.get(id + 1).map_or(self.arena.len(), |e| e.0);
+        &self.arena[start..end]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_table_numbers_keys_in_first_appearance_order() {
+        let mut keys: Vec<Vec<u8>> = (0..40u8).map(|n| (0..n).collect()).collect();
+        // Long keys alike in their first and last 8 bytes and length: only
+        // the bytes between tell them apart.
+        for middle in [b'x', b'y', b'z'] {
+            let mut k = vec![b'a'; 30];
+            k[15] = middle;
+            keys.push(k);
+        }
+        keys.push(Vec::new());
+        keys.push(vec![0]);
+        let mut table = KeyTable::default();
+        let mut expected: Vec<Vec<u8>> = Vec::new();
+        for k in keys.iter().chain(keys.iter().rev()) {
+            let (id, new) = table.number(k);
+            match expected.iter().position(|e| e == k) {
+                Some(at) => assert_eq!((id, new), (at, false), "{k:?}"),
+                None => {
+                    assert_eq!((id, new), (expected.len(), true), "{k:?}");
+                    expected.push(k.clone());
+                }
+            }
+        }
+        for (id, k) in expected.iter().enumerate() {
+            assert_eq!(table.key(id), &k[..]);
+        }
+        assert_eq!(expected.len(), 43);
     }
 }

@@ -23,7 +23,7 @@ use rustc_hash::FxBuildHasher;
 use weir_abi::{canonical, GroupsBody, RecordBatch, RecordIter};
 
 use super::combine::combine_partition;
-use super::map::{MapFlavor, MapOp};
+use super::map::{check_output, MapOp};
 use super::{shuffle, Combiner, KeyBytes, OpContext, Partitions};
 use crate::error::EngineError;
 
@@ -59,7 +59,7 @@ pub(crate) fn apply(
             let func = &up.map.func;
             func.plugin
                 .map_run(&func.function, &inv, records, bytes, |out| {
-                    check_flavor(up, out.len(), records, p)?;
+                    check_output(up.cx, up.map.flavor, func, out.len(), records, p)?;
                     acc.absorb(ctx, combiner, out, p, n, inv.sequence)
                 })??;
         }
@@ -72,28 +72,6 @@ pub(crate) fn apply(
     ctx.par_map_batches(&shuffled, |p, batch| {
         combine_partition(ctx, combiner, batch, p, partitions)
     })
-}
-
-/// What a map flavour promises about its output, checked per run (a record
-/// maps alone, so a run's counts obey what the partition's would).
-fn check_flavor(
-    up: &Upstream<'_>,
-    got: usize,
-    records: usize,
-    p: usize,
-) -> Result<(), EngineError> {
-    let label = || up.map.func.label();
-    match up.map.flavor {
-        MapFlavor::Map if got != records => Err(up.cx.contract(format!(
-            "`{}` returned {got} records for {records} input records in partition {p}; map must return exactly one per record (use flat_map for zero or more)",
-            label()
-        ))),
-        MapFlavor::Filter if got > records => Err(up.cx.contract(format!(
-            "`{}` returned {got} records for {records} input records in partition {p}; filter returns at most one per record",
-            label()
-        ))),
-        _ => Ok(()),
-    }
 }
 
 /// One partition's keys, first appearance first, each with its values

@@ -127,21 +127,34 @@ pub(crate) fn apply(
         if batch.is_empty() && flavor != MapFlavor::MapPartitions {
             return Ok(RecordBatch::new());
         }
-        let out = func.plugin.map(&func.function, &ctx.invocation(p, n), batch)?;
-        match flavor {
-            MapFlavor::Map if out.len() != batch.len() => Err(ctx.contract(format!(
-                "`{}` returned {} records for {} input records in partition {p}; map must return exactly one per record (use flat_map for zero or more)",
-                func.label(),
-                out.len(),
-                batch.len()
-            ))),
-            MapFlavor::Filter if out.len() > batch.len() => Err(ctx.contract(format!(
-                "`{}` returned {} records for {} input records in partition {p}; filter returns at most one per record",
-                func.label(),
-                out.len(),
-                batch.len()
-            ))),
-            _ => Ok(out),
-        }
+        let out = func
+            .plugin
+            .map(&func.function, &ctx.invocation(p, n), batch)?;
+        check_output(ctx, flavor, func, out.len(), batch.len(), p)?;
+        Ok(out)
     })
+}
+
+/// What a map flavour promises about its output: `got` records for
+/// `records` input records of partition `p` (or of a run of it: a record
+/// maps alone, so a run obeys what its partition would).
+pub(crate) fn check_output(
+    ctx: &OpContext<'_>,
+    flavor: MapFlavor,
+    func: &FunctionRef,
+    got: usize,
+    records: usize,
+    p: usize,
+) -> Result<(), EngineError> {
+    match flavor {
+        MapFlavor::Map if got != records => Err(ctx.contract(format!(
+            "`{}` returned {got} records for {records} input records in partition {p}; map must return exactly one per record (use flat_map for zero or more)",
+            func.label(),
+        ))),
+        MapFlavor::Filter if got > records => Err(ctx.contract(format!(
+            "`{}` returned {got} records for {records} input records in partition {p}; filter returns at most one per record",
+            func.label(),
+        ))),
+        _ => Ok(()),
+    }
 }

@@ -19,14 +19,14 @@
 //! `WEIR_BENCH_PARTITIONS`), `WEIR_BENCH_NEXMARK_EVENTS` (events per batch,
 //! 500000), `WEIR_BENCH_NEXMARK_BATCHES` (measured batches, 10).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use weir::config::{Overrides, Pipeline};
 use weir::receiver::generator::GeneratorKind;
 use weir::{ClockMode, SourceSpec, StreamingConfig, StreamingContext};
-use weir_tests::harness::{env_usize, fmt_rate, join, median, met, report, run_child};
+use weir_tests::harness::{
+    env_usize, fmt_rate, join, median, met, report, run_child, source_alone,
+};
 use weir_tests::{guest, guests};
 
 /// (query, Flink events/s per core, target events/s per core).
@@ -192,36 +192,14 @@ fn child_source(events: u64, batches: usize) {
         ..StreamingConfig::default()
     })
     .expect("context");
-    let counted = Arc::new(AtomicU64::new(0));
-    let sink = counted.clone();
-    ctx.source(
-        Some("events"),
-        SourceSpec::Generator {
-            kind: GeneratorKind::Nexmark,
-            rate: events,
-            seed: 42,
-            words_per_line: 0,
-            vocabulary: 1,
-            limit: None,
-        },
-    )
-    .and_then(|s| s.count())
-    .expect("count")
-    .foreach_batch(move |_, parts| {
-        let n: i64 = parts
-            .iter()
-            .flat_map(|p| p.iter())
-            .map(|(_, v)| weir_tests::count(v))
-            .sum();
-        sink.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(())
-    })
-    .expect("output");
-    let summary = ctx.run(Some(1 + batches as u64)).expect("run");
-    assert_eq!(
-        counted.load(Ordering::Relaxed),
-        events * (1 + batches as u64)
-    );
-    let times: Vec<f64> = summary.stats.iter().map(|s| s.processing_ms).collect();
+    let spec = SourceSpec::Generator {
+        kind: GeneratorKind::Nexmark,
+        rate: events,
+        seed: 42,
+        words_per_line: 0,
+        vocabulary: 1,
+        limit: None,
+    };
+    let times = source_alone(ctx, spec, events, batches);
     report(&[("processing_ms", join(&times))]);
 }

@@ -44,7 +44,8 @@ use weir::stream::StateOptions;
 use weir::wasm::{Runtime, RuntimeConfig};
 use weir::{ClockMode, SourceSpec, StreamingConfig, StreamingContext};
 use weir_tests::harness::{
-    env_usize, fmt_rate, join, median, met, peak_rss_mb, report, run_child, status_kb, Results,
+    env_usize, fmt_rate, join, median, met, peak_rss_mb, report, run_child, source_alone,
+    status_kb, Results,
 };
 use weir_tests::{guest, guests};
 
@@ -367,27 +368,7 @@ fn child_wordcount(lines: u64, batches: usize) {
 
 fn child_source(lines: u64, batches: usize) {
     let ctx = StreamingContext::new(config("bench-source")).expect("context");
-    let counted = Arc::new(AtomicU64::new(0));
-    let sink = counted.clone();
-    ctx.source(Some("lines"), text_source(lines, 10_000))
-        .and_then(|s| s.count())
-        .expect("count")
-        .foreach_batch(move |_, parts| {
-            let n: i64 = parts
-                .iter()
-                .flat_map(|p| p.iter())
-                .map(|(_, v)| weir_tests::count(v))
-                .sum();
-            sink.fetch_add(n as u64, Ordering::Relaxed);
-            Ok(())
-        })
-        .expect("output");
-    let summary = ctx.run(Some(1 + batches as u64)).expect("run");
-    assert_eq!(
-        counted.load(Ordering::Relaxed),
-        lines * (1 + batches as u64)
-    );
-    let times: Vec<f64> = summary.stats.iter().map(|s| s.processing_ms).collect();
+    let times = source_alone(ctx, text_source(lines, 10_000), lines, batches);
     report(&[
         ("processing_ms", join(&times)),
         ("peak_rss_mb", format!("{:.1}", peak_rss_mb())),

@@ -131,3 +131,37 @@ pub fn met(ok: bool) -> &'static str {
         "NO"
     }
 }
+
+/// Runs source `spec` alone (→ `count`) on `ctx` for `1 + batches` batches
+/// of `per_batch` records, checks every record was counted, and gives each
+/// batch's processing time (ms): the part of a batch spent making input.
+pub fn source_alone(
+    ctx: weir::StreamingContext,
+    spec: weir::SourceSpec,
+    per_batch: u64,
+    batches: usize,
+) -> Vec<f64> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let counted = std::sync::Arc::new(AtomicU64::new(0));
+    let sink = counted.clone();
+    ctx.source(Some("source"), spec)
+        .and_then(|s| s.count())
+        .expect("count")
+        .foreach_batch(move |_, parts| {
+            let n: i64 = parts
+                .iter()
+                .flat_map(|p| p.iter())
+                .map(|(_, v)| crate::count(v))
+                .sum();
+            sink.fetch_add(n as u64, Ordering::Relaxed);
+            Ok(())
+        })
+        .expect("output");
+    let summary = ctx.run(Some(1 + batches as u64)).expect("run");
+    assert_eq!(
+        counted.load(Ordering::Relaxed),
+        per_batch * (1 + batches as u64),
+        "every record counted"
+    );
+    summary.stats.iter().map(|s| s.processing_ms).collect()
+}

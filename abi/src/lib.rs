@@ -599,11 +599,9 @@ impl<'a> Iterator for Runs<'a> {
         let start = self.records.pos;
         let mut n = 0;
         while self.records.left > 0 {
-            let before = self.records.pos;
             let mut probe = self.records.clone();
             probe.next();
             if n > 0 && probe.pos - start > self.max_bytes {
-                debug_assert_eq!(before, self.records.pos);
                 break;
             }
             self.records = probe;

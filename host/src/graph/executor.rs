@@ -495,8 +495,8 @@ impl Executor {
     /// and a map-kind stream that is not an output and is read only by a
     /// reducing operator (`reduce_by_key`, a windowed reduction) is fused
     /// into that operator's map-side combine ([`crate::ops::fused`]): it
-    /// never has a batch of its own. Fusion depends on the pipeline and its outputs alone, so a
-    /// run, its recovery and its replay fuse alike.
+    /// never has a batch of its own. Fusion depends on the pipeline and
+    /// its outputs alone, so a run, its recovery and its replay fuse alike.
     pub(crate) fn observe(&mut self, outputs: &[NodeId], keep_all: bool) {
         let nodes = &self.graph.nodes;
         let mut readers: Vec<Vec<NodeId>> = vec![Vec::new(); nodes.len()];

@@ -7,7 +7,7 @@ use weir_abi::{canonical, GroupsBody, GroupsWriter, RecordBatch};
 use super::{group, Combiner, Groups, KeyIndex, OpContext};
 use crate::error::EngineError;
 
-fn count_of(ctx: &OpContext<'_>, v: &[u8]) -> Result<i64, EngineError> {
+pub(crate) fn count_of(ctx: &OpContext<'_>, v: &[u8]) -> Result<i64, EngineError> {
     canonical::decode_count(v).ok_or_else(|| {
         ctx.contract(format!(
             "expected an 8-byte i64 count, found {} bytes",

@@ -22,7 +22,7 @@ use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 use weir_abi::{canonical, GroupsBody, RecordBatch, RecordIter};
 
-use super::combine::combine_partition;
+use super::combine::{combine_partition, count_of};
 use super::map::{check_output, MapOp};
 use super::{shuffle, Combiner, KeyBytes, OpContext, Partitions};
 use crate::error::EngineError;
@@ -137,24 +137,24 @@ impl Combined {
             }
             Combiner::SumI64 | Combiner::SubI64 => {
                 let sub = matches!(combiner, Combiner::SubI64);
-                let mut result = Ok(());
-                for (&id, (_, v)) in self.ids.iter().zip(records) {
-                    let Some(x) = canonical::decode_count(v) else {
-                        result = Err(ctx.contract(format!(
-                            "expected an 8-byte i64 count, found {} bytes",
-                            v.len()
-                        )));
-                        break;
-                    };
-                    let slot = &mut self.values[id as usize];
-                    let acc = match slot.as_deref().and_then(canonical::decode_count) {
-                        None => x,
-                        Some(acc) if sub => acc.wrapping_sub(x),
-                        Some(acc) => acc.wrapping_add(x),
-                    };
-                    *slot = Some(canonical::encode_count(acc).to_vec());
-                }
-                result
+                self.ids.iter().zip(records).try_for_each(|(&id, (_, v))| {
+                    let x = count_of(ctx, v)?;
+                    // A key's value so far is a count this loop wrote: its
+                    // 8 bytes are updated in place.
+                    match &mut self.values[id as usize] {
+                        Some(acc) => {
+                            let old = canonical::decode_count(acc).unwrap_or_default();
+                            let new = if sub {
+                                old.wrapping_sub(x)
+                            } else {
+                                old.wrapping_add(x)
+                            };
+                            acc.copy_from_slice(&canonical::encode_count(new));
+                        }
+                        slot => *slot = Some(canonical::encode_count(x).to_vec()),
+                    }
+                    Ok(())
+                })
             }
         };
         for &g in &self.touched {

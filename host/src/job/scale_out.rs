@@ -524,6 +524,7 @@ impl BatchLoop {
                 next_offset = task.next,
                 replayed_batches = history.ranges.len(),
                 previous_owner = history.owner.as_ref().map(|o| o.0.as_str()).unwrap_or("none"),
+                state_from = history.state.as_ref().map_or("none", |s| s.instance.as_str()),
                 ms = started.elapsed().as_millis() as u64,
                 "partition taken over"
             );

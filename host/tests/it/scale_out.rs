@@ -338,13 +338,16 @@ fn instances_that_stop_crash_and_join_leave_the_output_as_one_instance_writes_it
         i.stop();
     }
 
-    // State moved: partitions of the instance that left and of the one
-    // killed were taken over from the changelog.
+    // State moved: the state written by the instance that left and by the
+    // one killed was taken over from the changelog. (Not `previous_owner`:
+    // that is the newest claim's instance, and a successor that claimed a
+    // partition and died before writing its first state is newer than the
+    // instance whose state the next one restores.)
     let all_logs = logs_tail(dir.path(), usize::MAX);
     for gone in ["a", "b"] {
         assert!(
-            all_logs.contains(&format!("previous_owner=\"{gone}\"")),
-            "no partition of instance {gone} was taken over:\n{all_logs}"
+            all_logs.contains(&format!("state_from=\"{gone}\"")),
+            "no state of instance {gone} was taken over:\n{all_logs}"
         );
     }
     let (single_records, single_by_key) = output(&broker, "single-totals");

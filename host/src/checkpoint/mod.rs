@@ -10,6 +10,10 @@
 //! checkpoints/checkpoint-<seq>.bin   node state + source positions after batch <seq>
 //! ```
 //!
+//! Files that must appear whole are written as `.<name>.weir-tmp` and
+//! renamed; what a crash left of those is removed when a job opens the
+//! directory again (`leftovers.rs` says exactly what is removed).
+//!
 //! Operator state and source positions are stored as [`Snapshot`]s: bytes
 //! tagged with the kind and version of the encoding their owner wrote. This
 //! module stores them without interpreting them; each operator and source

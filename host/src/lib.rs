@@ -55,6 +55,7 @@
 //! | [`conformance`] | the plugin conformance suite (`weir plugin test`) |
 //! | [`host`] | the process-wide host: wasm runtime, receiver runtime, pool |
 //! | [`checkpoint`] | checkpoint directories, logs, snapshots |
+//! | [`durable`] | synced, atomic writes; their temporary names and removing leftovers |
 //! | [`error`] | the engine's and the builder's errors |
 //! | [`kafka`] | Kafka client settings shared by sources and outputs |
 //! | [`ops`] | operators, one file each, and their registry |
@@ -110,6 +111,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod conformance;
+pub mod durable;
 pub mod error;
 pub(crate) mod graph;
 pub mod host;

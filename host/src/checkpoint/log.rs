@@ -71,22 +71,9 @@ pub fn read_frames_with<T>(bytes: &[u8], decode: impl Fn(&[u8]) -> Option<T>) ->
     (values, pos)
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename,
-/// fsync of the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
-    ));
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()
-}
+/// Writes `bytes` to `path` atomically (kept here for callers of this
+/// module; see [`crate::durable::write_atomic`]).
+pub use crate::durable::write_atomic;
 
 /// Segments with a damaged tail: `(segment, damaged bytes)`.
 pub type Damaged = Vec<(PathBuf, usize)>;
@@ -210,11 +197,16 @@ impl SegmentLog {
     pub fn rotate(&mut self, first: u64) -> Result<(), CheckpointError> {
         fs::create_dir_all(&self.dir).map_err(|e| self.err(&self.dir, e))?;
         let path = self.dir.join(format!("{}-{first:020}.log", self.prefix));
+        let new = !path.exists();
         let f = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(|e| self.err(&path, e))?;
+        if new && self.sync {
+            // The segment's name must survive as its synced appends do.
+            crate::durable::sync_dir(&self.dir).map_err(|e| self.err(&self.dir, e))?;
+        }
         self.current = Some(f);
         Ok(())
     }

@@ -10,6 +10,10 @@
 //! checkpoints/checkpoint-<seq>.bin   node state + source positions after batch <seq>
 //! ```
 //!
+//! Files that must appear whole are written as `.<name>.weir-tmp` and
+//! renamed; what a crash left of those is removed when a job opens the
+//! directory again (`leftovers.rs` says exactly what is removed).
+//!
 //! Operator state and source positions are stored as [`Snapshot`]s: bytes
 //! tagged with the kind and version of the encoding their owner wrote. This
 //! module stores them without interpreting them; each operator and source
@@ -23,6 +27,7 @@
 //! producing the same outputs byte for byte. Logs older than the oldest
 //! checkpoint kept are deleted, so disk use stays bounded.
 
+mod leftovers;
 pub mod log;
 pub mod recorded;
 pub(crate) mod v1;
@@ -370,19 +375,9 @@ impl Checkpointer {
     ) -> Result<(Checkpointer, Recovery), CheckpointError> {
         let dir = config.dir.clone();
         if fresh {
-            for sub in ["metadata.json", "modules", "wal", "checkpoints"] {
-                let p = dir.join(sub);
-                if p.is_dir() {
-                    fs::remove_dir_all(&p).map_err(io(&p))?;
-                } else if p.exists() {
-                    fs::remove_file(&p).map_err(io(&p))?;
-                }
-            }
+            leftovers::discard(&dir)?;
         }
-        for sub in ["modules", "wal", "checkpoints"] {
-            let p = dir.join(sub);
-            fs::create_dir_all(&p).map_err(io(&p))?;
-        }
+        leftovers::create(&dir)?;
         let hashes: BTreeMap<String, String> = modules
             .iter()
             .map(|(n, (h, _))| (n.clone(), h.clone()))
@@ -412,6 +407,9 @@ impl Checkpointer {
                 }
             }
         }
+        // The directory is this job's (a different pipeline was refused
+        // above): what an interrupted run left goes before the first write.
+        leftovers::remove(&dir)?;
         let json = serde_json::to_vec_pretty(&meta).expect("metadata serializes");
         write_atomic(&meta_path, &json).map_err(io(&meta_path))?;
         for (hash, path) in modules.values() {

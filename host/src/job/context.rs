@@ -747,12 +747,9 @@ fn make_outputs(
                     kind,
                     out: Box::new(crate::output::print::Stdout::default()),
                 }),
-                OutputSpec::TextFiles { prefix, suffix } => Box::new(TextFiles {
-                    name,
-                    prefix,
-                    suffix,
-                    kind,
-                }),
+                OutputSpec::TextFiles { prefix, suffix } => {
+                    Box::new(TextFiles::open(name, prefix, suffix, kind))
+                }
                 OutputSpec::ForEach(f) => Box::new(ForEachBatch(f)),
                 OutputSpec::Kafka(spec) => Box::new(KafkaOutput::new(job, name, spec, kind)),
             },

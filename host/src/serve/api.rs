@@ -191,6 +191,17 @@ pub struct JobList {
     pub jobs: Vec<JobInfo>,
 }
 
+/// The answer to `DELETE /v1/jobs/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteInfo {
+    /// The job deleted.
+    pub id: String,
+    /// Its files are gone (200); false (202) while its current batch
+    /// finishes, after which they go. Either way the job is deleted: it is
+    /// no longer listed, and a restarted host does not bring it back.
+    pub removed: bool,
+}
+
 /// The answer to an upgrade or a rollback, once the new module runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SwapInfo {

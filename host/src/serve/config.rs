@@ -59,7 +59,8 @@ struct RawLimits {
 #[serde(deny_unknown_fields)]
 struct RawTenant {
     name: String,
-    token: String,
+    token: Option<String>,
+    token_sha256: Option<String>,
     #[serde(default)]
     limits: RawLimits,
     kafka_topics: Option<Vec<String>>,
@@ -125,13 +126,17 @@ impl JobLimitsConfig {
 }
 
 /// A tenant: a name (its directory under the data directory) and the
-/// bearer token its requests carry.
+/// SHA-256 of the bearer token its requests carry.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TenantConfig {
     /// `[a-z0-9_-]`, 1 to 64 characters.
     pub name: String,
-    /// Bearer token.
-    pub token: String,
+    /// SHA-256 of its bearer token (`token_sha256`, or the hash of a
+    /// plain-text `token`).
+    pub token_sha256: [u8; 32],
+    /// The configuration holds the token in plain text (`token`), not its
+    /// hash: the host warns at start-up.
+    pub plain_token: bool,
     /// Its jobs' limits.
     pub limits: JobLimitsConfig,
     /// What its Kafka sources and outputs may reach.
@@ -155,7 +160,8 @@ impl std::fmt::Debug for TenantConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TenantConfig")
             .field("name", &self.name)
-            .field("token", &"<redacted>")
+            .field("token_sha256", &"<redacted>")
+            .field("plain_token", &self.plain_token)
             .field("limits", &self.limits)
             .finish()
     }
@@ -196,7 +202,15 @@ impl ServeConfig {
             message: format!("cannot read it: {e}"),
         })?;
         warn_if_readable_by_others(path);
-        Self::parse(path, &src)
+        let config = Self::parse(path, &src)?;
+        for t in config.tenants.iter().filter(|t| t.plain_token) {
+            tracing::warn!(
+                config = %path.display(),
+                tenant = %t.name,
+                "the tenant's token is in plain text; store its hash instead: `token_sha256 = \"...\"` from `weir serve hash-token`"
+            );
+        }
+        Ok(config)
     }
 
     /// Checks configuration text; `path` locates `data_dir` and messages.
@@ -242,16 +256,11 @@ impl ServeConfig {
                     t.name
                 )));
             }
-            if t.token.len() < MIN_TOKEN_LEN || t.token.chars().any(|c| c.is_whitespace()) {
-                return Err(err(format!(
-                    "tenant `{}`: the token must be at least {MIN_TOKEN_LEN} characters without spaces (e.g. from `openssl rand -hex 24`)",
-                    t.name
-                )));
-            }
+            let (token_sha256, plain_token) = tenant_token(t).map_err(&err)?;
             if tenants.iter().any(|o| o.name == t.name) {
                 return Err(err(format!("tenant `{}` is defined twice", t.name)));
             }
-            if tenants.iter().any(|o| o.token == t.token) {
+            if tenants.iter().any(|o| o.token_sha256 == token_sha256) {
                 return Err(err(format!(
                     "tenant `{}` has the same token as another tenant; tokens must be unique",
                     t.name
@@ -270,7 +279,8 @@ impl ServeConfig {
             };
             tenants.push(TenantConfig {
                 name: t.name.clone(),
-                token: t.token.clone(),
+                token_sha256,
+                plain_token,
                 limits,
                 kafka: KafkaPolicy {
                     brokers: raw.kafka.brokers.clone(),
@@ -314,6 +324,49 @@ impl ServeConfig {
             .map(|t| t.limits.memory_bytes)
             .max()
             .unwrap_or(JobLimitsConfig::default().memory_bytes)
+    }
+}
+
+/// SHA-256 of a bearer token, as `token_sha256` holds it (hex) and as
+/// `weir serve hash-token` prints it.
+pub fn hash_token(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+/// The tenant's token hash from `token_sha256` (64 hex digits, optionally
+/// after `sha256:`) or a plain-text `token` (hashed here); and whether it
+/// was plain text.
+fn tenant_token(t: &RawTenant) -> Result<([u8; 32], bool), String> {
+    match (&t.token, &t.token_sha256) {
+        (Some(_), Some(_)) => Err(format!(
+            "tenant `{}`: give either `token_sha256` or `token`, not both",
+            t.name
+        )),
+        (None, None) => Err(format!(
+            "tenant `{}`: no token: add `token_sha256 = \"...\"` (from `weir serve hash-token`)",
+            t.name
+        )),
+        (Some(token), None) => {
+            if token.len() < MIN_TOKEN_LEN || token.chars().any(char::is_whitespace) {
+                return Err(format!(
+                    "tenant `{}`: the token must be at least {MIN_TOKEN_LEN} characters without spaces (e.g. from `openssl rand -hex 24`)",
+                    t.name
+                ));
+            }
+            Ok((hash_token(token), true))
+        }
+        (None, Some(hex_text)) => {
+            let digits = hex_text.strip_prefix("sha256:").unwrap_or(hex_text);
+            let mut hash = [0u8; 32];
+            hex::decode_to_slice(digits, &mut hash).map_err(|e| {
+                format!(
+                    "tenant `{}`: `token_sha256` must be 64 hex digits (from `weir serve hash-token`): {e}",
+                    t.name
+                )
+            })?;
+            Ok((hash, false))
+        }
     }
 }
 
@@ -442,5 +495,43 @@ mod tests {
     fn debug_hides_tokens() {
         let c = parse(T).unwrap();
         assert!(!format!("{c:?}").contains("0123456789abcdef"));
+        assert!(!format!("{c:?}").contains(&hex::encode(hash_token("0123456789abcdef"))));
+    }
+
+    #[test]
+    fn tokens_are_kept_as_hashes() {
+        let plain = parse(T).unwrap();
+        assert!(plain.tenants[0].plain_token);
+        assert_eq!(
+            plain.tenants[0].token_sha256,
+            hash_token("0123456789abcdef")
+        );
+        let hex_hash = hex::encode(hash_token("0123456789abcdef"));
+        for value in [hex_hash.clone(), format!("sha256:{hex_hash}")] {
+            let c = parse(&format!(
+                "[[tenant]]\nname = \"alice\"\ntoken_sha256 = \"{value}\"\n"
+            ))
+            .unwrap();
+            assert!(!c.tenants[0].plain_token);
+            assert_eq!(c.tenants[0].token_sha256, plain.tenants[0].token_sha256);
+        }
+        for (src, needle) in [
+            ("token_sha256 = \"abc\"", "64 hex digits"),
+            ("token_sha256 = \"zz\"", "64 hex digits"),
+            (
+                &format!("token = \"0123456789abcdef\"\ntoken_sha256 = \"{hex_hash}\""),
+                "not both",
+            ),
+            ("", "no token"),
+        ] {
+            let e = parse(&format!("[[tenant]]\nname = \"a\"\n{src}\n")).unwrap_err();
+            assert!(e.contains(needle), "{src}: {e}");
+        }
+        // One token, once plain and once hashed: still the same token.
+        let e = parse(&format!(
+            "{T}[[tenant]]\nname = \"bob\"\ntoken_sha256 = \"{hex_hash}\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("same token"), "{e}");
     }
 }

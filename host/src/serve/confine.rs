@@ -188,7 +188,7 @@ fn is_loopback(host: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
     /// Characters or length outside what is allowed.
-    #[error("file name {name:?}: use 1 to 100 of A-Z, a-z, 0-9, `.`, `_` and `-`, not starting with `.` (files go straight into the job's directory)")]
+    #[error("file name {name:?}: use 1 to 100 of A-Z, a-z, 0-9, `.`, `_` and `-`, not starting with `.` (modules go straight into the job's directory; data files may go one directory down, `DIR/NAME`)")]
     Shape { name: String },
     /// The pipeline's own file name.
     #[error("file name {name:?} is reserved for the pipeline")]
@@ -214,6 +214,19 @@ pub fn file_name(name: &str) -> Result<(), NameError> {
         return Err(NameError::Reserved { name: name.into() });
     }
     Ok(())
+}
+
+/// A data file's path in the job directory: a [`file_name`], or
+/// `DIR/NAME` with both parts file names (e.g. `in/part-1.txt` for a files
+/// source reading `in`).
+pub fn file_path(path: &str) -> Result<(), NameError> {
+    match path.split_once('/') {
+        None => file_name(path),
+        Some((dir, name)) => {
+            file_name(dir).map_err(|_| NameError::Shape { name: path.into() })?;
+            file_name(name).map_err(|_| NameError::Shape { name: path.into() })
+        }
+    }
 }
 
 /// A module's file name: a [`file_name`] ending in `.wasm` or `.wat`.
@@ -400,5 +413,19 @@ mod tests {
         }
         assert!(file_name("state.tsv").is_ok());
         assert!(file_name("pipeline.toml").is_err());
+        assert!(file_path("in/a.txt").is_ok());
+        assert!(file_path("state.tsv").is_ok());
+        for bad in [
+            "in/../x",
+            "../x",
+            "a/b/c",
+            "/a",
+            "in/",
+            ".in/a",
+            "in/.a",
+            "pipeline.toml",
+        ] {
+            assert!(file_path(bad).is_err(), "{bad}");
+        }
     }
 }

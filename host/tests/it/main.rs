@@ -16,5 +16,6 @@ mod recovery;
 mod replay;
 mod scale_out;
 mod serve;
+mod serve_durable;
 mod support;
 mod ui;

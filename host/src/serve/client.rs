@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::api::{
     DeleteInfo, ErrorBody, JobInfo, JobList, RollbackRequest, SubmitRequest, SwapInfo,
-    UpgradeRequest,
+    TenantStatus, UpgradeRequest,
 };
 
 /// Default server URL.
@@ -259,6 +259,11 @@ impl Client {
     /// Stops a job after its current batch.
     pub fn stop(&self, id: &str) -> Result<JobInfo, ClientError> {
         self.call("POST", &format!("/v1/jobs/{id}/stop"), None::<&()>)
+    }
+
+    /// The tenant's quotas and what its jobs use.
+    pub fn tenant(&self) -> Result<TenantStatus, ClientError> {
+        self.call("GET", "/v1/tenant", None::<&()>)
     }
 
     /// Deletes a job: stops it and removes its files; it stays deleted

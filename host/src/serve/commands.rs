@@ -111,6 +111,9 @@ pub fn jobs(conn: &Connection, json: bool) -> Result<(), ClientError> {
         if let Some(e) = &j.error {
             println!("    {}: {}", e.kind, first_line(&e.message));
         }
+        if let Some(why) = &j.paused {
+            println!("    paused: {why}");
+        }
     }
     Ok(())
 }

@@ -26,8 +26,11 @@ struct RawConfig {
     max_jobs: Option<usize>,
     max_jobs_per_tenant: Option<usize>,
     keep_resident_kb: Option<usize>,
+    quota_check_interval: Option<String>,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    quota: RawQuota,
     #[serde(default, rename = "tenant")]
     tenants: Vec<RawTenant>,
     #[serde(default)]
@@ -55,6 +58,15 @@ struct RawLimits {
     max_batch_records: Option<u64>,
 }
 
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuota {
+    jobs: Option<usize>,
+    disk_mb: Option<u64>,
+    fuel_per_second: Option<u64>,
+    memory_mb: Option<u64>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTenant {
@@ -63,6 +75,8 @@ struct RawTenant {
     token_sha256: Option<String>,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    quota: RawQuota,
     kafka_topics: Option<Vec<String>>,
     kafka_groups: Option<Vec<String>>,
 }
@@ -139,8 +153,27 @@ pub struct TenantConfig {
     pub plain_token: bool,
     /// Its jobs' limits.
     pub limits: JobLimitsConfig,
+    /// What all its jobs together may use.
+    pub quota: TenantQuota,
     /// What its Kafka sources and outputs may reach.
     pub kafka: KafkaPolicy,
+}
+
+/// What all of a tenant's jobs together may use (`[quota]`, overridden by
+/// `[tenant.quota]`). `None`: no limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantQuota {
+    /// Jobs running at once [default: `max_jobs_per_tenant`].
+    pub jobs: usize,
+    /// Bytes of its job directories: outputs, checkpoints and batch logs,
+    /// pipelines and modules. Over it, its jobs are paused.
+    pub disk_bytes: Option<u64>,
+    /// Fuel its plugin calls may burn per second of wall-clock time, over
+    /// all its jobs: its share of the CPU. Past it, its batches wait.
+    pub fuel_per_second: Option<u64>,
+    /// Bytes of its running (and paused) jobs' modules and state. Over
+    /// it, its jobs are paused.
+    pub memory_bytes: Option<u64>,
 }
 
 /// What a tenant's pipelines may reach on Kafka: the brokers the host
@@ -183,6 +216,8 @@ pub struct ServeConfig {
     /// Bytes of each pooled wasm memory kept resident between calls
     /// [default: 1 MiB].
     pub keep_resident_bytes: usize,
+    /// How often the disk and memory quotas are measured [default: 1 s].
+    pub quota_check_interval: Duration,
     /// Tenants.
     pub tenants: Vec<TenantConfig>,
 }
@@ -243,6 +278,22 @@ impl ServeConfig {
         };
         let defaults = merge_limits(&JobLimitsConfig::default(), &raw.limits)
             .map_err(|m| err(format!("[limits]: {m}")))?;
+        let positive = |v: Option<usize>, key: &str, default: usize| match v {
+            Some(0) => Err(err(format!("`{key}` must be at least 1"))),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        };
+        let max_jobs_per_tenant = positive(raw.max_jobs_per_tenant, "max_jobs_per_tenant", 32)?;
+        let default_quota = merge_quota(
+            &TenantQuota {
+                jobs: max_jobs_per_tenant,
+                disk_bytes: None,
+                fuel_per_second: None,
+                memory_bytes: None,
+            },
+            &raw.quota,
+        )
+        .map_err(|m| err(format!("[quota]: {m}")))?;
         if raw.tenants.is_empty() {
             return Err(err(
                 "no [[tenant]]: add at least one, with `name` and `token`".into(),
@@ -268,6 +319,8 @@ impl ServeConfig {
             }
             let limits = merge_limits(&defaults, &t.limits)
                 .map_err(|m| err(format!("tenant `{}` limits: {m}", t.name)))?;
+            let quota = merge_quota(&default_quota, &t.quota)
+                .map_err(|m| err(format!("tenant `{}` quota: {m}", t.name)))?;
             let own = vec![format!("{}.", t.name)];
             let prefixes = |v: &Option<Vec<String>>, key: &str| match v {
                 Some(list) if list.iter().any(String::is_empty) => Err(err(format!(
@@ -282,6 +335,7 @@ impl ServeConfig {
                 token_sha256,
                 plain_token,
                 limits,
+                quota,
                 kafka: KafkaPolicy {
                     brokers: raw.kafka.brokers.clone(),
                     topic_prefixes: prefixes(&t.kafka_topics, "kafka_topics")?,
@@ -289,18 +343,25 @@ impl ServeConfig {
                 },
             });
         }
-        let positive = |v: Option<usize>, key: &str, default: usize| match v {
-            Some(0) => Err(err(format!("`{key}` must be at least 1"))),
-            Some(n) => Ok(n),
-            None => Ok(default),
+        let quota_check_interval = match raw.quota_check_interval.as_deref() {
+            None => Duration::from_secs(1),
+            Some(text) => match humantime::parse_duration(text) {
+                Ok(d) if !d.is_zero() => d,
+                _ => {
+                    return Err(err(format!(
+                        "`quota_check_interval` = {text:?} is not a duration above zero; write e.g. \"1s\""
+                    )))
+                }
+            },
         };
         Ok(ServeConfig {
             bind,
             data_dir,
             max_body_bytes: positive(raw.max_body_mb, "max_body_mb", 64)? << 20,
             max_jobs: positive(raw.max_jobs, "max_jobs", 128)?,
-            max_jobs_per_tenant: positive(raw.max_jobs_per_tenant, "max_jobs_per_tenant", 32)?,
+            max_jobs_per_tenant,
             keep_resident_bytes: raw.keep_resident_kb.unwrap_or(1024) << 10,
+            quota_check_interval,
             tenants,
         })
     }
@@ -383,6 +444,23 @@ enum LimitError {
     },
 }
 
+fn merge_quota(base: &TenantQuota, raw: &RawQuota) -> Result<TenantQuota, LimitError> {
+    let nonzero = |v: Option<u64>, key: &'static str| match v {
+        Some(0) => Err(LimitError::Zero { key }),
+        _ => Ok(v),
+    };
+    Ok(TenantQuota {
+        jobs: nonzero(raw.jobs.map(|j| j as u64), "jobs")?.map_or(base.jobs, |j| j as usize),
+        disk_bytes: nonzero(raw.disk_mb, "disk_mb")?
+            .map(|m| m << 20)
+            .or(base.disk_bytes),
+        fuel_per_second: nonzero(raw.fuel_per_second, "fuel_per_second")?.or(base.fuel_per_second),
+        memory_bytes: nonzero(raw.memory_mb, "memory_mb")?
+            .map(|m| m << 20)
+            .or(base.memory_bytes),
+    })
+}
+
 fn merge_limits(base: &JobLimitsConfig, raw: &RawLimits) -> Result<JobLimitsConfig, LimitError> {
     let nonzero = |v: Option<u64>, key: &'static str| match v {
         Some(0) => Err(LimitError::Zero { key }),
@@ -449,6 +527,27 @@ mod tests {
         assert_eq!(c.tenants[0].limits, JobLimitsConfig::default());
         assert_eq!(c.tenants[0].limits.workers, 1);
         assert_eq!(c.tenants[0].limits.max_retries, 2);
+        let q = &c.tenants[0].quota;
+        assert_eq!(q.jobs, 32);
+        assert_eq!(
+            (q.disk_bytes, q.fuel_per_second, q.memory_bytes),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn tenant_quotas_override_the_defaults() {
+        let c = parse(&format!(
+            "max_jobs_per_tenant = 5\n[quota]\ndisk_mb = 100\nfuel_per_second = 1000\n{T}[tenant.quota]\njobs = 2\nmemory_mb = 8\n"
+        ))
+        .unwrap();
+        let q = &c.tenants[0].quota;
+        assert_eq!(q.jobs, 2);
+        assert_eq!(q.disk_bytes, Some(100 << 20));
+        assert_eq!(q.fuel_per_second, Some(1000));
+        assert_eq!(q.memory_bytes, Some(8 << 20));
+        let e = parse(&format!("{T}[tenant.quota]\ndisk_mb = 0\n")).unwrap_err();
+        assert!(e.contains("disk_mb") && e.contains("above zero"), "{e}");
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub struct Job {
     deleting: AtomicBool,
     /// Its files are gone.
     removed: Mutex<bool>,
+    /// Paused by a quota: why.
+    paused: Mutex<Option<String>>,
     outcome: Mutex<Option<(Outcome, RunSummary)>>,
     ended: Condvar,
     /// Its durable record as last written (not written when `durable` is
@@ -88,6 +90,12 @@ impl Job {
             shutting_down: AtomicBool::new(false),
             deleting: AtomicBool::new(false),
             removed: Mutex::new(false),
+            paused: Mutex::new(
+                record
+                    .paused
+                    .clone()
+                    .filter(|_| record.state == Desired::Paused),
+            ),
             outcome: Mutex::new(outcome),
             ended: Condvar::new(),
             record: Mutex::new(record),
@@ -124,9 +132,19 @@ impl Job {
         self.engine.as_ref().map(|e| &e.control)
     }
 
-    /// Running in this process, not asked to stop.
+    /// Running in this process, not asked to stop, not paused.
     pub(super) fn is_active(&self) -> bool {
-        self.is_running() && !self.stop_requested.load(Ordering::SeqCst)
+        self.is_running() && !self.stop_requested.load(Ordering::SeqCst) && !self.is_paused()
+    }
+
+    /// Paused by a quota (or being paused: its current batch finishing).
+    pub(super) fn is_paused(&self) -> bool {
+        self.paused.lock().expect("job poisoned").is_some()
+    }
+
+    /// Its record as last written.
+    pub(super) fn record(&self) -> JobRecord {
+        self.record.lock().expect("job poisoned").clone()
     }
 
     /// Not ended yet.
@@ -143,7 +161,11 @@ impl Job {
             .unwrap_or_default();
         let record = self.record.lock().expect("job poisoned").clone();
         let outcome = self.outcome.lock().expect("job poisoned");
-        let (state, error) = self.state(&status, outcome.as_ref().map(|(o, _)| o));
+        let paused = self.paused.lock().expect("job poisoned").clone();
+        let (state, error) = match (&paused, outcome.as_ref().map(|(o, _)| o)) {
+            (Some(_), None | Some(Outcome::Stopped)) => (JobState::Paused, None),
+            (_, o) => self.state(&status, o),
+        };
         // The engine's snapshot, or what the run summary says if it is
         // further along (it is final).
         let (mut batches, mut last_batch_ms) = (status.batches, status.last_batch_ms);
@@ -159,6 +181,7 @@ impl Job {
             name: record.name,
             state,
             error,
+            paused,
             submitted_ms: record.submitted_ms,
             batch_interval_ms: record.batch_interval_ms,
             batches,
@@ -194,15 +217,33 @@ impl Job {
     /// it did.
     pub fn stop(&self, wait: Duration) -> bool {
         self.update_record(|r| {
-            if r.state == Desired::Running {
+            if matches!(r.state, Desired::Running | Desired::Paused) {
                 r.state = Desired::Stopped;
+                r.paused = None;
             }
         });
+        *self.paused.lock().expect("job poisoned") = None;
         self.stop_requested.store(true, Ordering::SeqCst);
         if let Some(e) = &self.engine {
             e.stop.request();
         }
         self.wait_ended(wait)
+    }
+
+    /// Pauses the job for a quota: records why (a restart keeps it
+    /// paused), and stops it after its current batch.
+    pub(super) fn pause(&self, reason: &str) {
+        *self.paused.lock().expect("job poisoned") = Some(reason.to_owned());
+        self.update_record(|r| {
+            if r.state == Desired::Running {
+                r.state = Desired::Paused;
+                r.paused = Some(reason.to_owned());
+            }
+        });
+        tracing::warn!(tenant = %self.tenant, job = %self.id, reason, "job paused");
+        if let Some(e) = &self.engine {
+            e.stop.request();
+        }
     }
 
     /// Stops the job for a host shutdown: its record keeps saying
@@ -302,7 +343,9 @@ impl Job {
                 (Outcome::Failed(error), failed.summary)
             }
         };
-        let shutdown = self.shutting_down.load(Ordering::SeqCst);
+        // A host shutdown or a pause: the record keeps saying running or
+        // paused.
+        let keeps_state = self.shutting_down.load(Ordering::SeqCst) || self.is_paused();
         self.update_record(|r| {
             r.batches = summary.batches;
             r.last_batch_ms = summary.last_batch_ms;
@@ -311,7 +354,7 @@ impl Job {
                     r.state = Desired::Failed;
                     r.error = Some(e.clone());
                 }
-                Outcome::Stopped if !shutdown => r.state = Desired::Stopped,
+                Outcome::Stopped if !keeps_state => r.state = Desired::Stopped,
                 Outcome::Stopped => {}
             }
         });
@@ -398,6 +441,7 @@ pub(super) fn placeholder_record(tenant: &str, id: &str, error: JobError) -> Job
         },
         state: Desired::Failed,
         error: Some(error),
+        paused: None,
         batches: 0,
         last_batch_ms: None,
     }

@@ -19,6 +19,10 @@
 //! - [`record`]: the durable job record (`.job.json`, replaced atomically),
 //!   the job id counter, crash-safe deletion.
 //! - [`recover`]: bringing the jobs back when the host starts.
+//! - [`quota`]: what all of a tenant's jobs may use together (running
+//!   jobs, disk, fuel per second, module and state memory) and what they
+//!   use; [`enforce`] pauses and resumes jobs by it and reports it
+//!   (`GET /v1/tenant`).
 //! - [`server`]: the routes (axum), authentication, JSON errors.
 //! - [`client`]: the blocking client behind `weir submit / jobs / status /
 //!   upgrade / rollback / stop / delete`.
@@ -31,7 +35,9 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod confine;
+mod enforce;
 pub mod job;
+pub mod quota;
 pub mod record;
 mod recover;
 pub mod registry;
@@ -45,9 +51,11 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-pub use api::{DeleteInfo, JobError, JobInfo, JobList, JobState, SubmitRequest, SwapInfo};
+pub use api::{
+    DeleteInfo, JobError, JobInfo, JobList, JobState, SubmitRequest, SwapInfo, TenantStatus,
+};
 pub use client::{Client, ClientError};
-pub use config::{JobLimitsConfig, ServeConfig, TenantConfig};
+pub use config::{JobLimitsConfig, ServeConfig, TenantConfig, TenantQuota};
 pub use server::{Server, ServerHandle};
 
 /// The host could not start or serve.
@@ -190,6 +198,12 @@ impl ApiError {
     /// 429: a job quota is full.
     pub fn too_many(m: impl Into<String>) -> Self {
         Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_jobs", m)
+    }
+
+    /// 413 (a size: disk, memory) or 429 (a count or rate: jobs, fuel):
+    /// a tenant quota, named in the message.
+    pub fn quota(status: StatusCode, m: impl Into<String>) -> Self {
+        Self::new(status, "quota_exceeded", m)
     }
 
     /// 500.

@@ -50,6 +50,9 @@ pub enum Desired {
     Failed,
     /// Being deleted: a restart finishes the deletion.
     Deleted,
+    /// Paused by a quota (`paused` says which): resumed from its checkpoint
+    /// once its tenant is back under.
+    Paused,
 }
 
 /// A job's durable record.
@@ -85,6 +88,9 @@ pub struct JobRecord {
     /// Why it failed (state `failed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<JobError>,
+    /// Why it is paused (state `paused`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<String>,
     /// Batches it completed in the host process that ran it last.
     #[serde(default)]
     pub batches: u64,
@@ -346,6 +352,7 @@ mod tests {
             limits: crate::serve::config::JobLimitsConfig::default().to_api(2),
             state: Desired::Running,
             error: None,
+            paused: None,
             batches: 0,
             last_batch_ms: None,
         }

@@ -2,7 +2,8 @@
 //! `<data_dir>/<tenant>/jobs/` is read through its record
 //! ([`super::record`]). A job that was running starts again from its
 //! checkpoint (replaying its logged batches, then catching up on the
-//! batches it missed); stopped and failed jobs are listed as they ended; a
+//! batches it missed); stopped, paused and failed jobs are listed as they
+//! ended (a paused one resumes once its tenant is under its quotas); a
 //! deletion a crash interrupted is finished. A record that cannot be used
 //! is logged, naming the file, and its job listed as failed with why (its
 //! tenant may delete it): it never keeps the host or another job from
@@ -123,7 +124,9 @@ impl Registry {
                 finish_deletion(dir);
                 false
             }
-            Desired::Stopped => {
+            // A paused job stays paused until the quota check finds its
+            // tenant back under its quotas.
+            Desired::Stopped | Desired::Paused => {
                 self.list_ended(record, dir, Outcome::Stopped, true);
                 false
             }

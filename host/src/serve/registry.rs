@@ -8,7 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -19,6 +20,7 @@ use super::api::{JobInfo, SubmitRequest, SwapInfo};
 use super::config::{hash_token, ServeConfig, TenantConfig};
 use super::confine::{self, PIPELINE_FILE};
 use super::job::{Engine, Job};
+use super::quota::{QuotaListener, Usage};
 use super::record::{self, Desired, IdCounter, JobRecord};
 use super::ApiError;
 use crate::checkpoint::CheckpointConfig;
@@ -28,6 +30,7 @@ use crate::job::{self as engine, ClockMode, SourceSpec};
 use crate::observe::metrics::MetricsHub;
 use crate::observe::JobStore;
 use crate::wasm::Plugin;
+use axum::http::StatusCode;
 
 /// Generator settings that size host memory, capped for every tenant.
 const MAX_WORDS_PER_LINE: usize = 100;
@@ -47,6 +50,10 @@ pub struct Registry {
     ids: IdCounter,
     /// Prometheus metrics per tenant (every series labelled with it).
     metrics: Mutex<BTreeMap<String, Arc<MetricsHub>>>,
+    /// What each tenant's jobs use, against its quotas.
+    usage: Mutex<BTreeMap<String, Arc<Usage>>>,
+    /// The host is shutting down: no job is resumed any more.
+    pub(super) shutting_down: AtomicBool,
 }
 
 #[derive(Default)]
@@ -78,9 +85,9 @@ pub(super) fn now_ms() -> i64 {
 }
 
 /// A submission's files, decoded and checked: modules first.
-struct Upload {
-    files: Vec<(String, Vec<u8>)>,
-    modules: usize,
+pub(super) struct Upload {
+    pub(super) files: Vec<(String, Vec<u8>)>,
+    pub(super) modules: usize,
 }
 
 impl Registry {
@@ -95,7 +102,19 @@ impl Registry {
             host,
             jobs: Mutex::default(),
             metrics: Mutex::default(),
+            usage: Mutex::default(),
+            shutting_down: AtomicBool::new(false),
         }
+    }
+
+    /// What `tenant`'s jobs use.
+    pub fn usage(&self, tenant: &str) -> Arc<Usage> {
+        self.usage
+            .lock()
+            .expect("usage poisoned")
+            .entry(tenant.to_owned())
+            .or_default()
+            .clone()
     }
 
     /// The metrics of `tenant`'s jobs.
@@ -156,7 +175,8 @@ impl Registry {
         jobs.by_id.values().cloned().collect()
     }
 
-    fn reserve(&self, tenant: &str) -> Result<Reservation<'_>, ApiError> {
+    fn reserve(&self, t: &TenantConfig) -> Result<Reservation<'_>, ApiError> {
+        let tenant = t.name.as_str();
         let mut jobs = self.jobs.lock().expect("registry poisoned");
         let pending: usize = jobs.pending.values().sum();
         let running = jobs.by_id.values().filter(|j| j.is_running()).count();
@@ -166,10 +186,14 @@ impl Registry {
             .filter(|j| j.tenant() == tenant && j.is_running())
             .count()
             + jobs.pending.get(tenant).copied().unwrap_or(0);
-        if mine >= self.config.max_jobs_per_tenant {
-            return Err(ApiError::too_many(format!(
-                "tenant `{tenant}` already has {mine} running job(s), the most allowed; stop one first"
-            )));
+        if mine >= t.quota.jobs {
+            return Err(ApiError::quota(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "jobs quota: tenant `{tenant}` already has {mine} running job(s), its quota is {}; stop or delete one first",
+                    t.quota.jobs
+                ),
+            ));
         }
         if running + pending >= self.config.max_jobs {
             return Err(ApiError::too_many(format!(
@@ -189,18 +213,25 @@ impl Registry {
     fn watch(
         &self,
         ctx: &crate::stream::StreamingContext,
-        tenant: &str,
+        tenant: &TenantConfig,
         id: &str,
         pipeline: &Pipeline,
-    ) -> Arc<JobStore> {
+    ) -> (Arc<JobStore>, Arc<OnceLock<Arc<engine::StopSignal>>>) {
         let store = Arc::new(JobStore::new(
             &pipeline.config.job_name,
             pipeline.config.batch_interval.as_millis() as u64,
             crate::observe::store::DEFAULT_CAPACITY,
         ));
         ctx.add_listener(store.clone());
-        ctx.add_listener(self.metrics(tenant).job_listener(id));
-        store
+        ctx.add_listener(self.metrics(&tenant.name).job_listener(id));
+        let stop = Arc::new(OnceLock::new());
+        ctx.add_listener(Arc::new(QuotaListener {
+            usage: self.usage(&tenant.name),
+            job: id.to_owned(),
+            fuel_per_second: tenant.quota.fuel_per_second,
+            stop: stop.clone(),
+        }));
+        (store, stop)
     }
 
     /// Submits a job: checks every path before writing anything, writes the
@@ -220,7 +251,8 @@ impl Registry {
         // Every module must load (compiled once here; the build below finds
         // them in the runtime's cache while these are alive).
         let loaded = self.load_modules(&upload)?;
-        let _slot = self.reserve(&tenant.name)?;
+        self.check_submission_quotas(tenant, &upload, &req.pipeline)?;
+        let _slot = self.reserve(tenant)?;
 
         // 2. A fresh job directory with the pipeline and its files.
         let (id, dir) = self.create_job_dir(tenant, &req.pipeline)?;
@@ -246,6 +278,7 @@ impl Registry {
             limits: tenant.limits.to_api(0),
             state: Desired::Running,
             error: None,
+            paused: None,
             batches: 0,
             last_batch_ms: None,
         };
@@ -328,7 +361,15 @@ impl Registry {
         let ctx = pipeline
             .build_on_host(self.host.clone())
             .map_err(|e| ApiError::from_code(e.code(), hide(e.to_string())))?;
-        let store = self.watch(&ctx, &tenant.name, &record.id, &pipeline);
+        let (store, stop_cell) = self.watch(&ctx, tenant, &record.id, &pipeline);
+        let module_bytes: u64 = record
+            .modules
+            .keys()
+            .filter_map(|m| std::fs::metadata(dir.join(m)).ok())
+            .map(|m| m.len())
+            .sum();
+        self.usage(&tenant.name)
+            .set_modules(&record.id, module_bytes);
         record
             .save(dir)
             .map_err(|e| ApiError::internal(format!("cannot write the job record: {e}")))?;
@@ -339,6 +380,7 @@ impl Registry {
             .start(None)
             .map_err(|e| ApiError::from_code(e.code(), hide(e.to_string())))?;
         let id = record.id.clone();
+        let _ = stop_cell.set(running.stop_handle());
         let engine = Engine {
             control: running.control(),
             store,
@@ -368,6 +410,7 @@ impl Registry {
             .by_id
             .shift_remove(job.id());
         tracing::info!(tenant = %job.tenant(), job = %job.id(), "deleting the job");
+        self.usage(job.tenant()).forget(job.id());
         job.delete(wait).map_err(failed)
     }
 
@@ -485,6 +528,7 @@ impl Registry {
     /// running: the next start brings them back) and waits up to `wait`
     /// for them all.
     pub fn shutdown(&self, wait: Duration) {
+        self.shutting_down.store(true, Ordering::SeqCst);
         let jobs = self.all();
         for j in &jobs {
             j.stop_for_shutdown();

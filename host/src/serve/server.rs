@@ -11,13 +11,15 @@
 //! | `GET /v1/jobs/{id}` | | [`JobInfo`] with `recent` batches |
 //! | `POST /v1/jobs/{id}/stop` | | [`JobInfo`] (200 once stopped, 202 while stopping) |
 //! | `DELETE /v1/jobs/{id}` | | [`DeleteInfo`] (200 once its files are gone, 202 while its batch ends) |
+//! | `GET /v1/tenant` | | [`TenantStatus`]: the caller's quotas and use |
 //! | `POST /v1/jobs/{id}/upgrade` | [`UpgradeRequest`] | [`SwapInfo`] |
 //! | `POST /v1/jobs/{id}/rollback` | [`RollbackRequest`] | [`SwapInfo`] |
 //! | `GET /ui`, `GET /jobs/{id}/ui`, `/jobs/{id}/api/v1/...`, `/jobs/{id}/events` | | pages, JSON and events of [`super::watch`] (token also as `?token=`) |
 //!
 //! Errors are [`ErrorBody`] with 400 (bad request, pipeline or module), 401
 //! (no or unknown token), 403 (another tenant's job), 404, 409 (job not
-//! running, swap rejected), 413 (body too large), 429 (too many jobs).
+//! running, swap rejected), 413 (body too large; disk or memory quota),
+//! 429 (too many jobs; jobs or fuel quota).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,7 +38,7 @@ use base64::Engine as _;
 use serde::de::DeserializeOwned;
 
 #[allow(unused_imports)] // named in the docs above
-use super::api::{DeleteInfo, ErrorBody, JobInfo, SwapInfo};
+use super::api::{DeleteInfo, ErrorBody, JobInfo, SwapInfo, TenantStatus};
 use super::api::{JobList, RollbackRequest, SubmitRequest, UpgradeRequest};
 use super::config::{ServeConfig, TenantConfig};
 use super::registry::Registry;
@@ -131,6 +133,10 @@ async fn list(State(s): State<AppState>, Caller(tenant): Caller) -> Json<JobList
     })
 }
 
+async fn tenant_status(State(s): State<AppState>, Caller(tenant): Caller) -> Json<TenantStatus> {
+    Json(s.registry.tenant_status(&tenant))
+}
+
 async fn status(
     State(s): State<AppState>,
     Caller(tenant): Caller,
@@ -213,6 +219,7 @@ fn router(registry: Arc<Registry>) -> Router {
         .route("/v1/health", get(health))
         .route("/v1/jobs", post(submit).get(list))
         .route("/v1/jobs/{id}", get(status).delete(delete))
+        .route("/v1/tenant", get(tenant_status))
         .route("/v1/jobs/{id}/stop", post(stop))
         .route("/v1/jobs/{id}/upgrade", post(upgrade))
         .route("/v1/jobs/{id}/rollback", post(rollback))
@@ -274,6 +281,16 @@ impl Server {
             tracing::info!(
                 jobs = restarted,
                 "jobs running before the restart started again"
+            );
+        }
+        let tenants = &registry.config().tenants;
+        if tenants
+            .iter()
+            .any(|t| t.quota.disk_bytes.is_some() || t.quota.memory_bytes.is_some())
+        {
+            super::enforce::spawn_monitor(
+                Arc::downgrade(&registry),
+                registry.config().quota_check_interval,
             );
         }
         Ok(Server {

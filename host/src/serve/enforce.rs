@@ -151,7 +151,11 @@ impl Registry {
     pub fn tenant_status(&self, tenant: &TenantConfig) -> TenantStatus {
         let q = &tenant.quota;
         let usage = self.usage(&tenant.name);
-        let running = self.list(tenant).iter().filter(|j| j.is_running()).count();
+        let running = self
+            .list(tenant)
+            .iter()
+            .filter(|j| j.is_running() || j.is_paused())
+            .count();
         TenantStatus {
             tenant: tenant.name.clone(),
             jobs: QuotaUse {

@@ -180,10 +180,11 @@ impl Registry {
         let mut jobs = self.jobs.lock().expect("registry poisoned");
         let pending: usize = jobs.pending.values().sum();
         let running = jobs.by_id.values().filter(|j| j.is_running()).count();
+        // A paused job counts: it runs again once under the quotas.
         let mine = jobs
             .by_id
             .values()
-            .filter(|j| j.tenant() == tenant && j.is_running())
+            .filter(|j| j.tenant() == tenant && (j.is_running() || j.is_paused()))
             .count()
             + jobs.pending.get(tenant).copied().unwrap_or(0);
         if mine >= t.quota.jobs {

@@ -17,5 +17,6 @@ mod replay;
 mod scale_out;
 mod serve;
 mod serve_durable;
+mod serve_quota;
 mod support;
 mod ui;

@@ -36,23 +36,23 @@ const BOB: &str = "bob-token-0123456789abcdef0000";
 const CAROL: &str = "carol-token-0123456789abcdef00";
 
 /// Batch interval of the jobs.
-const INTERVAL_MS: u64 = 250;
+pub(crate) const INTERVAL_MS: u64 = 250;
 
 /// How long any wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(90);
+pub(crate) const WAIT: Duration = Duration::from_secs(90);
 
 /// A `weir serve` process on a data directory it shares with the hosts
 /// before and after it; killed (SIGKILL) on drop.
-struct Host {
+pub(crate) struct Host {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     dir: PathBuf,
 }
 
 impl Host {
     /// Starts a host on `dir`'s `serve.toml` (its data in `dir/data`),
     /// logging to `dir/host.log` (appended: every host's lines).
-    fn start(dir: &Path) -> Host {
+    pub(crate) fn start(dir: &Path) -> Host {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -90,16 +90,16 @@ impl Host {
         host
     }
 
-    fn client(&self, token: &str) -> Client {
+    pub(crate) fn client(&self, token: &str) -> Client {
         Client::new(&self.url, Some(token))
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("host.log")).unwrap_or_default()
     }
 
     /// SIGKILL, and wait for the process to be gone.
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
@@ -141,22 +141,22 @@ fn configure(dir: &Path) {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-fn hex_of(bytes: &[u8]) -> String {
+pub(crate) fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn head(name: &str) -> String {
+pub(crate) fn head(name: &str) -> String {
     format!("[job]\nname = \"{name}\"\nbatch_interval = \"{INTERVAL_MS}ms\"\npartitions = 2\n\n[plugins]\nwc = \"wordcount.wat\"\n\n")
 }
 
-fn generator(seed: u64) -> String {
+pub(crate) fn generator(seed: u64) -> String {
     format!("[[source]]\nname = \"lines\"\ntype = \"generator\"\nrate = 400\nseed = {seed}\nvocabulary = 60\n\n")
 }
 
-const SPLIT: &str =
+pub(crate) const SPLIT: &str =
     "[[stream]]\nname = \"words\"\nop = \"flat_map\"\ninput = \"lines\"\nfunction = \"wc:split\"\n\n";
 
-fn output(stream: &str) -> String {
+pub(crate) fn output(stream: &str) -> String {
     format!(
         "[[output]]\nstream = \"{stream}\"\ntype = \"text_files\"\nprefix = \"out/{stream}\"\n\n"
     )
@@ -214,7 +214,7 @@ fn input_files() -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn module() -> Vec<(String, Vec<u8>)> {
+pub(crate) fn module() -> Vec<(String, Vec<u8>)> {
     vec![(
         "wordcount.wat".to_string(),
         std::fs::read(wat_wordcount()).unwrap(),
@@ -222,7 +222,7 @@ fn module() -> Vec<(String, Vec<u8>)> {
 }
 
 /// Polls the job until `done` holds, failing after [`WAIT`].
-fn wait_for(
+pub(crate) fn wait_for(
     host: &Host,
     client: &Client,
     id: &str,
@@ -246,9 +246,9 @@ fn wait_for(
 
 /// Every `prefix-<time>` batch directory under `out`, grouped by prefix,
 /// in time order: the batch times and each batch's files (name, bytes).
-type Batches = BTreeMap<String, Vec<(i64, Vec<(String, Vec<u8>)>)>>;
+pub(crate) type Batches = BTreeMap<String, Vec<(i64, Vec<(String, Vec<u8>)>)>>;
 
-fn batches(out: &Path) -> Batches {
+pub(crate) fn batches(out: &Path) -> Batches {
     let mut all = Batches::new();
     for e in std::fs::read_dir(out).unwrap() {
         let e = e.unwrap();
@@ -340,7 +340,7 @@ fn assert_same_as_uninterrupted(
 }
 
 /// The status of a refused request.
-fn api_status<T: std::fmt::Debug>(r: Result<T, ClientError>) -> u16 {
+pub(crate) fn api_status<T: std::fmt::Debug>(r: Result<T, ClientError>) -> u16 {
     match r {
         Err(ClientError::Api { status, .. }) => status,
         Ok(answer) => panic!("the request should have been refused: {answer:#?}"),

@@ -11,12 +11,12 @@
 
 use std::path::{Path, PathBuf};
 
-use super::api::JobError;
 use super::config::TenantConfig;
 use super::confine::PIPELINE_FILE;
 use super::job::{job_error, placeholder_record, Job, Outcome};
 use super::record::{self, Desired, JobRecord, RecordError, DELETED_PREFIX, RECORD_FILE};
 use super::registry::Registry;
+use super::ApiError;
 
 /// The highest id number of any job directory (deleted or not) under
 /// `data_dir`, or 0.
@@ -149,28 +149,30 @@ impl Registry {
     /// saying running: the next start tries again.
     fn restart(&self, tenant: &TenantConfig, record: JobRecord, dir: &Path) -> bool {
         let id = record.id.clone();
+        let record_error = |message: String| ApiError {
+            status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            code: "record",
+            message,
+        };
         let started = record
             .verify_files(dir, PIPELINE_FILE)
-            .map_err(|e| job_error("record", e.to_string()))
+            .map_err(|e| record_error(e.to_string()))
             .and_then(|()| {
                 std::fs::read_to_string(dir.join(PIPELINE_FILE))
-                    .map_err(|e| job_error("record", format!("cannot read {PIPELINE_FILE}: {e}")))
+                    .map_err(|e| record_error(format!("cannot read {PIPELINE_FILE}: {e}")))
             })
-            .and_then(|src| {
-                self.start(tenant, record.clone(), dir, &src, None)
-                    .map_err(|e| job_error(e.code, e.message))
-            });
+            .and_then(|src| self.start(tenant, record.clone(), dir, &src, None));
         match started {
             Ok(_) => {
                 tracing::info!(tenant = %tenant.name, job = %id, "job brought back from its checkpoint");
                 true
             }
-            Err(error) => {
-                tracing::error!(tenant = %tenant.name, job = %id, kind = %error.kind, error = %error.message, "cannot start the job again");
-                let error = JobError {
-                    message: format!("could not start again after a restart: {}", error.message),
-                    ..error
-                };
+            Err(e) => {
+                tracing::error!(tenant = %tenant.name, job = %id, kind = %e.code, error = %e.message, "cannot start the job again");
+                let error = job_error(
+                    e.code,
+                    format!("could not start again after a restart: {}", e.message),
+                );
                 self.list_ended(record, dir, Outcome::Failed(error), true);
                 false
             }

@@ -201,12 +201,13 @@ impl Job {
         match outcome {
             Some(Outcome::Stopped) => (JobState::Stopped, None),
             Some(Outcome::Failed(e)) => (JobState::Failed, Some(e.clone())),
+            // Ended in the engine, not yet recorded here (the structured
+            // error comes with the record, a moment later): ending.
             None => match &status.state {
-                engine::JobState::Failed { error } => {
-                    (JobState::Failed, Some(job_error("engine", error.clone())))
+                engine::JobState::Failed { .. } | engine::JobState::Stopped => {
+                    (JobState::Stopping, None)
                 }
                 _ if self.stop_requested.load(Ordering::SeqCst) => (JobState::Stopping, None),
-                engine::JobState::Stopped => (JobState::Stopping, None),
                 engine::JobState::Running => (JobState::Running, None),
             },
         }

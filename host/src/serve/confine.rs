@@ -27,7 +27,7 @@ pub fn check_pipeline(src: &str, kafka: &KafkaPolicy) -> Vec<String> {
     };
     let mut problems = Vec::new();
     for (what, path) in pipeline.paths() {
-        if let Err(why) = relative_inside(path) {
+        if let Err(why) = relative_inside(path).and_then(|()| not_reserved(path)) {
             problems.push(format!("{what} = {path:?}: {why}"));
         }
     }
@@ -175,6 +175,20 @@ pub fn relative_inside(s: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// A path that is not one of the files the host keeps in the job
+/// directory (its pipeline, its record): a job may not write over them.
+fn not_reserved(s: &str) -> Result<(), &'static str> {
+    let first = Path::new(s)
+        .components()
+        .find(|c| !matches!(c, Component::CurDir))
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if first == PIPELINE_FILE || first.starts_with(super::record::RECORD_FILE) {
+        return Err("the job's pipeline and record files are reserved to the host");
+    }
+    Ok(())
+}
+
 fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
         || host
@@ -270,6 +284,17 @@ mod tests {
         ] {
             assert!(relative_inside(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_hosts_own_files_are_reserved() {
+        let p = check_pipeline(
+            "[job]\nstats_file = \"./.job.json\"\ncheckpoint = \"pipeline.toml\"\n",
+            &KafkaPolicy::default(),
+        );
+        assert_eq!(p.len(), 2, "{p:#?}");
+        assert!(p.iter().all(|x| x.contains("reserved")), "{p:#?}");
+        assert!(not_reserved("out/pipeline.toml").is_ok());
     }
 
     #[test]

@@ -125,11 +125,21 @@ impl Registry {
 
     /// Starts a paused job again from its checkpoint.
     fn resume(&self, tenant: &TenantConfig, job: &Arc<Job>) {
-        if self.shutting_down.load(Ordering::SeqCst) {
-            return;
-        }
+        let _changing = self.lifecycle.lock().expect("registry poisoned");
+        let current = self
+            .jobs
+            .lock()
+            .expect("registry poisoned")
+            .by_id
+            .get(job.id())
+            .cloned();
+        // Still this job (not deleted, not resumed already), still paused
+        // (not stopped meanwhile), and the host is not shutting down.
         let mut record = job.record();
-        if record.state != Desired::Paused {
+        if self.shutting_down.load(Ordering::SeqCst)
+            || !current.is_some_and(|c| Arc::ptr_eq(&c, job))
+            || record.state != Desired::Paused
+        {
             return;
         }
         record.state = Desired::Running;

@@ -217,6 +217,13 @@ impl Job {
     /// should stay stopped, and waits up to `wait` for it to end; true if
     /// it did.
     pub fn stop(&self, wait: Duration) -> bool {
+        self.request_stop();
+        self.wait_ended(wait)
+    }
+
+    /// Asks the job to stop after its current batch, recording that it
+    /// should stay stopped.
+    pub(super) fn request_stop(&self) {
         self.update_record(|r| {
             if matches!(r.state, Desired::Running | Desired::Paused) {
                 r.state = Desired::Stopped;
@@ -228,7 +235,6 @@ impl Job {
         if let Some(e) = &self.engine {
             e.stop.request();
         }
-        self.wait_ended(wait)
     }
 
     /// Pauses the job for a quota: records why (a restart keeps it

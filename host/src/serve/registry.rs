@@ -54,6 +54,9 @@ pub struct Registry {
     usage: Mutex<BTreeMap<String, Arc<Usage>>>,
     /// The host is shutting down: no job is resumed any more.
     pub(super) shutting_down: AtomicBool,
+    /// Held while a job's desired state changes (stop, delete, resume),
+    /// so a quota resumption cannot undo a stop or a deletion.
+    pub(super) lifecycle: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -104,6 +107,7 @@ impl Registry {
             metrics: Mutex::default(),
             usage: Mutex::default(),
             shutting_down: AtomicBool::new(false),
+            lifecycle: Mutex::new(()),
         }
     }
 
@@ -398,18 +402,47 @@ impl Registry {
         Ok(job)
     }
 
-    /// Deletes a job: see [`Job::delete`]. It leaves the list at once; its
-    /// files go once it has stopped. True if they are gone already.
-    pub fn delete(&self, job: &Arc<Job>, wait: Duration) -> Result<bool, ApiError> {
-        let failed = |e: record::RecordError| {
-            ApiError::internal(format!("cannot delete job `{}`: {e}", job.id()))
+    /// Stops the job `id` of `tenant` after its current batch (it stays
+    /// stopped across restarts) and waits up to `wait` for it to end:
+    /// whether it did, and its status.
+    pub fn stop(
+        &self,
+        tenant: &TenantConfig,
+        id: &str,
+        wait: Duration,
+    ) -> Result<(bool, JobInfo), ApiError> {
+        let job = {
+            let _changing = self.lifecycle.lock().expect("registry poisoned");
+            let job = self.job(tenant, id)?;
+            job.request_stop();
+            job
         };
-        job.mark_deleted().map_err(failed)?;
-        self.jobs
-            .lock()
-            .expect("registry poisoned")
-            .by_id
-            .shift_remove(job.id());
+        let ended = job.wait_ended(wait);
+        Ok((ended, job.info(false)))
+    }
+
+    /// Deletes the job `id` of `tenant`: see [`Job::delete`]. It leaves the
+    /// list at once; its files go once it has stopped. True if they are
+    /// gone already.
+    pub fn delete(
+        &self,
+        tenant: &TenantConfig,
+        id: &str,
+        wait: Duration,
+    ) -> Result<bool, ApiError> {
+        let failed =
+            |e: record::RecordError| ApiError::internal(format!("cannot delete job `{id}`: {e}"));
+        let job = {
+            let _changing = self.lifecycle.lock().expect("registry poisoned");
+            let job = self.job(tenant, id)?;
+            job.mark_deleted().map_err(failed)?;
+            self.jobs
+                .lock()
+                .expect("registry poisoned")
+                .by_id
+                .shift_remove(id);
+            job
+        };
         tracing::info!(tenant = %job.tenant(), job = %job.id(), "deleting the job");
         self.usage(job.tenant()).forget(job.id());
         job.delete(wait).map_err(failed)

@@ -151,12 +151,7 @@ async fn stop(
     Caller(tenant): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let job = s.registry.job(&tenant, &id)?;
-    let (ended, info) = blocking(move || {
-        let ended = job.stop(STOP_WAIT);
-        Ok((ended, job.info(false)))
-    })
-    .await?;
+    let (ended, info) = blocking(move || s.registry.stop(&tenant, &id, STOP_WAIT)).await?;
     let code = if ended {
         StatusCode::OK
     } else {
@@ -170,8 +165,10 @@ async fn delete(
     Caller(tenant): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let job = s.registry.job(&tenant, &id)?;
-    let removed = blocking(move || s.registry.delete(&job, STOP_WAIT)).await?;
+    let removed = {
+        let id = id.clone();
+        blocking(move || s.registry.delete(&tenant, &id, STOP_WAIT)).await?
+    };
     let code = if removed {
         StatusCode::OK
     } else {

@@ -208,6 +208,11 @@ pub enum Command {
         #[command(flatten)]
         conn: crate::serve::commands::Connection,
     },
+    /// Show your quotas on a `weir serve` host and what your jobs use (JSON).
+    Tenant {
+        #[command(flatten)]
+        conn: crate::serve::commands::Connection,
+    },
     /// Delete a job: stop it and remove its files (outputs, checkpoints);
     /// it stays deleted when the host restarts.
     Delete {
@@ -562,6 +567,7 @@ fn execute_other(command: Command) -> Result<(), CliError> {
         Command::Rollback { job, plugin, conn } => Ok(serve::rollback(&conn, &job, &plugin)?),
         Command::Stop { job, conn } => Ok(serve::stop(&conn, &job)?),
         Command::Delete { job, conn } => Ok(serve::delete(&conn, &job)?),
+        Command::Tenant { conn } => Ok(serve::tenant(&conn)?),
         Command::Validate { pipeline } => validate(&pipeline),
     }
 }

@@ -167,6 +167,16 @@ pub fn rollback(conn: &Connection, job: &str, plugin: &str) -> Result<(), Client
     Ok(())
 }
 
+/// `weir tenant`: the caller's quotas and use, as JSON.
+pub fn tenant(conn: &Connection) -> Result<(), ClientError> {
+    let status = conn.client()?.tenant()?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&status).expect("JSON serialises")
+    );
+    Ok(())
+}
+
 /// `weir delete JOB`.
 pub fn delete(conn: &Connection, job: &str) -> Result<(), ClientError> {
     let d = conn.client()?.delete(job)?;

@@ -124,6 +124,17 @@ impl Registry {
                 finish_deletion(dir);
                 false
             }
+            // Paused by a quota the configuration no longer has: it runs.
+            Desired::Paused
+                if tenant.quota.disk_bytes.is_none() && tenant.quota.memory_bytes.is_none() =>
+            {
+                let record = JobRecord {
+                    state: Desired::Running,
+                    paused: None,
+                    ..record
+                };
+                self.restart(tenant, record, dir)
+            }
             // A paused job stays paused until the quota check finds its
             // tenant back under its quotas.
             Desired::Stopped | Desired::Paused => {

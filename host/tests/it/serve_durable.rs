@@ -162,11 +162,13 @@ pub(crate) fn output(stream: &str) -> String {
     )
 }
 
-/// Alice's job: running counts of every word (keyed state).
+/// Alice's job: running counts of every word (keyed state), with a
+/// checkpoint every 2 batches (the others checkpoint every 10 s, the
+/// default, so they replay their whole logs).
 fn stateful() -> String {
     format!(
         "{}{}{SPLIT}[[stream]]\nname = \"totals\"\nop = \"update_state_by_key\"\ninput = \"words\"\nfunction = \"wc:running_count\"\n\n{}",
-        head("totals"),
+        head("totals").replace("[plugins]", "checkpoint = \"ck\"\ncheckpoint_interval = \"500ms\"\n\n[plugins]"),
         generator(7),
         output("totals")
     )
@@ -339,6 +341,13 @@ fn assert_same_as_uninterrupted(
     }
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 /// The status of a refused request.
 pub(crate) fn api_status<T: std::fmt::Debug>(r: Result<T, ClientError>) -> u16 {
     match r {
@@ -409,18 +418,28 @@ fn issue_15_jobs_survive_sigkills_of_the_host_byte_for_byte() {
     let mut rng = StdRng::seed_from_u64(seed);
     const KILLS: usize = 10;
     for kill in 1..=KILLS {
-        // Some progress of this host (batches replayed, caught up or new),
-        // then a random moment inside the next batch.
+        // Some progress of this host, then a random moment inside the
+        // next batch: on odd kills, batches of any kind (replayed, caught
+        // up, live); on even kills, live batches, after the catching up.
         let progress = rng.gen_range(1..=3);
         let alice = host.client(ALICE);
-        wait_for(&host, &alice, &a, "progress", |i| i.batches >= progress);
+        let live_from = now_ms() + progress * INTERVAL_MS as i64;
+        wait_for(&host, &alice, &a, "progress", |i| match kill % 2 {
+            1 => i.batches >= progress as u64,
+            _ => i.last_batch_ms >= Some(live_from),
+        });
         if kill == KILLS / 2 {
             let d = alice.delete(&doomed).unwrap();
             assert_eq!(d.id, doomed);
             assert_eq!(api_status(alice.status(&doomed)), 404);
         }
         let delay = rng.gen_range(0..INTERVAL_MS * 1000);
-        println!("kill {kill}: after {progress} batch(es) and {delay} µs");
+        let how = if kill % 2 == 1 {
+            "batch(es)"
+        } else {
+            "live batch(es)"
+        };
+        println!("kill {kill}: after {progress} {how} and {delay} µs");
         std::thread::sleep(Duration::from_micros(delay)); // the random moment, not a wait
         host.kill();
         host = Host::start(dir.path());

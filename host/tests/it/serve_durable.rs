@@ -509,12 +509,26 @@ fn issue_15_graceful_restart_damaged_record_and_cli_delete() {
     let alice = host.client(ALICE);
     let good = alice.submit(&stateful(), &module(), &[]).unwrap().id;
     let damaged = alice.submit(&stateful(), &module(), &[]).unwrap().id;
+    let marked = alice.submit(&stateful(), &module(), &[]).unwrap().id;
+    let moved = alice.submit(&stateful(), &module(), &[]).unwrap().id;
     wait_for(&host, &alice, &good, "a batch", |i| i.batches >= 2);
     host.terminate();
+    let jobs = data.join("alice/jobs");
     // Tear the second job's record.
-    let record = data.join("alice/jobs").join(&damaged).join(".job.json");
+    let record = jobs.join(&damaged).join(".job.json");
     let bytes = std::fs::read(&record).unwrap();
     std::fs::write(&record, &bytes[..bytes.len() / 2]).unwrap();
+    // Deletions cut short by a crash: right after the record was marked,
+    // and right after the directory was moved aside.
+    let marked_record = jobs.join(&marked).join(".job.json");
+    let text = std::fs::read_to_string(&marked_record).unwrap();
+    assert!(text.contains("\"state\": \"running\""), "{text}");
+    std::fs::write(
+        &marked_record,
+        text.replace("\"state\": \"running\"", "\"state\": \"deleted\""),
+    )
+    .unwrap();
+    std::fs::rename(jobs.join(&moved), jobs.join(format!(".deleted-{moved}"))).unwrap();
 
     let host = Host::start(dir.path());
     let alice = host.client(ALICE);
@@ -525,6 +539,10 @@ fn issue_15_graceful_restart_damaged_record_and_cli_delete() {
         "the job back after a graceful stop",
         |i| i.state == JobState::Running && i.batches >= 1,
     );
+    for gone in [&marked, &moved] {
+        assert_eq!(api_status(alice.status(gone)), 404, "{gone}");
+        assert!(!jobs.join(gone).exists() && !jobs.join(format!(".deleted-{gone}")).exists());
+    }
     let bad = alice.status(&damaged).unwrap();
     assert_eq!(bad.state, JobState::Failed);
     let e = bad.error.unwrap();

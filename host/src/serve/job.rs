@@ -181,7 +181,7 @@ impl Job {
             name: record.name,
             state,
             error,
-            paused,
+            paused: paused.filter(|_| state == JobState::Paused),
             submitted_ms: record.submitted_ms,
             batch_interval_ms: record.batch_interval_ms,
             batches,

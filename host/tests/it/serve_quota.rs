@@ -245,6 +245,7 @@ fn issue_15_fuel_quota_holds_a_tenant_to_its_rate_and_not_the_others() {
         .iter()
         .map(|s| s.scheduling_delay_ms)
         .fold(0.0, f64::max);
+    println!("fuel quota: bob's worst scheduling delay {worst:.1} ms (bound {INTERVAL_MS} ms)");
     assert!(
         worst < INTERVAL_MS as f64,
         "bob's scheduling delay reached {worst} ms"

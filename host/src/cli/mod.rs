@@ -137,12 +137,17 @@ pub enum Command {
     #[command(subcommand)]
     Kafka(KafkaCommand),
     /// Run a long-lived host for many tenants' jobs, controlled over HTTP
-    /// (see the README's `weir serve` section). Stops every job after its
-    /// current batch on SIGINT/SIGTERM.
+    /// (see the README's `weir serve` section). Jobs are durable: started
+    /// again on the same data directory, the host brings back every job
+    /// that was running. Stops every job after its current batch on
+    /// SIGINT/SIGTERM.
+    #[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
     Serve {
         /// The server configuration (TOML: bind, data_dir, [limits], [[tenant]]).
-        #[arg(long)]
-        config: PathBuf,
+        #[arg(long, required = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        tool: Option<ServeTool>,
     },
     /// Submit a pipeline to a `weir serve` host; prints the job id. The
     /// modules of its [plugins] are uploaded with it.
@@ -198,6 +203,19 @@ pub enum Command {
     },
     /// Stop a job after its current batch.
     Stop {
+        /// Job id.
+        job: String,
+        #[command(flatten)]
+        conn: crate::serve::commands::Connection,
+    },
+    /// Show your quotas on a `weir serve` host and what your jobs use (JSON).
+    Tenant {
+        #[command(flatten)]
+        conn: crate::serve::commands::Connection,
+    },
+    /// Delete a job: stop it and remove its files (outputs, checkpoints);
+    /// it stays deleted when the host restarts.
+    Delete {
         /// Job id.
         job: String,
         #[command(flatten)]
@@ -286,6 +304,18 @@ pub enum PluginCommand {
         /// The project directory [default: the current directory].
         #[arg(default_value = ".")]
         dir: PathBuf,
+    },
+}
+
+/// `weir serve ...` tools.
+#[derive(Debug, Subcommand)]
+pub enum ServeTool {
+    /// Print the SHA-256 of a tenant token (hex), for `token_sha256` in the
+    /// server configuration, so the file need not hold the token itself.
+    HashToken {
+        /// The token [default: the first line of stdin, which keeps it out
+        /// of the shell history].
+        token: Option<String>,
     },
 }
 
@@ -511,7 +541,15 @@ fn execute_other(command: Command) -> Result<(), CliError> {
             kafka::consume(&brokers, &properties, &topic, uncommitted, out)?;
             Ok(())
         }
-        Command::Serve { config } => Ok(serve::serve(&config)?),
+        Command::Serve {
+            tool: Some(ServeTool::HashToken { token }),
+            ..
+        } => Ok(serve::hash_token(token.as_deref())?),
+        Command::Serve {
+            config: Some(config),
+            tool: None,
+        } => Ok(serve::serve(&config)?),
+        Command::Serve { config: None, .. } => Err(crate::serve::ServeError::NoConfig.into()),
         Command::Submit {
             pipeline,
             modules,
@@ -528,6 +566,8 @@ fn execute_other(command: Command) -> Result<(), CliError> {
         } => Ok(serve::upgrade(&conn, &job, &plugin, &module)?),
         Command::Rollback { job, plugin, conn } => Ok(serve::rollback(&conn, &job, &plugin)?),
         Command::Stop { job, conn } => Ok(serve::stop(&conn, &job)?),
+        Command::Delete { job, conn } => Ok(serve::delete(&conn, &job)?),
+        Command::Tenant { conn } => Ok(serve::tenant(&conn)?),
         Command::Validate { pipeline } => validate(&pipeline),
     }
 }

@@ -52,6 +52,10 @@ pub enum ClockMode {
         /// Time before the first batch, in ms.
         start_ms: i64,
     },
+    /// Wall-clock time, and after recovery the batches missed while the
+    /// job was down run back to back, so batch times are those of an
+    /// uninterrupted run (`weir serve`'s jobs).
+    SystemCatchUp,
 }
 
 /// A validated job configuration.
@@ -421,6 +425,7 @@ impl StreamingContext {
         executor.observe(&observed, false);
         let clock: Arc<dyn Clock> = match cfg.clock {
             ClockMode::System => Arc::new(SystemClock),
+            ClockMode::SystemCatchUp => Arc::new(super::scheduler::CatchUpClock),
             ClockMode::Simulated { start_ms } => Arc::new(SimulatedClock::new(start_ms)),
         };
         let stop = Arc::new(StopSignal::default());

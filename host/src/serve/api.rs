@@ -54,6 +54,10 @@ pub enum JobState {
     Stopped,
     /// A batch failed after every retry; `error` says why.
     Failed,
+    /// Its tenant is over a disk or memory quota: stopped after a batch
+    /// (not in the middle of one), it resumes from its checkpoint once the
+    /// tenant is back under; `paused` says which quota.
+    Paused,
 }
 
 impl std::fmt::Display for JobState {
@@ -63,6 +67,7 @@ impl std::fmt::Display for JobState {
             JobState::Stopping => "stopping",
             JobState::Stopped => "stopped",
             JobState::Failed => "failed",
+            JobState::Paused => "paused",
         })
     }
 }
@@ -165,6 +170,10 @@ pub struct JobInfo {
     /// Why it failed (state `failed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<JobError>,
+    /// Why it is paused (state `paused`), e.g. `disk quota 100 MB exceeded
+    /// (used 103 MB)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<String>,
     /// When it was submitted, ms since the epoch.
     pub submitted_ms: i64,
     /// Batch interval, ms.
@@ -189,6 +198,47 @@ pub struct JobInfo {
 pub struct JobList {
     /// The caller's jobs, oldest first.
     pub jobs: Vec<JobInfo>,
+}
+
+/// One quota of a tenant: what its jobs use now, and the most they may
+/// (`None`: no limit).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaUse {
+    /// Used now.
+    pub used: u64,
+    /// The quota.
+    pub limit: Option<u64>,
+}
+
+/// `GET /v1/tenant`: the caller's quotas and what its jobs use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantStatus {
+    /// The tenant.
+    pub tenant: String,
+    /// Running jobs.
+    pub jobs: QuotaUse,
+    /// Bytes of its job directories (as last measured).
+    pub disk_bytes: QuotaUse,
+    /// Bytes of its running and paused jobs' modules and state.
+    pub memory_bytes: QuotaUse,
+    /// Fuel per second: `used` is the fuel burnt over the last 10 s,
+    /// per second.
+    pub fuel_per_second: QuotaUse,
+    /// Fuel burnt since the host started.
+    pub fuel_total: u64,
+    /// Time its batches waited for its fuel quota, ms.
+    pub throttled_ms: u64,
+}
+
+/// The answer to `DELETE /v1/jobs/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteInfo {
+    /// The job deleted.
+    pub id: String,
+    /// Its files are gone (200); false (202) while its current batch
+    /// finishes, after which they go. Either way the job is deleted: it is
+    /// no longer listed, and a restarted host does not bring it back.
+    pub removed: bool,
 }
 
 /// The answer to an upgrade or a rollback, once the new module runs.
@@ -218,8 +268,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// `unauthorized`, `forbidden`, `not_found`, `bad_request`,
     /// `invalid_pipeline`, `invalid_module`, `path_outside_tenant`,
-    /// `too_many_jobs`, `conflict`, `swap_rejected`, `payload_too_large`,
-    /// `internal`.
+    /// `too_many_jobs`, `quota_exceeded`, `conflict`, `swap_rejected`,
+    /// `payload_too_large`, `internal`.
     pub code: String,
     /// What was wrong, and how to fix it where that is known.
     pub message: String,

@@ -1,5 +1,5 @@
 //! A blocking client of the control API (ureq): what `weir submit / jobs /
-//! status / upgrade / rollback / stop` use, and what tests and benchmarks
+//! status / upgrade / rollback / stop / delete` use, and what tests and benchmarks
 //! can use.
 
 use std::path::{Path, PathBuf};
@@ -10,7 +10,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::api::{
-    ErrorBody, JobInfo, JobList, RollbackRequest, SubmitRequest, SwapInfo, UpgradeRequest,
+    DeleteInfo, ErrorBody, JobInfo, JobList, RollbackRequest, SubmitRequest, SwapInfo,
+    TenantStatus, UpgradeRequest,
 };
 
 /// Default server URL.
@@ -154,6 +155,13 @@ impl Client {
                 }
                 r.call()
             }
+            "DELETE" => {
+                let mut r = self.agent.delete(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
             "POST" => {
                 let mut r = self
                     .agent
@@ -251,6 +259,17 @@ impl Client {
     /// Stops a job after its current batch.
     pub fn stop(&self, id: &str) -> Result<JobInfo, ClientError> {
         self.call("POST", &format!("/v1/jobs/{id}/stop"), None::<&()>)
+    }
+
+    /// The tenant's quotas and what its jobs use.
+    pub fn tenant(&self) -> Result<TenantStatus, ClientError> {
+        self.call("GET", "/v1/tenant", None::<&()>)
+    }
+
+    /// Deletes a job: stops it and removes its files; it stays deleted
+    /// across restarts of the host.
+    pub fn delete(&self, id: &str) -> Result<DeleteInfo, ClientError> {
+        self.call("DELETE", &format!("/v1/jobs/{id}"), None::<&()>)
     }
 
     /// Replaces a plugin of a running job with `module` at its next batch.

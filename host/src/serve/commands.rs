@@ -111,6 +111,9 @@ pub fn jobs(conn: &Connection, json: bool) -> Result<(), ClientError> {
         if let Some(e) = &j.error {
             println!("    {}: {}", e.kind, first_line(&e.message));
         }
+        if let Some(why) = &j.paused {
+            println!("    paused: {why}");
+        }
     }
     Ok(())
 }
@@ -161,6 +164,52 @@ pub fn upgrade(
 pub fn rollback(conn: &Connection, job: &str, plugin: &str) -> Result<(), ClientError> {
     let s = conn.client()?.rollback(job, plugin)?;
     print_swap("rolled back", &s);
+    Ok(())
+}
+
+/// `weir tenant`: the caller's quotas and use, as JSON.
+pub fn tenant(conn: &Connection) -> Result<(), ClientError> {
+    let status = conn.client()?.tenant()?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&status).expect("JSON serialises")
+    );
+    Ok(())
+}
+
+/// `weir delete JOB`.
+pub fn delete(conn: &Connection, job: &str) -> Result<(), ClientError> {
+    let d = conn.client()?.delete(job)?;
+    if d.removed {
+        println!("{}: deleted", d.id);
+    } else {
+        println!(
+            "{}: deleted (its files go once its current batch ends)",
+            d.id
+        );
+    }
+    Ok(())
+}
+
+/// `weir serve hash-token [TOKEN]`: prints the SHA-256 of the token (the
+/// argument, or the first line of stdin) as hex, for `token_sha256`.
+pub fn hash_token(token: Option<&str>) -> Result<(), ServeError> {
+    let token = match token {
+        Some(t) => t.to_owned(),
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(ServeError::Stdin)?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    if token.len() < super::config::MIN_TOKEN_LEN || token.chars().any(char::is_whitespace) {
+        return Err(ServeError::Token {
+            min: super::config::MIN_TOKEN_LEN,
+        });
+    }
+    println!("{}", hex::encode(super::config::hash_token(&token)));
     Ok(())
 }
 

@@ -26,8 +26,11 @@ struct RawConfig {
     max_jobs: Option<usize>,
     max_jobs_per_tenant: Option<usize>,
     keep_resident_kb: Option<usize>,
+    quota_check_interval: Option<String>,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    quota: RawQuota,
     #[serde(default, rename = "tenant")]
     tenants: Vec<RawTenant>,
     #[serde(default)]
@@ -55,13 +58,25 @@ struct RawLimits {
     max_batch_records: Option<u64>,
 }
 
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuota {
+    jobs: Option<usize>,
+    disk_mb: Option<u64>,
+    fuel_per_second: Option<u64>,
+    memory_mb: Option<u64>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTenant {
     name: String,
-    token: String,
+    token: Option<String>,
+    token_sha256: Option<String>,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    quota: RawQuota,
     kafka_topics: Option<Vec<String>>,
     kafka_groups: Option<Vec<String>>,
 }
@@ -125,17 +140,40 @@ impl JobLimitsConfig {
 }
 
 /// A tenant: a name (its directory under the data directory) and the
-/// bearer token its requests carry.
+/// SHA-256 of the bearer token its requests carry.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TenantConfig {
     /// `[a-z0-9_-]`, 1 to 64 characters.
     pub name: String,
-    /// Bearer token.
-    pub token: String,
+    /// SHA-256 of its bearer token (`token_sha256`, or the hash of a
+    /// plain-text `token`).
+    pub token_sha256: [u8; 32],
+    /// The configuration holds the token in plain text (`token`), not its
+    /// hash: the host warns at start-up.
+    pub plain_token: bool,
     /// Its jobs' limits.
     pub limits: JobLimitsConfig,
+    /// What all its jobs together may use.
+    pub quota: TenantQuota,
     /// What its Kafka sources and outputs may reach.
     pub kafka: KafkaPolicy,
+}
+
+/// What all of a tenant's jobs together may use (`[quota]`, overridden by
+/// `[tenant.quota]`). `None`: no limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantQuota {
+    /// Jobs running at once [default: `max_jobs_per_tenant`].
+    pub jobs: usize,
+    /// Bytes of its job directories: outputs, checkpoints and batch logs,
+    /// pipelines and modules. Over it, its jobs are paused.
+    pub disk_bytes: Option<u64>,
+    /// Fuel its plugin calls may burn per second of wall-clock time, over
+    /// all its jobs: its share of the CPU. Past it, its batches wait.
+    pub fuel_per_second: Option<u64>,
+    /// Bytes of its running (and paused) jobs' modules and state. Over
+    /// it, its jobs are paused.
+    pub memory_bytes: Option<u64>,
 }
 
 /// What a tenant's pipelines may reach on Kafka: the brokers the host
@@ -155,7 +193,8 @@ impl std::fmt::Debug for TenantConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TenantConfig")
             .field("name", &self.name)
-            .field("token", &"<redacted>")
+            .field("token_sha256", &"<redacted>")
+            .field("plain_token", &self.plain_token)
             .field("limits", &self.limits)
             .finish()
     }
@@ -177,6 +216,8 @@ pub struct ServeConfig {
     /// Bytes of each pooled wasm memory kept resident between calls
     /// [default: 1 MiB].
     pub keep_resident_bytes: usize,
+    /// How often the disk and memory quotas are measured [default: 1 s].
+    pub quota_check_interval: Duration,
     /// Tenants.
     pub tenants: Vec<TenantConfig>,
 }
@@ -196,7 +237,15 @@ impl ServeConfig {
             message: format!("cannot read it: {e}"),
         })?;
         warn_if_readable_by_others(path);
-        Self::parse(path, &src)
+        let config = Self::parse(path, &src)?;
+        for t in config.tenants.iter().filter(|t| t.plain_token) {
+            tracing::warn!(
+                config = %path.display(),
+                tenant = %t.name,
+                "the tenant's token is in plain text; store its hash instead: `token_sha256 = \"...\"` from `weir serve hash-token`"
+            );
+        }
+        Ok(config)
     }
 
     /// Checks configuration text; `path` locates `data_dir` and messages.
@@ -229,6 +278,22 @@ impl ServeConfig {
         };
         let defaults = merge_limits(&JobLimitsConfig::default(), &raw.limits)
             .map_err(|m| err(format!("[limits]: {m}")))?;
+        let positive = |v: Option<usize>, key: &str, default: usize| match v {
+            Some(0) => Err(err(format!("`{key}` must be at least 1"))),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        };
+        let max_jobs_per_tenant = positive(raw.max_jobs_per_tenant, "max_jobs_per_tenant", 32)?;
+        let default_quota = merge_quota(
+            &TenantQuota {
+                jobs: max_jobs_per_tenant,
+                disk_bytes: None,
+                fuel_per_second: None,
+                memory_bytes: None,
+            },
+            &raw.quota,
+        )
+        .map_err(|m| err(format!("[quota]: {m}")))?;
         if raw.tenants.is_empty() {
             return Err(err(
                 "no [[tenant]]: add at least one, with `name` and `token`".into(),
@@ -242,16 +307,11 @@ impl ServeConfig {
                     t.name
                 )));
             }
-            if t.token.len() < MIN_TOKEN_LEN || t.token.chars().any(|c| c.is_whitespace()) {
-                return Err(err(format!(
-                    "tenant `{}`: the token must be at least {MIN_TOKEN_LEN} characters without spaces (e.g. from `openssl rand -hex 24`)",
-                    t.name
-                )));
-            }
+            let (token_sha256, plain_token) = tenant_token(t).map_err(&err)?;
             if tenants.iter().any(|o| o.name == t.name) {
                 return Err(err(format!("tenant `{}` is defined twice", t.name)));
             }
-            if tenants.iter().any(|o| o.token == t.token) {
+            if tenants.iter().any(|o| o.token_sha256 == token_sha256) {
                 return Err(err(format!(
                     "tenant `{}` has the same token as another tenant; tokens must be unique",
                     t.name
@@ -259,6 +319,8 @@ impl ServeConfig {
             }
             let limits = merge_limits(&defaults, &t.limits)
                 .map_err(|m| err(format!("tenant `{}` limits: {m}", t.name)))?;
+            let quota = merge_quota(&default_quota, &t.quota)
+                .map_err(|m| err(format!("tenant `{}` quota: {m}", t.name)))?;
             let own = vec![format!("{}.", t.name)];
             let prefixes = |v: &Option<Vec<String>>, key: &str| match v {
                 Some(list) if list.iter().any(String::is_empty) => Err(err(format!(
@@ -270,8 +332,10 @@ impl ServeConfig {
             };
             tenants.push(TenantConfig {
                 name: t.name.clone(),
-                token: t.token.clone(),
+                token_sha256,
+                plain_token,
                 limits,
+                quota,
                 kafka: KafkaPolicy {
                     brokers: raw.kafka.brokers.clone(),
                     topic_prefixes: prefixes(&t.kafka_topics, "kafka_topics")?,
@@ -279,18 +343,25 @@ impl ServeConfig {
                 },
             });
         }
-        let positive = |v: Option<usize>, key: &str, default: usize| match v {
-            Some(0) => Err(err(format!("`{key}` must be at least 1"))),
-            Some(n) => Ok(n),
-            None => Ok(default),
+        let quota_check_interval = match raw.quota_check_interval.as_deref() {
+            None => Duration::from_secs(1),
+            Some(text) => match humantime::parse_duration(text) {
+                Ok(d) if !d.is_zero() => d,
+                _ => {
+                    return Err(err(format!(
+                        "`quota_check_interval` = {text:?} is not a duration above zero; write e.g. \"1s\""
+                    )))
+                }
+            },
         };
         Ok(ServeConfig {
             bind,
             data_dir,
             max_body_bytes: positive(raw.max_body_mb, "max_body_mb", 64)? << 20,
             max_jobs: positive(raw.max_jobs, "max_jobs", 128)?,
-            max_jobs_per_tenant: positive(raw.max_jobs_per_tenant, "max_jobs_per_tenant", 32)?,
+            max_jobs_per_tenant,
             keep_resident_bytes: raw.keep_resident_kb.unwrap_or(1024) << 10,
+            quota_check_interval,
             tenants,
         })
     }
@@ -317,6 +388,49 @@ impl ServeConfig {
     }
 }
 
+/// SHA-256 of a bearer token, as `token_sha256` holds it (hex) and as
+/// `weir serve hash-token` prints it.
+pub fn hash_token(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+/// The tenant's token hash from `token_sha256` (64 hex digits, optionally
+/// after `sha256:`) or a plain-text `token` (hashed here); and whether it
+/// was plain text.
+fn tenant_token(t: &RawTenant) -> Result<([u8; 32], bool), String> {
+    match (&t.token, &t.token_sha256) {
+        (Some(_), Some(_)) => Err(format!(
+            "tenant `{}`: give either `token_sha256` or `token`, not both",
+            t.name
+        )),
+        (None, None) => Err(format!(
+            "tenant `{}`: no token: add `token_sha256 = \"...\"` (from `weir serve hash-token`)",
+            t.name
+        )),
+        (Some(token), None) => {
+            if token.len() < MIN_TOKEN_LEN || token.chars().any(char::is_whitespace) {
+                return Err(format!(
+                    "tenant `{}`: the token must be at least {MIN_TOKEN_LEN} characters without spaces (e.g. from `openssl rand -hex 24`)",
+                    t.name
+                ));
+            }
+            Ok((hash_token(token), true))
+        }
+        (None, Some(hex_text)) => {
+            let digits = hex_text.strip_prefix("sha256:").unwrap_or(hex_text);
+            let mut hash = [0u8; 32];
+            hex::decode_to_slice(digits, &mut hash).map_err(|e| {
+                format!(
+                    "tenant `{}`: `token_sha256` must be 64 hex digits (from `weir serve hash-token`): {e}",
+                    t.name
+                )
+            })?;
+            Ok((hash, false))
+        }
+    }
+}
+
 /// A `[limits]` value out of range.
 #[derive(Debug, thiserror::Error)]
 enum LimitError {
@@ -328,6 +442,23 @@ enum LimitError {
         #[source]
         source: humantime::DurationError,
     },
+}
+
+fn merge_quota(base: &TenantQuota, raw: &RawQuota) -> Result<TenantQuota, LimitError> {
+    let nonzero = |v: Option<u64>, key: &'static str| match v {
+        Some(0) => Err(LimitError::Zero { key }),
+        _ => Ok(v),
+    };
+    Ok(TenantQuota {
+        jobs: nonzero(raw.jobs.map(|j| j as u64), "jobs")?.map_or(base.jobs, |j| j as usize),
+        disk_bytes: nonzero(raw.disk_mb, "disk_mb")?
+            .map(|m| m << 20)
+            .or(base.disk_bytes),
+        fuel_per_second: nonzero(raw.fuel_per_second, "fuel_per_second")?.or(base.fuel_per_second),
+        memory_bytes: nonzero(raw.memory_mb, "memory_mb")?
+            .map(|m| m << 20)
+            .or(base.memory_bytes),
+    })
 }
 
 fn merge_limits(base: &JobLimitsConfig, raw: &RawLimits) -> Result<JobLimitsConfig, LimitError> {
@@ -396,6 +527,27 @@ mod tests {
         assert_eq!(c.tenants[0].limits, JobLimitsConfig::default());
         assert_eq!(c.tenants[0].limits.workers, 1);
         assert_eq!(c.tenants[0].limits.max_retries, 2);
+        let q = &c.tenants[0].quota;
+        assert_eq!(q.jobs, 32);
+        assert_eq!(
+            (q.disk_bytes, q.fuel_per_second, q.memory_bytes),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn tenant_quotas_override_the_defaults() {
+        let c = parse(&format!(
+            "max_jobs_per_tenant = 5\n[quota]\ndisk_mb = 100\nfuel_per_second = 1000\n{T}[tenant.quota]\njobs = 2\nmemory_mb = 8\n"
+        ))
+        .unwrap();
+        let q = &c.tenants[0].quota;
+        assert_eq!(q.jobs, 2);
+        assert_eq!(q.disk_bytes, Some(100 << 20));
+        assert_eq!(q.fuel_per_second, Some(1000));
+        assert_eq!(q.memory_bytes, Some(8 << 20));
+        let e = parse(&format!("{T}[tenant.quota]\ndisk_mb = 0\n")).unwrap_err();
+        assert!(e.contains("disk_mb") && e.contains("above zero"), "{e}");
     }
 
     #[test]
@@ -442,5 +594,43 @@ mod tests {
     fn debug_hides_tokens() {
         let c = parse(T).unwrap();
         assert!(!format!("{c:?}").contains("0123456789abcdef"));
+        assert!(!format!("{c:?}").contains(&hex::encode(hash_token("0123456789abcdef"))));
+    }
+
+    #[test]
+    fn tokens_are_kept_as_hashes() {
+        let plain = parse(T).unwrap();
+        assert!(plain.tenants[0].plain_token);
+        assert_eq!(
+            plain.tenants[0].token_sha256,
+            hash_token("0123456789abcdef")
+        );
+        let hex_hash = hex::encode(hash_token("0123456789abcdef"));
+        for value in [hex_hash.clone(), format!("sha256:{hex_hash}")] {
+            let c = parse(&format!(
+                "[[tenant]]\nname = \"alice\"\ntoken_sha256 = \"{value}\"\n"
+            ))
+            .unwrap();
+            assert!(!c.tenants[0].plain_token);
+            assert_eq!(c.tenants[0].token_sha256, plain.tenants[0].token_sha256);
+        }
+        for (src, needle) in [
+            ("token_sha256 = \"abc\"", "64 hex digits"),
+            ("token_sha256 = \"zz\"", "64 hex digits"),
+            (
+                &format!("token = \"0123456789abcdef\"\ntoken_sha256 = \"{hex_hash}\""),
+                "not both",
+            ),
+            ("", "no token"),
+        ] {
+            let e = parse(&format!("[[tenant]]\nname = \"a\"\n{src}\n")).unwrap_err();
+            assert!(e.contains(needle), "{src}: {e}");
+        }
+        // One token, once plain and once hashed: still the same token.
+        let e = parse(&format!(
+            "{T}[[tenant]]\nname = \"bob\"\ntoken_sha256 = \"{hex_hash}\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("same token"), "{e}");
     }
 }

@@ -27,7 +27,7 @@ pub fn check_pipeline(src: &str, kafka: &KafkaPolicy) -> Vec<String> {
     };
     let mut problems = Vec::new();
     for (what, path) in pipeline.paths() {
-        if let Err(why) = relative_inside(path) {
+        if let Err(why) = relative_inside(path).and_then(|()| not_reserved(path)) {
             problems.push(format!("{what} = {path:?}: {why}"));
         }
     }
@@ -175,6 +175,20 @@ pub fn relative_inside(s: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// A path that is not one of the files the host keeps in the job
+/// directory (its pipeline, its record): a job may not write over them.
+fn not_reserved(s: &str) -> Result<(), &'static str> {
+    let first = Path::new(s)
+        .components()
+        .find(|c| !matches!(c, Component::CurDir))
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if first == PIPELINE_FILE || first.starts_with(super::record::RECORD_FILE) {
+        return Err("the job's pipeline and record files are reserved to the host");
+    }
+    Ok(())
+}
+
 fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
         || host
@@ -188,7 +202,7 @@ fn is_loopback(host: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
     /// Characters or length outside what is allowed.
-    #[error("file name {name:?}: use 1 to 100 of A-Z, a-z, 0-9, `.`, `_` and `-`, not starting with `.` (files go straight into the job's directory)")]
+    #[error("file name {name:?}: use 1 to 100 of A-Z, a-z, 0-9, `.`, `_` and `-`, not starting with `.` (modules go straight into the job's directory; data files may go one directory down, `DIR/NAME`)")]
     Shape { name: String },
     /// The pipeline's own file name.
     #[error("file name {name:?} is reserved for the pipeline")]
@@ -214,6 +228,19 @@ pub fn file_name(name: &str) -> Result<(), NameError> {
         return Err(NameError::Reserved { name: name.into() });
     }
     Ok(())
+}
+
+/// A data file's path in the job directory: a [`file_name`], or
+/// `DIR/NAME` with both parts file names (e.g. `in/part-1.txt` for a files
+/// source reading `in`).
+pub fn file_path(path: &str) -> Result<(), NameError> {
+    match path.split_once('/') {
+        None => file_name(path),
+        Some((dir, name)) => {
+            file_name(dir).map_err(|_| NameError::Shape { name: path.into() })?;
+            file_name(name).map_err(|_| NameError::Shape { name: path.into() })
+        }
+    }
 }
 
 /// A module's file name: a [`file_name`] ending in `.wasm` or `.wat`.
@@ -257,6 +284,17 @@ mod tests {
         ] {
             assert!(relative_inside(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_hosts_own_files_are_reserved() {
+        let p = check_pipeline(
+            "[job]\nstats_file = \"./.job.json\"\ncheckpoint = \"pipeline.toml\"\n",
+            &KafkaPolicy::default(),
+        );
+        assert_eq!(p.len(), 2, "{p:#?}");
+        assert!(p.iter().all(|x| x.contains("reserved")), "{p:#?}");
+        assert!(not_reserved("out/pipeline.toml").is_ok());
     }
 
     #[test]
@@ -400,5 +438,19 @@ mod tests {
         }
         assert!(file_name("state.tsv").is_ok());
         assert!(file_name("pipeline.toml").is_err());
+        assert!(file_path("in/a.txt").is_ok());
+        assert!(file_path("state.tsv").is_ok());
+        for bad in [
+            "in/../x",
+            "../x",
+            "a/b/c",
+            "/a",
+            "in/",
+            ".in/a",
+            "in/.a",
+            "pipeline.toml",
+        ] {
+            assert!(file_path(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,16 +1,31 @@
 //! `weir serve`: one long-running host, many tenants' jobs, an HTTP control
-//! API (submit, list, status, stop, upgrade, rollback) and its client.
+//! API (submit, list, status, stop, delete, upgrade, rollback) and its
+//! client.
+//!
+//! Jobs are durable: each job's directory holds its record, and a host
+//! started again on the same data directory (after a graceful stop or a
+//! SIGKILL) brings every job that was running back from its checkpoint,
+//! with the outputs of an uninterrupted run; stopped and failed jobs stay
+//! listed until deleted.
 //!
 //! - [`config`]: the server's TOML file — bind address (loopback by
-//!   default), data directory, tenants and their bearer tokens, per-job
-//!   limits.
+//!   default), data directory, tenants and the SHA-256 of their bearer
+//!   tokens (`token_sha256`, from `weir serve hash-token`), per-job limits.
 //! - [`confine`]: a pipeline may only name paths inside its job's
 //!   directory, `<data_dir>/<tenant>/jobs/<id>/`, and only loopback sockets.
-//! - [`registry`]: submission, one supervisor per job, status, stop, hot
-//!   swap; a failing job is recorded, never fatal to the host.
+//! - [`registry`]: submission, status, stop, delete, hot swap; a failing
+//!   job is recorded, never fatal to the host.
+//! - [`job`]: one job — its record, status, stop, deletion, how it ended.
+//! - [`record`]: the durable job record (`.job.json`, replaced atomically),
+//!   the job id counter, crash-safe deletion.
+//! - [`recover`]: bringing the jobs back when the host starts.
+//! - [`quota`]: what all of a tenant's jobs may use together (running
+//!   jobs, disk, fuel per second, module and state memory) and what they
+//!   use; [`enforce`] pauses and resumes jobs by it and reports it
+//!   (`GET /v1/tenant`).
 //! - [`server`]: the routes (axum), authentication, JSON errors.
 //! - [`client`]: the blocking client behind `weir submit / jobs / status /
-//!   upgrade / rollback / stop`.
+//!   upgrade / rollback / stop / delete`.
 //! - [`api`]: the JSON bodies both sides share.
 //! - [`watch`]: each job's web UI, JSON API and event stream, and the
 //!   tenant's job list page (`/ui`, `/jobs/{id}/...`).
@@ -20,6 +35,11 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod confine;
+mod enforce;
+pub mod job;
+pub mod quota;
+pub mod record;
+mod recover;
 pub mod registry;
 pub mod server;
 pub mod watch;
@@ -31,9 +51,11 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-pub use api::{JobError, JobInfo, JobList, JobState, SubmitRequest, SwapInfo};
+pub use api::{
+    DeleteInfo, JobError, JobInfo, JobList, JobState, SubmitRequest, SwapInfo, TenantStatus,
+};
 pub use client::{Client, ClientError};
-pub use config::{JobLimitsConfig, ServeConfig, TenantConfig};
+pub use config::{JobLimitsConfig, ServeConfig, TenantConfig, TenantQuota};
 pub use server::{Server, ServerHandle};
 
 /// The host could not start or serve.
@@ -74,6 +96,18 @@ pub enum ServeError {
     /// The server thread could not start.
     #[error("cannot start the server thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// `weir serve` without `--config`.
+    #[error("no configuration: run `weir serve --config FILE`")]
+    NoConfig,
+    /// `weir serve hash-token` could not read the token.
+    #[error("cannot read the token from stdin: {0}")]
+    Stdin(#[source] std::io::Error),
+    /// A token too short, or with spaces.
+    #[error("a token must be at least {min} characters without spaces (e.g. from `openssl rand -hex 24`)")]
+    Token {
+        /// Shortest length.
+        min: usize,
+    },
     /// The server thread panicked (a bug in weir).
     #[error("the server thread panicked")]
     Panicked,
@@ -164,6 +198,12 @@ impl ApiError {
     /// 429: a job quota is full.
     pub fn too_many(m: impl Into<String>) -> Self {
         Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_jobs", m)
+    }
+
+    /// 413 (a size: disk, memory) or 429 (a count or rate: jobs, fuel):
+    /// a tenant quota, named in the message.
+    pub fn quota(status: StatusCode, m: impl Into<String>) -> Self {
+        Self::new(status, "quota_exceeded", m)
     }
 
     /// 500.

@@ -10,13 +10,16 @@
 //! | `GET /v1/jobs` | | [`JobList`] |
 //! | `GET /v1/jobs/{id}` | | [`JobInfo`] with `recent` batches |
 //! | `POST /v1/jobs/{id}/stop` | | [`JobInfo`] (200 once stopped, 202 while stopping) |
+//! | `DELETE /v1/jobs/{id}` | | [`DeleteInfo`] (200 once its files are gone, 202 while its batch ends) |
+//! | `GET /v1/tenant` | | [`TenantStatus`]: the caller's quotas and use |
 //! | `POST /v1/jobs/{id}/upgrade` | [`UpgradeRequest`] | [`SwapInfo`] |
 //! | `POST /v1/jobs/{id}/rollback` | [`RollbackRequest`] | [`SwapInfo`] |
 //! | `GET /ui`, `GET /jobs/{id}/ui`, `/jobs/{id}/api/v1/...`, `/jobs/{id}/events` | | pages, JSON and events of [`super::watch`] (token also as `?token=`) |
 //!
 //! Errors are [`ErrorBody`] with 400 (bad request, pipeline or module), 401
 //! (no or unknown token), 403 (another tenant's job), 404, 409 (job not
-//! running, swap rejected), 413 (body too large), 429 (too many jobs).
+//! running, swap rejected), 413 (body too large; disk or memory quota),
+//! 429 (too many jobs; jobs or fuel quota).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,7 +38,7 @@ use base64::Engine as _;
 use serde::de::DeserializeOwned;
 
 #[allow(unused_imports)] // named in the docs above
-use super::api::{ErrorBody, JobInfo, SwapInfo};
+use super::api::{DeleteInfo, ErrorBody, JobInfo, SwapInfo, TenantStatus};
 use super::api::{JobList, RollbackRequest, SubmitRequest, UpgradeRequest};
 use super::config::{ServeConfig, TenantConfig};
 use super::registry::Registry;
@@ -130,6 +133,10 @@ async fn list(State(s): State<AppState>, Caller(tenant): Caller) -> Json<JobList
     })
 }
 
+async fn tenant_status(State(s): State<AppState>, Caller(tenant): Caller) -> Json<TenantStatus> {
+    Json(s.registry.tenant_status(&tenant))
+}
+
 async fn status(
     State(s): State<AppState>,
     Caller(tenant): Caller,
@@ -144,18 +151,30 @@ async fn stop(
     Caller(tenant): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let job = s.registry.job(&tenant, &id)?;
-    let (ended, info) = blocking(move || {
-        let ended = job.stop(STOP_WAIT);
-        Ok((ended, job.info(false)))
-    })
-    .await?;
+    let (ended, info) = blocking(move || s.registry.stop(&tenant, &id, STOP_WAIT)).await?;
     let code = if ended {
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED
     };
     Ok((code, Json(info)).into_response())
+}
+
+async fn delete(
+    State(s): State<AppState>,
+    Caller(tenant): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let removed = {
+        let id = id.clone();
+        blocking(move || s.registry.delete(&tenant, &id, STOP_WAIT)).await?
+    };
+    let code = if removed {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((code, Json(DeleteInfo { id, removed })).into_response())
 }
 
 async fn upgrade(
@@ -196,7 +215,8 @@ fn router(registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/jobs", post(submit).get(list))
-        .route("/v1/jobs/{id}", get(status))
+        .route("/v1/jobs/{id}", get(status).delete(delete))
+        .route("/v1/tenant", get(tenant_status))
         .route("/v1/jobs/{id}/stop", post(stop))
         .route("/v1/jobs/{id}/upgrade", post(upgrade))
         .route("/v1/jobs/{id}/rollback", post(rollback))
@@ -217,7 +237,10 @@ pub struct Server {
 impl Server {
     /// Creates the data directory and the process's host (wasm runtime,
     /// one tokio runtime for the API and every job's receivers, the worker
-    /// pool), and binds the listening socket (port 0 picks a free port).
+    /// pool), binds the listening socket (port 0 picks a free port) and
+    /// brings back the jobs of the data directory
+    /// ([`Registry::recover`]): those that were running start again from
+    /// their checkpoints.
     pub fn bind(config: ServeConfig) -> Result<Server, ServeError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| ServeError::DataDir {
             path: config.data_dir.clone(),
@@ -249,8 +272,26 @@ impl Server {
                 "listening beyond loopback: tokens travel in clear text over plain HTTP; put a TLS proxy in front"
             );
         }
+        let registry = Arc::new(Registry::new(config, host.clone()));
+        let restarted = registry.recover();
+        if restarted > 0 {
+            tracing::info!(
+                jobs = restarted,
+                "jobs running before the restart started again"
+            );
+        }
+        let tenants = &registry.config().tenants;
+        if tenants
+            .iter()
+            .any(|t| t.quota.disk_bytes.is_some() || t.quota.memory_bytes.is_some())
+        {
+            super::enforce::spawn_monitor(
+                Arc::downgrade(&registry),
+                registry.config().quota_check_interval,
+            );
+        }
         Ok(Server {
-            registry: Arc::new(Registry::new(config, host.clone())),
+            registry,
             listener,
             host,
         })
@@ -269,7 +310,8 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then stops every job (each
-    /// finishes its current batch) and returns.
+    /// finishes its current batch; the running ones start again with the
+    /// next host on this data directory) and returns.
     pub fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,

@@ -149,7 +149,12 @@ async fn job_view(
         base: format!("/jobs/{}", encode_component(&id)),
         token: Some(token),
     };
-    Ok(respond(&job.watched(), &rest, &page).into_response())
+    let Some(watched) = job.watched() else {
+        return Err(ApiError::conflict(format!(
+            "job `{id}` has not run since the host started: its pages, API and events are gone (its status is at /v1/jobs/{id}, its outputs in its directory)"
+        )));
+    };
+    Ok(respond(&watched, &rest, &page).into_response())
 }
 
 /// `/metrics`: the Prometheus metrics of the tenant's jobs (each series

@@ -16,5 +16,7 @@ mod recovery;
 mod replay;
 mod scale_out;
 mod serve;
+mod serve_durable;
+mod serve_quota;
 mod support;
 mod ui;

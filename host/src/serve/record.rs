@@ -18,7 +18,6 @@
 //!   interrupted.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -171,27 +170,19 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Syncs a directory, so the names created, renamed or removed in it are
 /// durable.
 pub fn sync_dir(dir: &Path) -> Result<(), RecordError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("cannot sync the directory", dir))
+    crate::durable::sync_dir(dir).map_err(io("cannot sync the directory", dir))
 }
 
 /// Writes a new file and syncs it (its directory is synced by the caller,
 /// once for all its files).
 pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), RecordError> {
-    let mut f = std::fs::File::create(path).map_err(io("cannot create", path))?;
-    f.write_all(bytes).map_err(io("cannot write", path))?;
-    f.sync_all().map_err(io("cannot sync", path))
+    crate::durable::write_synced(path, bytes).map_err(io("cannot write", path))
 }
 
-/// Replaces `dir/name` atomically and durably: a temporary file, synced,
-/// renamed over it, the directory synced.
+/// Replaces `dir/name` atomically and durably ([`crate::durable::write_atomic`]).
 pub fn replace_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), RecordError> {
-    let tmp = dir.join(format!(".{}.tmp", name.trim_start_matches('.')));
-    write_synced(&tmp, bytes)?;
     let path = dir.join(name);
-    std::fs::rename(&tmp, &path).map_err(io("cannot rename into place", &path))?;
-    sync_dir(dir)
+    crate::durable::write_atomic(&path, bytes).map_err(io("cannot replace", &path))
 }
 
 impl JobRecord {

@@ -65,15 +65,6 @@ impl Registry {
                 ));
             }
         }
-        if let Some(rate) = q.fuel_per_second.filter(|_| usage.fuel_exhausted()) {
-            return Err(ApiError::quota(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "fuel quota of tenant `{}` exhausted: its jobs burn the {rate} fuel per second it may use and their batches are being held back; try again later",
-                    tenant.name
-                ),
-            ));
-        }
         Ok(())
     }
 

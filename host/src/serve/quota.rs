@@ -9,7 +9,8 @@
 //!   thus gets its share of the CPU and no more, whatever the others do;
 //!   batch contents do not depend on it (they are decided by batch time
 //!   and logged), so neither do outputs. A submission while the tenant is
-//!   being held back is 429.
+//!   held back is accepted: the new job shares the tenant's rate (a tenant
+//!   busy up to its share can still deploy).
 //! - **disk** (its job directories: outputs, checkpoints, batch logs) and
 //!   **memory** (its running and paused jobs' module bytes and keyed and
 //!   window state, as the engine reports it after each batch) are measured

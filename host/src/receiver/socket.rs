@@ -10,20 +10,23 @@
 //! when the channel is full the task stops reading and TCP pushes back.
 //! With backpressure, a token bucket at the rate the PID estimator sets
 //! keeps the task from reading faster than batches are processed (Spark's
-//! receiver `RateLimiter`): a throttled task does not read, so nothing is
-//! dropped. When the connection fails or the server goes away, it says so
+//! receiver `RateLimiter`), and the task reads nothing while the batch
+//! clock is more than two intervals behind (so the scheduling delay stays
+//! bounded before the estimator has a rate, e.g. after a slow first
+//! batch): a throttled task does not read, so nothing is dropped. When the connection fails or the server goes away, it says so
 //! in the log and reconnects with exponential backoff. A plain socket has
 //! no acknowledgements: lines read but not yet in a logged block when the
 //! process dies are lost (see the README).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use weir_abi::RecordBatch;
 
 use super::rate::{PidConfig, PidRateEstimator, SharedRate, TokenBucket};
@@ -55,6 +58,27 @@ pub struct SocketConfig {
     pub backpressure: Option<PidConfig>,
 }
 
+/// What the batch-clock side tells the receiver task.
+struct Pace {
+    /// Records/s the task may read (backpressure).
+    rate: Arc<SharedRate>,
+    /// Time of the last batch cut.
+    cut_ms: AtomicI64,
+    /// Told at every cut.
+    cut: Notify,
+    /// With backpressure: the task reads only while the batch clock is
+    /// less than this far behind.
+    lead_ms: Option<i64>,
+}
+
+impl Pace {
+    /// Whether the task must wait for a cut before it reads on.
+    fn ahead(&self, now_ms: i64) -> bool {
+        self.lead_ms
+            .is_some_and(|lead| now_ms > self.cut_ms.load(Ordering::Relaxed) + lead)
+    }
+}
+
 /// A sealed block on its way to the batch clock.
 #[derive(Debug)]
 struct Sealed {
@@ -79,8 +103,9 @@ pub struct SocketSource {
     recovered: VecDeque<(u64, RecordBatch)>,
     /// A block taken from the channel that belongs to a later batch.
     held: Option<Sealed>,
-    /// The rate the receiver task reads at (set from `estimator`).
-    rate: Arc<SharedRate>,
+    /// The rate the receiver task reads at (set from `estimator`) and the
+    /// last cut.
+    pace: Arc<Pace>,
     estimator: Option<PidRateEstimator>,
     batch_interval_ms: i64,
 }
@@ -99,15 +124,20 @@ impl SocketSource {
         let estimator = config
             .backpressure
             .map(|c| PidRateEstimator::new(c, config.batch_interval_ms));
-        let rate = Arc::new(SharedRate::unlimited());
-        rate.set(estimator.as_ref().and_then(|e| e.limit()));
+        let pace = Arc::new(Pace {
+            rate: Arc::new(SharedRate::unlimited()),
+            cut_ms: AtomicI64::new((config.clock)()),
+            cut: Notify::new(),
+            lead_ms: estimator.as_ref().map(|_| 2 * config.batch_interval_ms),
+        });
+        pace.rate.set(estimator.as_ref().and_then(|e| e.limit()));
         let batch_interval_ms = config.batch_interval_ms;
         let receiver = Receiver {
             name,
             config,
             tx,
             log,
-            rate: rate.clone(),
+            pace: pace.clone(),
         };
         let task = rt.spawn(receiver.run()).abort_handle();
         SocketSource {
@@ -116,7 +146,7 @@ impl SocketSource {
             consumed: 0,
             recovered: VecDeque::new(),
             held: None,
-            rate,
+            pace,
             estimator,
             batch_interval_ms,
         }
@@ -132,7 +162,12 @@ impl SocketSource {
             consumed: 0,
             recovered: VecDeque::new(),
             held: None,
-            rate: Arc::new(SharedRate::unlimited()),
+            pace: Arc::new(Pace {
+                rate: Arc::new(SharedRate::unlimited()),
+                cut_ms: AtomicI64::new(0),
+                cut: Notify::new(),
+                lead_ms: None,
+            }),
             estimator: None,
             batch_interval_ms: 1000,
         }
@@ -140,7 +175,7 @@ impl SocketSource {
 
     /// Records one batch may take at the current rate (none: no limit).
     fn batch_cap(&self) -> Option<u64> {
-        let rate = self.rate.get()?;
+        let rate = self.pace.rate.get()?;
         Some(((rate * self.batch_interval_ms as f64 / 1000.0) as u64).max(1))
     }
 
@@ -200,6 +235,8 @@ impl Source for SocketSource {
         if !self.take_recovered(&mut ids, &mut blocks) {
             self.take_sealed_by(batch_time_ms, &mut ids, &mut blocks);
         }
+        self.pace.cut_ms.store(batch_time_ms, Ordering::Relaxed);
+        self.pace.cut.notify_one();
         if let Some(&max) = ids.iter().max() {
             self.consumed = self.consumed.max(max);
         }
@@ -248,9 +285,9 @@ impl Source for SocketSource {
             done.scheduling_delay_ms,
         );
         let rate = e.limit();
-        if rate != self.rate.get() {
+        if rate != self.pace.rate.get() {
             tracing::debug!(rate, "socket receiver rate");
-            self.rate.set(rate);
+            self.pace.rate.set(rate);
         }
     }
 
@@ -278,7 +315,7 @@ struct Receiver {
     config: SocketConfig,
     tx: mpsc::Sender<Sealed>,
     log: Option<(Arc<BlockLog>, u32)>,
-    rate: Arc<SharedRate>,
+    pace: Arc<Pace>,
 }
 
 enum ReadEnd {
@@ -293,7 +330,7 @@ impl Receiver {
         let name = &self.name;
         let addr = format!("{}:{}", self.config.host, self.config.port);
         let mut backoff = self.config.min_backoff;
-        let mut bucket = TokenBucket::new(self.rate.clone());
+        let mut bucket = TokenBucket::new(self.pace.rate.clone());
         loop {
             match TcpStream::connect(&addr).await {
                 Ok(stream) => {
@@ -331,6 +368,13 @@ impl Receiver {
         let mut tick = tokio::time::interval(self.config.block_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if self.pace.ahead((self.config.clock)()) {
+                tokio::select! {
+                    _ = self.pace.cut.notified() => {}
+                    _ = tick.tick() => self.seal(&mut block).await?,
+                }
+                continue;
+            }
             if let Some(wait) = bucket.pause() {
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}

@@ -1,0 +1,373 @@
+//! Issue 15: a socket source fed far past what the job can process. With
+//! backpressure the receiver reads no faster than batches are processed:
+//! memory stays bounded, the scheduling delay stops growing, and every line
+//! the sender wrote is counted once. Without backpressure, a job that falls
+//! behind still gives each late batch only the blocks sealed in its own
+//! interval, and a window holds exactly its batches.
+//!
+//! The job is slowed by `testkit:slow` (about a million steps per record),
+//! so it falls behind on any machine; the senders are real TCP servers in
+//! this process, weir is the real binary.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::support::{spawn, testkit, weir_run, PATIENCE};
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// `[job]` keys, then a socket source on `port`, the slowed stream and
+/// `rest` (more streams and the outputs).
+fn pipeline(dir: &Path, job: &str, port: u16, rest: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[job]
+name = "overload"
+batch_interval = "500ms"
+block_interval = "50ms"
+partitions = 2
+workers = 2
+stats_file = "{stats}"
+{job}
+
+[plugins]
+kit = "{kit}"
+
+[[source]]
+name = "lines"
+type = "socket"
+host = "127.0.0.1"
+port = {port}
+
+[[stream]]
+name = "slowed"
+op = "map"
+input = "lines"
+function = "kit:slow"
+{rest}
+"#,
+        stats = dir.join("stats.jsonl").display(),
+        kit = testkit().display(),
+    );
+    let p = dir.join("pipeline.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// One batch's statistics, from the stats file.
+#[derive(Debug)]
+struct Stat {
+    batch_time_ms: i64,
+    input_records: u64,
+    scheduling_delay_ms: f64,
+}
+
+fn field(line: &str, name: &str) -> f64 {
+    let at = line.find(&format!("\"{name}\":")).expect(name) + name.len() + 3;
+    let rest = &line[at..];
+    let end = rest.find([',', '}']).unwrap();
+    rest[..end].trim().parse().unwrap()
+}
+
+fn stats(dir: &Path) -> Vec<Stat> {
+    std::fs::read_to_string(dir.join("stats.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| Stat {
+            batch_time_ms: field(l, "batch_time_ms") as i64,
+            input_records: field(l, "input_records") as u64,
+            scheduling_delay_ms: field(l, "scheduling_delay_ms"),
+        })
+        .collect()
+}
+
+/// Lines of every complete batch directory `prefix-<time>` under `dir`.
+fn batches(dir: &Path, prefix: &str) -> BTreeMap<i64, Vec<String>> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let Some(time) = name.strip_prefix(&format!("{prefix}-")) else {
+            continue;
+        };
+        if !path.join("_SUCCESS").is_file() {
+            continue;
+        }
+        let mut lines = Vec::new();
+        for part in std::fs::read_dir(&path).unwrap() {
+            let part = part.unwrap().path();
+            if part
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("part-")
+            {
+                let text = std::fs::read_to_string(&part).unwrap();
+                lines.extend(text.lines().map(str::to_owned));
+            }
+        }
+        out.insert(time.parse().unwrap(), lines);
+    }
+    out
+}
+
+/// A kB field of `/proc/PID/status`.
+fn status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|r| r.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn stop(child: &mut std::process::Child) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// Accepts one connection and writes 1 KB lines as fast as TCP takes
+/// them for `secs`; returns the lines written whole.
+fn blast(listener: TcpListener, secs: u64) -> u64 {
+    let (mut conn, _) = listener.accept().unwrap();
+    let pad = "x".repeat(1000);
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while started.elapsed() < Duration::from_secs(secs) {
+        let chunk: String = (sent..sent + 64)
+            .map(|i| format!("{i:010} {pad}\n"))
+            .collect();
+        if conn.write_all(chunk.as_bytes()).is_err() {
+            break;
+        }
+        sent += 64;
+    }
+    sent
+}
+
+/// Issue 15: a socket sender blasting 1 KB lines as fast as TCP allows
+/// (far past the ~1-2 K records/s the slowed job processes) for 12 s.
+/// Peak RSS stays under 150 MB (before: 64 pending blocks of 50 K lines,
+/// ~3 GB of 1 KB lines), the scheduling delay stops growing once
+/// backpressure acts, and after the sender stops the job counts exactly
+/// the lines it wrote.
+#[test]
+fn issue_15_socket_overload_is_bounded_by_backpressure_and_loses_nothing() {
+    const SEND_SECS: u64 = 12;
+    const RSS_LIMIT_MB: u64 = 150;
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let out = dir.path().join("out");
+    let p = pipeline(
+        dir.path(),
+        "backpressure = true\nbackpressure_initial_rate = 200",
+        port,
+        &format!(
+            r#"
+[[stream]]
+name = "n"
+op = "count"
+input = "slowed"
+
+[[output]]
+stream = "n"
+type = "text_files"
+prefix = "{}/n"
+"#,
+            out.display()
+        ),
+    );
+    let (mut child, rx) = spawn(weir_run(&p, &[]));
+    let sender = std::thread::spawn(move || blast(listener, SEND_SECS));
+    let sent = sender.join().unwrap();
+    let stopped_ms = now_ms();
+    let counted = |out: &Path| -> u64 {
+        batches(out, "n")
+            .values()
+            .flatten()
+            .map(|l| l.parse::<u64>().unwrap())
+            .sum()
+    };
+    let deadline = Instant::now() + PATIENCE;
+    while counted(&out) < sent {
+        assert!(Instant::now() < deadline, "the job did not catch up");
+        match rx.recv_timeout(PATIENCE) {
+            Ok(_) => {}
+            Err(e) => panic!("weir ended or went quiet: {e}"),
+        }
+    }
+    let peak_mb = status_kb(child.id(), "VmHWM:") / 1024;
+    stop(&mut child);
+
+    let stats = stats(dir.path());
+    let during: Vec<&Stat> = stats
+        .iter()
+        .filter(|s| s.batch_time_ms <= stopped_ms)
+        .collect();
+    let delays: Vec<i64> = during
+        .iter()
+        .map(|s| s.scheduling_delay_ms as i64)
+        .collect();
+    let records: Vec<u64> = during.iter().map(|s| s.input_records).collect();
+    eprintln!(
+        "overload: sent {sent} lines in {SEND_SECS} s, peak RSS {peak_mb} MB, \
+         delays (ms) {delays:?}, records per batch {records:?}"
+    );
+    assert_eq!(counted(&out), sent, "every line written is counted once");
+    assert!(
+        peak_mb < RSS_LIMIT_MB,
+        "peak RSS {peak_mb} MB over {RSS_LIMIT_MB} MB"
+    );
+    assert!(delays.len() >= 12, "batches ran while the sender sent");
+    let third = delays.len() / 3;
+    let early_max = *delays[..delays.len() - third].iter().max().unwrap();
+    let late_max = *delays[delays.len() - third..].iter().max().unwrap();
+    assert!(
+        late_max <= early_max.max(1000) + 1000,
+        "the scheduling delay kept growing: {delays:?}"
+    );
+    assert!(
+        delays.iter().all(|&d| d < 5000),
+        "the delay stays bounded: {delays:?}"
+    );
+    let read: u64 = records.iter().sum();
+    assert!(
+        read < sent,
+        "the sender was held back while weir took what it could process"
+    );
+}
+
+/// A line's send time, from `"<ms> <seq>"`.
+fn sent_at(line: &str) -> (i64, u64) {
+    let (ms, seq) = line.split_once(' ').unwrap();
+    (ms.parse().unwrap(), seq.parse().unwrap())
+}
+
+/// Issue 15: without backpressure, a job far behind its input (lines at
+/// ~4 K/s, processed at ~1-2 K/s) still gives batch `t` only lines sent by
+/// `t` — the blocks sealed in its interval — and a 1.5 s window holds
+/// exactly the lines of its three batches. Every line is in exactly one
+/// batch.
+#[test]
+fn issue_15_late_batches_hold_only_their_own_interval() {
+    const LINES: u64 = 12_000;
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let out = dir.path().join("out");
+    let p = pipeline(
+        dir.path(),
+        "max_pending_blocks = 100000",
+        port,
+        &format!(
+            r#"
+[[stream]]
+name = "win"
+op = "window"
+input = "slowed"
+length = "1500ms"
+
+[[output]]
+stream = "slowed"
+type = "text_files"
+prefix = "{out}/lines"
+
+[[output]]
+stream = "win"
+type = "text_files"
+prefix = "{out}/win"
+"#,
+            out = out.display()
+        ),
+    );
+    let (mut child, rx) = spawn(weir_run(&p, &[]));
+    let done = Arc::new(AtomicBool::new(false));
+    let sender_done = done.clone();
+    let sender = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut next = 0;
+        while next < LINES {
+            // Stamped before the write: a line is read, sealed and put in
+            // a batch at or after its stamp.
+            let at = now_ms();
+            let chunk: String = (next..next + 200).map(|i| format!("{at} {i}\n")).collect();
+            conn.write_all(chunk.as_bytes()).unwrap();
+            next += 200;
+            std::thread::sleep(Duration::from_millis(50)); // pacing: ~4 K lines/s
+        }
+        sender_done.store(true, Ordering::SeqCst);
+    });
+    sender.join().unwrap();
+    assert!(done.load(Ordering::SeqCst));
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let got: usize = batches(&out, "lines").values().map(Vec::len).sum();
+        if got as u64 >= LINES {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job did not catch up");
+        rx.recv_timeout(PATIENCE).expect("weir ended or went quiet");
+    }
+    // One more batch, so the last windows are written too.
+    let last = now_ms();
+    while batches(&out, "win")
+        .keys()
+        .next_back()
+        .is_none_or(|&t| t < last + 1500)
+    {
+        rx.recv_timeout(PATIENCE).expect("weir ended or went quiet");
+    }
+    stop(&mut child);
+
+    let lines = batches(&out, "lines");
+    let max_delay = stats(dir.path())
+        .iter()
+        .map(|s| s.scheduling_delay_ms)
+        .fold(0.0, f64::max);
+    eprintln!(
+        "late batches: max scheduling delay {max_delay} ms, records per batch {:?}",
+        lines.values().map(Vec::len).collect::<Vec<_>>()
+    );
+    assert!(max_delay >= 2000.0, "the job fell behind ({max_delay} ms)");
+    let mut seen = BTreeMap::new();
+    for (&t, batch) in &lines {
+        for line in batch {
+            let (at, seq) = sent_at(line);
+            assert!(
+                at <= t,
+                "batch {t} holds line {seq} sent at {at}, after its time"
+            );
+            assert!(seen.insert(seq, t).is_none(), "line {seq} in two batches");
+        }
+    }
+    assert_eq!(seen.len() as u64, LINES, "every line in a batch");
+    for (&t, window) in &batches(&out, "win") {
+        let mut expected: Vec<&String> = lines
+            .range(t - 1499..=t)
+            .flat_map(|(_, b)| b.iter())
+            .collect();
+        let mut got: Vec<&String> = window.iter().collect();
+        expected.sort();
+        got.sort();
+        assert_eq!(got, expected, "window {t} holds exactly its three batches");
+        assert!(window.iter().all(|l| sent_at(l).0 <= t));
+    }
+}

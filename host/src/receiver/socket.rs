@@ -466,3 +466,73 @@ fn buffered_lines(
         bucket.take();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(records: usize) -> RecordBatch {
+        (0..records).map(|_| (&b""[..], &b"line"[..])).collect()
+    }
+
+    /// A source fed by the test instead of a receiver task.
+    fn source(rate: Option<f64>) -> (SocketSource, mpsc::Sender<Sealed>, tokio::runtime::Runtime) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (tx, rx) = mpsc::channel(16);
+        let mut s = SocketSource::logged_only(rt.handle());
+        s.rx = rx;
+        s.pace.rate.set(rate);
+        (s, tx, rt)
+    }
+
+    fn ids(s: &mut SocketSource, t: i64) -> Vec<u64> {
+        match s.next_batch(t).unwrap().0 {
+            SourceInput::Blocks(ids) => ids,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_block_goes_to_the_first_batch_at_or_after_its_seal_time() {
+        let (mut s, tx, _rt) = source(None);
+        for (id, sealed_ms) in [(1, 900), (2, 1000), (3, 1100), (4, 2500)] {
+            let records = block(1);
+            tx.try_send(Sealed {
+                id,
+                sealed_ms,
+                records,
+            })
+            .unwrap();
+        }
+        // A late batch 1000 cut after all four arrived takes only its own.
+        assert_eq!(ids(&mut s, 1000), [1, 2]);
+        assert_eq!(s.queued_blocks(), Some(2));
+        assert_eq!(ids(&mut s, 1500), [3]);
+        assert_eq!(ids(&mut s, 2000), Vec::<u64>::new());
+        assert_eq!(ids(&mut s, 2500), [4]);
+        assert_eq!(s.position(), SourcePosition::Socket(4));
+        assert_eq!(s.queued_blocks(), Some(0));
+    }
+
+    #[test]
+    fn recovered_blocks_come_first_as_the_rate_allows_and_live_ones_wait() {
+        // 200 records/s at 1 s batches: 200 records a batch.
+        let (mut s, tx, _rt) = source(Some(200.0));
+        s.batch_interval_ms = 1000;
+        s.recovered = (1..=3).map(|id| (id, block(100))).collect();
+        tx.try_send(Sealed {
+            id: 4,
+            sealed_ms: 500,
+            records: block(100),
+        })
+        .unwrap();
+        assert_eq!(ids(&mut s, 1000), [1, 2]);
+        assert_eq!(ids(&mut s, 2000), [3, 4]);
+        // Without a rate, all recovered blocks go into one batch.
+        let (mut s, _tx, _rt) = source(None);
+        s.recovered = (1..=3).map(|id| (id, block(100_000))).collect();
+        assert_eq!(ids(&mut s, 1000), [1, 2, 3]);
+    }
+}

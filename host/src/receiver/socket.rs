@@ -73,9 +73,9 @@ struct Pace {
 
 impl Pace {
     /// Whether the task must wait for a cut before it reads on.
-    fn ahead(&self, now_ms: i64) -> bool {
+    fn ahead(&self, now_ms: impl FnOnce() -> i64) -> bool {
         self.lead_ms
-            .is_some_and(|lead| now_ms > self.cut_ms.load(Ordering::Relaxed) + lead)
+            .is_some_and(|lead| now_ms() > self.cut_ms.load(Ordering::Relaxed) + lead)
     }
 }
 
@@ -368,7 +368,7 @@ impl Receiver {
         let mut tick = tokio::time::interval(self.config.block_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if self.pace.ahead((self.config.clock)()) {
+            if self.pace.ahead(&*self.config.clock) {
                 tokio::select! {
                     _ = self.pace.cut.notified() => {}
                     _ = tick.tick() => self.seal(&mut block).await?,

@@ -97,19 +97,27 @@ fn print_run(n: usize, name: &str, offered: u64, secs: usize, r: &weir_tests::ha
         r.f64("peak_rss_mb"),
         r.get("rss_mb")
     );
-    println!("   t(s)  delay(s)  lines in batch (every 10th batch)");
-    for i in (0..delays.len()).step_by(10) {
+    println!("   batch time (s)   max delay (s)   lines processed (K/s)");
+    let mut t = 0.0;
+    while t <= times.last().copied().unwrap_or(0.0) {
+        let bucket: Vec<usize> = (0..times.len())
+            .filter(|&i| times[i] >= t && times[i] < t + 10.0)
+            .collect();
+        let delay = bucket.iter().map(|&i| delays[i]).fold(0.0, f64::max);
+        let lines: f64 = bucket.iter().map(|&i| records[i]).sum();
         println!(
-            "   {:>4.0}  {:>8.2}  {:>10.0}",
-            times[i],
-            delays[i] / 1000.0,
-            records[i]
+            "   {:>5.0}-{:<5.0}      {:>8.2}        {:>8.1}",
+            t,
+            t + 10.0,
+            delay / 1000.0,
+            lines / 10.0 / 1000.0
         );
+        t += 10.0;
     }
     let half = delays.len() / 2;
     let max = |xs: &[f64]| xs.iter().cloned().fold(0.0, f64::max);
     println!(
-        "   max delay {:.2} s in the first half, {:.2} s in the second; {} batches",
+        "   max delay {:.2} s in the first half of the batches, {:.2} s in the second; {} batches",
         max(&delays[..half]) / 1000.0,
         max(&delays[half..]) / 1000.0,
         delays.len()

@@ -14,6 +14,8 @@
 //!    `WEIR_BENCH_OVERLOAD_SECS` (300) with `[job] backpressure`; peak RSS
 //!    and RSS every 10 s, the scheduling delay curve, lines sent and counted
 //!    (all must match once the sender stops and the job catches up).
+//!    `WEIR_BENCH_INITIAL_RATE` sets `backpressure_initial_rate` (none by
+//!    default: the first batch takes all it can, the transient shows).
 //! 3. **10× without backpressure** (`unlimited`): the same for
 //!    `WEIR_BENCH_UNLIMITED_SECS` (60): memory bounded by the pending
 //!    blocks; the delay grows.
@@ -201,7 +203,12 @@ fn child(args: &[String]) {
         partitions: 4,
         workers: 2,
         clock: ClockMode::System,
-        backpressure: (*bp == "1").then(PidConfig::default),
+        backpressure: (*bp == "1").then(|| PidConfig {
+            initial_rate: std::env::var("WEIR_BENCH_INITIAL_RATE")
+                .ok()
+                .map(|r| r.parse().expect("WEIR_BENCH_INITIAL_RATE")),
+            ..PidConfig::default()
+        }),
         ..StreamingConfig::default()
     })
     .expect("context");

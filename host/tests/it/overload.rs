@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::support::{spawn, testkit, weir_run, PATIENCE};
@@ -154,6 +154,25 @@ fn status_kb(pid: u32, field: &str) -> u64 {
         .unwrap()
 }
 
+/// Waits for weir's next log line; a weir that ended fails the test with
+/// its exit status and last lines.
+fn next_line(rx: &mpsc::Receiver<String>, child: &mut Child, tail: &mut Vec<String>) -> String {
+    match rx.recv_timeout(PATIENCE) {
+        Ok(line) => {
+            tail.push(line.clone());
+            if tail.len() > 20 {
+                tail.remove(0);
+            }
+            line
+        }
+        Err(e) => panic!(
+            "weir ended or went quiet ({e}, status {:?}):\n{}",
+            child.try_wait(),
+            tail.join("\n")
+        ),
+    }
+}
+
 fn stop(child: &mut std::process::Child) {
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -215,6 +234,7 @@ prefix = "{}/n"
         ),
     );
     let (mut child, rx) = spawn(weir_run(&p, &[]));
+    let mut tail = Vec::new();
     let sender = std::thread::spawn(move || blast(listener, SEND_SECS));
     let sent = sender.join().unwrap();
     let stopped_ms = now_ms();
@@ -228,10 +248,7 @@ prefix = "{}/n"
     let deadline = Instant::now() + PATIENCE;
     while counted(&out) < sent {
         assert!(Instant::now() < deadline, "the job did not catch up");
-        match rx.recv_timeout(PATIENCE) {
-            Ok(_) => {}
-            Err(e) => panic!("weir ended or went quiet: {e}"),
-        }
+        next_line(&rx, &mut child, &mut tail);
     }
     let peak_mb = status_kb(child.id(), "VmHWM:") / 1024;
     stop(&mut child);
@@ -307,6 +324,7 @@ prefix = "{out}/win"
         ),
     );
     let (mut child, rx) = spawn(weir_run(&p, &[]));
+    let mut tail = Vec::new();
     let done = Arc::new(AtomicBool::new(false));
     let sender_done = done.clone();
     let sender = std::thread::spawn(move || {
@@ -332,7 +350,7 @@ prefix = "{out}/win"
             break;
         }
         assert!(Instant::now() < deadline, "the job did not catch up");
-        rx.recv_timeout(PATIENCE).expect("weir ended or went quiet");
+        next_line(&rx, &mut child, &mut tail);
     }
     // One more batch, so the last windows are written too.
     let last = now_ms();
@@ -341,7 +359,7 @@ prefix = "{out}/win"
         .next_back()
         .is_none_or(|&t| t < last + 1500)
     {
-        rx.recv_timeout(PATIENCE).expect("weir ended or went quiet");
+        next_line(&rx, &mut child, &mut tail);
     }
     stop(&mut child);
 
@@ -462,9 +480,10 @@ prefix = "{out}/r"
         seq
     });
     let (mut child, rx) = spawn(weir_run(&p, &[]));
+    let mut tail = Vec::new();
     let mut completed = 0;
     while completed < 24 {
-        let line = rx.recv_timeout(PATIENCE).expect("weir ended or went quiet");
+        let line = next_line(&rx, &mut child, &mut tail);
         completed += usize::from(line.contains("batch completed"));
     }
     let peak_mb = status_kb(child.id(), "VmHWM:") / 1024;

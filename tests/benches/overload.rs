@@ -222,27 +222,25 @@ fn child(args: &[String]) {
             },
         )
         .expect("source");
-    lines
-        .flat_map(&wc, "split")
-        .and_then(|w| w.reduce_by_key(&wc, "sum", None))
-        .and_then(|c| c.foreach_batch(|_, _| Ok(())))
-        .expect("word count");
+    let words = lines.flat_map(&wc, "split").expect("split");
+    let counts = words.reduce_by_key(&wc, "sum", None).expect("sum");
+    counts
+        .foreach_batch(|_, _| Ok(()))
+        .expect("word count output");
     let counted = Arc::new(AtomicU64::new(0));
     let sink = counted.clone();
-    lines
-        .count()
-        .and_then(|c| {
-            c.foreach_batch(move |_, parts| {
-                let n: i64 = parts
-                    .iter()
-                    .flat_map(|p| p.iter())
-                    .map(|(_, v)| weir_tests::count(v))
-                    .sum();
-                sink.fetch_add(n as u64, Ordering::Relaxed);
-                Ok(())
-            })
+    let line_count = lines.count().expect("count");
+    line_count
+        .foreach_batch(move |_, parts| {
+            let n: i64 = parts
+                .iter()
+                .flat_map(|p| p.iter())
+                .map(|(_, v)| weir_tests::count(v))
+                .sum();
+            sink.fetch_add(n as u64, Ordering::Relaxed);
+            Ok(())
         })
-        .expect("line count");
+        .expect("line count output");
     let batches = Arc::new(Batches::default());
     let (tx, rx) = mpsc::channel();
     *batches.tx.lock().unwrap() = Some(tx);

@@ -566,7 +566,7 @@ prefix = "{}/lines"
             // what the kernel holds then is lost in flight (never logged).
             while conn.write_all(format!("l{next}\n").as_bytes()).is_ok() {
                 next += 1;
-                if next % 50 == 0 {
+                if next.is_multiple_of(50) {
                     std::thread::sleep(Duration::from_millis(20)); // pacing
                 }
             }

@@ -91,7 +91,7 @@ pub struct StreamingConfig {
     pub max_retries: u32,
     /// Largest state (keyed state and window contents) in bytes.
     pub max_state_bytes: Option<u64>,
-    /// Sources that can (Kafka, files) adapt their rate to how fast
+    /// Sources that can (Kafka, files, socket) adapt their rate to how fast
     /// batches are processed, with these constants (Spark's
     /// `backpressure.enabled`).
     pub backpressure: Option<PidConfig>,
@@ -403,7 +403,16 @@ impl StreamingContext {
         let scale_out = self.scale_out(&builder, interval_ms)?;
         let checkpointer = self.open_checkpoint(&builder, interval_ms)?;
         let block_log = checkpointer.as_ref().and_then(|(c, _)| c.block_log());
-        let sources = self.start_sources(builder.sources, block_log, interval_ms, false)?;
+        let clock: Arc<dyn Clock> = match cfg.clock {
+            ClockMode::System => Arc::new(SystemClock),
+            ClockMode::SystemCatchUp => Arc::new(super::scheduler::CatchUpClock),
+            ClockMode::Simulated { start_ms } => Arc::new(SimulatedClock::new(start_ms)),
+        };
+        let now = {
+            let clock = clock.clone();
+            Arc::new(move || clock.now_ms())
+        };
+        let sources = self.start_sources(builder.sources, block_log, interval_ms, now, false)?;
         let observed: Vec<NodeId> = builder.outputs.iter().map(|(n, _, _)| *n).collect();
         let outputs = make_outputs(&cfg.job_name, &builder.graph, builder.outputs);
         let stats_file = match &cfg.stats_file {
@@ -423,11 +432,6 @@ impl StreamingContext {
             cfg.limits,
         );
         executor.observe(&observed, false);
-        let clock: Arc<dyn Clock> = match cfg.clock {
-            ClockMode::System => Arc::new(SystemClock),
-            ClockMode::SystemCatchUp => Arc::new(super::scheduler::CatchUpClock),
-            ClockMode::Simulated { start_ms } => Arc::new(SimulatedClock::new(start_ms)),
-        };
         let stop = Arc::new(StopSignal::default());
         let (control_tx, control_rx) = std::sync::mpsc::channel();
         let status = Arc::new(std::sync::Mutex::new(JobStatus::default()));
@@ -607,6 +611,7 @@ impl StreamingContext {
         specs: Vec<(Arc<str>, SourceSpec)>,
         block_log: Option<Arc<crate::checkpoint::BlockLog>>,
         interval_ms: i64,
+        now: crate::receiver::Now,
         replay_only: bool,
     ) -> Result<Vec<Box<dyn Source>>, BuildError> {
         let cfg = &self.config;
@@ -626,6 +631,9 @@ impl StreamingContext {
                         max_pending_blocks: cfg.max_pending_blocks,
                         min_backoff: Duration::from_millis(100),
                         max_backoff: Duration::from_secs(5),
+                        clock: now.clone(),
+                        batch_interval_ms: interval_ms,
+                        backpressure: cfg.backpressure,
                     },
                     self.host.io(),
                     block_log.clone().map(|l| (l, index as u32)),
@@ -700,7 +708,8 @@ impl StreamingContext {
         }
         let mut outputs: Vec<NodeId> = builder.outputs.iter().map(|(n, _, _)| *n).collect();
         outputs.dedup();
-        let sources = self.start_sources(builder.sources, None, interval_ms, true)?;
+        let now = Arc::new(|| SystemClock.now_ms());
+        let sources = self.start_sources(builder.sources, None, interval_ms, now, true)?;
         let executor = || {
             let mut executor = Executor::new(
                 builder.graph.clone(),

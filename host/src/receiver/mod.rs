@@ -7,9 +7,13 @@
 //! depends only on its blocks.
 //!
 //! - `socket`: a receiver task on tokio reads TCP text lines into blocks
-//!   and sends them through a bounded channel; when processing falls behind,
-//!   the channel fills, the task stops reading and TCP pushes back — memory
-//!   stays bounded and nothing is dropped.
+//!   stamped with the time they are sealed and sends them through a bounded
+//!   channel; batch `t` takes the blocks sealed by `t`, so a late batch
+//!   holds its own interval's data, not everything that arrived since. When
+//!   processing falls behind, the channel fills, the task stops reading and
+//!   TCP pushes back — memory stays bounded and nothing is dropped. With
+//!   backpressure the task also reads no faster than the rate estimator
+//!   allows ([`rate::TokenBucket`]).
 //! - `files`: like Spark's file stream, the directory is listed when a
 //!   batch is cut and new files become that batch.
 //! - [`generator`]: deterministic synthetic records, a fixed number per
@@ -96,6 +100,14 @@ pub(crate) mod socket;
 
 /// Largest number of records in one block.
 pub const MAX_BLOCK_RECORDS: usize = 50_000;
+
+/// Largest block a receiver seals, in bytes (records framed): with
+/// `max_pending_blocks`, what bounds the memory of blocks waiting for a
+/// batch.
+pub const MAX_BLOCK_BYTES: usize = 4 << 20;
+
+/// The batch clock's time (ms), for receivers that stamp blocks with it.
+pub type Now = std::sync::Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// A source as the batch clock sees it.
 pub trait Source: Send {

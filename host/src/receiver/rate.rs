@@ -18,8 +18,14 @@
 //! less until it has caught up. Defaults: P = 1.0, I = 0.2, D = 0,
 //! minimum rate 100 records/s.
 //!
-//! The rate only decides where the next batch is cut; the cut is logged,
-//! so replay never depends on it.
+//! The rate only decides where the next batch is cut (Kafka, files) or how
+//! fast a receiver reads (socket, through a [`TokenBucket`] over a
+//! [`SharedRate`]); what a batch holds is logged, so replay never depends
+//! on it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The PID controller's constants.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -82,6 +88,17 @@ impl PidRateEstimator {
         }
     }
 
+    /// The rate to hold a receiver to: the estimate once there is one;
+    /// before, the processing rate of the first batch measured (so a
+    /// receiver is held back from the second batch on, not the third), or
+    /// the initial rate.
+    pub fn limit(&self) -> Option<f64> {
+        match self.latest {
+            Some(l) => Some(l.rate.max(self.config.min_rate)),
+            None => self.config.initial_rate,
+        }
+    }
+
     /// Takes a completed batch into account: `records` from this source,
     /// finished at `time_ms`, after `processing_ms` of processing and
     /// `scheduling_delay_ms` of waiting. Returns the new rate, if this
@@ -129,16 +146,136 @@ impl PidRateEstimator {
     }
 }
 
+/// The rate a receiver may read at, set by the batch clock's side of a
+/// source (from its [`PidRateEstimator`]) and read by the receiver task.
+/// Records/s; none: no limit.
+#[derive(Debug, Default)]
+pub struct SharedRate(AtomicU64);
+
+impl SharedRate {
+    /// No limit until one is set.
+    pub fn unlimited() -> Self {
+        SharedRate(AtomicU64::new(0))
+    }
+
+    /// Limits to `rate` records/s (`None`: no limit).
+    pub fn set(&self, rate: Option<f64>) {
+        let bits = match rate {
+            Some(r) if r > 0.0 && r.is_finite() => r.to_bits(),
+            _ => 0,
+        };
+        self.0.store(bits, Ordering::Relaxed);
+    }
+
+    /// The current limit, records/s.
+    pub fn get(&self) -> Option<f64> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            bits => Some(f64::from_bits(bits)),
+        }
+    }
+}
+
+/// A token bucket over a [`SharedRate`] (Spark's receiver `RateLimiter`):
+/// one token per record, refilled at the rate; it holds at most
+/// [`TokenBucket::BURST`] of the rate, so an interval never gets much more
+/// than rate × interval records, even after an idle spell.
+#[derive(Debug)]
+pub struct TokenBucket {
+    rate: Arc<SharedRate>,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl TokenBucket {
+    /// The most a bucket holds: this long at the rate (at least 1 token).
+    /// Long enough that a timer's granularity does not cut the rate.
+    pub const BURST: Duration = Duration::from_millis(10);
+
+    /// An empty bucket.
+    pub fn new(rate: Arc<SharedRate>) -> Self {
+        TokenBucket {
+            rate,
+            tokens: 0.0,
+            refilled: Instant::now(),
+        }
+    }
+
+    /// How long to wait before the next record may be taken (`None`: take
+    /// it now). Looks at the clock only when the bucket is empty.
+    pub fn pause(&mut self) -> Option<Duration> {
+        self.pause_at(Instant::now)
+    }
+
+    fn pause_at(&mut self, now: impl FnOnce() -> Instant) -> Option<Duration> {
+        let rate = self.rate.get()?;
+        if self.tokens >= 1.0 {
+            return None;
+        }
+        let now = now();
+        let burst = (rate * Self::BURST.as_secs_f64()).max(1.0);
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + rate * elapsed).min(burst);
+        self.refilled = now;
+        (self.tokens < 1.0).then(|| Duration::from_secs_f64((1.0 - self.tokens) / rate))
+    }
+
+    /// Whether a record may be taken now without waiting.
+    pub fn ready(&mut self) -> bool {
+        self.pause().is_none()
+    }
+
+    /// Takes one record's token (after [`TokenBucket::pause`] said none).
+    pub fn take(&mut self) {
+        if self.rate.get().is_some() {
+            self.tokens -= 1.0;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn a_bucket_gives_the_rate_and_holds_little() {
+        let rate = Arc::new(SharedRate::unlimited());
+        let mut b = TokenBucket::new(rate.clone());
+        assert_eq!(b.pause(), None, "no limit: never waits");
+        rate.set(Some(1_000.0));
+        let t0 = b.refilled;
+        // Empty: one record is 1 ms away.
+        let wait = b.pause_at(|| t0).unwrap();
+        assert!((wait.as_secs_f64() - 0.001).abs() < 1e-9, "{wait:?}");
+        // 5 ms later: 5 records, then a wait.
+        let t1 = t0 + Duration::from_millis(5);
+        let mut taken = 0;
+        while b.pause_at(|| t1).is_none() {
+            b.take();
+            taken += 1;
+        }
+        assert_eq!(taken, 5);
+        // A long idle spell fills the bucket only to its burst (10 ms).
+        let t2 = t1 + Duration::from_secs(60);
+        let mut taken = 0;
+        while b.pause_at(|| t2).is_none() {
+            b.take();
+            taken += 1;
+        }
+        assert_eq!(taken, 10);
+        rate.set(None);
+        assert_eq!(b.pause(), None);
+        assert_eq!(rate.get(), None);
+    }
+
+    #[test]
     fn the_first_batch_sets_the_rate_and_later_ones_correct_it() {
         let mut e = PidRateEstimator::new(PidConfig::default(), 1000);
         assert_eq!(e.rate(), None);
+        assert_eq!(e.limit(), None);
         // 1 000 records in 500 ms: 2 000 records/s.
         assert_eq!(e.update(1_000, 1_000, 500.0, 0.0), None);
+        assert_eq!(e.limit(), Some(2_000.0), "a receiver is held to it at once");
         // Again 2 000/s, no delay: the rate holds.
         let r = e.update(2_000, 1_000, 500.0, 0.0).unwrap();
         assert!((r - 2_000.0).abs() < 1e-9, "{r}");

@@ -10,6 +10,7 @@ mod javascript;
 mod kafka;
 mod languages;
 mod nexmark;
+mod overload;
 mod plugin_inspect;
 mod plugin_workflow;
 mod recovery;

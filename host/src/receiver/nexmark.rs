@@ -437,15 +437,16 @@ impl Draws {
         // Eight letters per draw: byte x of the draw becomes letter
         // (x × 26) >> 8, computed for all eight bytes at once in 16-bit
         // lanes (x × 26 < 2^16, so lanes never carry into each other).
+        // Written straight after the reserve (no zeroing first).
         const LANES: u64 = 0x00ff_00ff_00ff_00ff;
         let start = out.len();
-        out.resize(start + len.next_multiple_of(8), 0);
-        for chunk in out[start..].chunks_exact_mut(8) {
+        out.reserve(len.next_multiple_of(8));
+        for _ in 0..len.div_ceil(8) {
             let x = self.next();
             let even = (((x & LANES) * 26) >> 8) & LANES;
             let odd = ((((x >> 8) & LANES) * 26) >> 8) & LANES;
             let letters = (even | odd << 8) + 0x6161_6161_6161_6161;
-            chunk.copy_from_slice(&letters.to_le_bytes());
+            out.extend_from_slice(&letters.to_le_bytes());
         }
         out.truncate(start + len);
     }

@@ -135,6 +135,20 @@ impl Combined {
                     self.reduce(ctx, func, &multi, records, p, n, sequence)
                 }
             }
+            Combiner::CheckedAddI64(func) => {
+                self.ids.iter().zip(records).try_for_each(|(&id, (_, v))| {
+                    // Each key's first value is kept as it came; later ones
+                    // are added to it (then it is 8 bytes, updated in place).
+                    match &mut self.values[id as usize] {
+                        Some(acc) => {
+                            let sum = super::combine::checked_add(ctx, func, acc, v)?;
+                            acc.copy_from_slice(&sum);
+                        }
+                        slot => *slot = Some(v.to_vec()),
+                    }
+                    Ok(())
+                })
+            }
             Combiner::SumI64 | Combiner::SubI64 => {
                 let sub = matches!(combiner, Combiner::SubI64);
                 self.ids.iter().zip(records).try_for_each(|(&id, (_, v))| {

@@ -66,7 +66,10 @@ pub struct GeneratorSource {
     config: GeneratorConfig,
     /// Index of the next record.
     position: u64,
-    words: Vec<String>,
+    /// The words one after the other, and [`WORD_COPY`] bytes of padding.
+    arena: Vec<u8>,
+    /// Each word's place in the arena: (start, length).
+    spans: Vec<(usize, usize)>,
     /// Cumulative Zipf weights, scaled to u64.
     cdf: Vec<u64>,
     /// For each of the 2^16 ranges of the top 16 bits of a draw, the first
@@ -79,6 +82,9 @@ pub struct GeneratorSource {
 }
 
 const BUCKET_BITS: u32 = 16;
+
+/// Bytes copied at once for a word (see [`GeneratorSource::put_word`]).
+const WORD_COPY: usize = 16;
 
 impl GeneratorSource {
     /// A generator starting at record 0.
@@ -101,7 +107,15 @@ impl GeneratorSource {
                 (acc.min(1.0) * u64::MAX as f64) as u64
             })
             .collect();
-        let words = (0..v).map(word).collect();
+        let mut arena = Vec::new();
+        let spans = (0..v)
+            .map(|n| {
+                let w = word(n);
+                arena.extend_from_slice(w.as_bytes());
+                (arena.len() - w.len(), w.len())
+            })
+            .collect();
+        arena.resize(arena.len() + WORD_COPY, 0);
         let buckets = (0..=(1u64 << BUCKET_BITS))
             .map(|b| {
                 // The smallest draw of bucket b (the end sentinel: the largest).
@@ -116,7 +130,8 @@ impl GeneratorSource {
         GeneratorSource {
             config,
             position: 0,
-            words,
+            arena,
+            spans,
             cdf,
             buckets,
             partitions: None,
@@ -155,6 +170,19 @@ impl GeneratorSource {
         (lo + self.cdf[lo..hi].partition_point(|&c| c < x)).min(self.cdf.len() - 1)
     }
 
+    /// Appends word `w` to `line`: words of at most [`WORD_COPY`] bytes
+    /// by one fixed-size copy from the arena (then cut to the word).
+    #[inline]
+    fn put_word(&self, line: &mut Vec<u8>, w: usize) {
+        let (start, len) = self.spans[w];
+        if len <= WORD_COPY {
+            line.extend_from_slice(&self.arena[start..start + WORD_COPY]);
+            line.truncate(line.len() - WORD_COPY + len);
+        } else {
+            line.extend_from_slice(&self.arena[start..start + len]);
+        }
+    }
+
     /// Appends record `i` to `block`.
     fn record(&self, i: u64, block: &mut RecordBatch) {
         let mut state = splitmix(self.config.seed ^ splitmix(i));
@@ -173,7 +201,7 @@ impl GeneratorSource {
                             if tweets && w % 4 == 3 {
                                 line.push(b'#');
                             }
-                            line.extend_from_slice(self.words[self.pick(state)].as_bytes());
+                            self.put_word(line, self.pick(state));
                         }
                     },
                 );

@@ -395,7 +395,7 @@ impl Draws {
     fn price(&mut self) -> u64 {
         let (coarse, fine) = price_tables();
         let step = self.below(6_000_000) as usize;
-        (100.0 * coarse[step / 1000] * fine[step % 1000]).round() as u64
+        rounded(100.0 * coarse[step / 1000] * fine[step % 1000])
     }
 
     /// Lowercase letters and some spaces, 3 to `max` − 1 long, trimmed.
@@ -469,6 +469,15 @@ impl Draws {
             self.price(),
         )
     }
+}
+
+/// `x.round() as u64` for the prices' `x` in [100, 10^8]: there `x + 0.5`
+/// is exact (0.5 is a multiple of the unit in the last place of `x`, and
+/// the sum stays far below 2^53), so truncating it rounds half away from
+/// zero, as `round` does, without a libm call.
+#[inline]
+fn rounded(x: f64) -> u64 {
+    (x + 0.5) as u64
 }
 
 /// `10^(k/1000)` for `k` in `0..6000` and `10^(j/10^6)` for `j` in
@@ -650,6 +659,15 @@ mod tests {
         }
         assert!(Event::decode(b"B", &[0; 20]).is_err());
         assert!(Event::decode(b"X", &[0; 8]).is_err());
+    }
+
+    #[test]
+    fn rounded_prices_are_rounded_as_round_does() {
+        let (coarse, fine) = price_tables();
+        for step in 0..6_000_000 {
+            let x = 100.0 * coarse[step / 1000] * fine[step % 1000];
+            assert_eq!(rounded(x), x.round() as u64, "step {step}: {x}");
+        }
     }
 
     #[test]

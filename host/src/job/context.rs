@@ -658,17 +658,20 @@ impl StreamingContext {
                     words_per_line,
                     vocabulary,
                     limit,
-                } => Box::new(GeneratorSource::new(GeneratorConfig {
-                    kind,
-                    rate,
-                    seed,
-                    words_per_line,
-                    vocabulary,
-                    zipf_s: 1.0,
-                    block_records: ((rate * block_ms) / 1000).max(1) as usize,
-                    batch_records: (rate * interval_ms as u64) / 1000,
-                    limit,
-                })),
+                } => Box::new(
+                    GeneratorSource::new(GeneratorConfig {
+                        kind,
+                        rate,
+                        seed,
+                        words_per_line,
+                        vocabulary,
+                        zipf_s: 1.0,
+                        block_records: ((rate * block_ms) / 1000).max(1) as usize,
+                        batch_records: (rate * interval_ms as u64) / 1000,
+                        limit,
+                    })
+                    .with_partitions(cfg.partitions),
+                ),
                 SourceSpec::Queue(batches) => Box::new(QueueSource::new(batches)),
                 SourceSpec::Kafka(spec) => Box::new(
                     KafkaSource::new(name, spec, interval_ms, cfg.backpressure)

@@ -80,6 +80,9 @@ pub(crate) fn apply(
 struct Combined {
     keys: KeyTable,
     values: Vec<Option<Vec<u8>>>,
+    /// Per key, its sum so far (a declared checked `i64` addition only;
+    /// see [`Combined::add`]).
+    sums: Vec<i64>,
     /// Records the map emitted.
     mapped: u64,
     // Per run, reused: each record's key number; per key, the run's
@@ -106,6 +109,9 @@ impl Combined {
         sequence: u32,
     ) -> Result<(), EngineError> {
         self.mapped += records.len() as u64;
+        if let Combiner::CheckedAddI64(func) = combiner {
+            return self.add(ctx, func, records);
+        }
         self.index(records.clone());
         let result = match combiner {
             Combiner::Plugin(func) => {
@@ -135,6 +141,7 @@ impl Combined {
                     self.reduce(ctx, func, &multi, records, p, n, sequence)
                 }
             }
+            Combiner::CheckedAddI64(_) => unreachable!("combined by `add`"),
             Combiner::SumI64 | Combiner::SubI64 => {
                 let sub = matches!(combiner, Combiner::SubI64);
                 self.ids.iter().zip(records).try_for_each(|(&id, (_, v))| {
@@ -163,6 +170,65 @@ impl Combined {
             self.slots[g as usize] = SINGLE;
         }
         result
+    }
+
+    /// Folds a run into the sums of a reduce function declared checked
+    /// `i64` addition, in one pass: a key's sum so far is in `sums` (its
+    /// values so far were 8 bytes each: a first value's bytes are its
+    /// encoded sum), or its one value in `values` when that is not 8 bytes
+    /// (kept as it came, as the function keeps a key's single value; a
+    /// second value then fails, as the function would).
+    fn add(
+        &mut self,
+        ctx: &OpContext<'_>,
+        func: &super::FunctionRef,
+        records: RecordIter<'_>,
+    ) -> Result<(), EngineError> {
+        for (k, v) in records {
+            let (g, new) = self.keys.number(k);
+            if new {
+                match canonical::decode_count(v) {
+                    Some(x) => {
+                        self.sums.push(x);
+                        self.values.push(None);
+                    }
+                    None => {
+                        self.sums.push(0);
+                        self.values.push(Some(v.to_vec()));
+                    }
+                }
+                continue;
+            }
+            let sum = match (&self.values[g], canonical::decode_count(v)) {
+                (None, Some(x)) => self.sums[g].checked_add(x),
+                _ => None,
+            };
+            match sum {
+                Some(sum) => self.sums[g] = sum,
+                // The same failure, with the function's message.
+                None => {
+                    let prior = match &self.values[g] {
+                        Some(raw) => raw.clone(),
+                        None => canonical::encode_count(self.sums[g]).to_vec(),
+                    };
+                    return Err(super::combine::checked_add(ctx, func, &prior, v)
+                        .err()
+                        .unwrap_or_else(|| {
+                            ctx.contract(format!("{}: native sums disagree", func.label()))
+                        }));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Key `g`'s combined value.
+    fn value(&self, g: usize) -> std::borrow::Cow<'_, [u8]> {
+        match (&self.values[g], self.sums.get(g)) {
+            (Some(v), _) => v.into(),
+            (None, Some(&sum)) => canonical::encode_count(sum).to_vec().into(),
+            (None, None) => (&[][..]).into(),
+        }
     }
 
     /// Numbers the run's keys (new keys join the end), counting each key's
@@ -241,11 +307,11 @@ impl Combined {
             + self
                 .values
                 .iter()
-                .map(|v| 8 + v.as_ref().map_or(0, Vec::len))
+                .map(|v| 8 + v.as_ref().map_or(8, Vec::len))
                 .sum::<usize>();
         let mut out = RecordBatch::with_capacity(len);
-        for (g, v) in self.values.iter().enumerate() {
-            out.push(self.keys.key(g), v.as_deref().unwrap_or_default());
+        for g in 0..self.values.len() {
+            out.push(self.keys.key(g), &self.value(g));
         }
         out
     }

@@ -78,6 +78,10 @@ pub(crate) enum Combiner {
     SumI64,
     /// Host-native `i64` subtraction (the inverse of [`Combiner::SumI64`]).
     SubI64,
+    /// A plugin reduce function its module declares to be checked `i64`
+    /// addition ([`combine::NATIVE_SECTION`]): combined by the host, with
+    /// the values and failures the function itself gives.
+    CheckedAddI64(FunctionRef),
 }
 
 impl Combiner {
@@ -87,6 +91,9 @@ impl Combiner {
             Combiner::Plugin(f) => f.label(),
             Combiner::SumI64 => "native sum".into(),
             Combiner::SubI64 => "native subtract".into(),
+            Combiner::CheckedAddI64(f) => {
+                format!("{} (declared checked i64 add, native)", f.label())
+            }
         }
     }
 }

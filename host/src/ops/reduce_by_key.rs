@@ -63,7 +63,7 @@ impl Operator for ReduceByKey {
         _: Option<&dyn OpState>,
     ) -> Result<Step, EngineError> {
         inputs
-            .reduce_by_key(cx, &Combiner::Plugin(self.func.clone()), self.partitions)
+            .reduce_by_key(cx, &Combiner::of(&self.func), self.partitions)
             .map(Step::output)
     }
 }

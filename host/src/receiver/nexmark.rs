@@ -395,7 +395,7 @@ impl Draws {
     fn price(&mut self) -> u64 {
         let (coarse, fine) = price_tables();
         let step = self.below(6_000_000) as usize;
-        (100.0 * coarse[step / 1000] * fine[step % 1000]).round() as u64
+        rounded(100.0 * coarse[step / 1000] * fine[step % 1000])
     }
 
     /// Lowercase letters and some spaces, 3 to `max` − 1 long, trimmed.
@@ -437,15 +437,16 @@ impl Draws {
         // Eight letters per draw: byte x of the draw becomes letter
         // (x × 26) >> 8, computed for all eight bytes at once in 16-bit
         // lanes (x × 26 < 2^16, so lanes never carry into each other).
+        // Written straight after the reserve (no zeroing first).
         const LANES: u64 = 0x00ff_00ff_00ff_00ff;
         let start = out.len();
-        out.resize(start + len.next_multiple_of(8), 0);
-        for chunk in out[start..].chunks_exact_mut(8) {
+        out.reserve(len.next_multiple_of(8));
+        for _ in 0..len.div_ceil(8) {
             let x = self.next();
             let even = (((x & LANES) * 26) >> 8) & LANES;
             let odd = ((((x >> 8) & LANES) * 26) >> 8) & LANES;
             let letters = (even | odd << 8) + 0x6161_6161_6161_6161;
-            chunk.copy_from_slice(&letters.to_le_bytes());
+            out.extend_from_slice(&letters.to_le_bytes());
         }
         out.truncate(start + len);
     }
@@ -468,6 +469,15 @@ impl Draws {
             self.price(),
         )
     }
+}
+
+/// `x.round() as u64` for the prices' `x` in [100, 10^8]: there `x + 0.5`
+/// is exact (0.5 is a multiple of the unit in the last place of `x`, and
+/// the sum stays far below 2^53), so truncating it rounds half away from
+/// zero, as `round` does, without a libm call.
+#[inline]
+fn rounded(x: f64) -> u64 {
+    (x + 0.5) as u64
 }
 
 /// `10^(k/1000)` for `k` in `0..6000` and `10^(j/10^6)` for `j` in
@@ -649,6 +659,15 @@ mod tests {
         }
         assert!(Event::decode(b"B", &[0; 20]).is_err());
         assert!(Event::decode(b"X", &[0; 8]).is_err());
+    }
+
+    #[test]
+    fn rounded_prices_are_rounded_as_round_does() {
+        let (coarse, fine) = price_tables();
+        for step in 0..6_000_000 {
+            let x = 100.0 * coarse[step / 1000] * fine[step % 1000];
+            assert_eq!(rounded(x), x.round() as u64, "step {step}: {x}");
+        }
     }
 
     #[test]

@@ -18,12 +18,34 @@ enum Kind {
     Migrate,
 }
 
-fn export_name(attr: TokenStream, func: &ItemFn, default: Option<&str>) -> syn::Result<String> {
+/// The attribute's arguments: the export name, and (`reduce` only) the
+/// standard combine the function declares itself to be.
+fn export_name(
+    attr: TokenStream,
+    func: &ItemFn,
+    kind: Kind,
+    default: Option<&str>,
+) -> syn::Result<(String, Option<LitStr>)> {
     let mut name = default.map_or_else(|| func.sig.ident.to_string(), str::to_owned);
+    let mut native = None;
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("name") {
             name = meta.value()?.parse::<LitStr>()?.value();
             Ok(())
+        } else if meta.path.is_ident("native") && matches!(kind, Kind::Reduce) {
+            let combine = meta.value()?.parse::<LitStr>()?;
+            if combine.value() != "checked_add_i64" {
+                return Err(syn::Error::new_spanned(
+                    &combine,
+                    "the only native combine is \"checked_add_i64\"",
+                ));
+            }
+            native = Some(combine);
+            Ok(())
+        } else if matches!(kind, Kind::Reduce) {
+            Err(meta.error(
+                "unknown argument; they are `name = \"...\"` and `native = \"checked_add_i64\"`",
+            ))
         } else {
             Err(meta.error("unknown argument; the only one is `name = \"...\"`"))
         }
@@ -35,13 +57,13 @@ fn export_name(attr: TokenStream, func: &ItemFn, default: Option<&str>) -> syn::
             "export name must be non-empty and contain no ':'",
         ));
     }
-    Ok(name)
+    Ok((name, native))
 }
 
 fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenStream {
     let func = parse_macro_input!(item as ItemFn);
     let default = matches!(kind, Kind::Migrate).then_some("state");
-    let name = match export_name(attr, &func, default) {
+    let (name, native) = match export_name(attr, &func, kind, default) {
         Ok(n) => n,
         Err(e) => return e.to_compile_error().into(),
     };
@@ -74,8 +96,33 @@ fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenStream {
     };
     let export = format!("{prefix}:{name}");
     let glue = format_ident!("__weir_export_{}_{}", prefix, ident);
+    let declaration = native.map(|combine| {
+        // The line the host reads from the `weir.native` custom section,
+        // and a check that the function adds i64s (its type, at least).
+        let line = format!("{export}={}\n", combine.value());
+        let bytes = syn::LitByteStr::new(line.as_bytes(), combine.span());
+        let len = line.len();
+        let decl = format_ident!("__WEIR_NATIVE_{}", ident);
+        quote! {
+            #[cfg(target_arch = "wasm32")]
+            #[doc(hidden)]
+            #[used]
+            #[link_section = "weir.native"]
+            static #decl: [u8; #len] = *#bytes;
+
+            #[doc(hidden)]
+            #[allow(dead_code)]
+            const _: () = {
+                fn __weir_native_type_check() {
+                    let _: fn(i64, i64) -> _ = #ident;
+                }
+            };
+        }
+    });
     quote! {
         #func
+
+        #declaration
 
         #[cfg(target_arch = "wasm32")]
         #[doc(hidden)]
@@ -106,6 +153,12 @@ pub fn map(attr: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Exports an associative combine `fn(V, V) -> V` (or `Result<V, E>`) as
 /// `reduce:NAME`.
+///
+/// `native = "checked_add_i64"` declares that the function is `a + b` of
+/// two `i64`s failing on overflow (`a.checked_add(b)`, an error if `None`):
+/// the host then combines its values itself, with the same results and the
+/// same failures, and calls it no more (see `weir.native` in the ABI
+/// notes of `weir-sdk`). Declare it only of such a function.
 #[proc_macro_attribute]
 pub fn reduce(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand(Kind::Reduce, attr, item)

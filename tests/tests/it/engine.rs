@@ -710,3 +710,111 @@ impl weir::stream::events::StreamingListener for OperatorLog {
         self.0.lock().unwrap().push(e.operators.clone());
     }
 }
+
+/// `module` without its custom sections named `name`.
+fn without_custom_section(module: &[u8], name: &str) -> Vec<u8> {
+    fn leb(bytes: &[u8]) -> (usize, usize) {
+        let (mut value, mut shift) = (0usize, 0);
+        for (i, b) in bytes.iter().enumerate() {
+            value |= usize::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return (value, i + 1);
+            }
+            shift += 7;
+        }
+        panic!("truncated LEB128");
+    }
+    let mut out = module[..8].to_vec();
+    let mut at = 8;
+    while at < module.len() {
+        let (size, n) = leb(&module[at + 1..]);
+        let end = at + 1 + n + size;
+        let body = &module[at + 1 + n..end];
+        let named = |body: &[u8]| {
+            let (len, m) = leb(body);
+            &body[m..m + len] == name.as_bytes()
+        };
+        if !(module[at] == 0 && named(body)) {
+            out.extend_from_slice(&module[at..end]);
+        }
+        at = end;
+    }
+    out
+}
+
+/// wordcount's `sum` is declared `checked_add_i64`, so the host adds its
+/// values itself; the same module without the declaration is called. Both
+/// give the same bytes, and fail alike on an overflow and on a value that
+/// is not 8 bytes, whether the reduction reads the source or a flat_map
+/// fused into it.
+#[test]
+fn a_reduce_declared_native_gives_what_calling_the_guest_gives() {
+    let declared = std::fs::read(weir_tests::guest(guests::WORDCOUNT)).unwrap();
+    let called = without_custom_section(&declared, "weir.native");
+    assert!(called.len() < declared.len(), "wordcount declares its sum");
+    let tk = shared_plugin(guests::TESTKIT);
+    let n = |k: &str, v: i64| (k.as_bytes().to_vec(), v.to_le_bytes().to_vec());
+    let raw = |k: &str, v: &str| (k.as_bytes().to_vec(), v.as_bytes().to_vec());
+    // (case, records, succeeds unfused, succeeds behind `twice`)
+    let cases = [
+        (
+            "sums",
+            vec![
+                n("a", 1),
+                n("b", 5),
+                n("a", 2),
+                n("c", i64::MIN / 4),
+                n("a", -3),
+                n("c", 7),
+            ],
+            true,
+            true,
+        ),
+        ("overflow", vec![n("a", i64::MAX), n("a", 1)], false, false),
+        (
+            "a short value",
+            vec![n("a", 1), raw("a", "xyz")],
+            false,
+            false,
+        ),
+        // One value is the group's result whatever its bytes; doubled, it
+        // must be added.
+        (
+            "a lone short value",
+            vec![raw("s", "xyz"), n("a", 4)],
+            true,
+            false,
+        ),
+    ];
+    for (case, input, unfused_ok, fused_ok) in cases {
+        for fused in [false, true] {
+            let run = |bytes: &[u8]| -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+                let ctx = context(simulated_config(2, 2));
+                let wc = ctx.runtime().load_bytes("wc", bytes).unwrap();
+                let src = ctx.queue_stream(vec![input.clone()]).unwrap();
+                let src = if fused {
+                    src.flat_map(&tk, "twice").unwrap()
+                } else {
+                    src
+                };
+                let out = collect(&src.reduce_by_key(&wc, "sum", Some(2)).unwrap());
+                ctx.run(Some(1)).map_err(|e| e.to_string())?;
+                let batches = out.lock().unwrap();
+                Ok(records(&batches[0].1))
+            };
+            let (native, guest) = (run(&declared), run(&called));
+            let what = format!("{case}, fused: {fused}");
+            match (&native, &guest) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{what}"),
+                // Only the declared one was added by the host.
+                (Err(a), Err(b)) => assert!(
+                    a.contains("declared checked_add_i64") && !b.contains("declared"),
+                    "{what}: {a} / {b}"
+                ),
+                _ => panic!("{what}: declared {native:?}, called {guest:?}"),
+            }
+            let ok = if fused { fused_ok } else { unfused_ok };
+            assert_eq!(native.is_ok(), ok, "{what}: {native:?}");
+        }
+    }
+}

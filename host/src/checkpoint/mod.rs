@@ -80,7 +80,7 @@ impl Snapshot {
                 version,
             });
         }
-        match bincode::serde::decode_from_slice(&self.bytes, bincode::config::legacy()) {
+        match log::decode_bounded(&self.bytes) {
             Ok((v, used)) if used == self.bytes.len() => Ok(v),
             Ok((_, used)) => Err(SnapshotError::TrailingBytes {
                 kind,
@@ -560,10 +560,10 @@ impl Checkpointer {
     }
 }
 
-/// A batch-log entry of either format: format 2 entries begin with their
-/// magic number; anything else is format 1 (never decoded as the other
-/// format).
-fn decode_batch_entry(payload: &[u8]) -> Option<BatchEntry> {
+/// A batch-log entry (one frame's payload) of either format: format 2
+/// entries begin with their magic number; anything else is format 1
+/// (never decoded as the other format).
+pub fn decode_batch_entry(payload: &[u8]) -> Option<BatchEntry> {
     if payload.get(..8) == Some(&BATCH_ENTRY_MAGIC.to_le_bytes()[..]) {
         log::decode::<BatchEntry>(payload)
     } else {
@@ -608,11 +608,16 @@ fn checkpoint_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, CheckpointError> 
 }
 
 fn read_checkpoint(path: &Path) -> Option<CheckpointData> {
-    let bytes = fs::read(path).ok()?;
+    read_checkpoint_bytes(&fs::read(path).ok()?)
+}
+
+/// A checkpoint file's contents, if they are exactly one whole frame of
+/// either format.
+pub fn read_checkpoint_bytes(bytes: &[u8]) -> Option<CheckpointData> {
     // Both formats begin with their number (a little-endian u32): look at
     // it before decoding, so one format's bytes are never read as the
     // other's (whose lengths would be garbage).
-    let (mut values, valid) = log::read_frames_with(&bytes, |payload| {
+    let (mut values, valid) = log::read_frames_with(bytes, |payload| {
         match payload
             .get(..4)
             .map(|f| u32::from_le_bytes(f.try_into().expect("4 bytes")))

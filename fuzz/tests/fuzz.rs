@@ -1,0 +1,163 @@
+//! The short fuzz run of `cargo test` (issue 15): for every target, the
+//! committed corpus (`fuzz/corpus/TARGET/`, regression inputs included)
+//! is replayed, then mutations of it run for a short time budget.
+//!
+//! `arbtest` drives the mutations: each run draws its random bytes from a
+//! seed, printed when the property fails; `ARBTEST_BUDGET_MS` sets the
+//! budget per target (default 1.5 s), `ARBTEST_SEED=0x...` replays one
+//! failure. Long, coverage-guided runs use `fuzz/libfuzzer` (README,
+//! "Fuzzing").
+
+use std::path::PathBuf;
+
+use arbtest::arbitrary::{Result, Unstructured};
+
+// One allocation out of proportion to the input aborts the run.
+#[global_allocator]
+static ALLOC: weir_fuzz::LimitedAlloc = weir_fuzz::LimitedAlloc;
+
+const DEFAULT_BUDGET_MS: u64 = 1500;
+
+fn corpus(target: &str) -> Vec<Vec<u8>> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("a corpus entry").path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display())))
+        .collect()
+}
+
+/// Values that break length fields and counts.
+const INTERESTING: [u32; 10] = [
+    0,
+    1,
+    7,
+    8,
+    0x7F,
+    0xFF,
+    0xFFFF,
+    0x7FFF_FFFF,
+    0xFFFF_FFF8,
+    0xFFFF_FFFF,
+];
+
+/// A seed from the corpus with a few random edits: byte flips, length
+/// fields set to edge values, inserted, deleted, duplicated and spliced
+/// ranges.
+fn mutate(u: &mut Unstructured<'_>, seeds: &[Vec<u8>]) -> Result<Vec<u8>> {
+    let mut data = if seeds.is_empty() {
+        Vec::new()
+    } else {
+        u.choose(seeds)?.clone()
+    };
+    for _ in 0..u.int_in_range(1..=6)? {
+        let len = data.len();
+        let at = if len == 0 { 0 } else { u.choose_index(len)? };
+        match u.int_in_range(0..=6)? {
+            0 if len > 0 => data[at] ^= 1 << u.int_in_range(0..=7)?,
+            1 if len > 0 => data[at] = u.arbitrary()?,
+            2 if len >= 4 => {
+                let at = at.min(len - 4);
+                let v = *u.choose(&INTERESTING)?;
+                data[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            }
+            3 => {
+                let n = u.int_in_range(1..=16)?;
+                let bytes: Vec<u8> = (0..n).map(|_| u.arbitrary()).collect::<Result<_>>()?;
+                data.splice(at..at, bytes);
+            }
+            4 if len > 0 => {
+                let end = at + u.int_in_range(1..=(len - at).min(64))?;
+                data.drain(at..end);
+            }
+            5 if len > 0 => {
+                let end = at + u.int_in_range(1..=(len - at).min(64))?;
+                let copy = data[at..end].to_vec();
+                let to = u.int_in_range(0..=len)?;
+                data.splice(to..to, copy);
+            }
+            6 if !seeds.is_empty() => {
+                let other = u.choose(seeds)?;
+                if !other.is_empty() {
+                    let from = u.choose_index(other.len())?;
+                    let end = from + u.int_in_range(1..=(other.len() - from).min(256))?;
+                    data.splice(at..at, other[from..end].iter().copied());
+                }
+            }
+            _ => data.push(u.arbitrary()?),
+        }
+    }
+    Ok(data)
+}
+
+fn short_run(target: &str) {
+    let seeds = corpus(target);
+    assert!(!seeds.is_empty(), "the corpus of `{target}` is empty");
+    for seed in &seeds {
+        weir_fuzz::run(target, seed);
+    }
+    let budget = std::env::var("ARBTEST_BUDGET_MS")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(DEFAULT_BUDGET_MS);
+    arbtest::arbtest(|u| {
+        let input = mutate(u, &seeds)?;
+        weir_fuzz::run(target, &input);
+        Ok(())
+    })
+    .budget_ms(budget)
+    .run();
+}
+
+#[test]
+fn issue_15_fuzz_pipeline() {
+    short_run("pipeline");
+}
+
+#[test]
+fn issue_15_fuzz_abi_output() {
+    short_run("abi_output");
+}
+
+#[test]
+fn issue_15_fuzz_checkpoint() {
+    short_run("checkpoint");
+}
+
+#[test]
+fn issue_15_fuzz_serve_api() {
+    short_run("serve_api");
+}
+
+/// The harness itself: an allocation far larger than its input is caught
+/// (in a child process, since it aborts).
+#[test]
+fn an_allocation_out_of_proportion_aborts() {
+    if std::env::var_os("WEIR_FUZZ_ALLOC_CHILD").is_some() {
+        weir_fuzz::with_alloc_limit(weir_fuzz::alloc_limit(4), || {
+            std::hint::black_box(vec![0u8; 64 << 20]);
+        });
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+        .args([
+            "--exact",
+            "an_allocation_out_of_proportion_aborts",
+            "--nocapture",
+        ])
+        .env("WEIR_FUZZ_ALLOC_CHILD", "1")
+        .output()
+        .expect("the child runs");
+    assert!(!out.status.success(), "the child was not stopped");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("over the limit"),
+        "unexpected stderr: {stderr}"
+    );
+}

@@ -97,13 +97,20 @@ pub fn pipeline(data: &[u8]) {
         checkpoint: Some(PathBuf::from("ck")),
         ..Overrides::default()
     });
-    if builds_in_process(&pipeline) {
-        let shared = shared();
-        for def in pipeline.plugins.values_mut() {
-            def.path = shared.module.clone();
-        }
-        let _ = pipeline.build_on_host(shared.host.clone());
+    let _ = build(&mut pipeline);
+}
+
+/// Builds `pipeline` with every plugin the fuzz module, if building
+/// touches nothing outside the process.
+fn build(pipeline: &mut Pipeline) -> Option<Result<(), weir::config::PipelineError>> {
+    if !builds_in_process(pipeline) {
+        return None;
     }
+    let shared = shared();
+    for def in pipeline.plugins.values_mut() {
+        def.path = shared.module.clone();
+    }
+    Some(pipeline.build_on_host(shared.host.clone()).map(drop))
 }
 
 /// True when building `p` reads and writes no file and reaches no network.
@@ -127,4 +134,17 @@ fn builds_in_process(p: &Pipeline) -> bool {
         && p.config.checkpoint.is_none()
         && p.config.scale_out.is_none()
         && p.config.stats_file.is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_build_seed_builds() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus/pipeline/builds.toml");
+        let src = std::fs::read_to_string(path).unwrap();
+        let mut p = Pipeline::parse(Path::new("p.toml"), &src).unwrap();
+        build(&mut p).expect("built in process").unwrap();
+    }
 }

@@ -106,13 +106,21 @@ fn short_run(target: &str) {
         .ok()
         .and_then(|b| b.parse().ok())
         .unwrap_or(DEFAULT_BUDGET_MS);
+    let started = std::time::Instant::now();
+    let mut inputs = 0u64;
     arbtest::arbtest(|u| {
         let input = mutate(u, &seeds)?;
         weir_fuzz::run(target, &input);
+        inputs += 1;
         Ok(())
     })
     .budget_ms(budget)
     .run();
+    eprintln!(
+        "{target}: {} corpus inputs, then {inputs} mutated inputs in {:.1} s",
+        seeds.len(),
+        started.elapsed().as_secs_f64()
+    );
 }
 
 #[test]
@@ -160,4 +168,40 @@ fn an_allocation_out_of_proportion_aborts() {
         stderr.contains("over the limit"),
         "unexpected stderr: {stderr}"
     );
+}
+
+/// A long chain of streams, each the input of the next, as a tenant of
+/// `weir serve` may submit: the parser's checks must not recurse once per
+/// stream (a stack overflow aborts the whole server).
+#[test]
+fn issue_15_a_long_chain_of_streams_does_not_overflow_the_stack() {
+    let mut src = String::from(
+        "[plugins]\nwc = \"wc.wasm\"\n[[source]]\nname = \"s0\"\ntype = \"generator\"\n",
+    );
+    let n = 20_000;
+    // Last first: the first stream checked needs every other before it.
+    for i in (1..=n).rev() {
+        src.push_str(&format!(
+            "[[stream]]\nname = \"s{i}\"\nop = \"filter\"\ninput = \"s{}\"\nfunction = \"wc:f\"\n",
+            i - 1
+        ));
+    }
+    src.push_str(&format!(
+        "[[output]]\nstream = \"s{n}\"\ntype = \"print\"\n"
+    ));
+    // The stack of a request thread of `weir serve` (tokio's blocking
+    // threads, like any spawned thread, get 2 MiB).
+    weir_fuzz::setup();
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let p = weir::config::Pipeline::parse(std::path::Path::new("p.toml"), &src)
+                .expect("the chain parses");
+            assert_eq!(p.streams.len(), n);
+            // And builds (the target builds a pipeline like this one).
+            weir_fuzz::pipeline(src.as_bytes());
+        })
+        .expect("a thread")
+        .join()
+        .expect("parsing finished");
 }

@@ -5,7 +5,7 @@
 //! read the bytes as they lie on disk (checksums and all); odd modes wrap
 //! them in frames with matching checksums first, so the decoders behind
 //! the checksum are reached too (a frame is `u32 length | u32 crc32 |
-//! payload`; a `0xFF 0xFF 0xFF 0xFF` marker splits the bytes into several
+//! payload`; a `FE ED FA CE` marker splits the bytes into several
 //! payloads). What decodes then goes through [`Recorded`]'s choice of
 //! where a replay of batches `first..=last` starts.
 
@@ -56,16 +56,52 @@ pub fn checkpoint(data: &[u8]) {
     for c in &checkpoints {
         check_snapshots(c);
     }
+    // A directory has checkpoints and batches: what the input did not
+    // give is made up (a checkpoint after batch `first`, batches up to
+    // `last`), so each meets the other in the replay plan.
+    if checkpoints.is_empty() {
+        checkpoints.push(made_up_checkpoint(first));
+    }
+    if batches.is_empty() {
+        batches.extend((first..=last).take(16).map(made_up_batch));
+    }
     replay_plan(checkpoints, batches, blocks, first, last);
 }
 
-/// The payloads in `body` (split at `FF FF FF FF`), each framed with its
+fn made_up_checkpoint(seq: u64) -> CheckpointData {
+    CheckpointData {
+        format: weir::checkpoint::FORMAT,
+        seq,
+        batch_time_ms: 0,
+        zero_ms: 0,
+        nodes: Vec::new(),
+        sources: Vec::new(),
+        blocks_consumed: None,
+        modules: BTreeMap::new(),
+    }
+}
+
+fn made_up_batch(seq: u64) -> BatchEntry {
+    BatchEntry {
+        magic: weir::checkpoint::BATCH_ENTRY_MAGIC,
+        seq,
+        batch_time_ms: 0,
+        zero_ms: 0,
+        sources: Vec::new(),
+        modules: BTreeMap::new(),
+    }
+}
+
+/// Where the bytes of an odd mode split into payloads.
+const SPLIT: [u8; 4] = [0xFE, 0xED, 0xFA, 0xCE];
+
+/// The payloads in `body` (split at `FE ED FA CE`), each framed with its
 /// checksum.
 fn frames(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 8);
     let mut rest = body;
     loop {
-        let (payload, next) = match rest.windows(4).position(|w| w == [0xFF; 4]) {
+        let (payload, next) = match rest.windows(4).position(|w| w == SPLIT) {
             Some(at) => (&rest[..at], Some(&rest[at + 4..])),
             None => (rest, None),
         };

@@ -62,6 +62,13 @@ fn mutate(u: &mut Unstructured<'_>, seeds: &[Vec<u8>]) -> Result<Vec<u8>> {
         match u.int_in_range(0..=6)? {
             0 if len > 0 => data[at] ^= 1 << u.int_in_range(0..=7)?,
             1 if len > 0 => data[at] = u.arbitrary()?,
+            2 if len >= 8 && u.arbitrary()? => {
+                // A 64-bit field (bincode's lengths, sequence numbers).
+                let at = at.min(len - 8);
+                let v = u64::from(*u.choose(&INTERESTING)?);
+                let v = if u.arbitrary()? { !v } else { v };
+                data[at..at + 8].copy_from_slice(&v.to_le_bytes());
+            }
             2 if len >= 4 => {
                 let at = at.min(len - 4);
                 let v = *u.choose(&INTERESTING)?;
@@ -102,6 +109,12 @@ fn short_run(target: &str) {
     for seed in &seeds {
         weir_fuzz::run(target, seed);
     }
+    if let Some(n) = std::env::var("WEIR_FUZZ_INPUTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        return counted_run(target, &seeds, n);
+    }
     let budget = std::env::var("ARBTEST_BUDGET_MS")
         .ok()
         .and_then(|b| b.parse().ok())
@@ -118,6 +131,36 @@ fn short_run(target: &str) {
     .run();
     eprintln!(
         "{target}: {} corpus inputs, then {inputs} mutated inputs in {:.1} s",
+        seeds.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// `WEIR_FUZZ_INPUTS=N`: exactly `n` mutated inputs, each from its own
+/// arbtest seed (random bytes of 16 B to 4 KiB), printed on failure.
+fn counted_run(target: &str, seeds: &[Vec<u8>], n: u64) {
+    let started = std::time::Instant::now();
+    let mut x = target.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
+    });
+    for _ in 0..n {
+        // splitmix64
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        // arbtest's seed: random bits above, buffer size below.
+        let seed = (z & !0xFFFF_FFFF) | (16 + (z & 0xFFF));
+        arbtest::arbtest(|u| {
+            weir_fuzz::run(target, &mutate(u, seeds)?);
+            Ok(())
+        })
+        .seed(seed)
+        .run();
+    }
+    eprintln!(
+        "{target}: {} corpus inputs, then {n} mutated inputs in {:.1} s",
         seeds.len(),
         started.elapsed().as_secs_f64()
     );

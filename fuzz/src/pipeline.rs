@@ -52,10 +52,14 @@ fn shared() -> &'static Shared {
     static SHARED: OnceLock<Shared> = OnceLock::new();
     SHARED.get_or_init(|| {
         let host = Host::shared().expect("the shared host starts");
-        let dir = std::env::temp_dir().join(format!("weir-fuzz-{}", std::process::id()));
+        // One file for every run (written whole, then renamed into place:
+        // runs may start side by side).
+        let dir = std::env::temp_dir().join("weir-fuzz");
         std::fs::create_dir_all(&dir).expect("a temporary directory");
         let module = dir.join("plugin.wat");
-        std::fs::write(&module, PLUGIN_WAT).expect("the plugin module is written");
+        let tmp = dir.join(format!(".plugin.wat.{}", std::process::id()));
+        std::fs::write(&tmp, PLUGIN_WAT).expect("the plugin module is written");
+        std::fs::rename(&tmp, &module).expect("the plugin module is renamed");
         let plugin = host
             .wasm()
             .load_file(&module)

@@ -10,6 +10,7 @@
 //! | [`abi_output`] | what a guest returns: the result area and output framing the host checks after a call, and every `weir-abi` reader |
 //! | [`checkpoint`] | checkpoint files, batch-log and block-log segments, and what `weir replay` computes from them |
 //! | [`serve_api`] | the JSON request bodies of `weir serve` and the checks the server makes of them before writing anything |
+//! | [`guest_call`] | a real plugin call whose guest does what the input says: every pointer and length a guest gives the host (log, fail, the virtual WASI), the status, result area and output |
 //!
 //! **Drivers.** `tests/fuzz.rs` replays the committed corpus
 //! (`fuzz/corpus/TARGET/`) and runs a few seconds of mutations under stable
@@ -24,12 +25,14 @@
 mod abi;
 mod alloc;
 mod checkpoint;
+mod guest;
 mod pipeline;
 mod serve;
 
 pub use abi::abi_output;
 pub use alloc::{alloc_limit, with_alloc_limit, LimitedAlloc};
 pub use checkpoint::checkpoint;
+pub use guest::guest_call;
 pub use pipeline::pipeline;
 pub use serve::serve_api;
 
@@ -40,6 +43,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("abi_output", abi_output),
     ("checkpoint", checkpoint),
     ("serve_api", serve_api),
+    ("guest_call", guest_call),
 ];
 
 /// Runs target `name` on `data` under the allocation limit for its size.
@@ -58,4 +62,5 @@ pub fn run(name: &str, data: &[u8]) {
 /// (the wasm runtime, the plugin the pipeline target builds with).
 pub fn setup() {
     pipeline::setup();
+    guest::setup();
 }

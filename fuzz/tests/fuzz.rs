@@ -186,6 +186,11 @@ fn issue_15_fuzz_serve_api() {
     short_run("serve_api");
 }
 
+#[test]
+fn issue_15_fuzz_guest_call() {
+    short_run("guest_call");
+}
+
 /// The harness itself: an allocation far larger than its input is caught
 /// (in a child process, since it aborts).
 #[test]

@@ -47,9 +47,9 @@ impl LimitedAlloc {
         if size > limit {
             let mut msg = [0u8; 160];
             let mut w = &mut msg[..];
-            let _ = write!(
+            let _ = writeln!(
                 w,
-                "weir-fuzz: one allocation of {size} bytes, over the limit of {limit} for this input\n"
+                "weir-fuzz: one allocation of {size} bytes, over the limit of {limit} for this input"
             );
             let left = w.len();
             let _ = std::io::stderr().write_all(&msg[..msg.len() - left]);

@@ -36,9 +36,12 @@ pub use guest::guest_call;
 pub use pipeline::pipeline;
 pub use serve::serve_api;
 
+/// A fuzz target: any bytes in, no panic, hang or oversized allocation.
+pub type Target = fn(&[u8]);
+
 /// Every target by name (the corpus directory and the libfuzzer binary
 /// have the same name).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("pipeline", pipeline),
     ("abi_output", abi_output),
     ("checkpoint", checkpoint),

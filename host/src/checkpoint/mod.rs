@@ -562,13 +562,16 @@ impl Checkpointer {
 
 /// A batch-log entry (one frame's payload) of either format: format 2
 /// entries begin with their magic number; anything else is format 1
-/// (never decoded as the other format).
+/// (never decoded as the other format). A batch numbered `u64::MAX` is
+/// damage (no job runs that many batches), and the batch after it could
+/// not be numbered.
 pub fn decode_batch_entry(payload: &[u8]) -> Option<BatchEntry> {
     if payload.get(..8) == Some(&BATCH_ENTRY_MAGIC.to_le_bytes()[..]) {
         log::decode::<BatchEntry>(payload)
     } else {
         v1::decode_batch_entry(payload)
     }
+    .filter(|e| e.seq < u64::MAX)
 }
 
 /// Modules kept in a checkpoint directory: plugin name → stored module
@@ -612,7 +615,8 @@ fn read_checkpoint(path: &Path) -> Option<CheckpointData> {
 }
 
 /// A checkpoint file's contents, if they are exactly one whole frame of
-/// either format.
+/// either format, after a batch numbered below `u64::MAX` (the batches
+/// after it are numbered from its number + 1).
 pub fn read_checkpoint_bytes(bytes: &[u8]) -> Option<CheckpointData> {
     // Both formats begin with their number (a little-endian u32): look at
     // it before decoding, so one format's bytes are never read as the
@@ -627,7 +631,9 @@ pub fn read_checkpoint_bytes(bytes: &[u8]) -> Option<CheckpointData> {
             _ => None,
         }
     });
-    (valid == bytes.len() && values.len() == 1).then(|| values.remove(0))
+    (valid == bytes.len() && values.len() == 1)
+        .then(|| values.remove(0))
+        .filter(|c| c.seq < u64::MAX)
 }
 
 /// The newest checkpoint that reads back whole; damaged ones are reported

@@ -259,5 +259,13 @@ mod tests {
         assert_eq!(r.replayable(), Some((u64::MAX - 1, u64::MAX)));
         let s = r.start_for(u64::MAX, u64::MAX).unwrap();
         assert_eq!(s.batches.len(), 2);
+        // Read from disk, such numbers are damage.
+        let mut c = checkpoint(u64::MAX);
+        assert!(super::super::read_checkpoint_bytes(&log::frame(&c)).is_none());
+        c.seq = 9;
+        assert!(super::super::read_checkpoint_bytes(&log::frame(&c)).is_some());
+        let bytes = log::frame(&entry(u64::MAX));
+        assert!(decode_batch_entry(&bytes[8..]).is_none());
+        assert!(decode_batch_entry(&log::frame(&entry(9))[8..]).is_some());
     }
 }

@@ -253,3 +253,27 @@ fn issue_15_a_long_chain_of_streams_does_not_overflow_the_stack() {
         .join()
         .expect("parsing finished");
 }
+
+/// Deeply nested values in a pipeline file or a request body are refused
+/// by the parsers' depth limits, not by the stack.
+#[test]
+fn issue_15_deep_nesting_does_not_overflow_the_stack() {
+    let depth = 100_000;
+    let toml = format!("x = {}{}", "[".repeat(depth), "]".repeat(depth));
+    let inline = format!("x = {}{}", "{a=".repeat(depth), "}".repeat(depth));
+    let json = format!(
+        "{{\"pipeline\": \"\", \"modules\": {}{}}}",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            weir_fuzz::pipeline(toml.as_bytes());
+            weir_fuzz::pipeline(inline.as_bytes());
+            weir_fuzz::serve_api(json.as_bytes());
+        })
+        .expect("a thread")
+        .join()
+        .expect("parsing finished");
+}

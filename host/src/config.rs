@@ -1520,45 +1520,15 @@ fn read_initial_state(
 /// Orders streams so every stream comes after its inputs; reports cycles
 /// by the streams that form them.
 fn order_streams(p: &mut Problems<'_>, streams: Vec<StreamDef>) -> Vec<StreamDef> {
-    let index: HashMap<&str, usize> = streams
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.as_str(), i))
-        .collect();
-    let mut state = vec![0u8; streams.len()]; // 0 new, 1 on path, 2 done
-    let mut order = Vec::with_capacity(streams.len());
-    fn visit(
-        i: usize,
-        streams: &[StreamDef],
-        index: &HashMap<&str, usize>,
-        state: &mut [u8],
-        order: &mut Vec<usize>,
-        path: &mut Vec<usize>,
-    ) -> Option<Vec<usize>> {
-        match state[i] {
-            2 => return None,
-            1 => {
-                let start = path.iter().position(|&x| x == i).expect("on path");
-                return Some(path[start..].to_vec());
-            }
-            _ => {}
+    match stream_order(&streams) {
+        Ok(order) => {
+            let mut slots: Vec<Option<StreamDef>> = streams.into_iter().map(Some).collect();
+            order
+                .into_iter()
+                .map(|i| slots[i].take().expect("each stream once"))
+                .collect()
         }
-        state[i] = 1;
-        path.push(i);
-        for input in &streams[i].inputs {
-            if let Some(&j) = index.get(input.as_str()) {
-                if let Some(cycle) = visit(j, streams, index, state, order, path) {
-                    return Some(cycle);
-                }
-            }
-        }
-        path.pop();
-        state[i] = 2;
-        order.push(i);
-        None
-    }
-    for i in 0..streams.len() {
-        if let Some(cycle) = visit(i, &streams, &index, &mut state, &mut order, &mut Vec::new()) {
+        Err(cycle) => {
             let names: Vec<&str> = cycle
                 .iter()
                 .chain(cycle.first())
@@ -1568,14 +1538,59 @@ fn order_streams(p: &mut Problems<'_>, streams: Vec<StreamDef>) -> Vec<StreamDef
                 streams[cycle[0]].span.clone(),
                 format!("streams form a cycle: {}", names.join(" → ")),
             );
-            return streams;
+            streams
         }
     }
-    let mut slots: Vec<Option<StreamDef>> = streams.into_iter().map(Some).collect();
-    order
-        .into_iter()
-        .map(|i| slots[i].take().expect("each stream once"))
-        .collect()
+}
+
+/// The streams' indices with every stream after its inputs (depth-first,
+/// inputs in the order written), or the first cycle found. The path is an
+/// explicit stack, not recursion: a file (or a `weir serve` submission)
+/// may chain any number of streams, and one stack frame per stream would
+/// overflow a thread's stack and abort the process.
+fn stream_order(streams: &[StreamDef]) -> Result<Vec<usize>, Vec<usize>> {
+    let index: HashMap<&str, usize> = streams
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    let mut state = vec![0u8; streams.len()]; // 0 new, 1 on path, 2 done
+    let mut order = Vec::with_capacity(streams.len());
+    // The streams being visited, each with the position of its next input.
+    let mut path: Vec<(usize, usize)> = Vec::new();
+    for root in 0..streams.len() {
+        if state[root] != 0 {
+            continue;
+        }
+        state[root] = 1;
+        path.push((root, 0));
+        while let Some(top) = path.last_mut() {
+            let i = top.0;
+            let input = streams[i].inputs.get(top.1);
+            top.1 += 1;
+            let Some(input) = input else {
+                path.pop();
+                state[i] = 2;
+                order.push(i);
+                continue;
+            };
+            let Some(&j) = index.get(input.as_str()) else {
+                continue; // a source, or undefined (reported already)
+            };
+            match state[j] {
+                0 => {
+                    state[j] = 1;
+                    path.push((j, 0));
+                }
+                1 => {
+                    let start = path.iter().position(|&(x, _)| x == j).expect("on path");
+                    return Err(path[start..].iter().map(|&(x, _)| x).collect());
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(order)
 }
 
 impl Pipeline {

@@ -42,9 +42,40 @@ pub fn read_frames<T: DeserializeOwned>(bytes: &[u8]) -> (Vec<T>, usize) {
 
 /// A whole frame payload decoded as `T`, if it is exactly one `T`.
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Option<T> {
-    match bincode::serde::decode_from_slice::<T, _>(payload, bincode_config()) {
+    match decode_bounded::<T>(payload) {
         Ok((v, used)) if used == payload.len() => Some(v),
         _ => None,
+    }
+}
+
+/// Decodes a `T` from the front of `bytes` (bincode, legacy configuration)
+/// with a size limit near the length of `bytes`, and returns it with the
+/// bytes it used.
+///
+/// Without a limit, bincode allocates a string's or a byte buffer's
+/// length before it reads the bytes, so a damaged or hostile length field
+/// (in a frame whose checksum matches) could ask for gigabytes or panic
+/// with a capacity overflow. Every byte a valid encoding claims is a byte
+/// it reads, so a limit at least `bytes.len()` refuses nothing valid; it
+/// is rounded up to a power of 16 (one decoder per step, not per length),
+/// so an allocation is at most 16 times the input, or 64 KiB.
+pub fn decode_bounded<T: DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    fn with_limit<T: DeserializeOwned, const N: usize>(
+        bytes: &[u8],
+    ) -> Result<(T, usize), bincode::error::DecodeError> {
+        bincode::serde::decode_from_slice(bytes, bincode_config().with_limit::<N>())
+    }
+    match bytes.len() {
+        0..=0xFFFF => with_limit::<T, 0x1_0000>(bytes),
+        0x1_0000..=0xF_FFFF => with_limit::<T, 0x10_0000>(bytes),
+        0x10_0000..=0xFF_FFFF => with_limit::<T, 0x100_0000>(bytes),
+        0x100_0000..=0xFFF_FFFF => with_limit::<T, 0x1000_0000>(bytes),
+        #[cfg(target_pointer_width = "64")]
+        0x1000_0000..=0xFFFF_FFFF => with_limit::<T, 0x1_0000_0000>(bytes),
+        // Frames are at most 4 GiB (a `u32` length).
+        _ => with_limit::<T, { usize::MAX }>(bytes),
     }
 }
 

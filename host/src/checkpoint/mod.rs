@@ -85,7 +85,7 @@ impl Snapshot {
                 version,
             });
         }
-        match bincode::serde::decode_from_slice(&self.bytes, bincode::config::legacy()) {
+        match log::decode_bounded(&self.bytes) {
             Ok((v, used)) if used == self.bytes.len() => Ok(v),
             Ok((_, used)) => Err(SnapshotError::TrailingBytes {
                 kind,
@@ -558,15 +558,18 @@ impl Checkpointer {
     }
 }
 
-/// A batch-log entry of either format: format 2 entries begin with their
-/// magic number; anything else is format 1 (never decoded as the other
-/// format).
-fn decode_batch_entry(payload: &[u8]) -> Option<BatchEntry> {
+/// A batch-log entry (one frame's payload) of either format: format 2
+/// entries begin with their magic number; anything else is format 1
+/// (never decoded as the other format). A batch numbered `u64::MAX` is
+/// damage (no job runs that many batches), and the batch after it could
+/// not be numbered.
+pub fn decode_batch_entry(payload: &[u8]) -> Option<BatchEntry> {
     if payload.get(..8) == Some(&BATCH_ENTRY_MAGIC.to_le_bytes()[..]) {
         log::decode::<BatchEntry>(payload)
     } else {
         v1::decode_batch_entry(payload)
     }
+    .filter(|e| e.seq < u64::MAX)
 }
 
 /// Modules kept in a checkpoint directory: plugin name → stored module
@@ -606,11 +609,17 @@ fn checkpoint_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, CheckpointError> 
 }
 
 fn read_checkpoint(path: &Path) -> Option<CheckpointData> {
-    let bytes = fs::read(path).ok()?;
+    read_checkpoint_bytes(&fs::read(path).ok()?)
+}
+
+/// A checkpoint file's contents, if they are exactly one whole frame of
+/// either format, after a batch numbered below `u64::MAX` (the batches
+/// after it are numbered from its number + 1).
+pub fn read_checkpoint_bytes(bytes: &[u8]) -> Option<CheckpointData> {
     // Both formats begin with their number (a little-endian u32): look at
     // it before decoding, so one format's bytes are never read as the
     // other's (whose lengths would be garbage).
-    let (mut values, valid) = log::read_frames_with(&bytes, |payload| {
+    let (mut values, valid) = log::read_frames_with(bytes, |payload| {
         match payload
             .get(..4)
             .map(|f| u32::from_le_bytes(f.try_into().expect("4 bytes")))
@@ -620,7 +629,9 @@ fn read_checkpoint(path: &Path) -> Option<CheckpointData> {
             _ => None,
         }
     });
-    (valid == bytes.len() && values.len() == 1).then(|| values.remove(0))
+    (valid == bytes.len() && values.len() == 1)
+        .then(|| values.remove(0))
+        .filter(|c| c.seq < u64::MAX)
 }
 
 /// The newest checkpoint that reads back whole; damaged ones are reported

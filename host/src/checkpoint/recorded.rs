@@ -150,13 +150,16 @@ impl Recorded {
             .collect();
         starts.sort_unstable();
         starts.into_iter().find_map(|after| {
-            let from = self.batches.iter().position(|e| e.seq == after + 1)?;
+            // A checkpoint after batch u64::MAX (a damaged number) has no
+            // batch after it.
+            let next = after.checked_add(1)?;
+            let from = self.batches.iter().position(|e| e.seq == next)?;
             let run = self.batches[from..]
                 .iter()
-                .zip(after + 1..)
+                .zip(next..=u64::MAX)
                 .take_while(|(e, seq)| e.seq == *seq)
                 .count();
-            Some((after + 1, after + run as u64))
+            Some((next, after + run as u64))
         })
     }
 
@@ -166,7 +169,7 @@ impl Recorded {
         let len = usize::try_from(to.checked_sub(from)?.checked_add(1)?).ok()?;
         let run = self.batches.get(start..start.checked_add(len)?)?;
         run.iter()
-            .zip(from..)
+            .zip(from..=to)
             .all(|(e, seq)| e.seq == seq)
             .then_some(run)
     }
@@ -243,5 +246,26 @@ mod tests {
         assert!(s.checkpoint.is_none());
         assert_eq!(s.batches.len(), 3);
         assert_eq!(recorded(&[], 4..=6).replayable(), None);
+    }
+
+    /// Issue 15 (fuzzing): a checkpoint or batches numbered up to
+    /// `u64::MAX` (damaged numbers) overflowed `seq + 1`.
+    #[test]
+    fn batch_numbers_at_the_end_of_u64_do_not_overflow() {
+        let r = recorded(&[u64::MAX], 1..=3);
+        assert_eq!(r.replayable(), Some((1, 3)));
+        assert!(r.start_for(u64::MAX, u64::MAX).is_none());
+        let r = recorded(&[u64::MAX - 2], u64::MAX - 1..=u64::MAX);
+        assert_eq!(r.replayable(), Some((u64::MAX - 1, u64::MAX)));
+        let s = r.start_for(u64::MAX, u64::MAX).unwrap();
+        assert_eq!(s.batches.len(), 2);
+        // Read from disk, such numbers are damage.
+        let mut c = checkpoint(u64::MAX);
+        assert!(super::super::read_checkpoint_bytes(&log::frame(&c)).is_none());
+        c.seq = 9;
+        assert!(super::super::read_checkpoint_bytes(&log::frame(&c)).is_some());
+        let bytes = log::frame(&entry(u64::MAX));
+        assert!(decode_batch_entry(&bytes[8..]).is_none());
+        assert!(decode_batch_entry(&log::frame(&entry(9))[8..]).is_some());
     }
 }

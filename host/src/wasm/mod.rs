@@ -13,5 +13,5 @@ mod wasi;
 
 pub use engine::{Limits, RuntimeConfig};
 pub use error::{CallError, CallErrorKind, CallSite, LoadError, Problem};
-pub use plugin::{CallMeter, CallStats, FunctionInfo, Invocation, Plugin};
+pub use plugin::{take_output, CallMeter, CallStats, FunctionInfo, Invocation, Plugin};
 pub use runtime::Runtime;

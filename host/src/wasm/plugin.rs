@@ -733,41 +733,60 @@ impl Plugin {
             )
             .map_err(|e| classify(e, store, limits, false))?;
 
-        // Only statuses 0 and 1 give the result area a meaning: any other
-        // is reported as such, whatever the area holds.
-        let succeeded = match status {
-            weir_abi::STATUS_OK => true,
-            weir_abi::STATUS_ERROR => false,
-            other => return Err(CallErrorKind::BadStatus(other)),
-        };
         let mem = memory.data(&*store);
-        // The result area may have been moved by nothing but the guest; it
-        // lies where we put it, inside memory (memory never shrinks).
-        let area = &mem[base + result_off..base + total];
-        let out_ptr = u32::from_le_bytes(area[0..4].try_into().expect("4 bytes")) as u64;
-        let out_len = u32::from_le_bytes(area[4..8].try_into().expect("4 bytes")) as u64;
-        check_range(mem.len(), "output", out_ptr, out_len)?;
-        let cap = if succeeded {
-            limits.output_bytes
-        } else {
-            limits.output_bytes.min(64 << 10)
-        };
-        if out_len > cap as u64 {
-            return Err(CallErrorKind::OutputTooLarge {
-                len: out_len,
-                limit: cap,
-            });
-        }
-        let bytes = &mem[out_ptr as usize..(out_ptr + out_len) as usize];
-        if succeeded {
-            return read(bytes);
-        }
-        match std::str::from_utf8(bytes) {
-            Ok(msg) => Err(CallErrorKind::Guest {
-                message: msg.to_owned(),
-            }),
-            Err(_) => Err(CallErrorKind::BadMessage),
-        }
+        take_output(mem, base + result_off, status, limits.output_bytes, read)
+    }
+}
+
+/// The host's side of a call's result, once the function returned
+/// `status` (the guest → host framing of docs/abi.md §2): the result area
+/// at byte `area` of guest memory `mem` holds `out_ptr` and `out_len`;
+/// the range they name is checked against the memory (without overflow)
+/// and against `cap` (64 KiB at most for an error message) before a byte
+/// of it is read. `read` then decodes the output of a successful call
+/// where it lies; a failed call's message must be UTF-8.
+pub fn take_output<R>(
+    mem: &[u8],
+    area: usize,
+    status: i32,
+    cap: usize,
+    read: impl FnOnce(&[u8]) -> Result<R, CallErrorKind>,
+) -> Result<R, CallErrorKind> {
+    // Only statuses 0 and 1 give the result area a meaning: any other
+    // is reported as such, whatever the area holds.
+    let succeeded = match status {
+        weir_abi::STATUS_OK => true,
+        weir_abi::STATUS_ERROR => false,
+        other => return Err(CallErrorKind::BadStatus(other)),
+    };
+    // The host put the result area inside memory, and memory never
+    // shrinks; checked all the same, as every other range.
+    check_range(
+        mem.len(),
+        "result area",
+        area as u64,
+        RESULT_AREA_LEN as u64,
+    )?;
+    let area = &mem[area..area + RESULT_AREA_LEN];
+    let out_ptr = u32::from_le_bytes(area[0..4].try_into().expect("4 bytes")) as u64;
+    let out_len = u32::from_le_bytes(area[4..8].try_into().expect("4 bytes")) as u64;
+    check_range(mem.len(), "output", out_ptr, out_len)?;
+    let cap = if succeeded { cap } else { cap.min(64 << 10) };
+    if out_len > cap as u64 {
+        return Err(CallErrorKind::OutputTooLarge {
+            len: out_len,
+            limit: cap,
+        });
+    }
+    let bytes = &mem[out_ptr as usize..(out_ptr + out_len) as usize];
+    if succeeded {
+        return read(bytes);
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(msg) => Err(CallErrorKind::Guest {
+            message: msg.to_owned(),
+        }),
+        Err(_) => Err(CallErrorKind::BadMessage),
     }
 }
 

@@ -1,0 +1,7 @@
+//! libFuzzer driver of the `checkpoint` target (see weir-fuzz).
+#![no_main]
+
+#[global_allocator]
+static ALLOC: weir_fuzz::LimitedAlloc = weir_fuzz::LimitedAlloc;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| weir_fuzz::run("checkpoint", data));

@@ -216,6 +216,12 @@ pub enum CheckpointError {
         dir.display()
     )]
     Gap { dir: PathBuf, after: u64, next: u64 },
+    /// The block log names a block no further block can follow.
+    #[error(
+        "cannot recover from {}: its block log holds a block numbered {id}, the largest possible (a damaged log);          start from scratch with --fresh",
+        dir.display()
+    )]
+    BlockIdExhausted { dir: PathBuf, id: u64 },
     /// The checkpoint's state cannot be given back to the job.
     #[error("cannot recover from {}: {source}; start from scratch with --fresh", dir.display())]
     Restore {
@@ -448,7 +454,13 @@ impl Checkpointer {
             .into_iter()
             .map(|b| (b.id, b))
             .collect();
-        let next_block = blocks.keys().max().map_or(1, |m| m + 1);
+        let next_block = match blocks.keys().max() {
+            None => 1,
+            Some(&id) => id.checked_add(1).ok_or(CheckpointError::BlockIdExhausted {
+                dir: dir.clone(),
+                id,
+            })?,
+        };
         let next_seq = replay.last().map(|e| e.seq).unwrap_or(after) + 1;
         let mut me = Checkpointer {
             config,

@@ -176,7 +176,9 @@ impl Entry {
         let body = bytes
             .strip_prefix(MAGIC)
             .ok_or("a record that is not a weir changelog entry")?;
-        match bincode::serde::decode_from_slice(body, bincode::config::legacy()) {
+        // Bounded: a length field of a damaged record cannot make it
+        // allocate more than the record could hold.
+        match crate::checkpoint::log::decode_bounded(body) {
             Ok((e, used)) if used == body.len() => Ok(e),
             Ok(_) => Err("a changelog entry with trailing bytes".into()),
             Err(e) => Err(format!("a malformed changelog entry: {e}")),

@@ -18,10 +18,7 @@
 //! bounded by a deadline; every host is killed when its test ends.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use weir::serve::api::{JobInfo, JobState};
@@ -52,10 +49,12 @@ fn fixture(rel: &str) -> Vec<u8> {
     std::fs::read(weir_tests::fixture(rel)).unwrap()
 }
 
-/// A `weir serve` child process, killed on drop.
+/// A `weir serve` child process ([`crate::serve_durable::Host`], killed
+/// when dropped) on a directory of its own.
 struct Host {
-    child: Child,
+    served: crate::serve_durable::Host,
     url: String,
+    /// Declared after `served`, so the host is gone before its directory.
     dir: tempfile::TempDir,
 }
 
@@ -64,43 +63,17 @@ impl Host {
     /// the bind address and data directory.
     fn start(extra: &str) -> Host {
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("serve.toml");
         std::fs::write(
-            &config,
+            dir.path().join("serve.toml"),
             format!("bind = \"127.0.0.1:0\"\ndata_dir = \"data\"\n{extra}"),
         )
         .unwrap();
-        let log = std::fs::File::create(dir.path().join("host.log")).unwrap();
-        let mut child = weir()
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("WEIR_LOG", "info,weir::scheduler=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn weir serve");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(WAIT).unwrap_or_default();
-        let mut host = Host {
-            child,
-            url: String::new(),
+        let served = crate::serve_durable::Host::start(dir.path());
+        Host {
+            url: served.url.clone(),
+            served,
             dir,
-        };
-        let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) else {
-            panic!(
-                "the host did not say where it listens: {line:?}\n{}",
-                host.log()
-            );
-        };
-        host.url = url.to_owned();
-        host
+        }
     }
 
     fn client(&self, token: Option<&str>) -> Client {
@@ -112,23 +85,16 @@ impl Host {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
+        self.served.log()
     }
 
     /// Fails the test if the host process has exited.
     fn assert_alive(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
+        if let Some(status) = self.served.child.try_wait().unwrap() {
             panic!("the host died ({status}):\n{}", self.log());
         }
         let (code, body) = self.client(None).raw("GET", "/v1/health", None).unwrap();
         assert_eq!((code, body.as_str()), (200, "{\"ok\":true}"));
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -924,7 +890,7 @@ fn issue_9_idle_jobs_cost_one_thread_each() {
     const JOBS: usize = 24;
     let host = Host::start(&tenants("max_jobs_per_tenant = 64"));
     let alice = host.client(Some(ALICE));
-    let before = threads_of(host.child.id());
+    let before = threads_of(host.served.child.id());
     let pipeline = |i: usize| {
         format!(
             "[job]\nname = \"idle{i}\"\nbatch_interval = \"200ms\"\n\n[[source]]\nname = \"lines\"\ntype = \"files\"\ndir = \".\"\n\n[[stream]]\nname = \"n\"\nop = \"count\"\ninput = \"lines\"\n\n[[output]]\nstream = \"n\"\ntype = \"text_files\"\nprefix = \"out/n\"\n"
@@ -936,7 +902,7 @@ fn issue_9_idle_jobs_cost_one_thread_each() {
     for id in &ids {
         wait_for(&alice, id, "two batches", |j| j.batches >= 2);
     }
-    let after = threads_of(host.child.id());
+    let after = threads_of(host.served.child.id());
     // A few threads besides the batch threads may appear as the host
     // serves the submissions (tokio's blocking threads for the API); four
     // per job (the old layout) would be ~100 here.

@@ -44,7 +44,7 @@ pub(crate) const WAIT: Duration = Duration::from_secs(90);
 /// A `weir serve` process on a data directory it shares with the hosts
 /// before and after it; killed (SIGKILL) on drop.
 pub(crate) struct Host {
-    child: Child,
+    pub(crate) child: Child,
     pub(crate) url: String,
     dir: PathBuf,
 }

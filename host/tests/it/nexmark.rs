@@ -115,19 +115,7 @@ fn read_batches(dir: &Path) -> Batches {
             continue;
         };
         assert!(path.join("_SUCCESS").is_file(), "{name} has no _SUCCESS");
-        let mut lines = Vec::new();
-        for part in std::fs::read_dir(&path).unwrap() {
-            let part = part.unwrap().path();
-            if part
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("part-")
-            {
-                let text = std::fs::read_to_string(&part).unwrap();
-                lines.extend(text.lines().map(str::to_owned));
-            }
-        }
+        let mut lines = crate::support::batch_lines(&path);
         lines.sort();
         out.insert(t.parse().unwrap(), lines);
     }

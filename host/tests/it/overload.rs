@@ -107,19 +107,7 @@ fn batches(dir: &Path, prefix: &str) -> BTreeMap<i64, Vec<String>> {
         if !path.join("_SUCCESS").is_file() {
             continue;
         }
-        let mut lines = Vec::new();
-        for part in std::fs::read_dir(&path).unwrap() {
-            let part = part.unwrap().path();
-            if part
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("part-")
-            {
-                let text = std::fs::read_to_string(&part).unwrap();
-                lines.extend(text.lines().map(str::to_owned));
-            }
-        }
+        let lines = crate::support::batch_lines(&path);
         out.insert(time.parse().unwrap(), lines);
     }
     out

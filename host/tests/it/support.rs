@@ -174,3 +174,26 @@ pub fn kill_and_restart(pipeline: &Path, args: &[&str], seed: u64, max_delay_us:
     run_to_end(pipeline, args);
     killed
 }
+
+/// The lines of a `text_files` batch directory's part files, the parts
+/// in name (partition) order.
+pub fn batch_lines(batch_dir: &Path) -> Vec<String> {
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(batch_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("part-")
+        })
+        .collect();
+    parts.sort();
+    parts
+        .iter()
+        .flat_map(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            text.lines().map(str::to_owned).collect::<Vec<_>>()
+        })
+        .collect()
+}

@@ -228,6 +228,9 @@ pub struct TenantStatus {
     pub fuel_total: u64,
     /// Time its batches waited for its fuel quota, ms.
     pub throttled_ms: u64,
+    /// Its batches are being held back by its fuel quota now.
+    #[serde(default)]
+    pub held_back: bool,
 }
 
 /// The answer to `DELETE /v1/jobs/{id}`.

@@ -177,6 +177,7 @@ impl Registry {
             },
             fuel_total: usage.fuel_total(),
             throttled_ms: usage.throttled_ms(),
+            held_back: usage.fuel_exhausted(),
         }
     }
 }

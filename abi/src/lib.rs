@@ -28,6 +28,17 @@
 
 use std::fmt;
 
+#[cfg(feature = "recycle")]
+pub mod recycle;
+
+/// A buffer with room for `bytes` bytes (a kept one, with `recycle`).
+fn buffer(bytes: usize) -> Vec<u8> {
+    #[cfg(feature = "recycle")]
+    return recycle::take(bytes);
+    #[cfg(not(feature = "recycle"))]
+    Vec::with_capacity(bytes)
+}
+
 /// The ABI version this crate implements; a module exports it from
 /// `weir_abi_version` and the host refuses any other.
 pub const ABI_VERSION: i32 = 1;
@@ -334,7 +345,7 @@ impl RecordBatch {
 
     /// An empty batch with room for `bytes` bytes of records.
     pub fn with_capacity(bytes: usize) -> Self {
-        let mut buf = Vec::with_capacity(bytes + 4);
+        let mut buf = buffer(bytes + 4);
         buf.extend_from_slice(&[0; 4]);
         RecordBatch { buf, len: 0 }
     }
@@ -350,10 +361,9 @@ impl RecordBatch {
     /// malformed buffer).
     pub fn from_slice(bytes: &[u8]) -> Result<Self, FrameError> {
         let n = Self::check(bytes)?;
-        Ok(RecordBatch {
-            buf: bytes.to_vec(),
-            len: n,
-        })
+        let mut buf = buffer(bytes.len());
+        buf.extend_from_slice(bytes);
+        Ok(RecordBatch { buf, len: n })
     }
 
     /// Checks that `bytes` is exactly one well-formed record batch and
@@ -453,8 +463,8 @@ impl RecordBatch {
     }
 
     /// The wire form, count included, without copying.
-    pub fn into_bytes(self) -> Vec<u8> {
-        self.buf
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
     }
 
     /// Bytes used by the wire form.
@@ -469,6 +479,16 @@ impl RecordBatch {
             buf: &self.buf,
             pos: 4,
             left: self.len,
+        }
+    }
+}
+
+/// With `recycle`, a large batch's buffer is kept for the next batches.
+#[cfg(feature = "recycle")]
+impl Drop for RecordBatch {
+    fn drop(&mut self) {
+        if self.buf.capacity() >= recycle::MIN_BYTES {
+            recycle::give(std::mem::take(&mut self.buf));
         }
     }
 }

@@ -11,6 +11,11 @@
 /// (word count, 1 M-line batches: 199 MB → 103 MB peak), for a page fault
 /// per fresh page. The `weir` binary calls this first thing; a program
 /// embedding weir may. Elsewhere than glibc it does nothing.
+///
+/// The page faults are then saved where they repeat: a batch's large
+/// buffers (partitions, a guest's output) are kept for the next batches by
+/// [`weir_abi::recycle`], at most 256 MiB and 5 s (nexmark q0: 397 K → 69 K
+/// page faults over 11 batches, 115 → 67 ms a batch).
 pub fn return_large_buffers() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes the allocator's policy for later calls.

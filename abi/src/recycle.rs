@@ -9,17 +9,22 @@
 //! this feature a dropped [`RecordBatch`](crate::RecordBatch) of at least
 //! [`MIN_BYTES`] gives its buffer here, and new batches take from here.
 //!
-//! What is kept is bounded: at most [`limit`] bytes (the oldest buffer is
-//! freed first), nothing for longer than [`MAX_AGE`] (checked on every use
-//! and by [`trim`], which a host calls after each batch), and a buffer is
-//! handed out only for a request of at least a quarter of its size, so a
-//! small batch never pins a large buffer. Only memory is reused, never
-//! contents: a buffer is handed out empty.
+//! What is kept is bounded, as kept pages are resident:
+//! - at most [`limit`] bytes (the oldest buffer is freed first);
+//! - only until the end of the next batch: a host calls [`trim`] after each
+//!   batch, which frees what was kept before the previous `trim` and not
+//!   taken since, so memory a burst needed goes back once it is over;
+//! - a buffer is handed out only for a request of at least two thirds of
+//!   its size, so a small batch never pins a large buffer.
+//!
+//! A new buffer gets an eighth more room than asked for (address space,
+//! not memory, until written), so that the next batch's slightly larger
+//! request still fits it. Only memory is reused, never contents: a buffer
+//! is handed out empty.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 /// Buffers smaller than this are left to the allocator, which keeps small
 /// blocks in its own free lists.
@@ -28,30 +33,28 @@ pub const MIN_BYTES: usize = 1 << 20;
 /// The default bound on kept bytes.
 pub const DEFAULT_LIMIT: usize = 256 << 20;
 
-/// A buffer not handed out again within this time is freed: memory a burst
-/// needed goes back to the system once the burst is over.
-pub const MAX_AGE: Duration = Duration::from_secs(5);
-
 static LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_LIMIT);
 
 /// Kept buffers, oldest first, and their capacities' sum.
 static KEPT: Mutex<Kept> = Mutex::new(Kept {
     buffers: VecDeque::new(),
     bytes: 0,
+    generation: 0,
 });
 
 struct Kept {
-    /// Each with the time it was given back.
-    buffers: VecDeque<(Vec<u8>, Instant)>,
+    /// Each with the generation ([`trim`]s so far) it was given back in.
+    buffers: VecDeque<(Vec<u8>, u64)>,
     bytes: usize,
+    generation: u64,
 }
 
 impl Kept {
     /// Takes out the oldest buffers while `over` says so.
-    fn shed(&mut self, over: impl Fn(usize, Instant) -> bool) -> Vec<Vec<u8>> {
+    fn shed(&mut self, over: impl Fn(usize, u64) -> bool) -> Vec<Vec<u8>> {
         let mut freed = Vec::new();
-        while let Some((b, at)) = self.buffers.front() {
-            if !over(self.bytes, *at) {
+        while let Some((b, given)) = self.buffers.front() {
+            if !over(self.bytes, *given) {
                 break;
             }
             self.bytes -= b.capacity();
@@ -59,6 +62,12 @@ impl Kept {
         }
         freed
     }
+}
+
+fn lock() -> std::sync::MutexGuard<'static, Kept> {
+    // The lists stay consistent at every step, so a poisoned lock (a panic
+    // elsewhere while it was held) leaves nothing half-done.
+    KEPT.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The bound on kept bytes.
@@ -70,13 +79,6 @@ pub fn limit() -> usize {
 pub fn set_limit(bytes: usize) {
     LIMIT.store(bytes, Ordering::Relaxed);
     let freed = lock().shed(|kept, _| kept > bytes);
-    drop(freed);
-}
-
-/// Frees the buffers kept for longer than [`MAX_AGE`].
-pub fn trim() {
-    let now = Instant::now();
-    let freed = lock().shed(|_, at| now.duration_since(at) > MAX_AGE);
     // Freed outside the lock: returning memory to the system takes a while.
     drop(freed);
 }
@@ -86,22 +88,29 @@ pub fn kept_bytes() -> usize {
     lock().bytes
 }
 
-fn lock() -> std::sync::MutexGuard<'static, Kept> {
-    // The lists stay consistent at every step, so a poisoned lock (a panic
-    // elsewhere while it was held) leaves nothing half-done.
-    KEPT.lock().unwrap_or_else(|e| e.into_inner())
+/// Ends a generation (a host calls it after each batch): frees the buffers
+/// kept before the previous call and not taken since.
+pub fn trim() {
+    let freed = {
+        let mut kept = lock();
+        let current = kept.generation;
+        kept.generation += 1;
+        kept.shed(|_, given| given < current)
+    };
+    drop(freed);
 }
 
 /// An empty buffer with room for at least `bytes` bytes: the smallest kept
-/// one that fits and is at most four times `bytes`, else a new one.
+/// one that fits and is at most half as large again, else a new one with
+/// an eighth more room.
 pub fn take(bytes: usize) -> Vec<u8> {
-    if bytes >= MIN_BYTES / 4 {
+    if bytes >= MIN_BYTES / 2 {
         let mut kept = lock();
         let best = kept
             .buffers
             .iter()
             .enumerate()
-            .filter(|(_, (b, _))| b.capacity() >= bytes && b.capacity() / 4 <= bytes)
+            .filter(|(_, (b, _))| b.capacity() >= bytes && b.capacity() / 3 * 2 <= bytes)
             .min_by_key(|(_, (b, _))| b.capacity())
             .map(|(i, _)| i);
         if let Some(i) = best {
@@ -109,6 +118,7 @@ pub fn take(bytes: usize) -> Vec<u8> {
             kept.bytes -= b.capacity();
             return b;
         }
+        return Vec::with_capacity(bytes + bytes / 8);
     }
     Vec::with_capacity(bytes)
 }
@@ -122,15 +132,14 @@ pub fn give(mut buf: Vec<u8>) {
         return;
     }
     buf.clear();
-    let now = Instant::now();
     let freed = {
         let mut kept = lock();
-        let freed = kept.shed(|kept, at| kept + cap > limit || now.duration_since(at) > MAX_AGE);
+        let freed = kept.shed(|kept, _| kept + cap > limit);
         kept.bytes += cap;
-        kept.buffers.push_back((buf, now));
+        let generation = kept.generation;
+        kept.buffers.push_back((buf, generation));
         freed
     };
-    // Freed outside the lock: returning memory to the system takes a while.
     drop(freed);
 }
 
@@ -148,7 +157,7 @@ mod tests {
         give(a);
         assert_eq!(kept_bytes(), 4 << 20);
         // Too small a request does not pin the buffer.
-        assert!(take(100).capacity() < 4 << 20);
+        assert!(take(2 << 20).capacity() < 4 << 20);
         // A fitting one gets it, empty.
         let b = take(3 << 20);
         assert_eq!((b.as_ptr(), b.len()), (ptr, 0));
@@ -158,14 +167,17 @@ mod tests {
         give(Vec::with_capacity(6 << 20));
         assert_eq!(kept_bytes(), 6 << 20);
         // Small buffers are not kept; a larger request than any kept one
-        // gets a new buffer.
+        // gets a new buffer, with room to grow.
         give(Vec::with_capacity(1000));
         assert_eq!(kept_bytes(), 6 << 20);
-        assert!(take(7 << 20).capacity() >= 7 << 20);
+        assert!(take(7 << 20).capacity() >= (7 << 20) + (7 << 17));
         assert_eq!(kept_bytes(), 6 << 20);
-        // Nothing is old yet.
+        // Kept through the end of the next batch, then freed.
         trim();
         assert_eq!(kept_bytes(), 6 << 20);
+        give(Vec::with_capacity(2 << 20));
+        trim();
+        assert_eq!(kept_bytes(), 2 << 20);
         set_limit(0);
         assert_eq!(kept_bytes(), 0);
         set_limit(DEFAULT_LIMIT);

@@ -13,13 +13,20 @@
 /// embedding weir may. Elsewhere than glibc it does nothing.
 ///
 /// The page faults are then saved where they repeat: a batch's large
-/// buffers (partitions, a guest's output) are kept for the next batches by
-/// [`weir_abi::recycle`], at most 256 MiB and 5 s (nexmark q0: 397 K → 69 K
-/// page faults over 11 batches, 115 → 67 ms a batch).
+/// buffers (partitions, a guest's output) are kept for the next batch by
+/// [`weir_abi::recycle`] (nexmark q0: 397 K → 69 K page faults over 11
+/// batches, 115 → 67 ms a batch). It keeps at most 256 MiB, or
+/// `WEIR_RECYCLE_MIB` (0 turns it off).
 pub fn return_large_buffers() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes the allocator's policy for later calls.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+    match std::env::var("WEIR_RECYCLE_MIB").map(|v| v.trim().parse::<usize>()) {
+        Ok(Ok(mib)) => weir_abi::recycle::set_limit(mib.saturating_mul(1 << 20)),
+        // Logging is not set up yet this early.
+        Ok(Err(_)) => eprintln!("weir: WEIR_RECYCLE_MIB is not a whole number of MiB; ignored"),
+        Err(_) => {}
     }
 }

@@ -645,7 +645,8 @@ impl StreamingContext {
                 } => {
                     let source =
                         FileSource::new(name, dir, include_existing || replay_only, 50_000, limits)
-                            .map_err(BuildError::Receiver)?;
+                            .map_err(BuildError::Receiver)?
+                            .with_partitions(cfg.partitions);
                     Box::new(match cfg.backpressure {
                         Some(pid) => source.with_backpressure(pid, interval_ms),
                         None => source,

@@ -12,7 +12,7 @@
 //! records per second times the interval, turned into bytes with the
 //! bytes per line this source has read so far. The cut is logged (the
 //! batch's file list), so replay never depends on the estimate. Files are
-//! read line by line straight into blocks, never held whole.
+//! read line by line straight into the job's partitions, never held whole.
 
 use std::collections::HashSet;
 use std::io::BufRead;
@@ -42,6 +42,8 @@ pub struct FileSource {
     /// Lines and bytes read so far (for bytes per line).
     lines_read: u64,
     bytes_read: u64,
+    /// Lay lines straight into this many partitions.
+    partitions: Option<usize>,
 }
 
 /// How much one batch takes from the directory (Spark's
@@ -81,6 +83,7 @@ impl FileSource {
             interval_ms: 1000,
             lines_read: 0,
             bytes_read: 0,
+            partitions: None,
         };
         if !include_existing {
             source.seen = source.list()?.into_iter().map(|(_, p, _)| p).collect();
@@ -169,37 +172,134 @@ impl FileSource {
         Ok(files)
     }
 
+    /// Lays each batch's lines straight into `partitions` partitions (what
+    /// the job splits them into anyway), instead of handing out blocks to
+    /// be copied into partitions: the batch is held once, not twice.
+    pub fn with_partitions(mut self, partitions: usize) -> Self {
+        self.partitions = Some(partitions.max(1));
+        self
+    }
+
     /// Reads files into blocks of lines (a trailing newline ends the last
     /// line; `\r\n` is accepted), line by line: a file is never held
-    /// whole besides its lines in blocks. Blocks do not span files.
+    /// whole besides its lines in blocks. Blocks do not span files. With
+    /// [`with_partitions`](Self::with_partitions)`(n)`, block `j`'s lines
+    /// are appended to partition `j % n` as they are read, which gives the
+    /// partitions the job would have cut from the blocks.
     pub fn read_files(&mut self, files: &[PathBuf]) -> Result<Vec<RecordBatch>, EngineError> {
-        let mut blocks = Vec::new();
+        let mut out = Laid::new(self.partitions, self.block_records);
+        if let Some(n) = self.partitions {
+            let mut bytes = 0u64;
+            for path in files {
+                bytes += std::fs::metadata(path).map_or(0, |m| m.len());
+            }
+            // Framing adds 8 bytes a line; until lines are read, assume 64.
+            let per_line = match self.lines_read {
+                0 => 64,
+                l => (self.bytes_read / l).max(1),
+            };
+            let framed = bytes + bytes / per_line * 8;
+            out.reserve((framed / n as u64 + framed / n as u64 / 16) as usize);
+        }
         let mut line = Vec::new();
         for path in files {
             let file = std::fs::File::open(path).map_err(|e| self.error("read", path, e))?;
             let mut reader = std::io::BufReader::with_capacity(256 << 10, file);
-            let mut current = RecordBatch::new();
             loop {
-                line.clear();
-                let n = reader
-                    .read_until(b'\n', &mut line)
-                    .map_err(|e| self.error("read", path, e))?;
-                if n == 0 {
+                let available = reader.fill_buf().map_err(|e| self.error("read", path, e))?;
+                if available.is_empty() {
                     break;
                 }
+                // A line whole in the buffer is framed from it; one that
+                // crosses the buffer's end is gathered first.
+                let n = match memchr::memchr(b'\n', available) {
+                    Some(end) => {
+                        out.push(&available[..end]);
+                        end + 1
+                    }
+                    None => {
+                        line.clear();
+                        let n = reader
+                            .read_until(b'\n', &mut line)
+                            .map_err(|e| self.error("read", path, e))?;
+                        out.push(line.strip_suffix(b"\n").unwrap_or(&line));
+                        self.bytes_read += n as u64;
+                        self.lines_read += 1;
+                        continue;
+                    }
+                };
+                reader.consume(n);
                 self.bytes_read += n as u64;
                 self.lines_read += 1;
-                let text = line.strip_suffix(b"\n").unwrap_or(&line);
-                current.push(b"", text.strip_suffix(b"\r").unwrap_or(text));
-                if current.len() >= self.block_records {
-                    blocks.push(std::mem::take(&mut current));
-                }
             }
-            if !current.is_empty() {
-                blocks.push(current);
-            }
+            out.end_block();
         }
-        Ok(blocks)
+        Ok(out.finish())
+    }
+}
+
+/// A batch's lines as they are laid: into blocks, or into partitions.
+struct Laid {
+    /// The partitions, or the blocks so far.
+    batches: Vec<RecordBatch>,
+    partitions: Option<usize>,
+    block_records: usize,
+    /// The current block: its index and lines so far.
+    block: usize,
+    in_block: usize,
+}
+
+impl Laid {
+    fn new(partitions: Option<usize>, block_records: usize) -> Self {
+        Laid {
+            batches: match partitions {
+                Some(n) => (0..n).map(|_| RecordBatch::new()).collect(),
+                None => vec![RecordBatch::new()],
+            },
+            partitions,
+            block_records,
+            block: 0,
+            in_block: 0,
+        }
+    }
+
+    fn reserve(&mut self, bytes: usize) {
+        for b in &mut self.batches {
+            *b = RecordBatch::with_capacity(bytes);
+        }
+    }
+
+    /// Appends a line (a `\r` before its newline dropped).
+    fn push(&mut self, text: &[u8]) {
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        let into = match self.partitions {
+            Some(n) => self.block % n,
+            None => self.block,
+        };
+        self.batches[into].push(b"", text);
+        self.in_block += 1;
+        if self.in_block >= self.block_records {
+            self.end_block();
+        }
+    }
+
+    /// Ends the current block, if it has a line (blocks do not span files).
+    fn end_block(&mut self) {
+        if self.in_block == 0 {
+            return;
+        }
+        self.block += 1;
+        self.in_block = 0;
+        if self.partitions.is_none() {
+            self.batches.push(RecordBatch::new());
+        }
+    }
+
+    fn finish(mut self) -> Vec<RecordBatch> {
+        if self.partitions.is_none() {
+            self.batches.retain(|b| !b.is_empty());
+        }
+        self.batches
     }
 }
 
@@ -312,5 +412,61 @@ mod tests {
         assert_eq!(take(&mut source, 3000), (4, 400));
         let (files, _) = take(&mut source, 4000);
         assert_eq!(files, 3, "the rest");
+    }
+
+    /// Lines laid straight into partitions are the partitions the job
+    /// cuts from blocks: same lines, same order, same partition. The files
+    /// have `\r\n`, empty lines, a last line without a newline and lines
+    /// longer than the read buffer (gathered across its end).
+    #[test]
+    fn lines_laid_into_partitions_are_the_partitions_cut_from_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "x".repeat(300 << 10);
+        let bodies = [
+            "a b\nc\r\n\nd".to_owned(),
+            (0..11).map(|i| format!("line {i}\n")).collect(),
+            format!("{long}\nshort\n{long}y\r\nlast"),
+            String::new(),
+            "one\n".to_owned(),
+        ];
+        let mut files = Vec::new();
+        for (i, body) in bodies.iter().enumerate() {
+            let path = dir.path().join(format!("f{i}"));
+            std::fs::write(&path, body).unwrap();
+            files.push(path);
+        }
+        let source = |partitions: Option<usize>| {
+            let s = FileSource::new(
+                "files".into(),
+                dir.path().to_owned(),
+                true,
+                4,
+                FileLimits::default(),
+            )
+            .unwrap();
+            match partitions {
+                Some(n) => s.with_partitions(n),
+                None => s,
+            }
+        };
+        let blocks = source(None).read_files(&files).unwrap();
+        assert_eq!(blocks.len(), 6, "blocks of at most 4 lines, per file");
+        assert_eq!(
+            blocks[0].iter().map(|(_, v)| v).collect::<Vec<_>>(),
+            [&b"a b"[..], b"c", b"", b"d"]
+        );
+        let lines: Vec<&[u8]> = blocks[4].iter().map(|(_, v)| v).collect();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[0], long.as_bytes());
+        assert_eq!(lines[2], format!("{long}y").as_bytes());
+        assert_eq!(lines[3], b"last");
+        for n in [1, 2, 3, 8] {
+            let laid = source(Some(n)).read_files(&files).unwrap();
+            assert_eq!(
+                laid,
+                super::super::blocks_to_partitions(blocks.clone(), n),
+                "{n} partitions"
+            );
+        }
     }
 }

@@ -12,7 +12,8 @@
 #      words a line, seed 42, in files of 10 K lines
 #   4. scripts/spark/bench.py: for each engine (alternating Spark, weir)
 #      finds the max stable rate, measures capacity at 500 K-line batches,
-#      peak RSS and time to the first batch; runs the native word count;
+#      peak RSS and time to the first batch; feeds weir at Spark's max
+#      stable rate to compare memory at one rate; runs the native word count;
 #      prints the table (also saved in $BENCH_CACHE/results-*.txt/.json)
 #
 # Usage: scripts/bench-vs-spark.sh

@@ -465,6 +465,18 @@ def main():
                 probes[e].append(r)
                 sweeps[e].record(r["stable"])
 
+    # Memory at the same input rate: weir fed at Spark's max stable rate.
+    same_rate = None
+    if "spark" in ENGINES and "weir" in ENGINES:
+        spark_best = [r for r in probes["spark"] if r["stable"]]
+        if spark_best:
+            best = max(spark_best, key=lambda r: r["rate"])
+            log(f"weir at Spark's max stable rate ({best['rate']:,.0f} lines/s), for memory:")
+            n += 1
+            w = probe(args, "weir", best["rate"], n)
+            same_rate = dict(rate=best["rate"], spark_rss_mb=best["rss_mb"], weir_rss_mb=w["rss_mb"],
+                             weir_stable=w["stable"])
+
     log("native word count:")
     nat = native(args)
 
@@ -516,6 +528,11 @@ def main():
                      f"words per CPU-second {ratio(w['words_per_cpu_s'], s['words_per_cpu_s'])}, "
                      f"peak RSS at 500 K {ratio(w['rss_capacity_mb'], s['rss_capacity_mb'])}, "
                      f"first batch {ratio(w['first_batch_s'], s['first_batch_s'])}")
+        if same_rate:
+            lines.append(f"at Spark's max stable rate ({same_rate['rate']:,.0f} lines/s) peak RSS: "
+                         f"weir {same_rate['weir_rss_mb'] or 0:.0f} MiB, Spark "
+                         f"{same_rate['spark_rss_mb'] or 0:.0f} MiB, weir/Spark "
+                         f"{ratio(same_rate['weir_rss_mb'], same_rate['spark_rss_mb'])}")
     if "weir" in rows:
         w = rows["weir"]
         lines.append(f"native/weir: capacity vs native 1 thread {ratio(nat[1], w['capacity_words'])}, "
@@ -526,7 +543,8 @@ def main():
     with open(args.results + ".txt", "w") as f:
         f.write(table + "\n")
     with open(args.results + ".json", "w") as f:
-        json.dump(dict(probes=probes, capacity=caps, native=nat, rows=rows), f, indent=1)
+        json.dump(dict(probes=probes, capacity=caps, native=nat, rows=rows, same_rate=same_rate),
+                  f, indent=1)
     log(f"results: {args.results}.txt and .json; run directories under {args.work}")
 
 

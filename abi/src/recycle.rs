@@ -101,26 +101,41 @@ pub fn trim() {
 }
 
 /// An empty buffer with room for at least `bytes` bytes: the smallest kept
-/// one that fits and is at most half as large again, else a new one with
-/// an eighth more room.
+/// one that fits and is at most half as large again; else the largest kept
+/// one that is smaller, grown (a large buffer grows in place by remapping,
+/// so its resident pages serve the request); else a new one. A grown or new
+/// buffer gets an eighth more room than asked for.
 pub fn take(bytes: usize) -> Vec<u8> {
-    if bytes >= MIN_BYTES / 2 {
-        let mut kept = lock();
-        let best = kept
-            .buffers
-            .iter()
-            .enumerate()
-            .filter(|(_, (b, _))| b.capacity() >= bytes && b.capacity() / 3 * 2 <= bytes)
-            .min_by_key(|(_, (b, _))| b.capacity())
-            .map(|(i, _)| i);
-        if let Some(i) = best {
-            let (b, _) = kept.buffers.remove(i).expect("index from the search");
-            kept.bytes -= b.capacity();
-            return b;
-        }
-        return Vec::with_capacity(bytes + bytes / 8);
+    let room = bytes + bytes / 8;
+    if bytes < MIN_BYTES / 2 {
+        return Vec::with_capacity(bytes);
     }
-    Vec::with_capacity(bytes)
+    let mut kept = lock();
+    let fits = |b: &Vec<u8>| b.capacity() >= bytes && b.capacity() / 3 * 2 <= bytes;
+    let best = kept
+        .buffers
+        .iter()
+        .enumerate()
+        .filter(|(_, (b, _))| fits(b))
+        .min_by_key(|(_, (b, _))| b.capacity())
+        .or_else(|| {
+            kept.buffers
+                .iter()
+                .enumerate()
+                .filter(|(_, (b, _))| b.capacity() < bytes)
+                .max_by_key(|(_, (b, _))| b.capacity())
+        })
+        .map(|(i, _)| i);
+    let Some(i) = best else {
+        return Vec::with_capacity(room);
+    };
+    let (mut b, _) = kept.buffers.remove(i).expect("index from the search");
+    kept.bytes -= b.capacity();
+    drop(kept);
+    if b.capacity() < bytes {
+        b.reserve_exact(room);
+    }
+    b
 }
 
 /// Keeps `buf` for a later [`take`] if it is large and fits under the
@@ -167,14 +182,20 @@ mod tests {
         give(Vec::with_capacity(6 << 20));
         assert_eq!(kept_bytes(), 6 << 20);
         // Small buffers are not kept; a larger request than any kept one
-        // gets a new buffer, with room to grow.
+        // gets the largest kept one grown, with room to spare.
         give(Vec::with_capacity(1000));
         assert_eq!(kept_bytes(), 6 << 20);
-        assert!(take(7 << 20).capacity() >= (7 << 20) + (7 << 17));
-        assert_eq!(kept_bytes(), 6 << 20);
+        let grown = take(7 << 20);
+        assert!(grown.capacity() >= (7 << 20) + (7 << 17));
+        assert_eq!(kept_bytes(), 0);
+        // With nothing kept, a new one.
+        assert!(take(16 << 20).capacity() >= (16 << 20) + (1 << 21));
+        give(grown);
+        let kept = kept_bytes();
+        assert!(kept >= 7 << 20);
         // Kept through the end of the next batch, then freed.
         trim();
-        assert_eq!(kept_bytes(), 6 << 20);
+        assert_eq!(kept_bytes(), kept);
         give(Vec::with_capacity(2 << 20));
         trim();
         assert_eq!(kept_bytes(), 2 << 20);

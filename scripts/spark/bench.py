@@ -149,8 +149,9 @@ class Batches:
 class Engine:
     """Launches one engine on a fresh watched directory."""
 
-    def __init__(self, name, args, run_dir):
+    def __init__(self, name, args, run_dir, job_extra=""):
         self.name, self.args, self.run_dir = name, args, run_dir
+        self.job_extra = job_extra
         self.watch = os.path.join(run_dir, "watch")
         self.staging = os.path.join(run_dir, "staging")
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -173,7 +174,8 @@ class Engine:
             with open(pipeline, "w") as f:
                 f.write(WEIR_PIPELINE.format(
                     interval=INTERVAL_MS, partitions=a.weir_partitions,
-                    workers=a.weir_workers, plugin=a.weir_plugin, watch=self.watch))
+                    workers=a.weir_workers, plugin=a.weir_plugin, watch=self.watch,
+                    extra=self.job_extra))
             stats = os.path.join(d, "stats.jsonl")
             cmd = [a.weir_bin, "run", pipeline, "--stats-file", stats]
             out = os.path.join(d, "weir.out")
@@ -249,7 +251,7 @@ name = "bench-wordcount"
 batch_interval = "{interval}ms"
 partitions = {partitions}
 workers = {workers}
-
+{extra}
 [plugins]
 wc = "{plugin}"
 
@@ -303,14 +305,16 @@ def loadavg():
     return os.getloadavg()[0]
 
 
-def probe(args, name, rate, n):
-    """One run at `rate` lines/s: stable or not, and the figures."""
-    eng = Engine(name, args, os.path.join(args.work, f"{name}-{n:02d}-{int(rate)}"))
+def probe(args, name, rate, n, job_extra="", keep_files=False):
+    """One run at `rate` lines/s: stable or not, and the figures. With
+    `keep_files` the feeder deletes nothing (a backpressured engine reads
+    files long after they arrive)."""
+    eng = Engine(name, args, os.path.join(args.work, f"{name}-{n:02d}-{int(rate)}"), job_extra)
     load0 = loadavg()
     eng.start()
     try:
         eng.wait_ready()
-        eng.feed("--rate", rate)
+        eng.feed("--rate", rate, *(["--keep", 1e9] if keep_files else []))
         # Batches cut after the feeder started; the first WARMUP are warm-up.
         counted, reason = [], None
         deadline = time.monotonic() + (WARMUP + WINDOW) * INTERVAL_MS / 1e3 * 3 + 30
@@ -477,6 +481,19 @@ def main():
             same_rate = dict(rate=best["rate"], spark_rss_mb=best["rss_mb"], weir_rss_mb=w["rss_mb"],
                              weir_stable=w["stable"])
 
+    # Past the stable rate with backpressure on: bounded batches, memory
+    # and delay (weir's files source takes what the rate estimate allows).
+    overload = None
+    if "weir" in ENGINES:
+        weir_best = [r for r in probes["weir"] if r["stable"]]
+        if weir_best:
+            rate = 2 * max(r["rate"] for r in weir_best)
+            log(f"weir at twice its max stable rate ({rate:,.0f} lines/s) with backpressure:")
+            n += 1
+            o = probe(args, "weir", rate, n, job_extra="backpressure = true\n", keep_files=True)
+            overload = dict(rate=rate, rss_mb=o["rss_mb"], mean_lines=o["mean_lines"],
+                            max_sched_ms=o["max_sched_ms"], p90_ms=o["p90_ms"])
+
     log("native word count:")
     nat = native(args)
 
@@ -533,6 +550,11 @@ def main():
                          f"weir {same_rate['weir_rss_mb'] or 0:.0f} MiB, Spark "
                          f"{same_rate['spark_rss_mb'] or 0:.0f} MiB, weir/Spark "
                          f"{ratio(same_rate['weir_rss_mb'], same_rate['spark_rss_mb'])}")
+    if overload:
+        lines.append(f"weir offered twice its max stable rate ({overload['rate']:,.0f} lines/s) with "
+                     f"backpressure = true: {overload['mean_lines']:,.0f} lines a batch taken, "
+                     f"p90 processing {overload['p90_ms']:.0f} ms, max scheduling delay "
+                     f"{overload['max_sched_ms']:.0f} ms, peak RSS {overload['rss_mb'] or 0:.0f} MiB")
     if "weir" in rows:
         w = rows["weir"]
         lines.append(f"native/weir: capacity vs native 1 thread {ratio(nat[1], w['capacity_words'])}, "
@@ -543,7 +565,8 @@ def main():
     with open(args.results + ".txt", "w") as f:
         f.write(table + "\n")
     with open(args.results + ".json", "w") as f:
-        json.dump(dict(probes=probes, capacity=caps, native=nat, rows=rows, same_rate=same_rate),
+        json.dump(dict(probes=probes, capacity=caps, native=nat, rows=rows, same_rate=same_rate,
+                       overload=overload),
                   f, indent=1)
     log(f"results: {args.results}.txt and .json; run directories under {args.work}")
 

@@ -102,16 +102,21 @@ impl FileSource {
     /// Bytes the next batch may take: the configured limit, and what the
     /// estimated rate allows (once there is an estimate and a line read).
     fn byte_budget(&self) -> Option<u64> {
-        let rate = self.estimator.as_ref().and_then(PidRateEstimator::rate);
+        // The estimate, else the initial rate, else the processing rate of
+        // the first batch measured.
+        let rate = self
+            .estimator
+            .as_ref()
+            .map(|e| e.rate().or_else(|| e.limit()));
         let by_rate = match (rate, self.lines_read) {
-            (Some(rate), lines) if lines > 0 => {
+            (Some(Some(rate)), lines) if lines > 0 => {
                 let per_line = self.bytes_read as f64 / lines as f64;
                 Some((rate * self.interval_ms as f64 / 1000.0 * per_line).max(1.0) as u64)
             }
-            // A rate but no line read yet: one file, to learn the bytes
-            // per line.
+            // No rate yet, or no line read to turn it into bytes: one file,
+            // to learn both (not a batch of everything waiting).
             (Some(_), _) => Some(0),
-            _ => None,
+            (None, _) => None,
         };
         match (self.limits.max_bytes, by_rate) {
             (Some(a), Some(b)) => Some(a.min(b)),

@@ -518,7 +518,10 @@ mod raw {
             let mut linker = Linker::<Data>::new(engine);
             linker
                 .func_wrap("weir", "log", |_: i32, _: i32, _: i32| {})
-                .expect("log import");
+                .expect("log import")
+                // The SDK's panic hook; never called in these runs.
+                .func_wrap("weir", "fail", |_: i32, _: i32| {})
+                .expect("fail import");
             let pre = linker.instantiate_pre(&module).expect("instantiate_pre");
             // Check the signatures once, as the host does at load, so that
             // the pre-resolved path may skip the per-call check.

@@ -419,6 +419,48 @@ mod tests {
         assert_eq!(files, 3, "the rest");
     }
 
+    /// With backpressure and no initial rate, a batch takes one file
+    /// until a rate is known (not everything waiting), then what the first
+    /// measured batch's processing rate allows, until there is an estimate.
+    #[test]
+    fn with_backpressure_and_no_initial_rate_a_batch_starts_with_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..20 {
+            let body = "word word\n".repeat(100);
+            std::fs::write(dir.path().join(format!("f{i:02}")), body).unwrap();
+        }
+        let mut source = FileSource::new(
+            "files".into(),
+            dir.path().to_owned(),
+            true,
+            1000,
+            FileLimits::default(),
+        )
+        .unwrap()
+        .with_backpressure(PidConfig::default(), 1000);
+        let mut take = |t| {
+            let (input, blocks) = source.next_batch(t).unwrap();
+            let SourceInput::Files(files) = input else {
+                panic!("files")
+            };
+            (
+                files.len(),
+                blocks.iter().map(RecordBatch::len).sum::<usize>(),
+            )
+        };
+        assert_eq!(take(1000), (1, 100));
+        // Before the batch completes there is still no rate: one file.
+        assert_eq!(take(2000), (1, 100));
+        // 100 lines in 250 ms: 400 lines/s, so 400 lines a 1 s batch.
+        source.completed(&done(1000, 100, 250.0));
+        let (input, blocks) = source.next_batch(3000).unwrap();
+        let SourceInput::Files(files) = input else {
+            panic!("files")
+        };
+        assert_eq!(files.len(), 4);
+        assert_eq!(blocks.iter().map(RecordBatch::len).sum::<usize>(), 400);
+    }
+
     /// Lines laid straight into partitions are the partitions the job
     /// cuts from blocks: same lines, same order, same partition. The files
     /// have `\r\n`, empty lines, a last line without a newline and lines

@@ -939,8 +939,6 @@ impl BatchLoop {
             }
         }
         self.executor.commit();
-        // Buffers a burst left for reuse go back once it is over.
-        weir_abi::recycle::trim();
         let processing_ms = started.elapsed().as_secs_f64() * 1e3;
         let scheduling_delay_ms = (start_ms - t).max(0) as f64;
         Ok(BatchStats {

@@ -11,9 +11,12 @@
 //!
 //! What is kept is bounded, as kept pages are resident:
 //! - at most [`limit`] bytes (the oldest buffer is freed first);
-//! - only until the end of the next batch: a host calls [`trim`] after each
-//!   batch, which frees what was kept before the previous `trim` and not
-//!   taken since, so memory a burst needed goes back once it is over;
+//! - only until the end of the next batch, and a second: a host calls
+//!   [`trim`] after each batch, which frees what was kept before the
+//!   previous `trim`, at least [`MIN_KEEP`] ago, and not taken since (the
+//!   second keeps reuse working when many jobs in one process trim), so
+//!   memory a burst needed goes back once it is over; [`clear`] frees all
+//!   (a host calls it when a job ends);
 //! - a buffer is handed out only for a request of at least two thirds of
 //!   its size, so a small batch never pins a large buffer.
 //!
@@ -25,6 +28,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Buffers smaller than this are left to the allocator, which keeps small
 /// blocks in its own free lists.
@@ -32,6 +36,9 @@ pub const MIN_BYTES: usize = 1 << 20;
 
 /// The default bound on kept bytes.
 pub const DEFAULT_LIMIT: usize = 256 << 20;
+
+/// A buffer is kept at least this long, whatever the [`trim`]s.
+pub const MIN_KEEP: Duration = Duration::from_secs(1);
 
 static LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_LIMIT);
 
@@ -43,18 +50,19 @@ static KEPT: Mutex<Kept> = Mutex::new(Kept {
 });
 
 struct Kept {
-    /// Each with the generation ([`trim`]s so far) it was given back in.
-    buffers: VecDeque<(Vec<u8>, u64)>,
+    /// Each with the generation ([`trim`]s so far) and time it was given
+    /// back in.
+    buffers: VecDeque<(Vec<u8>, u64, Instant)>,
     bytes: usize,
     generation: u64,
 }
 
 impl Kept {
     /// Takes out the oldest buffers while `over` says so.
-    fn shed(&mut self, over: impl Fn(usize, u64) -> bool) -> Vec<Vec<u8>> {
+    fn shed(&mut self, over: impl Fn(usize, u64, Instant) -> bool) -> Vec<Vec<u8>> {
         let mut freed = Vec::new();
-        while let Some((b, given)) = self.buffers.front() {
-            if !over(self.bytes, *given) {
+        while let Some((b, given, at)) = self.buffers.front() {
+            if !over(self.bytes, *given, *at) {
                 break;
             }
             self.bytes -= b.capacity();
@@ -78,7 +86,7 @@ pub fn limit() -> usize {
 /// Sets the bound on kept bytes (0 keeps nothing) and frees what is over it.
 pub fn set_limit(bytes: usize) {
     LIMIT.store(bytes, Ordering::Relaxed);
-    let freed = lock().shed(|kept, _| kept > bytes);
+    let freed = lock().shed(|kept, _, _| kept > bytes);
     // Freed outside the lock: returning memory to the system takes a while.
     drop(freed);
 }
@@ -89,13 +97,26 @@ pub fn kept_bytes() -> usize {
 }
 
 /// Ends a generation (a host calls it after each batch): frees the buffers
-/// kept before the previous call and not taken since.
+/// kept before the previous call, at least [`MIN_KEEP`] ago, and not taken
+/// since.
 pub fn trim() {
+    let now = Instant::now();
     let freed = {
         let mut kept = lock();
         let current = kept.generation;
         kept.generation += 1;
-        kept.shed(|_, given| given < current)
+        kept.shed(|_, given, at| given < current && now.duration_since(at) >= MIN_KEEP)
+    };
+    drop(freed);
+}
+
+/// Frees every kept buffer (a host calls it when a job ends: nothing may
+/// trim for a while).
+pub fn clear() {
+    let freed = {
+        let mut kept = lock();
+        kept.bytes = 0;
+        std::mem::take(&mut kept.buffers)
     };
     drop(freed);
 }
@@ -106,36 +127,43 @@ pub fn trim() {
 /// so its resident pages serve the request); else a new one. A grown or new
 /// buffer gets an eighth more room than asked for.
 pub fn take(bytes: usize) -> Vec<u8> {
-    let room = bytes + bytes / 8;
+    let room = bytes.saturating_add(bytes / 8);
     if bytes < MIN_BYTES / 2 {
         return Vec::with_capacity(bytes);
     }
-    let mut kept = lock();
-    let fits = |b: &Vec<u8>| b.capacity() >= bytes && b.capacity() / 3 * 2 <= bytes;
-    let best = kept
-        .buffers
-        .iter()
-        .enumerate()
-        .filter(|(_, (b, _))| fits(b))
-        .min_by_key(|(_, (b, _))| b.capacity())
-        .or_else(|| {
-            kept.buffers
-                .iter()
-                .enumerate()
-                .filter(|(_, (b, _))| b.capacity() < bytes)
-                .max_by_key(|(_, (b, _))| b.capacity())
+    let found = {
+        let mut kept = lock();
+        let fits = |b: &Vec<u8>| b.capacity() >= bytes && b.capacity() / 3 * 2 <= bytes;
+        let best = kept
+            .buffers
+            .iter()
+            .enumerate()
+            .filter(|(_, (b, ..))| fits(b))
+            .min_by_key(|(_, (b, ..))| b.capacity())
+            .or_else(|| {
+                kept.buffers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (b, ..))| b.capacity() < bytes)
+                    .max_by_key(|(_, (b, ..))| b.capacity())
+            })
+            .map(|(i, _)| i);
+        best.map(|i| {
+            let (b, ..) = kept.buffers.remove(i).expect("index from the search");
+            kept.bytes -= b.capacity();
+            b
         })
-        .map(|(i, _)| i);
-    let Some(i) = best else {
-        return Vec::with_capacity(room);
     };
-    let (mut b, _) = kept.buffers.remove(i).expect("index from the search");
-    kept.bytes -= b.capacity();
-    drop(kept);
-    if b.capacity() < bytes {
-        b.reserve_exact(room);
+    // Allocating or growing outside the lock.
+    match found {
+        Some(mut b) => {
+            if b.capacity() < bytes {
+                b.reserve_exact(room);
+            }
+            b
+        }
+        None => Vec::with_capacity(room),
     }
-    b
 }
 
 /// Keeps `buf` for a later [`take`] if it is large and fits under the
@@ -147,12 +175,13 @@ pub fn give(mut buf: Vec<u8>) {
         return;
     }
     buf.clear();
+    let now = Instant::now();
     let freed = {
         let mut kept = lock();
-        let freed = kept.shed(|kept, _| kept + cap > limit);
+        let freed = kept.shed(|kept, _, _| kept + cap > limit);
         kept.bytes += cap;
         let generation = kept.generation;
-        kept.buffers.push_back((buf, generation));
+        kept.buffers.push_back((buf, generation, now));
         freed
     };
     drop(freed);
@@ -193,12 +222,22 @@ mod tests {
         give(grown);
         let kept = kept_bytes();
         assert!(kept >= 7 << 20);
-        // Kept through the end of the next batch, then freed.
+        // Kept through the end of the next batch and a second, then freed.
+        set_limit(64 << 20);
         trim();
-        assert_eq!(kept_bytes(), kept);
+        trim();
+        assert_eq!(kept_bytes(), kept, "not a second yet");
+        std::thread::sleep(MIN_KEEP);
         give(Vec::with_capacity(2 << 20));
         trim();
-        assert_eq!(kept_bytes(), 2 << 20);
+        assert_eq!(
+            kept_bytes(),
+            2 << 20,
+            "the older one went, not this batch's"
+        );
+        clear();
+        assert_eq!(kept_bytes(), 0);
+        give(Vec::with_capacity(2 << 20));
         set_limit(0);
         assert_eq!(kept_bytes(), 0);
         set_limit(DEFAULT_LIMIT);

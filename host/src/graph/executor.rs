@@ -482,9 +482,6 @@ impl Executor {
                 state.commit(staged);
             }
         }
-        // A batch is over: buffers kept for reuse since before it and not
-        // reused in it go back to the system (every run path commits).
-        weir_abi::recycle::trim();
     }
 
     /// Drops the state changes of the last batch (it failed).

@@ -821,7 +821,11 @@ async fn drive(batch_loop: BatchLoop, termination: Arc<Termination>) {
     }
     // Ended on a blocking thread, and reported there: ending may drop the
     // last handle of a host of the job's own, and with it this runtime.
-    let ended = tokio::task::spawn_blocking(move || termination.finish(lp.end(result)));
+    let ended = tokio::task::spawn_blocking(move || {
+        termination.finish(lp.end(result));
+        // Nothing of this job trims any more: what it left for reuse goes.
+        weir_abi::recycle::clear();
+    });
     let _ = ended.await;
 }
 

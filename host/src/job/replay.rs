@@ -373,6 +373,7 @@ impl Replayer {
             }
             self.baseline.commit();
             self.candidate.commit();
+            weir_abi::recycle::trim();
             if self.verify(entry.seq)? {
                 report.verified_checkpoints.push(entry.seq);
             }

@@ -780,6 +780,7 @@ impl BatchLoop {
         for tb in tasks.iter_mut() {
             tb.task.executor.commit();
         }
+        weir_abi::recycle::trim();
         Ok(values)
     }
 

@@ -939,6 +939,9 @@ impl BatchLoop {
             }
         }
         self.executor.commit();
+        // Buffers kept for reuse before this batch and not reused in it
+        // go back to the system.
+        weir_abi::recycle::trim();
         let processing_ms = started.elapsed().as_secs_f64() * 1e3;
         let scheduling_delay_ms = (start_ms - t).max(0) as f64;
         Ok(BatchStats {

@@ -103,7 +103,8 @@ impl FileSource {
     /// estimated rate allows (once there is an estimate and a line read).
     fn byte_budget(&self) -> Option<u64> {
         // The estimate, else the initial rate, else the processing rate of
-        // the first batch measured.
+        // the first batch measured (a one-file batch, start-up included:
+        // it may start low, and the estimator raises it from there).
         let rate = self
             .estimator
             .as_ref()
@@ -196,22 +197,29 @@ impl FileSource {
         if let Some(n) = self.partitions {
             let mut bytes = 0u64;
             for path in files {
-                bytes += std::fs::metadata(path).map_or(0, |m| m.len());
+                bytes = bytes.saturating_add(std::fs::metadata(path).map_or(0, |m| m.len()));
             }
             // Framing adds 8 bytes a line; until lines are read, assume 64.
             let per_line = match self.lines_read {
                 0 => 64,
                 l => (self.bytes_read / l).max(1),
             };
-            let framed = bytes + bytes / per_line * 8;
-            out.reserve((framed / n as u64 + framed / n as u64 / 16) as usize);
+            let framed = bytes.saturating_add((bytes / per_line).saturating_mul(8));
+            let each = framed / n as u64;
+            // Capped: a huge or sparse file must not reserve what it may
+            // never fill (past it, a large buffer grows by remapping).
+            out.reserve(each.saturating_add(each / 16).min(MAX_RESERVE) as usize);
         }
         let mut line = Vec::new();
         for path in files {
             let file = std::fs::File::open(path).map_err(|e| self.error("read", path, e))?;
             let mut reader = std::io::BufReader::with_capacity(256 << 10, file);
             loop {
-                let available = reader.fill_buf().map_err(|e| self.error("read", path, e))?;
+                let available = match reader.fill_buf() {
+                    Ok(available) => available,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(self.error("read", path, e)),
+                };
                 if available.is_empty() {
                     break;
                 }
@@ -227,7 +235,15 @@ impl FileSource {
                         let n = reader
                             .read_until(b'\n', &mut line)
                             .map_err(|e| self.error("read", path, e))?;
-                        out.push(line.strip_suffix(b"\n").unwrap_or(&line));
+                        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+                        if u32::try_from(text.len()).is_err() {
+                            let e = std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                format!("a line of {} bytes (at most 4 GiB)", text.len()),
+                            );
+                            return Err(self.error("read", path, e));
+                        }
+                        out.push(text);
                         self.bytes_read += n as u64;
                         self.lines_read += 1;
                         continue;
@@ -242,6 +258,9 @@ impl FileSource {
         Ok(out.finish())
     }
 }
+
+/// Bytes reserved up front for a partition at most.
+const MAX_RESERVE: u64 = 64 << 20;
 
 /// A batch's lines as they are laid: into blocks, or into partitions.
 struct Laid {
@@ -303,6 +322,12 @@ impl Laid {
     fn finish(mut self) -> Vec<RecordBatch> {
         if self.partitions.is_none() {
             self.batches.retain(|b| !b.is_empty());
+        }
+        // An empty partition gives back what was reserved for it.
+        for b in &mut self.batches {
+            if b.is_empty() {
+                *b = RecordBatch::new();
+            }
         }
         self.batches
     }

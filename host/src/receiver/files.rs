@@ -401,21 +401,15 @@ mod tests {
         }
     }
 
-    /// With backpressure, a batch takes the files the estimated rate
-    /// allows (at the bytes per line read so far), at least one.
-    #[test]
-    fn with_backpressure_a_batch_follows_the_estimated_rate() {
+    /// A source with backpressure over `files` files of 100 ten-byte lines
+    /// (oldest first by name), and the directory it watches.
+    fn backpressured(files: usize, pid: PidConfig) -> (tempfile::TempDir, FileSource) {
         let dir = tempfile::tempdir().unwrap();
-        // Ten files of 100 ten-byte lines, oldest first by name.
-        for i in 0..10 {
+        for i in 0..files {
             let body = "word word\n".repeat(100);
             std::fs::write(dir.path().join(format!("f{i:02}")), body).unwrap();
         }
-        let pid = PidConfig {
-            initial_rate: Some(200.0),
-            ..PidConfig::default()
-        };
-        let mut source = FileSource::new(
+        let source = FileSource::new(
             "files".into(),
             dir.path().to_owned(),
             true,
@@ -424,14 +418,28 @@ mod tests {
         )
         .unwrap()
         .with_backpressure(pid, 1000);
-        let take = |source: &mut FileSource, t| {
-            let (input, blocks) = source.next_batch(t).unwrap();
-            let SourceInput::Files(files) = input else {
-                panic!("files")
-            };
-            let lines: usize = blocks.iter().map(RecordBatch::len).sum();
-            (files.len(), lines)
+        (dir, source)
+    }
+
+    /// The batch at `t`: (files, lines).
+    fn take(source: &mut FileSource, t: i64) -> (usize, usize) {
+        let (input, blocks) = source.next_batch(t).unwrap();
+        let SourceInput::Files(files) = input else {
+            panic!("files")
         };
+        let lines: usize = blocks.iter().map(RecordBatch::len).sum();
+        (files.len(), lines)
+    }
+
+    /// With backpressure, a batch takes the files the estimated rate
+    /// allows (at the bytes per line read so far), at least one.
+    #[test]
+    fn with_backpressure_a_batch_follows_the_estimated_rate() {
+        let pid = PidConfig {
+            initial_rate: Some(200.0),
+            ..PidConfig::default()
+        };
+        let (_dir, mut source) = backpressured(10, pid);
         // No line read yet: one file.
         assert_eq!(take(&mut source, 1000), (1, 100));
         // The first batch only measures; the initial 200 lines/s hold.
@@ -449,41 +457,13 @@ mod tests {
     /// measured batch's processing rate allows, until there is an estimate.
     #[test]
     fn with_backpressure_and_no_initial_rate_a_batch_starts_with_one_file() {
-        let dir = tempfile::tempdir().unwrap();
-        for i in 0..20 {
-            let body = "word word\n".repeat(100);
-            std::fs::write(dir.path().join(format!("f{i:02}")), body).unwrap();
-        }
-        let mut source = FileSource::new(
-            "files".into(),
-            dir.path().to_owned(),
-            true,
-            1000,
-            FileLimits::default(),
-        )
-        .unwrap()
-        .with_backpressure(PidConfig::default(), 1000);
-        let mut take = |t| {
-            let (input, blocks) = source.next_batch(t).unwrap();
-            let SourceInput::Files(files) = input else {
-                panic!("files")
-            };
-            (
-                files.len(),
-                blocks.iter().map(RecordBatch::len).sum::<usize>(),
-            )
-        };
-        assert_eq!(take(1000), (1, 100));
+        let (_dir, mut source) = backpressured(20, PidConfig::default());
+        assert_eq!(take(&mut source, 1000), (1, 100));
         // Before the batch completes there is still no rate: one file.
-        assert_eq!(take(2000), (1, 100));
+        assert_eq!(take(&mut source, 2000), (1, 100));
         // 100 lines in 250 ms: 400 lines/s, so 400 lines a 1 s batch.
         source.completed(&done(1000, 100, 250.0));
-        let (input, blocks) = source.next_batch(3000).unwrap();
-        let SourceInput::Files(files) = input else {
-            panic!("files")
-        };
-        assert_eq!(files.len(), 4);
-        assert_eq!(blocks.iter().map(RecordBatch::len).sum::<usize>(), 400);
+        assert_eq!(take(&mut source, 3000), (4, 400));
     }
 
     /// Lines laid straight into partitions are the partitions the job

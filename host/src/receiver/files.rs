@@ -228,6 +228,7 @@ impl FileSource {
                 let n = match memchr::memchr(b'\n', available) {
                     Some(end) => {
                         out.push(&available[..end]);
+                        reader.consume(end + 1);
                         end + 1
                     }
                     None => {
@@ -244,12 +245,9 @@ impl FileSource {
                             return Err(self.error("read", path, e));
                         }
                         out.push(text);
-                        self.bytes_read += n as u64;
-                        self.lines_read += 1;
-                        continue;
+                        n
                     }
                 };
-                reader.consume(n);
                 self.bytes_read += n as u64;
                 self.lines_read += 1;
             }

@@ -167,17 +167,7 @@ fn text_batches(dir: &Path, name: &str) -> BTreeMap<i64, BTreeMap<String, String
             path.display()
         );
         let mut records = BTreeMap::new();
-        let mut parts: Vec<PathBuf> = std::fs::read_dir(&path)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("part-")
-            })
-            .collect();
-        parts.sort();
+        let parts = crate::support::part_files(&path);
         assert!(!parts.is_empty(), "{} has no part files", path.display());
         for part in parts {
             for line in std::fs::read_to_string(&part).unwrap().lines() {

@@ -463,17 +463,7 @@ prefix = {}
             batch_dir.join("_SUCCESS").is_file(),
             "{batch} has no _SUCCESS"
         );
-        let mut parts: Vec<PathBuf> = std::fs::read_dir(&batch_dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("part-")
-            })
-            .collect();
-        parts.sort();
+        let parts = crate::support::part_files(&batch_dir);
         assert!(!parts.is_empty(), "{batch} has no part files");
         let mut words = BTreeSet::new();
         let mut total = 0u64;

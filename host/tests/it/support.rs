@@ -175,9 +175,8 @@ pub fn kill_and_restart(pipeline: &Path, args: &[&str], seed: u64, max_delay_us:
     killed
 }
 
-/// The lines of a `text_files` batch directory's part files, the parts
-/// in name (partition) order.
-pub fn batch_lines(batch_dir: &Path) -> Vec<String> {
+/// A `text_files` batch directory's part files, in name (partition) order.
+pub fn part_files(batch_dir: &Path) -> Vec<PathBuf> {
     let mut parts: Vec<PathBuf> = std::fs::read_dir(batch_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -190,6 +189,12 @@ pub fn batch_lines(batch_dir: &Path) -> Vec<String> {
         .collect();
     parts.sort();
     parts
+}
+
+/// The lines of a `text_files` batch directory's part files, the parts
+/// in name (partition) order.
+pub fn batch_lines(batch_dir: &Path) -> Vec<String> {
+    part_files(batch_dir)
         .iter()
         .flat_map(|p| {
             let text = std::fs::read_to_string(p).unwrap();

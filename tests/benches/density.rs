@@ -38,14 +38,11 @@ const TENANTS: usize = 10;
 const RESULT: &str = "WEIR_DENSITY_RESULT";
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    if args.first().map(String::as_str) == Some("__child") {
-        child(&args[1], args[2].parse().expect("a job count"));
+    let Some(_args) = weir_tests::harness::args_or_run_child(|a| {
+        child(&a[0], a[1].parse().expect("a job count"))
+    }) else {
         return;
-    }
+    };
     println!("weir serve density benchmark");
     println!(
         "  {} CPU(s); one host per configuration, in a fresh process; jobs spread over {TENANTS} tenants, 1 worker each; {} s measured after {WARMUP_BATCHES} batches per job",

@@ -41,14 +41,9 @@ const QUERIES: &[(&str, Option<f64>, Option<f64>)] = &[
 ];
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    if args.first().map(String::as_str) == Some("__child") {
-        child(&args[1..]);
+    let Some(args) = weir_tests::harness::args_or_run_child(child) else {
         return;
-    }
+    };
     for a in &args {
         assert!(
             a == "source" || QUERIES.iter().any(|(q, ..)| q == a),

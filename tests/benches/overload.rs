@@ -35,14 +35,9 @@ use weir_tests::harness::{env_usize, fmt_rate, join, peak_rss_mb, report, run_ch
 use weir_tests::{guest, guests};
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    if args.first().map(String::as_str) == Some("__child") {
-        child(&args[1..]);
+    let Some(args) = weir_tests::harness::args_or_run_child(child) else {
         return;
-    }
+    };
     let only = args.first().cloned();
     println!("weir overload benchmark (issue 15)");
     println!(

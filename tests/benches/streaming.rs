@@ -59,14 +59,9 @@ const TARGET_PEAK_RSS_MB: f64 = 80.0;
 const SECTIONS: [&str; 4] = ["wordcount", "window", "state", "latency"];
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    if args.first().map(String::as_str) == Some("__child") {
-        child(&args[1..]);
+    let Some(args) = weir_tests::harness::args_or_run_child(child) else {
         return;
-    }
+    };
     let only = args.first().map(|a| match a.as_str() {
         "1" | "wordcount" => "wordcount",
         "2" | "window" => "window",

@@ -53,6 +53,21 @@ impl Results {
     }
 }
 
+/// The benchmark's arguments, cargo's `--` flags dropped. When this binary
+/// was started as a child ([`run_child`]: `__child ARGS...`), runs `child`
+/// with ARGS instead and gives `None`.
+pub fn args_or_run_child(child: impl FnOnce(&[String])) -> Option<Vec<String>> {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if args.first().map(String::as_str) == Some("__child") {
+        child(&args[1..]);
+        return None;
+    }
+    Some(args)
+}
+
 /// Runs this benchmark binary as `__child ARGS...` and reads its report.
 pub fn run_child(args: &[&str]) -> Results {
     let exe = std::env::current_exe().expect("current exe");
